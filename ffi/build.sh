@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Builds the native libraries into ffi/build/: the C library always, the CUDA library when nvcc
+# is on PATH (even without a GPU). Rebuilds only what changed. Usage: bash ffi/build.sh [--force]
+set -euo pipefail
+cd "$(dirname "$0")"
+mkdir -p build
+force=${1:-}
+stale() { # stale OUTPUT INPUTS...: true when OUTPUT is missing or older than any input
+  local out=$1; shift
+  [ "$force" = "--force" ] || [ ! -e "$out" ] || [ -n "$(find "$@" -newer "$out" 2>/dev/null | head -1)" ]
+}
+CC=${CC:-cc}
+cpu_src=(cpu/*.c)
+if stale build/liblmkit_cpu.so cpu include; then
+  echo "build: $CC → ffi/build/liblmkit_cpu.so"
+  $CC -O3 -march=native -ffp-contract=fast -fopenmp -fPIC -shared -std=gnu11 -Wall -Wextra \
+    -Wno-unused-parameter -Wl,-z,nodelete -o build/liblmkit_cpu.so.tmp "${cpu_src[@]}" -ldl -lm -lpthread
+  mv build/liblmkit_cpu.so.tmp build/liblmkit_cpu.so
+fi
+if command -v nvcc >/dev/null 2>&1 && compgen -G "cuda/*.cu" >/dev/null; then
+  if stale build/liblmkit_cuda.so cuda include; then
+    echo "build: nvcc → ffi/build/liblmkit_cuda.so (sm_80, sm_90a)"
+    nvcc -O3 -std=c++17 -shared -Xcompiler -fPIC -cudart static \
+      -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a \
+      -o build/liblmkit_cuda.so.tmp cuda/*.cu -ldl -lpthread
+    mv build/liblmkit_cuda.so.tmp build/liblmkit_cuda.so
+  fi
+elif ! command -v nvcc >/dev/null 2>&1; then
+  echo "build: nvcc not found; the cuda backend is not built"
+fi

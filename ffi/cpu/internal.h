@@ -1,0 +1,40 @@
+/* Private helpers shared by the CPU library's sources. */
+#ifndef LK_CPU_INTERNAL_H
+#define LK_CPU_INTERNAL_H
+#include <stddef.h>
+#include <stdint.h>
+#include "../include/lmkit.h"
+
+int32_t lk_fail(int32_t code, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Checks that a buffer of `have` elements holds `need`; else sets the error naming `what`. */
+int32_t lk_check_len(const char* fn, const char* what, double have, double need);
+int32_t lk_check_dims(const char* fn, int32_t m, int32_t k, int32_t n);
+void* lk_alloc(size_t bytes);
+
+/* OpenBLAS / LAPACK functions found at run time (NULL when absent or disabled). */
+typedef struct {
+  void (*sgemm)(int, int, int, int, int, int, float, const float*, int, const float*, int, float,
+                float*, int);
+  void (*dgemm)(int, int, int, int, int, int, double, const double*, int, const double*, int,
+                double, double*, int);
+  void (*ssyrk)(int, int, int, int, int, float, const float*, int, float, float*, int);
+  void (*dsyrk)(int, int, int, int, int, double, const double*, int, double, double*, int);
+  void (*dpotrf)(const char*, const int*, double*, const int*, int*);
+  void (*dtrtri)(const char*, const char*, const int*, double*, const int*, int*);
+} lk_blas_t;
+const lk_blas_t* lk_blas(void); /* NULL unless OpenBLAS is loaded and enabled */
+
+/* The project's own GEMM: C[m,n] = beta·C + alpha·A·B with A(i,p) = a[i*rsa + p*csa],
+ * B(p,j) = b[p*rsb + j*csb], C row-major with leading dimension ldc. When lower_only, only
+ * tiles that touch C's lower triangle (j ≤ i) are computed: entries above it are garbage. */
+void lk_sgemm(int m, int n, int k, float alpha, const float* a, ptrdiff_t rsa, ptrdiff_t csa,
+              const float* b, ptrdiff_t rsb, ptrdiff_t csb, float beta, float* c, ptrdiff_t ldc,
+              int lower_only);
+/* f64 GEMM; A and B may be f32 (a_f32/b_f32 set), converted to f64 when packed. */
+void lk_dgemm(int m, int n, int k, double alpha, const void* a, int a_f32, ptrdiff_t rsa,
+              ptrdiff_t csa, const void* b, int b_f32, ptrdiff_t rsb, ptrdiff_t csb, double beta,
+              double* c, ptrdiff_t ldc, int lower_only);
+
+/* CBLAS enum values. */
+enum { LK_ROW_MAJOR = 101, LK_NO_TRANS = 111, LK_TRANS = 112, LK_UPPER = 121, LK_LOWER = 122 };
+#endif

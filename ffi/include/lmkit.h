@@ -1,0 +1,90 @@
+/*
+ * lmkit native ABI: one header for liblmkit_cpu.so and liblmkit_cuda.so.
+ *
+ * Rules (see DESIGN.md):
+ *  - every entry point returns int32_t status: LK_OK (0) or an LK_E* code;
+ *    lk_last_error() copies the message of the calling thread's last failure;
+ *  - arguments are caller-owned typed-array buffers and int32_t / double scalars only;
+ *    element counts travel as double (exact up to 2^53) so that the C side can check every
+ *    buffer against the shape it is told before touching memory;
+ *  - nothing exits or prints; GPU memory lives inside the CUDA library behind int32 handles.
+ * Matrices are row-major. A "len" argument is the number of elements of the buffer before it.
+ */
+#ifndef LMKIT_H
+#define LMKIT_H
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LK_ABI_VERSION 1
+
+#define LK_OK 0
+#define LK_ESHAPE 1     /* a dimension or buffer length does not fit the operation */
+#define LK_EARG 2       /* an argument is out of range */
+#define LK_ENUMERICAL 3 /* NaN in input, not positive definite, ... */
+#define LK_EBACKEND 4   /* no device, library missing, launch failure */
+#define LK_ENOMEM 5     /* allocation failed */
+#define LK_EHANDLE 6    /* unknown or freed device handle */
+
+/* ---- common to both libraries ---- */
+int32_t lk_abi_version(int32_t* out, double out_len);
+int32_t lk_last_error(char* buf, int32_t cap);
+/* JSON object describing the library: {"backend":..., ...}; NUL-terminated, truncated to cap. */
+int32_t lk_info(char* buf, int32_t cap);
+
+/* ---- CPU library ---- */
+/* mode 0: the project's own kernels; 1: OpenBLAS/LAPACK when it was found (default). */
+int32_t lk_cpu_set_blas(int32_t mode);
+/* C[m,n] = A[m,k]·B[k,n] (trans_b = 0) or A[m,k]·B[n,k]ᵀ (trans_b = 1). */
+int32_t lk_cpu_matmul_f32(const float* a, double a_len, const float* b, double b_len, float* c,
+                          double c_len, int32_t m, int32_t k, int32_t n, int32_t trans_b);
+/* H[n,n] = beta·H + alpha·XᵀX for X[rows,n], f32 accumulation (full symmetric result). */
+int32_t lk_cpu_gram_f32(const float* x, double x_len, int32_t rows, int32_t n, float* h,
+                        double h_len, double alpha, double beta);
+/* The same with an f64 H (X is converted to f64 before multiplying). */
+int32_t lk_cpu_gram_f64(const float* x, double x_len, int32_t rows, int32_t n, double* h,
+                        double h_len, double alpha, double beta);
+/* In place: H[n,n] (symmetric, f64) becomes U, the upper Cholesky factor of (H + λI)⁻¹ with
+ * λ = percdamp·mean(diag H) (zero diagonal entries are first set to 1, as SparseGPT does).
+ * When H + λI is not positive definite the damping is multiplied by 10, up to max_tries tries.
+ * info_out[0] = the percdamp that succeeded, info_out[1] = number of zero-diagonal columns. */
+int32_t lk_cpu_obs_prepare_f64(double* h, double h_len, int32_t n, double percdamp,
+                               int32_t max_tries, double* info_out, double info_len);
+/* Row-wise top-k of X[rows,cols] by value (by_abs = 0) or by magnitude (by_abs = 1).
+ * Ties go to the lower column index. Per row, idx gets the k chosen column indices in
+ * ascending order, val their (signed) values, thr the k-th largest key (k ≥ 1). */
+int32_t lk_cpu_topk_f32(const float* x, double x_len, int32_t rows, int32_t cols, int32_t k,
+                        int32_t by_abs, int32_t* idx, double idx_len, float* val, double val_len,
+                        float* thr, double thr_len);
+/* mask[i,j] = key(X[i,j]) >= thr[i] (key = |x| when by_abs); count[i] = selected in row i. */
+int32_t lk_cpu_threshold_f32(const float* x, double x_len, int32_t rows, int32_t cols,
+                             const float* thr, double thr_len, int32_t by_abs, uint8_t* mask,
+                             double mask_len, int32_t* count, double count_len);
+
+/* ---- CUDA library ---- */
+/* out[0] = number of visible devices (0 when none or no driver). */
+int32_t lk_cuda_device_count(int32_t* out, double out_len);
+/* Device buffers, named by handles > 0. dtype: 0 = f32, 1 = f64, 2 = i32, 3 = u8. */
+int32_t lk_cuda_alloc(int32_t dtype, double len, int32_t* handle_out, double handle_len);
+int32_t lk_cuda_free(int32_t handle);
+int32_t lk_cuda_upload(int32_t handle, const void* host, double bytes);
+int32_t lk_cuda_download(int32_t handle, void* host, double bytes);
+int32_t lk_cuda_matmul_f32(int32_t a, int32_t b, int32_t c, int32_t m, int32_t k, int32_t n,
+                           int32_t trans_b);
+int32_t lk_cuda_gram_f32(int32_t x, int32_t rows, int32_t n, int32_t h, double alpha, double beta);
+int32_t lk_cuda_gram_f64(int32_t x, int32_t rows, int32_t n, int32_t h, double alpha, double beta);
+int32_t lk_cuda_obs_prepare_f64(int32_t h, int32_t n, double percdamp, int32_t max_tries,
+                                double* info_out, double info_len);
+int32_t lk_cuda_topk_f32(int32_t x, int32_t rows, int32_t cols, int32_t k, int32_t by_abs,
+                         int32_t idx, int32_t val, int32_t thr);
+int32_t lk_cuda_threshold_f32(int32_t x, int32_t rows, int32_t cols, int32_t thr, int32_t by_abs,
+                              int32_t mask, int32_t count);
+/* Waits for queued work; ms_out[0] = milliseconds since the previous lk_cuda_sync. */
+int32_t lk_cuda_sync(double* ms_out, double ms_len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

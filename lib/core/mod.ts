@@ -1,0 +1,11 @@
+/**
+ * Core types used across lmkit: the row-major matrix, a seeded RNG, error classes, progress
+ * bars and permission checks.
+ *
+ * @module
+ */
+export * from "./errors.ts";
+export * from "./matrix.ts";
+export * from "./rng.ts";
+export * from "./progress.ts";
+export * from "./permissions.ts";

@@ -1,0 +1,44 @@
+/**
+ * The harness every `scripts/*.ts` runs in: permission check first, `--help`, and any error
+ * printed as one sentence on stderr with exit code 1 (no stack trace for expected failures).
+ *
+ * @module
+ */
+import { type Need, requirePermissions } from "./permissions.ts";
+
+/** What a script declares about itself. */
+export interface ScriptSpec {
+  /** File name, e.g. "selfcheck.ts". */
+  name: string;
+  /** The `--help` text. */
+  usage: string;
+  /** Permissions checked before `main` runs. */
+  needs: Need[];
+}
+
+/**
+ * Runs `main(args)` under the spec: prints usage on `--help`/`-h`, checks permissions, and turns
+ * any thrown error into `error: <message>` plus exit code 1.
+ */
+export async function runScript(
+  spec: ScriptSpec,
+  main: (args: string[]) => Promise<void> | void,
+  args: string[] = Deno.args,
+): Promise<void> {
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(spec.usage.trim());
+    return;
+  }
+  try {
+    requirePermissions(spec.name, spec.needs);
+    await main(args);
+  } catch (e) {
+    const err = e as Error;
+    console.error(`error: ${err?.message ?? String(e)}`);
+    const debug = { name: "env", variable: "LMKIT_DEBUG" } as const;
+    if (Deno.permissions.querySync(debug).state === "granted" && Deno.env.get("LMKIT_DEBUG")) {
+      console.error(err?.stack);
+    }
+    Deno.exit(1);
+  }
+}

@@ -1,0 +1,6 @@
+/**
+ * File I/O: output writing (all-or-nothing).
+ *
+ * @module
+ */
+export * from "./output.ts";

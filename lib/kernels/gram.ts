@@ -1,0 +1,158 @@
+/**
+ * Gram accumulation H ← β·H + α·XᵀX over streamed batches of rows: the layer Hessian of
+ * SparseGPT and GPTQ (H = 2/N·Σ xxᵀ). f32 input; H in f32 or f64.
+ *
+ * @module
+ */
+import { check, cpu, cuda, DeviceBuffer } from "../../ffi/mod.ts";
+import { ShapeError } from "../core/errors.ts";
+import { Matrix, type MatrixData } from "../core/matrix.ts";
+import { type Backend, type KernelOptions, resolve } from "./_backend.ts";
+
+/** Options of {@linkcode gramAccumulate}. */
+export interface GramOptions extends KernelOptions {
+  /** Scale of XᵀX (default 1). */
+  alpha?: number;
+  /** Scale of the old H (default 1). */
+  beta?: number;
+}
+
+function checkShapes(h: Matrix<MatrixData>, x: Matrix): void {
+  if (h.rows !== x.cols || h.cols !== x.cols) {
+    throw new ShapeError(
+      `Cannot accumulate XᵀX of a ${x.rows}×${x.cols} X into a ${h.rows}×${h.cols} H: expected H to be ${x.cols}×${x.cols}`,
+    );
+  }
+}
+
+/**
+ * In place: H ← β·H + α·XᵀX. H keeps its element type (f32 or f64 accumulation).
+ *
+ * @example
+ * ```ts
+ * import { gramAccumulate } from "./gram.ts";
+ * import { Matrix } from "../core/matrix.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const h = Matrix.zeros64(2, 2);
+ * gramAccumulate(h, Matrix.from([[1, 2], [3, 4]]), { backend: "ts" });
+ * assertEquals(Array.from(h.data), [10, 14, 14, 20]);
+ * ```
+ */
+export function gramAccumulate<T extends MatrixData>(
+  h: Matrix<T>,
+  x: Matrix,
+  options: GramOptions = {},
+): Matrix<T> {
+  checkShapes(h, x);
+  const { alpha = 1, beta = 1 } = options;
+  if (!Number.isFinite(alpha) || !Number.isFinite(beta)) {
+    throw new RangeError(`Cannot scale by alpha=${alpha}, beta=${beta}: expected finite numbers`);
+  }
+  const backend = resolve(options);
+  if (backend === "ts") {
+    gramRef(h, x, alpha, beta);
+    return h;
+  }
+  const n = x.cols, f64 = h.data instanceof Float64Array;
+  if (backend === "cpu") {
+    const lib = cpu();
+    const fn = f64 ? lib.lk_cpu_gram_f64 : lib.lk_cpu_gram_f32;
+    check(lib, fn(x.data, x.data.length, x.rows, n, h.data, h.data.length, alpha, beta));
+    return h;
+  }
+  using dh = DeviceBuffer.from(h.data);
+  cudaGram(dh, x, alpha, beta);
+  dh.download(h.data);
+  return h;
+}
+
+function cudaGram(dh: DeviceBuffer, x: Matrix, alpha: number, beta: number): void {
+  const lib = cuda();
+  using dx = DeviceBuffer.from(x.data);
+  const fn = dh.dtype === "f64" ? lib.lk_cuda_gram_f64 : lib.lk_cuda_gram_f32;
+  check(lib, fn(dx.handle, x.rows, x.cols, dh.handle, alpha, beta));
+}
+
+/** The TypeScript reference (f64 arithmetic, written into H's element type). */
+export function gramRef(h: Matrix<MatrixData>, x: Matrix, alpha = 1, beta = 1): void {
+  checkShapes(h, x);
+  const n = x.cols, X = x.data, H = h.data;
+  const acc = new Float64Array(n * n);
+  for (let r = 0; r < x.rows; r++) {
+    const off = r * n;
+    for (let i = 0; i < n; i++) {
+      const xi = X[off + i] as number;
+      if (xi === 0) continue;
+      const row = i * n;
+      for (let j = 0; j <= i; j++) acc[row + j]! += xi * (X[off + j] as number);
+    }
+  }
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j <= i; j++) {
+      const old = beta === 0 ? 0 : beta * (H[i * n + j] as number);
+      const v = old + alpha * (acc[i * n + j] as number);
+      H[i * n + j] = v;
+      H[j * n + i] = v;
+    }
+  }
+}
+
+/**
+ * The layer Hessian of SparseGPT/GPTQ, H = 2/N·Σ xxᵀ, accumulated batch by batch as
+ * IST-DASLab/sparsegpt does (H ← H·N/(N+b) + 2/(N+b)·XᵀX). On the cuda backend H stays on the
+ * device until {@linkcode HessianAccumulator.result} is called.
+ *
+ * @example
+ * ```ts
+ * import { HessianAccumulator } from "./gram.ts";
+ * import { Matrix } from "../core/matrix.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const acc = new HessianAccumulator(2, { backend: "ts" });
+ * acc.add(Matrix.from([[1, 0]]));
+ * acc.add(Matrix.from([[0, 1]]));
+ * assertEquals(Array.from(acc.result().data), [1, 0, 0, 1]);
+ * ```
+ */
+export class HessianAccumulator {
+  /** Number of rows (tokens) seen. */
+  samples = 0;
+  readonly #h: Matrix<Float64Array>;
+  readonly #backend: Backend;
+  #dev: DeviceBuffer | undefined;
+
+  /**
+   * Creates an empty accumulator.
+   * @param n Number of columns (input features) of the layer.
+   * @param options Backend choice.
+   */
+  constructor(n: number, options: KernelOptions = {}) {
+    this.#h = Matrix.zeros64(n, n);
+    this.#backend = resolve(options);
+    if (this.#backend === "cuda") this.#dev = DeviceBuffer.from(this.#h.data);
+  }
+
+  /** Adds a batch of rows (tokens × features). */
+  add(x: Matrix): void {
+    checkShapes(this.#h, x);
+    if (x.rows === 0) return;
+    const total = this.samples + x.rows;
+    const beta = this.samples / total, alpha = 2 / total;
+    if (this.#dev) cudaGram(this.#dev, x, alpha, beta);
+    else gramAccumulate(this.#h, x, { alpha, beta, backend: this.#backend });
+    this.samples = total;
+  }
+
+  /** H as an f64 matrix (copied back from the device on cuda). */
+  result(): Matrix<Float64Array> {
+    if (this.#dev) this.#dev.download(this.#h.data);
+    return this.#h;
+  }
+
+  /** Frees device memory (cuda); a no-op elsewhere. */
+  [Symbol.dispose](): void {
+    this.#dev?.dispose();
+    this.#dev = undefined;
+  }
+}

@@ -1,0 +1,20 @@
+/**
+ * The kernel layer: one function per operation, each with a TypeScript reference (`ts`), a C
+ * implementation (`cpu`) and a CUDA implementation (`cuda`), chosen at run time.
+ *
+ * @module
+ */
+export * from "./matmul.ts";
+export * from "./gram.ts";
+export * from "./obs.ts";
+export * from "./topk.ts";
+export type { KernelOptions } from "./_backend.ts";
+export {
+  availableBackends,
+  type Backend,
+  BACKENDS,
+  type DevArray,
+  DeviceBuffer,
+  DeviceDType,
+  selectBackend,
+} from "../../ffi/mod.ts";

@@ -1,0 +1,18 @@
+/**
+ * lmkit: a Deno toolkit for research on language-model compression and language data.
+ *
+ * This module re-exports the library: core types, file I/O and the kernel layer (ts / cpu / cuda
+ * backends behind one function per operation).
+ *
+ * @example
+ * ```ts
+ * import { Matrix, matmul } from "./mod.ts";
+ * const c = matmul(Matrix.from([[1, 2]]), Matrix.from([[3], [4]]), { backend: "ts" });
+ * if (c.get(0, 0) !== 11) throw new Error("wrong product");
+ * ```
+ *
+ * @module
+ */
+export * from "./lib/core/mod.ts";
+export * from "./lib/io/mod.ts";
+export * from "./lib/kernels/mod.ts";

@@ -1,0 +1,26 @@
+// Shared test helpers: random inputs and the list of native backends to compare with `ts`.
+import { availableBackends, type Backend } from "../ffi/mod.ts";
+import { Matrix } from "../lib/core/matrix.ts";
+import type { Rng } from "../lib/core/rng.ts";
+
+/** A fresh seed per run (printed so that a failure can be replayed with LMKIT_SEED). */
+export function freshSeed(): number {
+  const fixed = Deno.env.get("LMKIT_SEED");
+  return fixed ? Number(fixed) : Math.floor(Math.random() * 2 ** 31);
+}
+
+/** A rows×cols matrix of standard normals. */
+export function randn(rng: Rng, rows: number, cols: number): Matrix {
+  return new Matrix(rows, cols, rng.normalArray(rows * cols));
+}
+
+const avail = availableBackends();
+
+/** The native backends, with `ignore` set for those that cannot run here (cuda without GPU). */
+export const NATIVE: { backend: Backend; ignore: boolean }[] = [
+  { backend: "cpu", ignore: false }, // the C library must build everywhere
+  { backend: "cuda", ignore: !avail.cuda.ok },
+];
+
+/** Odd sizes that catch edge tiles. */
+export const AWKWARD = [1, 3, 17, 129];

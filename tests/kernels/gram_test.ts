@@ -1,0 +1,84 @@
+import { assertClose, assertThrows } from "@std/assert";
+import { gramAccumulate, gramRef, HessianAccumulator } from "../../lib/kernels/gram.ts";
+import { matmulRef } from "../../lib/kernels/matmul.ts";
+import { Matrix, type MatrixData } from "../../lib/core/matrix.ts";
+import { ShapeError } from "../../lib/core/errors.ts";
+import { Rng } from "../../lib/core/rng.ts";
+import { cpu } from "../../ffi/mod.ts";
+import { AWKWARD, freshSeed, NATIVE, randn } from "../_util.ts";
+
+Deno.test("gramRef equals Xᵀ·X from matmulRef", () => {
+  const rng = new Rng(freshSeed());
+  const x = randn(rng, 37, 19);
+  const h = Matrix.zeros64(19, 19);
+  gramRef(h, x);
+  assertClose(h.data, matmulRef(x.transpose(), x).data, { rtol: 1e-6 });
+});
+
+for (const { backend, ignore } of NATIVE) {
+  for (const acc of ["f32", "f64"] as const) {
+    Deno.test({
+      name: `gramAccumulate ${backend} (${acc} H) matches ts over streamed batches`,
+      ignore,
+      fn() {
+        const seed = freshSeed(), rng = new Rng(seed);
+        for (const n of [...AWKWARD, 300]) {
+          const mk = (): Matrix<MatrixData> =>
+            acc === "f64" ? Matrix.zeros64(n, n) : Matrix.zeros(n, n);
+          const got = mk(), want = mk();
+          for (const rows of [1, 5, 128]) {
+            const x = randn(rng, rows, n);
+            const opts = { alpha: 2 / (rows + 3), beta: 0.75 };
+            gramAccumulate(got, x, { ...opts, backend });
+            gramRef(want, x, opts.alpha, opts.beta);
+          }
+          assertClose(got.data, want.data, { rtol: acc === "f64" ? 1e-12 : 1e-5 });
+        }
+      },
+    });
+  }
+}
+
+Deno.test("gram cpu own kernel (no BLAS) matches ts", () => {
+  const rng = new Rng(freshSeed());
+  const x = randn(rng, 200, 131);
+  const lib = cpu();
+  try {
+    lib.lk_cpu_set_blas(0);
+    for (const h of [Matrix.zeros(131, 131), Matrix.zeros64(131, 131)] as Matrix<MatrixData>[]) {
+      const want: Matrix<MatrixData> = h.dtype === "f64"
+        ? Matrix.zeros64(131, 131)
+        : Matrix.zeros(131, 131);
+      gramAccumulate(h, x, { backend: "cpu" });
+      gramRef(want, x);
+      assertClose(h.data, want.data, { rtol: h.dtype === "f64" ? 1e-12 : 1e-5 });
+    }
+  } finally {
+    lib.lk_cpu_set_blas(1);
+  }
+});
+
+Deno.test("HessianAccumulator gives 2/N·XᵀX whatever the batching", () => {
+  const rng = new Rng(freshSeed());
+  const x = randn(rng, 60, 9);
+  const acc = new HessianAccumulator(9, { backend: "cpu" });
+  for (let r = 0; r < 60; r += 25) {
+    const rows = Math.min(25, 60 - r);
+    acc.add(new Matrix(rows, 9, x.data.slice(r * 9, (r + rows) * 9)));
+  }
+  const want = Matrix.zeros64(9, 9);
+  gramRef(want, x, 2 / 60, 0);
+  assertClose(acc.result().data, want.data, { rtol: 1e-12 });
+});
+
+Deno.test("gramAccumulate rejects an H of the wrong size", () => {
+  assertThrows(
+    () => gramAccumulate(Matrix.zeros(3, 3), Matrix.zeros(2, 4), { backend: "cpu" }),
+    ShapeError,
+    "expected H to be 4×4",
+  );
+  assertThrows(
+    () => gramAccumulate(Matrix.zeros(4, 4), Matrix.zeros(2, 4), { alpha: NaN }),
+    RangeError,
+  );
+});
