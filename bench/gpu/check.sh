@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# GPU check, for a machine with a GPU and nvcc but maybe no network and no Deno:
+#   1. builds both native libraries (CUDA for sm_80 and sm_90a),
+#   2. runs the kernel and FFI tests with the cuda backend live,
+#   3. benchmarks our CUDA kernels against the cpu backend (correctness) and PyTorch (speed),
+# and prints a short table last. From the repository root, after ../shared/tools/gpu-pack.sh
+# here: carry [".gpu", "node_modules"], then `source .gpu/env.sh && bash bench/gpu/check.sh`.
+# Options: --quick (1024-sized problems). Writes $OUT/gpu_bench.json when OUT is set.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+quick=${1:-}
+export NO_COLOR=1
+# cuBLAS/cuSOLVER: the CUDA toolkit's, or the ones PyTorch ships
+for d in /usr/local/cuda/lib64 $(python3 -c 'import nvidia, os; print(" ".join(os.path.join(p, s, "lib") for p in nvidia.__path__ for s in os.listdir(p)))' 2>/dev/null); do
+  ls "$d"/libcublas.so* "$d"/libcusolver.so* >/dev/null 2>&1 && export LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"
+done
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+echo "== build"
+bash ffi/build.sh --force || exit 1
+echo "== tests (cuda live)"
+deno test --no-prompt --allow-read --allow-write --allow-env --allow-ffi=ffi/build tests/kernels tests/ffi 2>&1 | tail -40
+tests=${PIPESTATUS[0]}
+echo "== PyTorch peers"
+python3 bench/gpu/torch_peers.py $quick --out /tmp/lmkit_peers.json >/dev/null || echo "torch peers failed"
+echo "== lmkit cuda bench"
+deno run --no-prompt --allow-read --allow-write --allow-env --allow-ffi=ffi/build bench/gpu/gpu_bench.ts \
+  --peers /tmp/lmkit_peers.json ${OUT:+--out "$OUT/gpu_bench.json"} $quick
+exit $tests

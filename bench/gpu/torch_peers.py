@@ -1,0 +1,54 @@
+"""PyTorch peers for bench/gpu/gpu_bench.ts: the same ops on the same card, median of 10 timed
+runs after a warm-up (CUDA events). Prints and writes {"<op>|<shape>": ms}. TF32 is off so that
+f32 matmul is full f32, like ours."""
+import json, sys
+import torch
+
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
+quick = "--quick" in sys.argv
+out = sys.argv[sys.argv.index("--out") + 1] if "--out" in sys.argv else None
+N = 1024 if quick else 4096
+dev = "cuda"
+
+
+def bench(fn, prep=None, reps=10):
+    if prep: prep()
+    fn(); torch.cuda.synchronize()
+    ts = []
+    for _ in range(reps):
+        if prep: prep()
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize(); s.record(); fn(); e.record(); torch.cuda.synchronize()
+        ts.append(s.elapsed_time(e))
+    ts.sort()
+    return ts[len(ts) // 2]
+
+
+res = {}
+a = torch.randn(N, N, device=dev); b = torch.randn(N, N, device=dev)
+res[f"matmul A·B f32|{N}³"] = bench(lambda: a @ b)
+res[f"matmul A·Bᵀ f32|{N}³"] = bench(lambda: a @ b.T)
+x = torch.randn(2 * N, N, device=dev)
+res[f"gram XᵀX, f32 H|X {2*N}×{N}"] = bench(lambda: x.T @ x)
+xd = x.double()
+res[f"gram XᵀX, f64 H|X {2*N}×{N}"] = bench(lambda: (lambda y: y.T @ y)(x.double()))
+for n in ([1024] if quick else [1024, 4096]):
+    y = torch.randn(2 * n, n, device=dev, dtype=torch.float64)
+    H = y.T @ y / n
+
+    def sparsegpt_prep():  # IST-DASLab/sparsegpt: cholesky, cholesky_inverse, cholesky(upper)
+        Hd = H.clone()
+        damp = 0.01 * torch.mean(torch.diag(Hd))
+        idx = torch.arange(n, device=dev)
+        Hd[idx, idx] += damp
+        L = torch.linalg.cholesky(Hd)
+        Hinv = torch.cholesky_inverse(L)
+        return torch.linalg.cholesky(Hinv, upper=True)
+    res[f"obs prepare f64|H {n}×{n}"] = bench(sparsegpt_prep, reps=5)
+for r, c, frac in [(N, N, 0.1), (1, (1 << 20) if quick else (1 << 24), 0.01)]:
+    t = torch.randn(r, c, device=dev); k = max(1, round(c * frac))
+    res[f"top-k |x| (index mismatches as error)|{r}×{c}, k={k}"] = bench(lambda: torch.topk(t.abs(), k, dim=1))
+print(json.dumps(res, indent=1))
+if out:
+    with open(out, "w") as f: json.dump(res, f)

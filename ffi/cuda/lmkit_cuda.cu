@@ -1,0 +1,583 @@
+// lmkit CUDA library: device buffers behind int32 handles, and the kernels of lmkit.h.
+// cuBLAS and cuSOLVER are loaded at run time (dlopen) with the few prototypes declared here, so
+// the library builds with nvcc alone; cudart is linked statically.
+#include <cuda_runtime.h>
+#include <dlfcn.h>
+#include <cub/block/block_scan.cuh>
+
+#include <chrono>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <vector>
+
+#include "../include/lmkit.h"
+
+// ---------------------------------------------------------------- errors, info
+static thread_local char err_msg[512];
+
+static int32_t fail(int32_t code, const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err_msg, sizeof err_msg, fmt, ap);
+  va_end(ap);
+  return code;
+}
+
+#define CUDA_TRY(fn, call)                                                                   \
+  do {                                                                                       \
+    cudaError_t e_ = (call);                                                                 \
+    if (e_ != cudaSuccess)                                                                   \
+      return fail(e_ == cudaErrorMemoryAllocation ? LK_ENOMEM : LK_EBACKEND, "%s: %s (%s)", \
+                  fn, cudaGetErrorString(e_), #call);                                        \
+  } while (0)
+
+extern "C" int32_t lk_abi_version(int32_t* out, double out_len) {
+  if (!(out_len >= 1)) return fail(LK_ESHAPE, "lk_abi_version: out holds %.0f elements, expected 1", out_len);
+  out[0] = LK_ABI_VERSION;
+  return LK_OK;
+}
+
+extern "C" int32_t lk_last_error(char* buf, int32_t cap) {
+  if (cap <= 0) return LK_EARG;
+  snprintf(buf, (size_t)cap, "%s", err_msg);
+  return LK_OK;
+}
+
+// ---------------------------------------------------------------- cuBLAS / cuSOLVER loader
+typedef void* cublasHandle_t;
+typedef void* cusolverDnHandle_t;
+enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1 };
+enum { CUBLAS_FILL_LOWER = 0, CUBLAS_FILL_UPPER = 1 };
+enum { CUBLAS_SIDE_LEFT = 0 };
+enum { CUBLAS_DIAG_NON_UNIT = 0 };
+
+struct Blas {
+  int (*create)(cublasHandle_t*);
+  int (*sgemm)(cublasHandle_t, int, int, int, int, int, const float*, const float*, int,
+               const float*, int, const float*, float*, int);
+  int (*ssyrk)(cublasHandle_t, int, int, int, int, const float*, const float*, int, const float*,
+               float*, int);
+  int (*dsyrk)(cublasHandle_t, int, int, int, int, const double*, const double*, int,
+               const double*, double*, int);
+  int (*dtrsm)(cublasHandle_t, int, int, int, int, int, int, const double*, const double*, int,
+               double*, int);
+  int (*sol_create)(cusolverDnHandle_t*);
+  int (*potrf_size)(cusolverDnHandle_t, int, int, double*, int, int*);
+  int (*potrf)(cusolverDnHandle_t, int, int, double*, int, double*, int, int*);
+  cublasHandle_t h = nullptr;
+  cusolverDnHandle_t sh = nullptr;
+  char blas_name[48] = "", solver_name[48] = "";
+};
+static Blas B;
+static std::once_flag blas_once;
+static std::mutex table_mu;
+
+static void* open_first(const char* const* names, char* found, size_t cap) {
+  for (int i = 0; names[i]; i++) {
+    void* h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+    if (h) {
+      snprintf(found, cap, "%s", names[i]);
+      return h;
+    }
+  }
+  return nullptr;
+}
+
+static void load_blas() {
+  static const char* blas_names[] = {"libcublas.so.13", "libcublas.so.12", "libcublas.so", nullptr};
+  static const char* solver_names[] = {"libcusolver.so.12", "libcusolver.so.11",
+                                       "libcusolver.so.13", "libcusolver.so", nullptr};
+  if (void* h = open_first(blas_names, B.blas_name, sizeof B.blas_name)) {
+    *(void**)&B.create = dlsym(h, "cublasCreate_v2");
+    *(void**)&B.sgemm = dlsym(h, "cublasSgemm_v2");
+    *(void**)&B.ssyrk = dlsym(h, "cublasSsyrk_v2");
+    *(void**)&B.dsyrk = dlsym(h, "cublasDsyrk_v2");
+    *(void**)&B.dtrsm = dlsym(h, "cublasDtrsm_v2");
+    if (!(B.create && B.sgemm && B.ssyrk && B.dsyrk && B.dtrsm) || B.create(&B.h) != 0) B.h = nullptr;
+  }
+  if (void* h = open_first(solver_names, B.solver_name, sizeof B.solver_name)) {
+    *(void**)&B.sol_create = dlsym(h, "cusolverDnCreate");
+    *(void**)&B.potrf_size = dlsym(h, "cusolverDnDpotrf_bufferSize");
+    *(void**)&B.potrf = dlsym(h, "cusolverDnDpotrf");
+    if (!(B.sol_create && B.potrf_size && B.potrf) || B.sol_create(&B.sh) != 0) B.sh = nullptr;
+  }
+}
+
+static int32_t need_blas(const char* fn) {
+  std::call_once(blas_once, load_blas);
+  if (!B.h) return fail(LK_EBACKEND, "%s: cuBLAS (libcublas.so.13 or .12) could not be loaded; add its folder to LD_LIBRARY_PATH", fn);
+  return LK_OK;
+}
+
+static int32_t need_solver(const char* fn) {
+  if (int32_t st = need_blas(fn)) return st;
+  if (!B.sh) return fail(LK_EBACKEND, "%s: cuSOLVER (libcusolver.so.12) could not be loaded; add its folder to LD_LIBRARY_PATH", fn);
+  return LK_OK;
+}
+
+extern "C" int32_t lk_cuda_device_count(int32_t* out, double out_len) {
+  if (!(out_len >= 1)) return fail(LK_ESHAPE, "lk_cuda_device_count: out holds %.0f elements, expected 1", out_len);
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) n = 0;
+  cudaGetLastError();
+  out[0] = n;
+  return LK_OK;
+}
+
+extern "C" int32_t lk_info(char* buf, int32_t cap) {
+  if (cap <= 0) return LK_EARG;
+  std::call_once(blas_once, load_blas);
+  int n = 0;
+  cudaDeviceProp p{};
+  if (cudaGetDeviceCount(&n) != cudaSuccess) n = 0;
+  if (n > 0) cudaGetDeviceProperties(&p, 0);
+  cudaGetLastError();
+  snprintf(buf, (size_t)cap,
+           "{\"backend\":\"cuda\",\"abi\":%d,\"devices\":%d,\"device\":\"%s\",\"sm\":\"%d.%d\","
+           "\"multiprocessors\":%d,\"memoryGiB\":%.1f,\"cublas\":\"%s\",\"cusolver\":\"%s\"}",
+           LK_ABI_VERSION, n, n ? p.name : "", p.major, p.minor, p.multiProcessorCount,
+           p.totalGlobalMem / 1073741824.0, B.h ? B.blas_name : "", B.sh ? B.solver_name : "");
+  return LK_OK;
+}
+
+// ---------------------------------------------------------------- handle table
+struct Buf {
+  void* ptr;
+  size_t len;
+  int32_t dtype;
+};
+static std::vector<Buf> table;  // handle h ↔ table[h - 1]
+static const size_t esize[] = {4, 8, 4, 1};
+static const char* dname[] = {"f32", "f64", "i32", "u8"};
+
+static Buf* lookup(int32_t h) {
+  std::lock_guard<std::mutex> g(table_mu);
+  if (h < 1 || (size_t)h > table.size() || !table[h - 1].ptr) return nullptr;
+  return &table[h - 1];
+}
+
+// Looks up handle `h`, expecting `dtype` and at least `need` elements.
+static int32_t get(const char* fn, const char* what, int32_t h, int32_t dtype, double need, void** out) {
+  Buf* b = lookup(h);
+  if (!b) return fail(LK_EHANDLE, "%s: %s is handle %d, which is not a live device buffer", fn, what, h);
+  if (b->dtype != dtype)
+    return fail(LK_ESHAPE, "%s: %s holds %s, expected %s", fn, what, dname[b->dtype], dname[dtype]);
+  if ((double)b->len < need)
+    return fail(LK_ESHAPE, "%s: buffer %s holds %zu elements, expected at least %.0f", fn, what, b->len, need);
+  *out = b->ptr;
+  return LK_OK;
+}
+
+extern "C" int32_t lk_cuda_alloc(int32_t dtype, double len, int32_t* handle_out, double handle_len) {
+  const char* fn = "lk_cuda_alloc";
+  if (dtype < 0 || dtype > 3) return fail(LK_EARG, "%s: dtype %d, expected 0..3", fn, dtype);
+  if (!(len >= 0) || len != floor(len)) return fail(LK_EARG, "%s: length %g, expected an integer >= 0", fn, len);
+  if (!(handle_len >= 1)) return fail(LK_ESHAPE, "%s: handle_out holds %.0f elements, expected 1", fn, handle_len);
+  void* p = nullptr;
+  size_t bytes = (size_t)len * esize[dtype];
+  CUDA_TRY(fn, cudaMalloc(&p, bytes ? bytes : 1));
+  std::lock_guard<std::mutex> g(table_mu);
+  table.push_back({p, (size_t)len, dtype});
+  handle_out[0] = (int32_t)table.size();
+  return LK_OK;
+}
+
+extern "C" int32_t lk_cuda_free(int32_t h) {
+  Buf* b = lookup(h);
+  if (!b) return fail(LK_EHANDLE, "lk_cuda_free: handle %d is not a live device buffer", h);
+  CUDA_TRY("lk_cuda_free", cudaFree(b->ptr));
+  std::lock_guard<std::mutex> g(table_mu);
+  b->ptr = nullptr;
+  return LK_OK;
+}
+
+static int32_t copy(const char* fn, int32_t h, void* host, double bytes, bool up) {
+  Buf* b = lookup(h);
+  if (!b) return fail(LK_EHANDLE, "%s: handle %d is not a live device buffer", fn, h);
+  if (bytes != (double)(b->len * esize[b->dtype]))
+    return fail(LK_ESHAPE, "%s: %.0f bytes given, buffer %d holds %zu", fn, bytes, h, b->len * esize[b->dtype]);
+  if (up) CUDA_TRY(fn, cudaMemcpy(b->ptr, host, (size_t)bytes, cudaMemcpyHostToDevice));
+  else CUDA_TRY(fn, cudaMemcpy(host, b->ptr, (size_t)bytes, cudaMemcpyDeviceToHost));
+  return LK_OK;
+}
+
+extern "C" int32_t lk_cuda_upload(int32_t h, const void* host, double bytes) {
+  return copy("lk_cuda_upload", h, (void*)host, bytes, true);
+}
+extern "C" int32_t lk_cuda_download(int32_t h, void* host, double bytes) {
+  return copy("lk_cuda_download", h, host, bytes, false);
+}
+
+extern "C" int32_t lk_cuda_sync(double* ms_out, double ms_len) {
+  static auto last = std::chrono::steady_clock::now();
+  if (!(ms_len >= 1)) return fail(LK_ESHAPE, "lk_cuda_sync: ms_out holds %.0f elements, expected 1", ms_len);
+  CUDA_TRY("lk_cuda_sync", cudaDeviceSynchronize());
+  auto now = std::chrono::steady_clock::now();
+  ms_out[0] = std::chrono::duration<double, std::milli>(now - last).count();
+  last = now;
+  return LK_OK;
+}
+
+static int32_t launched(const char* fn) {
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) return fail(LK_EBACKEND, "%s: kernel launch failed: %s", fn, cudaGetErrorString(e));
+  return LK_OK;
+}
+
+static int blocks_for(size_t n, int threads) {
+  size_t b = (n + threads - 1) / threads;
+  return (int)(b > 65535 * 16 ? 65535 * 16 : (b ? b : 1));
+}
+
+// ---------------------------------------------------------------- matmul, Gram
+extern "C" int32_t lk_cuda_matmul_f32(int32_t ha, int32_t hb, int32_t hc, int32_t m, int32_t k,
+                                      int32_t n, int32_t trans_b) {
+  const char* fn = "lk_cuda_matmul_f32";
+  if (m < 0 || k < 0 || n < 0) return fail(LK_ESHAPE, "%s: dimensions must be >= 0, got m=%d k=%d n=%d", fn, m, k, n);
+  if (trans_b != 0 && trans_b != 1) return fail(LK_EARG, "%s: trans_b is %d, expected 0 or 1", fn, trans_b);
+  void *a, *b, *c;
+  if (int32_t st = get(fn, "a", ha, 0, (double)m * k, &a)) return st;
+  if (int32_t st = get(fn, "b", hb, 0, (double)k * n, &b)) return st;
+  if (int32_t st = get(fn, "c", hc, 0, (double)m * n, &c)) return st;
+  if (int32_t st = need_blas(fn)) return st;
+  if (m == 0 || n == 0) return LK_OK;
+  if (k == 0) {
+    CUDA_TRY(fn, cudaMemset(c, 0, sizeof(float) * (size_t)m * n));
+    return LK_OK;
+  }
+  const float one = 1, zero = 0;
+  // row-major C = A·op(B)  ⇔  column-major Cᵀ = op(B)ᵀ·Aᵀ
+  int st = B.sgemm(B.h, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N, n, m, k, &one,
+                   (const float*)b, trans_b ? k : n, (const float*)a, k, &zero, (float*)c, n);
+  if (st) return fail(LK_EBACKEND, "%s: cublasSgemm failed with status %d", fn, st);
+  return LK_OK;
+}
+
+template <typename T>
+__global__ void mirror_lower_cm(T* h, int n) {  // column-major lower → full symmetric
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (size_t)n * n;
+       i += (size_t)gridDim.x * blockDim.x) {
+    int r = (int)(i % n), c = (int)(i / n);
+    if (r < c) h[i] = h[(size_t)r * n + c];
+  }
+}
+
+__global__ void f32_to_f64(const float* x, double* y, size_t n) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    y[i] = x[i];
+}
+
+static int32_t gram(const char* fn, int32_t hx, int32_t rows, int32_t n, int32_t hh, double alpha,
+                    double beta, bool f64) {
+  if (rows < 0 || n < 0) return fail(LK_ESHAPE, "%s: rows=%d n=%d, expected >= 0", fn, rows, n);
+  if (!std::isfinite(alpha) || !std::isfinite(beta))
+    return fail(LK_EARG, "%s: alpha=%g beta=%g, expected finite numbers", fn, alpha, beta);
+  void *x, *h;
+  if (int32_t st = get(fn, "x", hx, 0, (double)rows * n, &x)) return st;
+  if (int32_t st = get(fn, "h", hh, f64 ? 1 : 0, (double)n * n, &h)) return st;
+  if (int32_t st = need_blas(fn)) return st;
+  if (n == 0) return LK_OK;
+  // X row-major rows×n is column-major n×rows (= Xᵀ); XᵀX = Xcm·Xcmᵀ → syrk with op N
+  int st;
+  if (f64) {
+    double* xd = nullptr;
+    size_t len = (size_t)rows * n;
+    CUDA_TRY(fn, cudaMalloc(&xd, sizeof(double) * (len ? len : 1)));
+    f32_to_f64<<<blocks_for(len, 256), 256>>>((const float*)x, xd, len);
+    st = B.dsyrk(B.h, CUBLAS_FILL_LOWER, CUBLAS_OP_N, n, rows, &alpha, xd, n, &beta, (double*)h, n);
+    cudaFree(xd);
+    if (!st) mirror_lower_cm<double><<<blocks_for((size_t)n * n, 256), 256>>>((double*)h, n);
+  } else {
+    float a = (float)alpha, b = (float)beta;
+    st = B.ssyrk(B.h, CUBLAS_FILL_LOWER, CUBLAS_OP_N, n, rows, &a, (const float*)x, n, &b, (float*)h, n);
+    if (!st) mirror_lower_cm<float><<<blocks_for((size_t)n * n, 256), 256>>>((float*)h, n);
+  }
+  if (st) return fail(LK_EBACKEND, "%s: cuBLAS syrk failed with status %d", fn, st);
+  return launched(fn);
+}
+
+extern "C" int32_t lk_cuda_gram_f32(int32_t x, int32_t rows, int32_t n, int32_t h, double alpha, double beta) {
+  return gram("lk_cuda_gram_f32", x, rows, n, h, alpha, beta, false);
+}
+extern "C" int32_t lk_cuda_gram_f64(int32_t x, int32_t rows, int32_t n, int32_t h, double alpha, double beta) {
+  return gram("lk_cuda_gram_f64", x, rows, n, h, alpha, beta, true);
+}
+
+// ---------------------------------------------------------------- OBS preparation
+// Same algorithm as ffi/cpu/obs.c: reverse (J·H·J), Cholesky, triangular inverse, reverse.
+__global__ void obs_scan(double* h, int n, unsigned long long* bad, double* diag_sum, int* dead) {
+  size_t len = (size_t)n * n;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < len; i += (size_t)gridDim.x * blockDim.x) {
+    double v = h[i];
+    if (!isfinite(v)) atomicMin(bad, (unsigned long long)i);
+    if (i % (n + 1) == 0) {
+      if (v == 0) {
+        h[i] = v = 1;
+        atomicAdd(dead, 1);
+      }
+      atomicAdd(diag_sum, v);
+    }
+  }
+}
+
+// work[i] = h[len-1-i] (+ λ on the diagonal): J·(H + λI)·J, row-major = column-major (symmetric)
+__global__ void reverse_damp(const double* h, double* work, int n, double lambda) {
+  size_t len = (size_t)n * n;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < len; i += (size_t)gridDim.x * blockDim.x)
+    work[i] = h[len - 1 - i] + (i % (n + 1) == 0 ? lambda : 0.0);
+}
+
+__global__ void identity(double* a, int n) {
+  size_t len = (size_t)n * n;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < len; i += (size_t)gridDim.x * blockDim.x)
+    a[i] = i % (n + 1) == 0 ? 1.0 : 0.0;
+}
+
+// out = reverse of x, with the strict lower triangle (row-major) set to 0
+__global__ void reverse_upper(const double* x, double* out, int n) {
+  size_t len = (size_t)n * n;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < len; i += (size_t)gridDim.x * blockDim.x) {
+    size_t r = i / n, c = i % n;
+    out[i] = c >= r ? x[len - 1 - i] : 0.0;
+  }
+}
+
+extern "C" int32_t lk_cuda_obs_prepare_f64(int32_t hh, int32_t n, double percdamp, int32_t max_tries,
+                                           double* info_out, double info_len) {
+  const char* fn = "lk_cuda_obs_prepare_f64";
+  if (n < 1) return fail(LK_ESHAPE, "%s: n=%d, expected >= 1", fn, n);
+  if (!(info_len >= 2)) return fail(LK_ESHAPE, "%s: buffer info holds %.0f elements, expected at least 2", fn, info_len);
+  if (!(percdamp >= 0) || !std::isfinite(percdamp))
+    return fail(LK_EARG, "%s: percdamp=%g, expected a finite number >= 0", fn, percdamp);
+  if (max_tries < 1) return fail(LK_EARG, "%s: max_tries=%d, expected >= 1", fn, max_tries);
+  void* hv;
+  if (int32_t st = get(fn, "h", hh, 1, (double)n * n, &hv)) return st;
+  if (int32_t st = need_solver(fn)) return st;
+  double* h = (double*)hv;
+  size_t len = (size_t)n * n;
+  struct Scratch {
+    unsigned long long bad;
+    double sum;
+    int dead;
+    int info;
+  };
+  Scratch* s = nullptr;
+  double *work = nullptr, *inv = nullptr, *ws = nullptr;
+  int32_t status = LK_OK;
+  int lwork = 0;
+  Scratch hs{~0ull, 0, 0, 0};
+  char tried[200] = "";
+  size_t used = 0;
+  double damp = percdamp, mean = 0;
+  auto done = [&](int32_t st) {
+    cudaFree(s);
+    cudaFree(work);
+    cudaFree(inv);
+    cudaFree(ws);
+    return st;
+  };
+  if (cudaMalloc(&s, sizeof(Scratch)) || cudaMalloc(&work, len * 8) || cudaMalloc(&inv, len * 8))
+    return done(fail(LK_ENOMEM, "%s: cannot allocate two %d×%d f64 work matrices", fn, n, n));
+  cudaMemcpy(s, &hs, sizeof hs, cudaMemcpyHostToDevice);
+  obs_scan<<<blocks_for(len, 256), 256>>>(h, n, &s->bad, &s->sum, &s->dead);
+  if ((status = launched(fn))) return done(status);
+  cudaMemcpy(&hs, s, sizeof hs, cudaMemcpyDeviceToHost);
+  if (hs.bad != ~0ull) {
+    double v;
+    cudaMemcpy(&v, h + hs.bad, sizeof v, cudaMemcpyDeviceToHost);
+    return done(fail(LK_ENUMERICAL, "%s: H[%llu,%llu] is %s: expected a finite number", fn, hs.bad / n,
+                     hs.bad % n, std::isnan(v) ? "NaN" : v > 0 ? "Infinity" : "-Infinity"));
+  }
+  mean = hs.sum / n;
+  if (B.potrf_size(B.sh, CUBLAS_FILL_UPPER, n, work, n, &lwork) != 0)
+    return done(fail(LK_EBACKEND, "%s: cusolverDnDpotrf_bufferSize failed", fn));
+  if (cudaMalloc(&ws, sizeof(double) * (size_t)(lwork > 0 ? lwork : 1)))
+    return done(fail(LK_ENOMEM, "%s: cannot allocate the Cholesky workspace", fn));
+  for (int t = 0; t < max_tries; t++, damp *= 10) {
+    reverse_damp<<<blocks_for(len, 256), 256>>>(h, work, n, damp * mean);
+    if ((status = launched(fn))) return done(status);
+    // row-major lower L (J·H·J = L·Lᵀ) is column-major upper R = Lᵀ
+    if (B.potrf(B.sh, CUBLAS_FILL_UPPER, n, work, n, ws, lwork, &s->info) != 0)
+      return done(fail(LK_EBACKEND, "%s: cusolverDnDpotrf failed", fn));
+    int info = 0;
+    CUDA_TRY(fn, cudaMemcpy(&info, &s->info, sizeof info, cudaMemcpyDeviceToHost));
+    if (info == 0) {
+      // column-major R·X = I → X = R⁻¹ (upper, column-major) = L⁻¹ (lower, row-major)
+      identity<<<blocks_for(len, 256), 256>>>(inv, n);
+      const double one = 1;
+      if (B.dtrsm(B.h, CUBLAS_SIDE_LEFT, CUBLAS_FILL_UPPER, CUBLAS_OP_N, CUBLAS_DIAG_NON_UNIT, n, n, &one,
+                  work, n, inv, n) != 0)
+        return done(fail(LK_EBACKEND, "%s: cublasDtrsm failed", fn));
+      reverse_upper<<<blocks_for(len, 256), 256>>>(inv, h, n);
+      if ((status = launched(fn))) return done(status);
+      CUDA_TRY(fn, cudaDeviceSynchronize());
+      info_out[0] = damp;
+      info_out[1] = hs.dead;
+      return done(LK_OK);
+    }
+    if (used < sizeof tried) used += (size_t)snprintf(tried + used, sizeof tried - used, "%s%g", t ? ", " : "", damp);
+  }
+  return done(fail(LK_ENUMERICAL, "%s: H + λI is not positive definite for percdamp %s (λ = percdamp·%g)", fn,
+                   tried, mean));
+}
+
+// ---------------------------------------------------------------- top-k and threshold
+__device__ __forceinline__ unsigned key_bits(float v, int by_abs) {
+  if (v == 0.0f) v = 0.0f;  // -0 → +0: equal keys, as on the CPU
+  unsigned u = __float_as_uint(by_abs ? fabsf(v) : v);
+  if (by_abs) return u;
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+__device__ __forceinline__ float key_value(float v, int by_abs) {
+  float k = by_abs ? fabsf(v) : v;
+  return k + 0.0f;
+}
+
+__global__ void find_nan(const float* x, size_t len, unsigned long long* bad) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < len; i += (size_t)gridDim.x * blockDim.x)
+    if (isnan(x[i])) atomicMin(bad, (unsigned long long)i);
+}
+
+constexpr int TOPK_THREADS = 512;
+
+// One block per row: 4-pass radix select of the k-th largest key, then an ordered compaction
+// that takes every key above it and the lowest-indexed ties.
+__global__ void __launch_bounds__(TOPK_THREADS) topk_rows(const float* x, int cols, int k, int by_abs,
+                                                          int* idx, float* val, float* thr) {
+  typedef cub::BlockScan<int, TOPK_THREADS> Scan;
+  __shared__ typename Scan::TempStorage scan_tmp;
+  __shared__ unsigned hist[256];
+  __shared__ unsigned s_prefix, s_mask;
+  __shared__ int s_remaining, s_ties_before, s_out_before;
+  const float* xr = x + (size_t)blockIdx.x * cols;
+  if (threadIdx.x == 0) {
+    s_prefix = 0;
+    s_mask = 0;
+    s_remaining = k;
+  }
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[i] = 0;
+    __syncthreads();
+    unsigned prefix = s_prefix, mask = s_mask;
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) {
+      unsigned u = key_bits(xr[j], by_abs);
+      if ((u & mask) == prefix) atomicAdd(&hist[(u >> shift) & 255u], 1u);
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      int rem = s_remaining;
+      for (int d = 255; d >= 0; d--) {
+        int c = (int)hist[d];
+        if (c >= rem) {
+          s_prefix = prefix | ((unsigned)d << shift);
+          s_mask = mask | (255u << shift);
+          break;
+        }
+        rem -= c;
+      }
+      s_remaining = rem;
+    }
+    __syncthreads();
+  }
+  const unsigned t = s_prefix;  // the k-th largest key; take s_remaining of its ties
+  const int ties_needed = s_remaining;
+  if (threadIdx.x == 0) {
+    s_ties_before = 0;
+    s_out_before = 0;
+  }
+  __syncthreads();
+  int* ir = idx + (size_t)blockIdx.x * k;
+  float* vr = val + (size_t)blockIdx.x * k;
+  for (int base = 0; base < cols; base += blockDim.x) {
+    int j = base + threadIdx.x;
+    unsigned u = j < cols ? key_bits(xr[j], by_abs) : 0;
+    int tie = j < cols && u == t, above = j < cols && u > t;
+    int tie_rank, tie_total;
+    Scan(scan_tmp).ExclusiveSum(tie, tie_rank, tie_total);
+    __syncthreads();
+    int take = above || (tie && s_ties_before + tie_rank < ties_needed);
+    int pos, take_total;
+    Scan(scan_tmp).ExclusiveSum(take, pos, take_total);
+    if (take) {
+      ir[s_out_before + pos] = j;
+      vr[s_out_before + pos] = xr[j];
+      if (tie && s_ties_before + tie_rank == ties_needed - 1) thr[blockIdx.x] = key_value(xr[j], by_abs);
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      s_ties_before += tie_total;
+      s_out_before += take_total;
+    }
+    __syncthreads();
+  }
+}
+
+static int32_t check_nan(const char* fn, const float* x, size_t len, size_t cols, const char* name) {
+  unsigned long long* bad = nullptr;
+  unsigned long long hb = ~0ull;
+  CUDA_TRY(fn, cudaMalloc(&bad, sizeof hb));
+  cudaMemcpy(bad, &hb, sizeof hb, cudaMemcpyHostToDevice);
+  find_nan<<<blocks_for(len, 256), 256>>>(x, len, bad);
+  cudaMemcpy(&hb, bad, sizeof hb, cudaMemcpyDeviceToHost);
+  cudaFree(bad);
+  if (int32_t st = launched(fn)) return st;
+  if (hb != ~0ull) {
+    if (cols == 0) return fail(LK_ENUMERICAL, "%s: %s[%llu] is NaN: expected a number", fn, name, hb);
+    return fail(LK_ENUMERICAL, "%s: %s[%llu,%llu] is NaN: expected a number", fn, name, hb / cols, hb % cols);
+  }
+  return LK_OK;
+}
+
+extern "C" int32_t lk_cuda_topk_f32(int32_t hx, int32_t rows, int32_t cols, int32_t k, int32_t by_abs,
+                                    int32_t hi, int32_t hv, int32_t ht) {
+  const char* fn = "lk_cuda_topk_f32";
+  if (rows < 0 || cols < 0) return fail(LK_ESHAPE, "%s: rows=%d cols=%d, expected >= 0", fn, rows, cols);
+  if (k < 1 || k > cols) return fail(LK_EARG, "%s: k=%d, expected 1 <= k <= cols=%d", fn, k, cols);
+  void *x, *i, *v, *t;
+  if (int32_t st = get(fn, "x", hx, 0, (double)rows * cols, &x)) return st;
+  if (int32_t st = get(fn, "idx", hi, 2, (double)rows * k, &i)) return st;
+  if (int32_t st = get(fn, "val", hv, 0, (double)rows * k, &v)) return st;
+  if (int32_t st = get(fn, "thr", ht, 0, (double)rows, &t)) return st;
+  if (int32_t st = check_nan(fn, (const float*)x, (size_t)rows * cols, (size_t)cols, "x")) return st;
+  if (rows == 0) return LK_OK;
+  topk_rows<<<rows, TOPK_THREADS>>>((const float*)x, cols, k, by_abs ? 1 : 0, (int*)i, (float*)v, (float*)t);
+  return launched(fn);
+}
+
+__global__ void threshold_rows(const float* x, int cols, const float* thr, int by_abs, unsigned char* mask,
+                               int* count) {
+  __shared__ int total;
+  if (threadIdx.x == 0) total = 0;
+  __syncthreads();
+  const float* xr = x + (size_t)blockIdx.x * cols;
+  unsigned char* mr = mask + (size_t)blockIdx.x * cols;
+  float t = thr[blockIdx.x];
+  int c = 0;
+  for (int j = threadIdx.x; j < cols; j += blockDim.x) {
+    unsigned char s = (by_abs ? fabsf(xr[j]) : xr[j]) >= t;
+    mr[j] = s;
+    c += s;
+  }
+  atomicAdd(&total, c);
+  __syncthreads();
+  if (threadIdx.x == 0) count[blockIdx.x] = total;
+}
+
+extern "C" int32_t lk_cuda_threshold_f32(int32_t hx, int32_t rows, int32_t cols, int32_t ht, int32_t by_abs,
+                                         int32_t hm, int32_t hc) {
+  const char* fn = "lk_cuda_threshold_f32";
+  if (rows < 0 || cols < 0) return fail(LK_ESHAPE, "%s: rows=%d cols=%d, expected >= 0", fn, rows, cols);
+  void *x, *t, *m, *c;
+  if (int32_t st = get(fn, "x", hx, 0, (double)rows * cols, &x)) return st;
+  if (int32_t st = get(fn, "thr", ht, 0, (double)rows, &t)) return st;
+  if (int32_t st = get(fn, "mask", hm, 3, (double)rows * cols, &m)) return st;
+  if (int32_t st = get(fn, "count", hc, 2, (double)rows, &c)) return st;
+  if (int32_t st = check_nan(fn, (const float*)x, (size_t)rows * cols, (size_t)cols, "x")) return st;
+  if (int32_t st = check_nan(fn, (const float*)t, (size_t)rows, 0, "thr")) return st;
+  if (rows == 0) return LK_OK;
+  threshold_rows<<<rows, 256>>>((const float*)x, cols, (const float*)t, by_abs ? 1 : 0, (unsigned char*)m, (int*)c);
+  return launched(fn);
+}
