@@ -3,6 +3,7 @@
 // the library builds with nvcc alone; cudart is linked statically.
 #include <cuda_runtime.h>
 #include <dlfcn.h>
+#include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 
 #include <chrono>
@@ -515,6 +516,198 @@ __global__ void __launch_bounds__(TOPK_THREADS) topk_rows(const float* x, int co
   }
 }
 
+
+// Wide rows (cols ≥ WIDE_COLS): many blocks per row. Radix passes accumulate per-row histograms
+// in global memory; the ordered compaction takes each block's offset from exclusive scans of
+// per-block "above" and "tie" counts: a block's first output slot is
+// above_before + min(ties_before, ties_needed).
+constexpr int WIDE_COLS = 16384;
+constexpr int WIDE_THREADS = 512, WIDE_ITEMS = 16, WIDE_CHUNK = WIDE_THREADS * WIDE_ITEMS;
+
+struct RowState {
+  unsigned prefix, mask;
+  int remaining;
+};
+
+__global__ void wide_init(RowState* st, unsigned* hist, int k, int rows) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < rows * 256; i += gridDim.x * blockDim.x) {
+    hist[i] = 0;
+    if (i < rows) st[i] = RowState{0u, 0u, k};
+  }
+}
+
+__global__ void __launch_bounds__(WIDE_THREADS) wide_hist(const float* x, int cols, int by_abs, int shift,
+                                                          const RowState* st, unsigned* hist) {
+  __shared__ unsigned h[256];
+  for (int i = threadIdx.x; i < 256; i += blockDim.x) h[i] = 0;
+  __syncthreads();
+  const int row = blockIdx.y;
+  const float* xr = x + (size_t)row * cols;
+  const unsigned prefix = st[row].prefix, mask = st[row].mask;
+  const int end = min(cols, (blockIdx.x + 1) * WIDE_CHUNK);
+  for (int j = blockIdx.x * WIDE_CHUNK + threadIdx.x; j < end; j += blockDim.x) {
+    unsigned u = key_bits(xr[j], by_abs);
+    if ((u & mask) == prefix) atomicAdd(&h[(u >> shift) & 255u], 1u);
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < 256; i += blockDim.x)
+    if (h[i]) atomicAdd(&hist[row * 256 + i], h[i]);
+}
+
+__global__ void wide_pick(RowState* st, unsigned* hist, int shift) {
+  const int row = blockIdx.x;
+  if (threadIdx.x == 0) {
+    RowState s = st[row];
+    unsigned* hr = hist + row * 256;
+    int rem = s.remaining;
+    for (int d = 255; d >= 0; d--) {
+      int c = (int)hr[d];
+      if (c >= rem) {
+        s.prefix |= (unsigned)d << shift;
+        s.mask |= 255u << shift;
+        break;
+      }
+      rem -= c;
+    }
+    s.remaining = rem;
+    st[row] = s;
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[row * 256 + i] = 0;
+}
+
+__global__ void __launch_bounds__(WIDE_THREADS) wide_count(const float* x, int cols, int by_abs,
+                                                           const RowState* st, int* above, int* ties) {
+  typedef cub::BlockReduce<int, WIDE_THREADS> Reduce;
+  __shared__ typename Reduce::TempStorage tmp;
+  const int row = blockIdx.y;
+  const float* xr = x + (size_t)row * cols;
+  const unsigned t = st[row].prefix;
+  const int end = min(cols, (blockIdx.x + 1) * WIDE_CHUNK);
+  int a = 0, e = 0;
+  for (int j = blockIdx.x * WIDE_CHUNK + threadIdx.x; j < end; j += blockDim.x) {
+    unsigned u = key_bits(xr[j], by_abs);
+    a += u > t;
+    e += u == t;
+  }
+  int sa = Reduce(tmp).Sum(a);
+  __syncthreads();
+  int se = Reduce(tmp).Sum(e);
+  if (threadIdx.x == 0) {
+    above[(size_t)row * gridDim.x + blockIdx.x] = sa;
+    ties[(size_t)row * gridDim.x + blockIdx.x] = se;
+  }
+}
+
+// In place: exclusive prefix sums of above[] and ties[] over each row's nblk blocks.
+__global__ void __launch_bounds__(WIDE_THREADS) wide_scan(int* above, int* ties, int nblk) {
+  typedef cub::BlockScan<int, WIDE_THREADS> Scan;
+  __shared__ typename Scan::TempStorage tmp;
+  __shared__ int carry_a, carry_t;
+  if (threadIdx.x == 0) carry_a = carry_t = 0;
+  __syncthreads();
+  int* ar = above + (size_t)blockIdx.x * nblk;
+  int* tr = ties + (size_t)blockIdx.x * nblk;
+  for (int base = 0; base < nblk; base += blockDim.x) {
+    int i = base + threadIdx.x;
+    int va = i < nblk ? ar[i] : 0, vt = i < nblk ? tr[i] : 0, ea, et, sa, st;
+    Scan(tmp).ExclusiveSum(va, ea, sa);
+    __syncthreads();
+    Scan(tmp).ExclusiveSum(vt, et, st);
+    if (i < nblk) {
+      ar[i] = carry_a + ea;
+      tr[i] = carry_t + et;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      carry_a += sa;
+      carry_t += st;
+    }
+    __syncthreads();
+  }
+}
+
+__global__ void __launch_bounds__(WIDE_THREADS) wide_emit(const float* x, int cols, int k, int by_abs,
+                                                          const RowState* st, const int* above_before,
+                                                          const int* ties_before, int* idx, float* val,
+                                                          float* thr) {
+  typedef cub::BlockScan<int, WIDE_THREADS> Scan;
+  __shared__ typename Scan::TempStorage tmp;
+  __shared__ int s_ties, s_out;
+  const int row = blockIdx.y;
+  const float* xr = x + (size_t)row * cols;
+  const unsigned t = st[row].prefix;
+  const int need = st[row].remaining;
+  const size_t b = (size_t)row * gridDim.x + blockIdx.x;
+  if (threadIdx.x == 0) {
+    s_ties = ties_before[b];
+    s_out = above_before[b] + min(ties_before[b], need);
+  }
+  __syncthreads();
+  int* ir = idx + (size_t)row * k;
+  float* vr = val + (size_t)row * k;
+  const int start = blockIdx.x * WIDE_CHUNK, end = min(cols, start + WIDE_CHUNK);
+  for (int base = start; base < end; base += blockDim.x) {
+    int j = base + threadIdx.x;
+    unsigned u = j < end ? key_bits(xr[j], by_abs) : 0;
+    int tie = j < end && u == t, above = j < end && u > t;
+    int tie_rank, tie_total;
+    Scan(tmp).ExclusiveSum(tie, tie_rank, tie_total);
+    __syncthreads();
+    int take = above || (tie && s_ties + tie_rank < need);
+    int pos, take_total;
+    Scan(tmp).ExclusiveSum(take, pos, take_total);
+    if (take) {
+      ir[s_out + pos] = j;
+      vr[s_out + pos] = xr[j];
+      if (tie && s_ties + tie_rank == need - 1) thr[row] = key_value(xr[j], by_abs);
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      s_ties += tie_total;
+      s_out += take_total;
+    }
+    __syncthreads();
+  }
+}
+
+static int32_t topk_wide(const char* fn, const float* x, int rows, int cols, int k, int by_abs, int* idx,
+                         float* val, float* thr) {
+  const int nblk = (cols + WIDE_CHUNK - 1) / WIDE_CHUNK;
+  const int row_batch = rows < 65535 ? rows : 65535;
+  RowState* st = nullptr;
+  unsigned* hist = nullptr;
+  int *above = nullptr, *ties = nullptr;
+  auto done = [&](int32_t code) {
+    cudaFree(st);
+    cudaFree(hist);
+    cudaFree(above);
+    cudaFree(ties);
+    return code;
+  };
+  if (cudaMalloc(&st, sizeof(RowState) * row_batch) || cudaMalloc(&hist, sizeof(unsigned) * 256 * row_batch) ||
+      cudaMalloc(&above, sizeof(int) * (size_t)nblk * row_batch) ||
+      cudaMalloc(&ties, sizeof(int) * (size_t)nblk * row_batch))
+    return done(fail(LK_ENOMEM, "%s: cannot allocate top-k scratch for %d rows", fn, row_batch));
+  for (int r0 = 0; r0 < rows; r0 += row_batch) {
+    const int nr = rows - r0 < row_batch ? rows - r0 : row_batch;
+    const float* xb = x + (size_t)r0 * cols;
+    dim3 grid(nblk, nr);
+    wide_init<<<blocks_for((size_t)nr * 256, 256), 256>>>(st, hist, k, nr);
+    for (int shift = 24; shift >= 0; shift -= 8) {
+      wide_hist<<<grid, WIDE_THREADS>>>(xb, cols, by_abs, shift, st, hist);
+      wide_pick<<<nr, 256>>>(st, hist, shift);
+    }
+    wide_count<<<grid, WIDE_THREADS>>>(xb, cols, by_abs, st, above, ties);
+    wide_scan<<<nr, WIDE_THREADS>>>(above, ties, nblk);
+    wide_emit<<<grid, WIDE_THREADS>>>(xb, cols, k, by_abs, st, above, ties, idx + (size_t)r0 * k,
+                                      val + (size_t)r0 * k, thr + r0);
+    if (int32_t code = launched(fn)) return done(code);
+  }
+  CUDA_TRY(fn, cudaDeviceSynchronize());
+  return done(LK_OK);
+}
+
 static int32_t check_nan(const char* fn, const float* x, size_t len, size_t cols, const char* name) {
   unsigned long long* bad = nullptr;
   unsigned long long hb = ~0ull;
@@ -543,6 +736,7 @@ extern "C" int32_t lk_cuda_topk_f32(int32_t hx, int32_t rows, int32_t cols, int3
   if (int32_t st = get(fn, "thr", ht, 0, (double)rows, &t)) return st;
   if (int32_t st = check_nan(fn, (const float*)x, (size_t)rows * cols, (size_t)cols, "x")) return st;
   if (rows == 0) return LK_OK;
+  if (cols >= WIDE_COLS) return topk_wide(fn, (const float*)x, rows, cols, k, by_abs ? 1 : 0, (int*)i, (float*)v, (float*)t);
   topk_rows<<<rows, TOPK_THREADS>>>((const float*)x, cols, k, by_abs ? 1 : 0, (int*)i, (float*)v, (float*)t);
   return launched(fn);
 }

@@ -43,6 +43,29 @@ for (const { backend, ignore } of NATIVE) {
   });
 }
 
+for (const { backend, ignore } of NATIVE) {
+  Deno.test({
+    name: `topk ${backend} matches ts on wide rows (the many-blocks-per-row GPU path)`,
+    ignore,
+    fn() {
+      const seed = freshSeed(), rng = new Rng(seed);
+      for (const [rows, cols] of [[2, 20000], [3, 70001]] as const) {
+        const x = randn(rng, rows, cols);
+        for (let i = 0; i < x.data.length; i += 2) x.data[i] = Math.round(x.data[i]! * 4) / 4;
+        for (const k of [1, 777, cols >> 1, cols]) {
+          for (const byAbs of [true, false]) {
+            const want = topkRef(x, k, byAbs), got = topk(x, k, { backend, byAbs });
+            const at = `seed ${seed} ${rows}×${cols} k=${k} abs=${byAbs}`;
+            assertEquals(got.indices, want.indices, at);
+            assertEquals(got.values, want.values, at);
+            assertEquals(got.thresholds, want.thresholds, at);
+          }
+        }
+      }
+    },
+  });
+}
+
 for (const backend of ["ts", "cpu"] as const) {
   Deno.test(`topk ${backend}: bad k, NaN and wrong threshold count fail cleanly`, () => {
     const x = Matrix.from([[1, 2, 3]]);
