@@ -18,6 +18,7 @@ import {
 import { Matrix } from "../lib/core/matrix.ts";
 import { Rng } from "../lib/core/rng.ts";
 import { runScript } from "../lib/core/script.ts";
+import { requirePermissions } from "../lib/core/permissions.ts";
 import { gramAccumulate } from "../lib/kernels/gram.ts";
 import { matmul } from "../lib/kernels/matmul.ts";
 import { obsPrepare } from "../lib/kernels/obs.ts";
@@ -111,7 +112,7 @@ function cases(rng: Rng): Case[] {
 await runScript({
   name: "selfcheck.ts",
   usage: USAGE,
-  needs: [{ name: "ffi", path: "ffi/build" }, { name: "write", path: "out" }],
+  needs: [{ name: "ffi", path: "ffi/build" }],
 }, async (args) => {
   const { values } = parseArgs({
     args,
@@ -123,6 +124,10 @@ await runScript({
     strict: true,
     allowPositionals: false,
   });
+  requirePermissions("selfcheck.ts", [{ name: "write", path: values.out }, {
+    name: "read",
+    path: values.out,
+  }]);
   const seed = Number(values.seed);
   if (!Number.isInteger(seed)) throw new RangeError(`--seed '${values.seed}' is not an integer`);
   const avail = availableBackends();

@@ -4,7 +4,7 @@
  *
  * @module
  */
-// @ts-types="npm:@types/cli-progress@^3.11.6"
+// @ts-types="./_cli_progress.d.ts"
 import cliProgress from "cli-progress";
 
 /** A progress bar; every method is a no-op when stderr is not a terminal. */

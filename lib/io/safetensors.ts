@@ -1,0 +1,419 @@
+/**
+ * safetensors files: lazy reading (header first, each tensor by its offsets), writing, and the
+ * sharded layout of HF checkpoints (`model.safetensors.index.json`).
+ *
+ * @module
+ */
+import { FormatError } from "../core/errors.ts";
+
+/** Element types of the safetensors format that lmkit reads and writes. */
+export type SafetensorsDType = "F32" | "F16" | "BF16" | "I8" | "U8" | "I32" | "I64" | "BOOL";
+
+/** Typed-array storage per dtype (F16/BF16 as raw Uint16 bits, BOOL as Uint8 0/1). */
+export type TensorData =
+  | Float32Array
+  | Uint16Array
+  | Int8Array
+  | Uint8Array
+  | Int32Array
+  | BigInt64Array;
+
+/** A tensor: dtype, shape (row-major) and elements. */
+export interface Tensor {
+  /** Element type. */
+  dtype: SafetensorsDType;
+  /** Shape, outermost first. */
+  shape: number[];
+  /** Elements in row-major order. */
+  data: TensorData;
+}
+
+/** Where a tensor sits in its file. */
+export interface TensorInfo {
+  /** Element type. */
+  dtype: SafetensorsDType;
+  /** Shape, outermost first. */
+  shape: number[];
+  /** Byte offsets [begin, end) relative to the start of the data section. */
+  offsets: [number, number];
+}
+
+const SIZE: Record<SafetensorsDType, number> = {
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I8: 1,
+  U8: 1,
+  I32: 4,
+  I64: 8,
+  BOOL: 1,
+};
+
+function makeArray(dtype: SafetensorsDType, buf: ArrayBuffer): TensorData {
+  switch (dtype) {
+    case "F32":
+      return new Float32Array(buf);
+    case "F16":
+    case "BF16":
+      return new Uint16Array(buf);
+    case "I8":
+      return new Int8Array(buf);
+    case "U8":
+    case "BOOL":
+      return new Uint8Array(buf);
+    case "I32":
+      return new Int32Array(buf);
+    case "I64":
+      return new BigInt64Array(buf);
+  }
+}
+
+/** IEEE half-precision bits → number. */
+export function f16ToF32(h: number): number {
+  const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, f = h & 0x3ff;
+  if (e === 0) return s * f * 2 ** -24;
+  if (e === 31) return f ? NaN : s * Infinity;
+  return s * (1 + f / 1024) * 2 ** (e - 15);
+}
+
+/** Converts F32, F16 or BF16 storage to a Float32Array (F32 is returned as is). */
+export function toFloat32(t: Tensor, where = "tensor"): Float32Array {
+  const d = t.data;
+  switch (t.dtype) {
+    case "F32":
+      return d as Float32Array;
+    case "BF16": {
+      const u = new Uint32Array(d.length);
+      for (let i = 0; i < d.length; i++) u[i] = (d[i] as number) << 16;
+      return new Float32Array(u.buffer);
+    }
+    case "F16": {
+      const out = new Float32Array(d.length);
+      for (let i = 0; i < d.length; i++) out[i] = f16ToF32(d[i] as number);
+      return out;
+    }
+    default:
+      throw new FormatError(
+        `Cannot read ${where} of dtype ${t.dtype} as float: expected F32, F16 or BF16`,
+      );
+  }
+}
+
+/**
+ * One open safetensors file. Opening reads the header only; {@linkcode SafetensorsFile.read}
+ * reads one tensor's bytes by its offsets.
+ *
+ * @example Round trip
+ * ```ts
+ * import { SafetensorsFile, writeSafetensors } from "./safetensors.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const path = await Deno.makeTempFile({ suffix: ".safetensors" });
+ * await writeSafetensors(path, { w: { dtype: "F32", shape: [2, 2], data: new Float32Array([1, 2, 3, 4]) } });
+ * using f = await SafetensorsFile.open(path);
+ * assertEquals((await f.readFloat32("w")).data, new Float32Array([1, 2, 3, 4]));
+ * await Deno.remove(path);
+ * ```
+ */
+export class SafetensorsFile {
+  /** The file's path. */
+  readonly path: string;
+  /** The `__metadata__` string map (empty when absent). */
+  readonly metadata: Record<string, string>;
+  /** Every tensor's dtype, shape and offsets. */
+  readonly tensors: Record<string, TensorInfo>;
+  readonly #file: Deno.FsFile;
+  readonly #dataStart: number;
+
+  private constructor(
+    path: string,
+    file: Deno.FsFile,
+    dataStart: number,
+    tensors: Record<string, TensorInfo>,
+    metadata: Record<string, string>,
+  ) {
+    this.path = path;
+    this.#file = file;
+    this.#dataStart = dataStart;
+    this.tensors = tensors;
+    this.metadata = metadata;
+  }
+
+  /** Opens `path` and validates its header against the file size. */
+  static async open(path: string): Promise<SafetensorsFile> {
+    const file = await Deno.open(path, { read: true });
+    try {
+      const size = (await file.stat()).size;
+      const bad = (what: string) =>
+        new FormatError(`Cannot read safetensors header of '${path}': ${what}`);
+      if (size < 8) throw bad(`file has ${size} bytes, fewer than the 8-byte header length`);
+      const lenBytes = await readExact(file, 0, 8);
+      const n = Number(new DataView(lenBytes.buffer).getBigUint64(0, true));
+      if (n > size - 8) throw bad(`header length ${n} exceeds file size ${size}`);
+      let header: unknown;
+      try {
+        header = JSON.parse(new TextDecoder().decode(await readExact(file, 8, n)));
+      } catch (e) {
+        throw bad(`header is not valid JSON (${(e as Error).message})`);
+      }
+      if (typeof header !== "object" || header === null || Array.isArray(header)) {
+        throw bad("header is not a JSON object");
+      }
+      const dataSize = size - 8 - n;
+      const tensors: Record<string, TensorInfo> = {};
+      let metadata: Record<string, string> = {};
+      for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
+        if (name === "__metadata__") {
+          metadata = (raw ?? {}) as Record<string, string>;
+          continue;
+        }
+        tensors[name] = parseInfo(path, name, raw, dataSize);
+      }
+      return new SafetensorsFile(path, file, 8 + n, tensors, metadata);
+    } catch (e) {
+      file.close();
+      throw e;
+    }
+  }
+
+  /** Tensor names in header order. */
+  names(): string[] {
+    return Object.keys(this.tensors);
+  }
+
+  /** Where `name` is; a FormatError when the file has no such tensor. */
+  info(name: string): TensorInfo {
+    const t = this.tensors[name];
+    if (!t) throw new FormatError(`Tensor '${name}' is not in '${this.path}'`);
+    return t;
+  }
+
+  /** Reads one tensor in its stored dtype. */
+  async read(name: string): Promise<Tensor> {
+    const { dtype, shape, offsets } = this.info(name);
+    const bytes = await readExact(
+      this.#file,
+      this.#dataStart + offsets[0],
+      offsets[1] - offsets[0],
+    );
+    return { dtype, shape, data: makeArray(dtype, bytes.buffer as ArrayBuffer) };
+  }
+
+  /** Reads one float tensor (F32, F16 or BF16) as f32. */
+  async readFloat32(name: string): Promise<{ shape: number[]; data: Float32Array }> {
+    const t = await this.read(name);
+    return { shape: t.shape, data: toFloat32(t, `tensor '${name}' of '${this.path}'`) };
+  }
+
+  /** Closes the file. */
+  close(): void {
+    this.#file.close();
+  }
+
+  /** For `using`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+function parseInfo(path: string, name: string, raw: unknown, dataSize: number): TensorInfo {
+  const bad = (what: string) => new FormatError(`Tensor '${name}' in '${path}': ${what}`);
+  const r = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+  if (typeof r !== "object" || r === null) throw bad("entry is not an object");
+  if (typeof r.dtype !== "string" || !(r.dtype in SIZE)) {
+    throw bad(
+      `unknown dtype ${JSON.stringify(r.dtype)}: expected one of ${Object.keys(SIZE).join(", ")}`,
+    );
+  }
+  const dtype = r.dtype as SafetensorsDType;
+  const shape = r.shape;
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) {
+    throw bad(`shape ${JSON.stringify(shape)} is not a list of integers ≥ 0`);
+  }
+  const off = r.data_offsets;
+  if (
+    !Array.isArray(off) || off.length !== 2 || !off.every((o) => Number.isInteger(o) && o >= 0) ||
+    off[0] > off[1]
+  ) {
+    throw bad(`data_offsets ${JSON.stringify(off)} is not [begin, end] with begin ≤ end`);
+  }
+  const numel = shape.reduce((a: number, b: number) => a * b, 1);
+  if (off[1] - off[0] !== numel * SIZE[dtype]) {
+    throw bad(
+      `data_offsets span ${off[1] - off[0]} bytes, expected ${
+        numel * SIZE[dtype]
+      } for ${dtype}[${shape}]`,
+    );
+  }
+  if (off[1] > dataSize) {
+    throw bad(`data_offsets end ${off[1]} exceeds the data section (${dataSize} bytes)`);
+  }
+  return { dtype, shape: shape as number[], offsets: [off[0], off[1]] };
+}
+
+async function readExact(file: Deno.FsFile, pos: number, n: number): Promise<Uint8Array> {
+  const buf = new Uint8Array(n);
+  await file.seek(pos, Deno.SeekMode.Start);
+  let got = 0;
+  while (got < n) {
+    const r = await file.read(buf.subarray(got));
+    if (r === null) throw new FormatError(`Unexpected end of file at byte ${pos + got}`);
+    got += r;
+  }
+  return buf;
+}
+
+/**
+ * Writes tensors (and optional string metadata) as one safetensors file, all-or-nothing (a
+ * temporary file renamed into place).
+ */
+export async function writeSafetensors(
+  path: string,
+  tensors: Record<string, Tensor>,
+  metadata?: Record<string, string>,
+): Promise<void> {
+  const header: Record<string, unknown> = {};
+  if (metadata) header.__metadata__ = metadata;
+  let offset = 0;
+  for (const [name, t] of Object.entries(tensors)) {
+    const numel = t.shape.reduce((a, b) => a * b, 1);
+    if (!(t.dtype in SIZE)) {
+      throw new RangeError(`Cannot write tensor '${name}': unknown dtype '${t.dtype}'`);
+    }
+    if (numel !== t.data.length || t.data.BYTES_PER_ELEMENT !== SIZE[t.dtype]) {
+      throw new RangeError(
+        `Cannot write tensor '${name}': ${t.data.length} elements of ${t.data.BYTES_PER_ELEMENT} bytes do not fit ${t.dtype}[${t.shape}]`,
+      );
+    }
+    header[name] = {
+      dtype: t.dtype,
+      shape: t.shape,
+      data_offsets: [offset, offset + t.data.byteLength],
+    };
+    offset += t.data.byteLength;
+  }
+  const hdr = new TextEncoder().encode(JSON.stringify(header));
+  const pad = (8 - hdr.length % 8) % 8; // the data section starts 8-byte aligned
+  const out = new Uint8Array(8 + hdr.length + pad + offset);
+  new DataView(out.buffer).setBigUint64(0, BigInt(hdr.length + pad), true);
+  out.set(hdr, 8);
+  out.fill(0x20, 8 + hdr.length, 8 + hdr.length + pad);
+  let pos = 8 + hdr.length + pad;
+  for (const t of Object.values(tensors)) {
+    out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), pos);
+    pos += t.data.byteLength;
+  }
+  const tmp = `${path}.tmp-${Deno.pid}`;
+  await Deno.writeFile(tmp, out);
+  await Deno.rename(tmp, path);
+}
+
+/**
+ * A sharded checkpoint (`model.safetensors.index.json` + shards), read through the same calls as
+ * one file. Shards are opened on first use.
+ */
+export class SafetensorsIndex {
+  /** The index file's path. */
+  readonly path: string;
+  /** Tensor name → shard file name. */
+  readonly weightMap: Record<string, string>;
+  readonly #dir: string;
+  readonly #open = new Map<string, SafetensorsFile>();
+
+  private constructor(path: string, weightMap: Record<string, string>) {
+    this.path = path;
+    this.weightMap = weightMap;
+    this.#dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) : ".";
+  }
+
+  /** Reads and validates the index JSON. */
+  static async open(path: string): Promise<SafetensorsIndex> {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(await Deno.readTextFile(path));
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) throw e;
+      throw new FormatError(
+        `Cannot read index '${path}': not valid JSON (${(e as Error).message})`,
+      );
+    }
+    const map = (parsed as { weight_map?: unknown })?.weight_map;
+    if (typeof map !== "object" || map === null || Array.isArray(map)) {
+      throw new FormatError(`Cannot read index '${path}': missing the "weight_map" object`);
+    }
+    for (const [k, v] of Object.entries(map)) {
+      if (typeof v !== "string" || v.includes("/")) {
+        throw new FormatError(
+          `Index '${path}' maps '${k}' to ${JSON.stringify(v)}: expected a shard file name`,
+        );
+      }
+    }
+    return new SafetensorsIndex(path, map as Record<string, string>);
+  }
+
+  /** Tensor names. */
+  names(): string[] {
+    return Object.keys(this.weightMap);
+  }
+
+  async #shard(name: string): Promise<SafetensorsFile> {
+    const file = this.weightMap[name];
+    if (!file) throw new FormatError(`Tensor '${name}' is not in the index '${this.path}'`);
+    let f = this.#open.get(file);
+    if (!f) {
+      f = await SafetensorsFile.open(`${this.#dir}/${file}`);
+      this.#open.set(file, f);
+    }
+    if (!(name in f.tensors)) {
+      throw new FormatError(
+        `Index '${this.path}' maps '${name}' to '${file}', which has no such tensor`,
+      );
+    }
+    return f;
+  }
+
+  /** Where `name` is. */
+  async info(name: string): Promise<TensorInfo> {
+    return (await this.#shard(name)).info(name);
+  }
+
+  /** Reads one tensor in its stored dtype. */
+  async read(name: string): Promise<Tensor> {
+    return (await this.#shard(name)).read(name);
+  }
+
+  /** Reads one float tensor as f32. */
+  async readFloat32(name: string): Promise<{ shape: number[]; data: Float32Array }> {
+    return (await this.#shard(name)).readFloat32(name);
+  }
+
+  /** Closes every opened shard. */
+  close(): void {
+    for (const f of this.#open.values()) f.close();
+    this.#open.clear();
+  }
+
+  /** For `using`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/** Opens an HF checkpoint folder: the sharded index when present, else `model.safetensors`. */
+export async function openCheckpoint(dir: string): Promise<SafetensorsFile | SafetensorsIndex> {
+  try {
+    return await SafetensorsIndex.open(`${dir}/model.safetensors.index.json`);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  try {
+    return await SafetensorsFile.open(`${dir}/model.safetensors`);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new FormatError(
+        `Checkpoint folder '${dir}' has neither model.safetensors nor model.safetensors.index.json`,
+      );
+    }
+    throw e;
+  }
+}

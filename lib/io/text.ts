@@ -1,0 +1,152 @@
+/**
+ * Streaming readers for CSV/TSV and JSONL files (gzip when the name ends in `.gz`) that name the
+ * file and line of a bad row.
+ *
+ * @module
+ */
+import { Readable } from "node:stream";
+import { parse } from "csv-parse";
+import { FormatError } from "../core/errors.ts";
+
+async function openStream(path: string): Promise<ReadableStream<Uint8Array>> {
+  const file = await Deno.open(path, { read: true });
+  const s = file.readable;
+  return path.endsWith(".gz") ? s.pipeThrough(new DecompressionStream("gzip")) : s;
+}
+
+/** Options of {@linkcode readCsv}. */
+export interface CsvOptions {
+  /** Field separator (default "," or "\t" for .tsv/.tsv.gz). */
+  separator?: string;
+  /** Column names for files without a header line; default: read them from the first line. */
+  columns?: string[];
+  /** Columns that must be present (a FormatError names the first missing one). */
+  required?: string[];
+  /** Quote character, or false for formats where quotes are plain text (default '"'). */
+  quote?: string | false;
+}
+
+/** One CSV record and the line it starts on (1-based, counting the header). */
+export interface CsvRow {
+  /** Line number where the record starts. */
+  line: number;
+  /** Field values by column name. */
+  record: Record<string, string>;
+}
+
+/**
+ * Streams the records of a CSV/TSV file.
+ *
+ * @example
+ * ```ts
+ * import { readCsv } from "./text.ts";
+ * import { assertEquals } from "@std/assert";
+ * const path = await Deno.makeTempFile({ suffix: ".csv" });
+ * await Deno.writeTextFile(path, "a,b\n1,2\n");
+ * const rows = await Array.fromAsync(readCsv(path));
+ * assertEquals(rows, [{ line: 2, record: { a: "1", b: "2" } }]);
+ * await Deno.remove(path);
+ * ```
+ */
+export async function* readCsv(path: string, options: CsvOptions = {}): AsyncGenerator<CsvRow> {
+  const tsv = /\.tsv(\.gz)?$/.test(path);
+  const parser = parse({
+    delimiter: options.separator ?? (tsv ? "\t" : ","),
+    columns: options.columns ?? true,
+    info: true,
+    bom: true,
+    quote: options.quote === false ? null : options.quote ?? '"',
+    skip_empty_lines: true,
+  });
+  const input = Readable.fromWeb(
+    await openStream(path) as unknown as import("node:stream/web").ReadableStream,
+  );
+  input.on("error", (e) => parser.destroy(e));
+  input.pipe(parser);
+  let checked = false;
+  let prevEnd = options.columns ? 0 : 1, prevEmpty = 0;
+  try {
+    for await (
+      const { record, info } of parser as AsyncIterable<
+        { record: Record<string, string>; info: { lines: number; empty_lines: number } }
+      >
+    ) {
+      if (!checked) {
+        for (const col of options.required ?? []) {
+          if (!(col in record)) {
+            throw new FormatError(
+              `Cannot read '${path}': missing column '${col}' (columns: ${
+                Object.keys(record).join(", ")
+              })`,
+            );
+          }
+        }
+        checked = true;
+      }
+      // csv-parse reports the line a record ends on; it starts after the previous one and any
+      // blank lines skipped in between
+      const line = prevEnd + 1 + info.empty_lines - prevEmpty;
+      prevEnd = info.lines;
+      prevEmpty = info.empty_lines;
+      yield { line, record };
+    }
+  } catch (e) {
+    if (e instanceof FormatError) throw e;
+    const err = e as Error & { lines?: number };
+    const at = err.lines ? ` line ${err.lines}` : "";
+    throw new FormatError(
+      `Cannot parse '${path}'${at}: ${err.message.replace(/^Invalid Record Length: /, "")}`,
+    );
+  } finally {
+    input.destroy();
+  }
+}
+
+/** One JSONL value and its line (1-based). */
+export interface JsonlRow<T = unknown> {
+  /** Line number. */
+  line: number;
+  /** The parsed value. */
+  value: T;
+}
+
+/** Streams the lines of a text file (gzip when the name ends in `.gz`), without line endings. */
+export async function* readLines(path: string): AsyncGenerator<string> {
+  let rest = "";
+  for await (const chunk of (await openStream(path)).pipeThrough(new TextDecoderStream())) {
+    const parts = (rest + chunk).split("\n");
+    rest = parts.pop() ?? "";
+    for (const p of parts) yield p.endsWith("\r") ? p.slice(0, -1) : p;
+  }
+  if (rest !== "") yield rest.endsWith("\r") ? rest.slice(0, -1) : rest;
+}
+
+/**
+ * Streams the values of a JSON-lines file; blank lines are skipped, a bad line is a FormatError
+ * naming the file and line.
+ *
+ * @example
+ * ```ts
+ * import { readJsonl } from "./text.ts";
+ * import { assertEquals } from "@std/assert";
+ * const path = await Deno.makeTempFile({ suffix: ".jsonl" });
+ * await Deno.writeTextFile(path, '{"a":1}\n\n{"a":2}\n');
+ * const rows = await Array.fromAsync(readJsonl(path));
+ * assertEquals(rows.map((r) => r.line), [1, 3]);
+ * await Deno.remove(path);
+ * ```
+ */
+export async function* readJsonl<T = unknown>(path: string): AsyncGenerator<JsonlRow<T>> {
+  let line = 0;
+  for await (const text of readLines(path)) {
+    line++;
+    if (text.trim() === "") continue;
+    let value: T;
+    try {
+      value = JSON.parse(text);
+    } catch (e) {
+      throw new FormatError(`Cannot parse '${path}' line ${line}: ${(e as Error).message}`);
+    }
+    yield { line, value };
+  }
+}

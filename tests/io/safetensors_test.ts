@@ -1,0 +1,166 @@
+import { assertEquals, assertRejects } from "@std/assert";
+import {
+  f16ToF32,
+  openCheckpoint,
+  SafetensorsFile,
+  SafetensorsIndex,
+  type Tensor,
+  writeSafetensors,
+} from "../../lib/io/safetensors.ts";
+import { FormatError } from "../../lib/core/errors.ts";
+import { Rng } from "../../lib/core/rng.ts";
+import { freshSeed } from "../_util.ts";
+
+const SHARED_MODEL =
+  new URL("../../../shared/data/models/tinyllama-bytes/", import.meta.url).pathname;
+
+function sample(rng: Rng): Record<string, Tensor> {
+  return {
+    "f32": { dtype: "F32", shape: [3, 5], data: rng.normalArray(15) },
+    "f16": { dtype: "F16", shape: [4], data: new Uint16Array([0x3c00, 0xc000, 0x0001, 0x7c00]) },
+    "bf16": { dtype: "BF16", shape: [2], data: new Uint16Array([0x3f80, 0xbfc0]) },
+    "i8": { dtype: "I8", shape: [3], data: new Int8Array([-128, 0, 127]) },
+    "u8": { dtype: "U8", shape: [1, 1], data: new Uint8Array([255]) },
+    "i32": { dtype: "I32", shape: [2], data: new Int32Array([-5, 2 ** 31 - 1]) },
+    "i64": { dtype: "I64", shape: [2], data: new BigInt64Array([-1n, 2n ** 40n]) },
+    "bool": { dtype: "BOOL", shape: [3], data: new Uint8Array([1, 0, 1]) },
+    "empty": { dtype: "F32", shape: [0, 7], data: new Float32Array(0) },
+    "naïve ünïcode": { dtype: "F32", shape: [1], data: new Float32Array([7]) },
+  };
+}
+
+Deno.test("safetensors round-trips every dtype, metadata and non-ASCII names", async () => {
+  const dir = await Deno.makeTempDir();
+  const t = sample(new Rng(freshSeed()));
+  await writeSafetensors(`${dir}/m.safetensors`, t, { format: "pt" });
+  using f = await SafetensorsFile.open(`${dir}/m.safetensors`);
+  assertEquals(f.metadata, { format: "pt" });
+  assertEquals(f.names(), Object.keys(t));
+  for (const [name, want] of Object.entries(t)) assertEquals(await f.read(name), want);
+  assertEquals((await f.readFloat32("f16")).data, new Float32Array([1, -2, 2 ** -24, Infinity]));
+  assertEquals((await f.readFloat32("bf16")).data, new Float32Array([1, -1.5]));
+  await assertRejects(() => f.readFloat32("i8"), FormatError, "dtype I8 as float");
+  await assertRejects(() => f.read("nope"), FormatError, "Tensor 'nope' is not in");
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("f16ToF32 handles subnormals, infinities and NaN", () => {
+  assertEquals(f16ToF32(0x0400), 2 ** -14);
+  assertEquals(f16ToF32(0xfc00), -Infinity);
+  assertEquals(Number.isNaN(f16ToF32(0x7e00)), true);
+  assertEquals(f16ToF32(0x8000), -0);
+});
+
+async function corrupt(bytes: Uint8Array): Promise<string> {
+  const p = await Deno.makeTempFile({ suffix: ".safetensors" });
+  await Deno.writeFile(p, bytes);
+  return p;
+}
+
+function withHeader(header: string, dataBytes = 0): Uint8Array {
+  const h = new TextEncoder().encode(header);
+  const out = new Uint8Array(8 + h.length + dataBytes);
+  new DataView(out.buffer).setBigUint64(0, BigInt(h.length), true);
+  out.set(h, 8);
+  return out;
+}
+
+Deno.test("malformed safetensors fail with a FormatError naming the file", async () => {
+  const cases: [Uint8Array, string][] = [
+    [new Uint8Array(5), "fewer than the 8-byte header length"],
+    [
+      (() => {
+        const b = new Uint8Array(1024);
+        new DataView(b.buffer).setBigUint64(0, 9000000000000000000n, true);
+        return b;
+      })(),
+      "header length 9000000000000000000 exceeds file size 1024",
+    ],
+    [withHeader("{not json"), "not valid JSON"],
+    [withHeader('{"w":{"dtype":"F8","shape":[1],"data_offsets":[0,1]}}', 1), 'unknown dtype "F8"'],
+    [
+      withHeader('{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}', 4),
+      "expected 8 for F32[2]",
+    ],
+    [
+      withHeader('{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}', 4),
+      "exceeds the data section",
+    ],
+    [
+      withHeader('{"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,0]}}'),
+      "is not a list of integers",
+    ],
+    [withHeader("[1,2]"), "not a JSON object"],
+  ];
+  for (const [bytes, msg] of cases) {
+    const p = await corrupt(bytes);
+    await assertRejects(() => SafetensorsFile.open(p), FormatError, msg);
+    const e = await assertRejects(() => SafetensorsFile.open(p), FormatError);
+    if (!e.message.includes(p) && !e.message.includes("Tensor 'w'")) {
+      throw new Error(`no file in: ${e.message}`);
+    }
+    await Deno.remove(p);
+  }
+});
+
+Deno.test("a sharded checkpoint reads through its index; bad indexes fail cleanly", async () => {
+  const dir = await Deno.makeTempDir();
+  const t = sample(new Rng(freshSeed()));
+  const names = Object.keys(t);
+  const half = Math.ceil(names.length / 2);
+  const shards = [names.slice(0, half), names.slice(half)];
+  const weightMap: Record<string, string> = {};
+  for (const [i, shard] of shards.entries()) {
+    const file = `model-0000${i + 1}-of-00002.safetensors`;
+    await writeSafetensors(`${dir}/${file}`, Object.fromEntries(shard.map((n) => [n, t[n]!])));
+    for (const n of shard) weightMap[n] = file;
+  }
+  await Deno.writeTextFile(
+    `${dir}/model.safetensors.index.json`,
+    JSON.stringify({ metadata: {}, weight_map: weightMap }),
+  );
+  {
+    using ck = await openCheckpoint(dir);
+    if (!(ck instanceof SafetensorsIndex)) throw new Error("expected the index");
+    assertEquals(ck.names().sort(), names.slice().sort());
+    for (const n of names) assertEquals(await ck.read(n), t[n]);
+  }
+  weightMap["f32"] = "model-00002-of-00002.safetensors"; // wrong shard
+  await Deno.writeTextFile(
+    `${dir}/model.safetensors.index.json`,
+    JSON.stringify({ weight_map: weightMap }),
+  );
+  {
+    using ck = await SafetensorsIndex.open(`${dir}/model.safetensors.index.json`);
+    await assertRejects(() => ck.read("f32"), FormatError, "which has no such tensor");
+  }
+  await Deno.writeTextFile(`${dir}/model.safetensors.index.json`, "{}");
+  await assertRejects(() => openCheckpoint(dir), FormatError, 'missing the "weight_map" object');
+  await Deno.remove(`${dir}/model.safetensors.index.json`);
+  await assertRejects(() => openCheckpoint(dir), FormatError, "has neither model.safetensors");
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test({
+  name: "the bundled tinyllama-bytes checkpoint opens and its F16 weights decode",
+  ignore: (() => {
+    try {
+      Deno.statSync(SHARED_MODEL);
+      return false;
+    } catch {
+      console.log(`skipped: ${SHARED_MODEL} is absent`);
+      return true;
+    }
+  })(),
+  async fn() {
+    using ck = await openCheckpoint(SHARED_MODEL);
+    const config = JSON.parse(await Deno.readTextFile(`${SHARED_MODEL}/config.json`));
+    const emb = await ck.readFloat32("model.embed_tokens.weight");
+    assertEquals(emb.shape, [config.vocab_size, config.hidden_size]);
+    assertEquals(emb.data.every(Number.isFinite), true);
+    assertEquals(
+      ck.names().length,
+      2 + 9 * config.num_hidden_layers + 1 - (config.tie_word_embeddings ? 1 : 0),
+    );
+  },
+});

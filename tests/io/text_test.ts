@@ -1,0 +1,115 @@
+import { assertEquals, assertRejects } from "@std/assert";
+import { readCsv, readJsonl, readLines } from "../../lib/io/text.ts";
+import { FormatError } from "../../lib/core/errors.ts";
+
+const SHARED = new URL("../../../shared/data/", import.meta.url).pathname;
+const haveShared = (() => {
+  try {
+    Deno.statSync(SHARED);
+    return true;
+  } catch {
+    console.log(`skipped real-data tests: ${SHARED} is absent`);
+    return false;
+  }
+})();
+
+async function temp(name: string, content: string | Uint8Array): Promise<string> {
+  const dir = await Deno.makeTempDir();
+  const p = `${dir}/${name}`;
+  if (typeof content === "string") await Deno.writeTextFile(p, content);
+  else await Deno.writeFile(p, content);
+  return p;
+}
+
+async function gzip(text: string): Promise<Uint8Array> {
+  const s = new Blob([text]).stream().pipeThrough(new CompressionStream("gzip"));
+  return new Uint8Array(await new Response(s).arrayBuffer());
+}
+
+Deno.test("readCsv streams records with line numbers, quoted newlines, BOM and gzip", async () => {
+  const text = '\ufeffid,text\n1,"hello, world"\n2,"two\nlines"\n3,plain\n';
+  for (const p of [await temp("a.csv", text), await temp("a.csv.gz", await gzip(text))]) {
+    const rows = await Array.fromAsync(readCsv(p, { required: ["id", "text"] }));
+    assertEquals(rows.map((r) => r.line), [2, 3, 5]);
+    assertEquals(rows[1]!.record, { id: "2", text: "two\nlines" });
+  }
+});
+
+Deno.test("readCsv: bad rows and missing columns name the file and line", async () => {
+  const p = await temp("b.csv", "a,b\n1,2\n3,4,5\n");
+  await assertRejects(() => Array.fromAsync(readCsv(p)), FormatError, `'${p}' line 3`);
+  const q = await temp("c.csv", "a,b\n1,2\n");
+  await assertRejects(
+    () => Array.fromAsync(readCsv(q, { required: ["spans"] })),
+    FormatError,
+    "missing column 'spans'",
+  );
+  const r = await temp("d.csv", 'a,b\n1,"unterminated\n');
+  await assertRejects(() => Array.fromAsync(readCsv(r)), FormatError, `'${r}'`);
+});
+
+Deno.test("readCsv reads headerless TSV with named columns and literal quotes", async () => {
+  const p = await temp("g.tsv", 'he said "hi\tOTHER\tOTHER\n@x du "Idiot\tOFFENSE\tINSULT\n');
+  const rows = await Array.fromAsync(
+    readCsv(p, { columns: ["text", "coarse", "fine"], quote: false }),
+  );
+  assertEquals(rows.map((r) => r.record.coarse), ["OTHER", "OFFENSE"]);
+  assertEquals(rows[0]!.record.text, 'he said "hi');
+});
+
+Deno.test("readJsonl and readLines: CRLF, blank lines, gzip; bad JSON names the line", async () => {
+  const text = '{"a":1}\r\n\r\n{"a":2}\r\n{"a":3}';
+  for (const p of [await temp("x.jsonl", text), await temp("x.jsonl.gz", await gzip(text))]) {
+    const rows = await Array.fromAsync(readJsonl<{ a: number }>(p));
+    assertEquals(rows, [{ line: 1, value: { a: 1 } }, { line: 3, value: { a: 2 } }, {
+      line: 4,
+      value: { a: 3 },
+    }]);
+    assertEquals((await Array.fromAsync(readLines(p))).length, 4);
+  }
+  const bad = await temp("y.jsonl", '{"a":1}\n{"a":\n');
+  await assertRejects(() => Array.fromAsync(readJsonl(bad)), FormatError, `'${bad}' line 2`);
+});
+
+Deno.test({
+  name: "real data: SemEval toxic spans CSV and UD JSONL stream completely",
+  ignore: !haveShared,
+  async fn() {
+    let n = 0;
+    for await (
+      const { record } of readCsv(`${SHARED}toxic_spans/semeval2021/tsd_trial.csv`, {
+        required: ["spans", "text"],
+      })
+    ) {
+      JSON.parse(record.spans!);
+      n++;
+    }
+    assertEquals(n, 690); // the data README's row count
+    let m = 0;
+    for await (
+      const { value } of readJsonl<{ text: string; words: string[] }>(
+        `${SHARED}multilingual_text/ud_pud/pud_en.jsonl`,
+      )
+    ) {
+      if (typeof value.text !== "string" || !Array.isArray(value.words)) {
+        throw new Error("bad UD row");
+      }
+      m++;
+    }
+    assertEquals(m > 0, true);
+    let germ = 0;
+    for await (
+      const { record } of readCsv(
+        `${SHARED}toxicity_labelled/germeval2018/germeval2018.training.txt`,
+        {
+          separator: "\t",
+          columns: ["text", "coarse", "fine"],
+          quote: false,
+        },
+      )
+    ) {
+      if (record.coarse === "OFFENSE") germ++;
+    }
+    assertEquals(germ, 1688); // the data README: 5,009 rows (1,688 OFFENSE)
+  },
+});

@@ -1,0 +1,103 @@
+// Least privilege: every script answers --help under the flags of its own shebang, no script or
+// task asks for -A, a script given fewer permissions fails with one clear sentence instead of
+// prompting, and the kernels fall back to ts inside a sandbox without --allow-ffi.
+import { assert, assertEquals } from "@std/assert";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+const scripts = [...Deno.readDirSync(`${ROOT}scripts`)].filter((e) => e.name.endsWith(".ts")).map((
+  e,
+) => e.name);
+
+function shebangFlags(file: string): string[] {
+  const first = Deno.readTextFileSync(`${ROOT}scripts/${file}`).split("\n")[0]!;
+  const prefix = "#!/usr/bin/env -S deno run ";
+  assert(first.startsWith(prefix), `${file}: first line must start with '${prefix}'`);
+  return first.slice(prefix.length).trim().split(/\s+/);
+}
+
+async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: ROOT,
+    stdin: "null",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+Deno.test("there is at least one script, and none asks for -A", () => {
+  assert(scripts.length > 0);
+  for (const s of scripts) {
+    const flags = shebangFlags(s);
+    assert(!flags.some((f) => f === "-A" || f === "--allow-all"), `${s} asks for all permissions`);
+    assert(flags.includes("--no-prompt"), `${s}: shebang must include --no-prompt`);
+  }
+  const tasks = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).tasks as Record<
+    string,
+    { command: string } | string
+  >;
+  for (const [name, t] of Object.entries(tasks)) {
+    const cmd = typeof t === "string" ? t : t.command;
+    assert(!/(^|\s)(-A|--allow-all)(\s|$)/.test(cmd), `task ${name} asks for all permissions`);
+  }
+});
+
+for (const s of scripts) {
+  Deno.test(`${s} answers --help under its shebang flags`, async () => {
+    const r = await run(["run", ...shebangFlags(s), `scripts/${s}`, "--help"]);
+    assertEquals(r.code, 0, r.stderr);
+    assert(r.stdout.includes("Usage"), `${s} --help printed no usage: ${r.stdout}`);
+  });
+}
+
+Deno.test("selfcheck.ts without its write permission fails with one clear sentence, no prompt", async () => {
+  const r = await run([
+    "run",
+    "--no-prompt",
+    "--allow-ffi=ffi/build",
+    "--allow-env=LMKIT_BACKEND",
+    "scripts/selfcheck.ts",
+  ]);
+  assertEquals(r.code, 1);
+  assertEquals(
+    r.stderr.trim(),
+    "error: selfcheck.ts needs --allow-write=out/selfcheck --allow-read=out/selfcheck: run it through its deno task or its shebang line",
+  );
+});
+
+async function probe(
+  code: string,
+  flags: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const file = await Deno.makeTempFile({ suffix: ".ts" });
+  await Deno.writeTextFile(file, code);
+  try {
+    return await run(["run", "--config", `${ROOT}deno.json`, "--no-prompt", ...flags, file]);
+  } finally {
+    await Deno.remove(file);
+  }
+}
+
+Deno.test("inside a sandbox with no permissions the kernels run on the ts backend", async () => {
+  const r = await probe(
+    `import { matmul, Matrix, selectBackend } from "${ROOT}mod.ts";
+     const c = matmul(Matrix.from([[1, 2]]), Matrix.from([[3], [4]]));
+     console.log(selectBackend(), c.get(0, 0));`,
+    [],
+  );
+  assertEquals(r.code, 0, r.stderr);
+  assertEquals(r.stdout.trim(), "ts 11");
+  const asked = await probe(
+    `import { selectBackend } from "${ROOT}ffi/mod.ts";
+     try { selectBackend("cpu"); } catch (e) { console.log(\`\${e.name}: \${e.message}\`); }`,
+    [],
+  );
+  assertEquals(asked.code, 0, asked.stderr);
+  assert(
+    asked.stdout.startsWith(
+      "BackendUnavailableError: Backend 'cpu' is unavailable: no --allow-ffi=ffi/build permission",
+    ),
+    asked.stdout,
+  );
+});
