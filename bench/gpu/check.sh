@@ -23,6 +23,6 @@ tests=${PIPESTATUS[0]}
 echo "== PyTorch peers"
 python3 bench/gpu/torch_peers.py $quick --out /tmp/lmkit_peers.json >/dev/null || echo "torch peers failed"
 echo "== lmkit cuda bench"
-deno run --no-prompt --allow-read --allow-write --allow-env --allow-ffi=ffi/build bench/gpu/gpu_bench.ts \
+deno run --no-prompt --allow-read --allow-write --allow-env --allow-ffi=ffi/build bench/gpu/gpu_check.ts \
   --peers /tmp/lmkit_peers.json ${OUT:+--out "$OUT/gpu_bench.json"} $quick
 exit $tests

@@ -1,4 +1,4 @@
-"""PyTorch peers for bench/gpu/gpu_bench.ts: the same ops on the same card, median of 10 timed
+"""PyTorch peers for bench/gpu/gpu_check.ts: the same ops on the same card, median of 10 timed
 runs after a warm-up (CUDA events). Prints and writes {"<op>|<shape>": ms}. TF32 is off so that
 f32 matmul is full f32, like ours."""
 import json, sys

@@ -23,7 +23,10 @@ int32_t lk_fail(int32_t code, const char* fmt, ...) {
 }
 
 int32_t lk_check_len(const char* fn, const char* what, double have, double need) {
-  if (!(have >= need) || have != floor(have))
+  if (!(have >= 0) || have != floor(have))
+    return lk_fail(LK_ESHAPE, "%s: buffer %s length %g is not a whole number of elements", fn,
+                   what, have);
+  if (have < need)
     return lk_fail(LK_ESHAPE, "%s: buffer %s holds %.0f elements, expected at least %.0f", fn,
                    what, have, need);
   return LK_OK;

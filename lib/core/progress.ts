@@ -1,13 +1,13 @@
 /**
- * Progress bars for long work, drawn on stderr only when stderr is a terminal, so that pipes,
- * CI logs and `--json` output stay clean.
+ * Progress bars for long work, drawn on stderr only when stdout and stderr are both terminals, so
+ * that pipes, CI logs and `--json` output stay clean.
  *
  * @module
  */
 // @ts-types="./_cli_progress.d.ts"
 import cliProgress from "cli-progress";
 
-/** A progress bar; every method is a no-op when stderr is not a terminal. */
+/** A progress bar; every method is a no-op when output is not a terminal. */
 export interface Progress {
   /** Advances by `n` steps (default 1). */
   tick(n?: number): void;
@@ -17,7 +17,7 @@ export interface Progress {
 
 /** Options for {@linkcode progress}. */
 export interface ProgressOptions {
-  /** Force drawing on or off; default: draw when stderr is a terminal. */
+  /** Force drawing on or off; default: draw when both stdout and stderr are terminals. */
   enabled?: boolean;
 }
 
@@ -33,7 +33,7 @@ export interface ProgressOptions {
  * ```
  */
 export function progress(label: string, total: number, options: ProgressOptions = {}): Progress {
-  const enabled = options.enabled ?? Deno.stderr.isTerminal();
+  const enabled = options.enabled ?? (Deno.stdout.isTerminal() && Deno.stderr.isTerminal());
   if (!enabled) return { tick() {}, stop() {} };
   const bar = new cliProgress.SingleBar({
     format: `${label} [{bar}] {percentage}% {value}/{total} eta {eta_formatted}`,

@@ -12,6 +12,8 @@ import { type KernelOptions, resolve } from "./_backend.ts";
 export interface MatmulOptions extends KernelOptions {
   /** Multiply by Bᵀ: B is n×k instead of k×n (default false). */
   transB?: boolean;
+  /** An m×n matrix to write C into (reused buffers avoid an allocation per call). */
+  out?: Matrix;
 }
 
 function shapeOf(a: Matrix, b: Matrix, transB: boolean): [number, number, number] {
@@ -44,8 +46,17 @@ export function matmul(a: Matrix, b: Matrix, options: MatmulOptions = {}): Matri
   const transB = options.transB ?? false;
   const [m, k, n] = shapeOf(a, b, transB);
   const backend = resolve(options);
-  if (backend === "ts") return matmulRef(a, b, transB);
-  const c = Matrix.zeros(m, n);
+  const out = options.out;
+  if (out && (out.rows !== m || out.cols !== n)) {
+    throw new ShapeError(`Cannot write a ${m}×${n} product into a ${out.rows}×${out.cols} matrix`);
+  }
+  if (backend === "ts") {
+    const c = matmulRef(a, b, transB);
+    if (!out) return c;
+    out.data.set(c.data);
+    return out;
+  }
+  const c = out ?? Matrix.zeros(m, n);
   if (backend === "cpu") {
     const lib = cpu();
     check(

@@ -56,6 +56,19 @@ Deno.test("matmul cpu: own kernel and OpenBLAS (when present) both match ts", ()
   }
 });
 
+Deno.test("matmul writes into a caller's out matrix on every backend", () => {
+  const rng = new Rng(freshSeed());
+  const a = randn(rng, 5, 7), b = randn(rng, 7, 3);
+  const want = matmulRef(a, b).data;
+  for (const backend of ["ts", "cpu"] as const) {
+    const out = Matrix.zeros(5, 3);
+    const c = matmul(a, b, { backend, out });
+    assertEquals(c, out);
+    assertClose(out.data, want, { rtol: 1e-5 });
+  }
+  assertThrows(() => matmul(a, b, { out: Matrix.zeros(3, 5) }), ShapeError, "into a 3×5 matrix");
+});
+
 Deno.test("matmul rejects mismatched shapes before any backend runs", () => {
   assertThrows(
     () => matmul(Matrix.zeros(2, 3), Matrix.zeros(4, 5), { backend: "cpu" }),

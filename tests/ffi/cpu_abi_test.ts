@@ -1,0 +1,106 @@
+// The C library checks every shape and buffer length itself, before touching memory, and reports
+// through lk_last_error (the TypeScript wrappers check too; these calls bypass them).
+import { assertEquals } from "@std/assert";
+import { cpu } from "../../ffi/mod.ts";
+
+const lib = cpu();
+function lastError(): string {
+  const buf = new Uint8Array(512);
+  lib.lk_last_error(buf, buf.length);
+  return new TextDecoder().decode(buf.subarray(0, buf.indexOf(0)));
+}
+function expectFail(status: number, code: number, msg: string): void {
+  assertEquals(status, code, `expected status ${code}, got ${status} (${lastError()})`);
+  assertEquals(lastError(), msg);
+}
+
+Deno.test("C gram: short buffers, negative sizes and non-finite scales are refused", () => {
+  const x = new Float32Array(6), h = new Float32Array(9), hd = new Float64Array(9);
+  expectFail(
+    lib.lk_cpu_gram_f32(x, 6, 2, 3, h, 8, 1, 0),
+    1,
+    "lk_cpu_gram_f32: buffer h holds 8 elements, expected at least 9",
+  );
+  expectFail(
+    lib.lk_cpu_gram_f64(x, 5, 2, 3, hd, 9, 1, 0),
+    1,
+    "lk_cpu_gram_f64: buffer x holds 5 elements, expected at least 6",
+  );
+  expectFail(
+    lib.lk_cpu_gram_f32(x, 6, -2, 3, h, 9, 1, 0),
+    1,
+    "lk_cpu_gram_f32: rows=-2 n=3, expected >= 0",
+  );
+  expectFail(
+    lib.lk_cpu_gram_f64(x, 6, 2, 3, hd, 9, NaN, 0),
+    2,
+    "lk_cpu_gram_f64: alpha=nan beta=0, expected finite numbers",
+  );
+  assertEquals(lib.lk_cpu_gram_f64(x, 6, 2, 3, hd, 9, 1, 0), 0);
+});
+
+Deno.test("C OBS prepare: size, buffer, damping and tries are checked", () => {
+  const h = new Float64Array([4, 0, 0, 1]), info = new Float64Array(2);
+  expectFail(
+    lib.lk_cpu_obs_prepare_f64(h, 4, 0, 0.01, 4, info, 2),
+    1,
+    "lk_cpu_obs_prepare_f64: n=0, expected >= 1",
+  );
+  expectFail(
+    lib.lk_cpu_obs_prepare_f64(h, 3, 2, 0.01, 4, info, 2),
+    1,
+    "lk_cpu_obs_prepare_f64: buffer h holds 3 elements, expected at least 4",
+  );
+  expectFail(
+    lib.lk_cpu_obs_prepare_f64(h, 4, 2, 0.01, 4, info, 1),
+    1,
+    "lk_cpu_obs_prepare_f64: buffer info holds 1 elements, expected at least 2",
+  );
+  expectFail(
+    lib.lk_cpu_obs_prepare_f64(h, 4, 2, -1, 4, info, 2),
+    2,
+    "lk_cpu_obs_prepare_f64: percdamp=-1, expected a finite number >= 0",
+  );
+  expectFail(
+    lib.lk_cpu_obs_prepare_f64(h, 4, 2, 0.01, 0, info, 2),
+    2,
+    "lk_cpu_obs_prepare_f64: max_tries=0, expected >= 1",
+  );
+  assertEquals(lib.lk_cpu_obs_prepare_f64(h, 4, 2, 0, 1, info, 2), 0);
+  assertEquals(Array.from(h), [0.5, 0, 0, 1]);
+});
+
+Deno.test("C top-k and threshold: k range and every output buffer are checked", () => {
+  const x = new Float32Array(6),
+    idx = new Int32Array(4),
+    val = new Float32Array(4),
+    thr = new Float32Array(2);
+  expectFail(
+    lib.lk_cpu_topk_f32(x, 6, 2, 3, 4, 1, idx, 4, val, 4, thr, 2),
+    2,
+    "lk_cpu_topk_f32: k=4, expected 1 <= k <= cols=3",
+  );
+  expectFail(
+    lib.lk_cpu_topk_f32(x, 6, 2, 3, 2, 1, idx, 3, val, 4, thr, 2),
+    1,
+    "lk_cpu_topk_f32: buffer idx holds 3 elements, expected at least 4",
+  );
+  expectFail(
+    lib.lk_cpu_topk_f32(x, 6, 2, 3, 2, 1, idx, 4, val, 4, thr, 1),
+    1,
+    "lk_cpu_topk_f32: buffer thr holds 1 elements, expected at least 2",
+  );
+  const mask = new Uint8Array(6), count = new Int32Array(2);
+  expectFail(
+    lib.lk_cpu_threshold_f32(x, 6, 2, 3, thr, 2, 1, mask, 5, count, 2),
+    1,
+    "lk_cpu_threshold_f32: buffer mask holds 5 elements, expected at least 6",
+  );
+  expectFail(
+    lib.lk_cpu_threshold_f32(x, 6, 2, 3, thr, 2, 1, mask, 6, count, 1.5),
+    1,
+    "lk_cpu_threshold_f32: buffer count length 1.5 is not a whole number of elements",
+  );
+  assertEquals(lib.lk_cpu_threshold_f32(x, 6, 2, 3, thr, 2, 1, mask, 6, count, 2), 0);
+  expectFail(lib.lk_cpu_set_blas(3), 2, "lk_cpu_set_blas: mode 3, expected 0 or 1");
+});
