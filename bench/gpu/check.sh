@@ -18,7 +18,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 echo "== build"
 bash ffi/build.sh --force || exit 1
 echo "== tests (cuda live)"
-deno test --no-prompt --allow-read --allow-write --allow-env --allow-ffi=ffi/build tests/kernels tests/ffi 2>&1 | tail -40
+deno test --no-prompt --allow-read --allow-write --allow-env --allow-ffi=ffi/build tests/kernels tests/ffi tests/model 2>&1 | tail -40
 tests=${PIPESTATUS[0]}
 echo "== PyTorch peers"
 python3 bench/gpu/torch_peers.py $quick --out /tmp/lmkit_peers.json >/dev/null || echo "torch peers failed"

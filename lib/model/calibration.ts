@@ -1,0 +1,88 @@
+/**
+ * Calibration capture for one-shot compression (SparseGPT, GPTQ, QUIK, Sparse Expansion): run
+ * N sequences through the model block by block, hand each linear layer's inputs to a consumer
+ * one sequence at a time, let the consumer compress the block, then recompute the block's
+ * outputs with the compressed weights before moving on, so that block l sees the outputs of the
+ * already-compressed blocks before it.
+ *
+ * @module
+ */
+import { type Matrix } from "../core/matrix.ts";
+import { progress } from "../core/progress.ts";
+import { KVCache, type LinearName, type LlamaBlock, type LlamaModel } from "./llama.ts";
+
+/** Receives calibration inputs and compresses blocks. */
+export interface CalibrationConsumer {
+  /** Which projections to capture (default: all seven). */
+  names?: readonly LinearName[];
+  /** The inputs (tokens × in) of projection `name` of block `layer`, for one sequence. */
+  add(layer: number, name: LinearName, inputs: Matrix): void;
+  /** Called after every sequence went through block `layer`; compress its linears here. */
+  finishBlock?(layer: number, block: LlamaBlock): void | Promise<void>;
+}
+
+/** Options of {@linkcode runCalibration}. */
+export interface CalibrationOptions {
+  /** Draw a progress bar (default: when output is a terminal). */
+  progress?: boolean;
+}
+
+/**
+ * Runs the calibration loop over `sequences` (token ids, any lengths). Holds one hidden state per
+ * sequence (N × L × hidden floats), never every linear's inputs at once.
+ *
+ * @example
+ * ```ts
+ * import { LlamaModel } from "./llama.ts";
+ * import { runCalibration } from "./calibration.ts";
+ * const model = await LlamaModel.load("data/models/tinyllama-bytes", { backend: "ts" });
+ * let rows = 0;
+ * await runCalibration(model, [[256, 72, 105]], {
+ *   names: ["down_proj"],
+ *   add: (_layer, _name, x) => { rows += x.rows; },
+ * });
+ * if (rows !== 3 * model.config.numLayers) throw new Error("expected 3 rows per block");
+ * ```
+ */
+export async function runCalibration(
+  model: LlamaModel,
+  sequences: readonly (readonly number[])[],
+  consumer: CalibrationConsumer,
+  options: CalibrationOptions = {},
+): Promise<void> {
+  const wanted = new Set(
+    consumer.names ?? ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+  );
+  let hidden = sequences.map((s) => model.embedTokens(s));
+  const L = model.config.numLayers;
+  const bar = progress(
+    "calibration",
+    L * sequences.length * 2,
+    options.progress === undefined ? {} : { enabled: options.progress },
+  );
+  try {
+    for (let l = 0; l < L; l++) {
+      const hooks = {
+        linear: ({ name, input }: { name: LinearName; input: Matrix }) => {
+          if (wanted.has(name)) consumer.add(l, name, input);
+        },
+      };
+      for (const h of hidden) {
+        model.blockForward(l, h, positions(h.rows), new KVCache(model.config, h.rows), hooks);
+        bar.tick();
+      }
+      await consumer.finishBlock?.(l, model.blocks[l] as LlamaBlock);
+      hidden = hidden.map((h) => {
+        const out = model.blockForward(l, h, positions(h.rows), new KVCache(model.config, h.rows));
+        bar.tick();
+        return out;
+      });
+    }
+  } finally {
+    bar.stop();
+  }
+}
+
+function positions(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}
