@@ -58,6 +58,29 @@ const cpuSymbols = {
     ],
     result: "i32",
   },
+  lk_cpu_attention_f32: {
+    parameters: [
+      "buffer",
+      "f64",
+      "buffer",
+      "f64",
+      "buffer",
+      "f64",
+      "buffer",
+      "f64",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+    ],
+    result: "i32",
+  },
+  lk_cpu_swiglu_f32: {
+    parameters: ["buffer", "f64", "buffer", "f64", "buffer", "f64", "f64"],
+    result: "i32",
+  },
   lk_cpu_threshold_f32: {
     parameters: [
       "buffer",

@@ -35,6 +35,28 @@ void lk_dgemm(int m, int n, int k, double alpha, const void* a, int a_f32, ptrdi
               ptrdiff_t csa, const void* b, int b_f32, ptrdiff_t rsb, ptrdiff_t csb, double beta,
               double* c, ptrdiff_t ldc, int lower_only);
 
+/* exp(x) in f32 to about 2 ulp (Cephes' polynomial after Cody–Waite range reduction), written
+ * so that loops calling it vectorise: 0 below −87.3, +∞ above 88.7. */
+static inline float lk_expf(float x) {
+  const float in = x;
+  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  float n = __builtin_floorf(x * 1.44269504088896341f + 0.5f);
+  float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  union {
+    int32_t i;
+    float f;
+  } scale = {.i = ((int32_t)n + 127) << 23};
+  float y = p * scale.f;
+  return in < -87.3f ? 0.0f : (in > 88.7f ? __builtin_inff() : y);
+}
+
 /* CBLAS enum values. */
 enum { LK_ROW_MAJOR = 101, LK_NO_TRANS = 111, LK_TRANS = 112, LK_UPPER = 121, LK_LOWER = 122 };
 #endif

@@ -4,6 +4,45 @@
 #include <string.h>
 #include "internal.h"
 
+/* Few rows (decoding one token): dot products or row updates, no packing. */
+static void matmul_few_rows(const float* a, const float* b, float* c, int m, int k, int n,
+                            int trans_b) {
+  int threads_ok = (double)m * n * k > 65536;
+  if (trans_b) {
+#pragma omp parallel for schedule(static) if (threads_ok)
+    for (int j = 0; j < n; j++) {
+      const float* bj = b + (ptrdiff_t)j * k;
+      for (int i = 0; i < m; i++) {
+        const float* ai = a + (ptrdiff_t)i * k;
+        float s = 0;
+#pragma omp simd reduction(+ : s)
+        for (int p = 0; p < k; p++) s += ai[p] * bj[p];
+        c[(ptrdiff_t)i * n + j] = s;
+      }
+    }
+  } else {
+    const int chunk = 256;
+#pragma omp parallel for schedule(static) if (threads_ok)
+    for (int j0 = 0; j0 < n; j0 += chunk) {
+      int j1 = j0 + chunk < n ? j0 + chunk : n;
+      for (int i = 0; i < m; i++) {
+        float* ci = c + (ptrdiff_t)i * n;
+        for (int j = j0; j < j1; j++) ci[j] = 0;
+        for (int p = 0; p < k; p++) {
+          const float aip = a[(ptrdiff_t)i * k + p];
+          const float* bp = b + (ptrdiff_t)p * n;
+#pragma omp simd
+          for (int j = j0; j < j1; j++) ci[j] += aip * bp[j];
+        }
+      }
+    }
+  }
+}
+
+/* OpenBLAS pays thread start-up on every call; below this many multiply-adds our own kernel is
+ * as fast or faster on the machines measured (bench/kernels_bench.ts), so BLAS is used above. */
+#define LK_BLAS_MIN_MACS 134217728.0
+
 int32_t lk_cpu_matmul_f32(const float* a, double a_len, const float* b, double b_len, float* c,
                           double c_len, int32_t m, int32_t k, int32_t n, int32_t trans_b) {
   const char* fn = "lk_cpu_matmul_f32";
@@ -15,7 +54,9 @@ int32_t lk_cpu_matmul_f32(const float* a, double a_len, const float* b, double b
     return LK_ESHAPE;
   if (m == 0 || n == 0) return LK_OK;
   const lk_blas_t* bl = lk_blas();
-  if (bl && k > 0) {
+  if (m < 8 && k > 0) {
+    matmul_few_rows(a, b, c, m, k, n, trans_b);
+  } else if (bl && k > 0 && (double)m * n * k >= LK_BLAS_MIN_MACS) {
     bl->sgemm(LK_ROW_MAJOR, LK_NO_TRANS, trans_b ? LK_TRANS : LK_NO_TRANS, m, n, k, 1.0f, a, k, b,
               trans_b ? k : n, 0.0f, c, n);
   } else if (trans_b) {

@@ -63,6 +63,18 @@ int32_t lk_cpu_threshold_f32(const float* x, double x_len, int32_t rows, int32_t
                              const float* thr, double thr_len, int32_t by_abs, uint8_t* mask,
                              double mask_len, int32_t* count, double count_len);
 
+/* Causal grouped-query attention for T new queries at positions start..start+T-1.
+ * q: T × (heads·d); k, v: caches kv_heads × cap × d holding positions 0..start+T-1;
+ * out: T × (heads·d). Query head h reads key/value head h / (heads / kv_heads); scale 1/√d. */
+int32_t lk_cpu_attention_f32(const float* q, double q_len, const float* k, double k_len,
+                             const float* v, double v_len, float* out, double out_len, int32_t t,
+                             int32_t start, int32_t heads, int32_t kv_heads, int32_t d,
+                             int32_t cap);
+
+/* SwiGLU activation: out[i] = silu(gate[i])·up[i] = gate[i]/(1 + e^(−gate[i]))·up[i]. */
+int32_t lk_cpu_swiglu_f32(const float* gate, double gate_len, const float* up, double up_len,
+                          float* out, double out_len, double n);
+
 /* ---- CUDA library ---- */
 /* out[0] = number of visible devices (0 when none or no driver). */
 int32_t lk_cuda_device_count(int32_t* out, double out_len);

@@ -9,3 +9,4 @@ export * from "./matrix.ts";
 export * from "./rng.ts";
 export * from "./progress.ts";
 export * from "./permissions.ts";
+export * from "./args.ts";

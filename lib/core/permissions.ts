@@ -44,7 +44,9 @@ export function requirePermissions(script: string, needs: Need[]): void {
   const missing = needs.filter((n) => !granted(n)).map(flagOf);
   if (missing.length > 0) {
     throw new Deno.errors.NotCapable(
-      `${script} needs ${missing.join(" ")}: run it through its deno task or its shebang line`,
+      `${script} needs ${
+        missing.join(" ")
+      }: add it to the deno run command (the deno task and the shebang grant what the defaults need)`,
     );
   }
 }

@@ -8,6 +8,8 @@ export * from "./matmul.ts";
 export * from "./gram.ts";
 export * from "./obs.ts";
 export * from "./topk.ts";
+export * from "./attention.ts";
+export * from "./activation.ts";
 export type { KernelOptions } from "./_backend.ts";
 export {
   availableBackends,

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { type Matrix } from "../core/matrix.ts";
+import type { Matrix } from "../core/matrix.ts";
 import { progress } from "../core/progress.ts";
 import { KVCache, type LinearName, type LlamaBlock, type LlamaModel } from "./llama.ts";
 

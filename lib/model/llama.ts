@@ -9,7 +9,7 @@
 import { FormatError, ShapeError } from "../core/errors.ts";
 import { Matrix } from "../core/matrix.ts";
 import { openCheckpoint } from "../io/safetensors.ts";
-import { type Backend, selectBackend } from "../kernels/mod.ts";
+import { type Backend, causalAttention, selectBackend, swiglu } from "../kernels/mod.ts";
 import { type LlamaConfig, parseLlamaConfig } from "./config.ts";
 import { DenseLinear, type Linear } from "./linear.ts";
 
@@ -103,6 +103,14 @@ export class KVCache {
     this.keys = Array.from({ length: config.numLayers }, () => new Float32Array(size));
     this.values = Array.from({ length: config.numLayers }, () => new Float32Array(size));
   }
+}
+
+/** Rotary cos/sin tables for a run of positions (T × headDim/2 each). */
+export interface RopeTable {
+  /** cos of each angle. */
+  cos: Float32Array;
+  /** sin of each angle. */
+  sin: Float32Array;
 }
 
 /** Options of {@linkcode LlamaModel.forward}. */
@@ -284,10 +292,11 @@ export class LlamaModel {
     positions: number[],
     cache: KVCache,
     hooks?: ForwardHooks,
+    rope: RopeTable = this.ropeTable(positions),
   ): Matrix {
     const c = this.config, blk = this.blocks[layer];
     if (!blk) throw new RangeError(`Block ${layer} does not exist: the model has ${c.numLayers}`);
-    const T = h.rows, hd = c.headDim, H = c.numHeads, KV = c.numKvHeads, group = H / KV;
+    const T = h.rows, hd = c.headDim, H = c.numHeads, KV = c.numKvHeads;
     const lin = (name: LinearName, x: Matrix): Matrix => {
       const y = blk.linears[name].forward(x);
       const r = hooks?.linear?.({ layer, name, input: x, output: y });
@@ -296,8 +305,8 @@ export class LlamaModel {
     // attention
     const x = rmsNorm(h, blk.inputNorm, c.rmsNormEps);
     const q = lin("q_proj", x), k = lin("k_proj", x), v = lin("v_proj", x);
-    this.#rope(q, positions, H);
-    this.#rope(k, positions, KV);
+    this.#rope(q, rope, H);
+    this.#rope(k, rope, KV);
     const K = cache.keys[layer] as Float32Array,
       V = cache.values[layer] as Float32Array,
       cap = cache.capacity;
@@ -315,38 +324,19 @@ export class LlamaModel {
         );
       }
     }
-    const att = Matrix.zeros(T, H * hd);
-    const scale = 1 / Math.sqrt(hd);
-    const scores = new Float64Array(cap);
-    const acc = new Float64Array(hd);
-    for (let t = 0; t < T; t++) {
-      const p = positions[t] as number;
-      for (let head = 0; head < H; head++) {
-        const g = Math.floor(head / group);
-        const qo = t * H * hd + head * hd, kb = g * cap * hd;
-        let max = -Infinity;
-        for (let j = 0; j <= p; j++) {
-          let s = 0;
-          const ko = kb + j * hd;
-          for (let i = 0; i < hd; i++) s += (q.data[qo + i] as number) * (K[ko + i] as number);
-          s *= scale;
-          scores[j] = s;
-          if (s > max) max = s;
-        }
-        let sum = 0;
-        for (let j = 0; j <= p; j++) {
-          const e = Math.exp((scores[j] as number) - max);
-          scores[j] = e;
-          sum += e;
-        }
-        acc.fill(0);
-        for (let j = 0; j <= p; j++) {
-          const w = (scores[j] as number) / sum, vo = kb + j * hd;
-          for (let i = 0; i < hd; i++) acc[i]! += w * (V[vo + i] as number);
-        }
-        att.data.set(acc, qo);
-      }
+    const start = positions[0] as number;
+    if (positions.some((p, t) => p !== start + t)) {
+      throw new RangeError(`Positions ${positions[0]}..${positions[T - 1]} are not consecutive`);
     }
+    const att = causalAttention(q, K, V, {
+      start,
+      heads: H,
+      kvHeads: KV,
+      headDim: hd,
+      capacity: cap,
+    }, {
+      backend: this.backend,
+    });
     const o = lin("o_proj", att);
     const h1 = Matrix.zeros(T, c.hiddenSize);
     for (let i = 0; i < h1.data.length; i++) {
@@ -354,12 +344,8 @@ export class LlamaModel {
     }
     // MLP
     const x2 = rmsNorm(h1, blk.postNorm, c.rmsNormEps);
-    const gate = lin("gate_proj", x2), up = lin("up_proj", x2);
-    for (let i = 0; i < gate.data.length; i++) {
-      const gv = gate.data[i] as number;
-      gate.data[i] = (gv / (1 + Math.exp(-gv))) * (up.data[i] as number);
-    }
-    const down = lin("down_proj", gate);
+    const act = swiglu(lin("gate_proj", x2), lin("up_proj", x2), { backend: this.backend });
+    const down = lin("down_proj", act);
     for (let i = 0; i < h1.data.length; i++) h1.data[i]! += down.data[i] as number;
     const r = hooks?.residual?.({ layer, hidden: h1, positions });
     return r ?? h1;
@@ -385,31 +371,41 @@ export class LlamaModel {
     }
     const positions = ids.map((_, t) => start + t);
     let h = this.embedTokens(ids);
+    const rope = this.ropeTable(positions);
     for (let l = 0; l < this.config.numLayers; l++) {
-      h = this.blockForward(l, h, positions, cache, options.hooks);
+      h = this.blockForward(l, h, positions, cache, options.hooks, rope);
     }
     cache.length = start + ids.length;
     if (options.lastOnly) h = new Matrix(1, h.cols, h.data.slice((h.rows - 1) * h.cols));
     return this.head(h);
   }
 
-  #rope(x: Matrix, positions: number[], heads: number): void {
-    const hd = this.config.headDim, half = hd / 2, inv = this.#invFreq;
-    const cos = new Float64Array(half), sin = new Float64Array(half);
-    for (let t = 0; t < x.rows; t++) {
-      const p = positions[t] as number;
+  /** cos and sin of every rotary angle at `positions` (T × headDim/2 each), as HF computes them. */
+  ropeTable(positions: readonly number[]): RopeTable {
+    const half = this.config.headDim / 2, inv = this.#invFreq;
+    const cos = new Float32Array(positions.length * half),
+      sin = new Float32Array(positions.length * half);
+    positions.forEach((p, t) => {
       for (let i = 0; i < half; i++) {
-        // HF computes the angle in float32
-        const a = Math.fround(p * (inv[i] as number));
-        cos[i] = Math.fround(Math.cos(a));
-        sin[i] = Math.fround(Math.sin(a));
+        const a = Math.fround(p * (inv[i] as number)); // HF computes the angle in float32
+        cos[t * half + i] = Math.cos(a);
+        sin[t * half + i] = Math.sin(a);
       }
+    });
+    return { cos, sin };
+  }
+
+  #rope(x: Matrix, table: RopeTable, heads: number): void {
+    const hd = this.config.headDim, half = hd / 2, { cos, sin } = table, X = x.data;
+    for (let t = 0; t < x.rows; t++) {
+      const r = t * half;
       for (let h = 0; h < heads; h++) {
         const o = t * x.cols + h * hd;
         for (let i = 0; i < half; i++) {
-          const a = x.data[o + i] as number, b = x.data[o + i + half] as number;
-          x.data[o + i] = a * (cos[i] as number) - b * (sin[i] as number);
-          x.data[o + i + half] = b * (cos[i] as number) + a * (sin[i] as number);
+          const a = X[o + i] as number, b = X[o + i + half] as number;
+          const c = cos[r + i] as number, s = sin[r + i] as number;
+          X[o + i] = a * c - b * s;
+          X[o + i + half] = b * c + a * s;
         }
       }
     }

@@ -23,6 +23,18 @@ export interface LossResult {
   bitsPerByte: number;
 }
 
+/** One sequence's totals, reported by {@linkcode evaluateLoss}'s `onSequence`. */
+export interface SequenceLoss {
+  /** Index in the input list. */
+  index: number;
+  /** Predicted tokens. */
+  tokens: number;
+  /** Summed negative log-likelihood in nats. */
+  nats: number;
+  /** Predicted tokens that are bytes (ids < 256). */
+  byteTargets: number;
+}
+
 /** Per-position negative log-likelihoods (nats) of `seq[1..]` given the preceding tokens. */
 export function sequenceNll(model: LlamaModel, seq: readonly number[]): Float64Array {
   if (seq.length < 2) {
@@ -48,18 +60,21 @@ export function sequenceNll(model: LlamaModel, seq: readonly number[]): Float64A
 export function evaluateLoss(
   model: LlamaModel,
   sequences: readonly (readonly number[])[],
-  options: { byteLevel?: boolean; onSequence?: () => void } = {},
+  options: { byteLevel?: boolean; onSequence?: (s: SequenceLoss) => void } = {},
 ): LossResult {
   let nats = 0, tokens = 0, bytes = 0;
-  for (const seq of sequences) {
+  sequences.forEach((seq, index) => {
     const nll = sequenceNll(model, seq);
+    let seqNats = 0, seqBytes = 0;
     for (let t = 0; t < nll.length; t++) {
-      nats += nll[t] as number;
-      if ((seq[t + 1] as number) < 256) bytes++;
+      seqNats += nll[t] as number;
+      if ((seq[t + 1] as number) < 256) seqBytes++;
     }
+    nats += seqNats;
+    bytes += seqBytes;
     tokens += nll.length;
-    options.onSequence?.();
-  }
+    options.onSequence?.({ index, tokens: nll.length, nats: seqNats, byteTargets: seqBytes });
+  });
   const meanNats = nats / tokens;
   return {
     meanNats,

@@ -15,13 +15,7 @@ import { runCalibration } from "../../lib/model/calibration.ts";
 import { parseLlamaConfig } from "../../lib/model/config.ts";
 import { argmax, generate, sample } from "../../lib/model/generate.ts";
 import { DenseLinear } from "../../lib/model/linear.ts";
-import {
-  KVCache,
-  type LinearName,
-  LlamaModel,
-  rmsNorm,
-  ropeInvFreq,
-} from "../../lib/model/llama.ts";
+import { KVCache, LlamaModel, rmsNorm, ropeInvFreq } from "../../lib/model/llama.ts";
 import { evaluateLoss, tokenStream, windows } from "../../lib/model/perplexity.ts";
 import { ByteTokenizer, HfTokenizer, loadTokenizer } from "../../lib/model/tokenizer.ts";
 import { freshSeed } from "../_util.ts";

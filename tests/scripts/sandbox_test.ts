@@ -62,7 +62,7 @@ Deno.test("selfcheck.ts without its write permission fails with one clear senten
   assertEquals(r.code, 1);
   assertEquals(
     r.stderr.trim(),
-    "error: selfcheck.ts needs --allow-write=out/selfcheck --allow-read=out/selfcheck: run it through its deno task or its shebang line",
+    "error: selfcheck.ts needs --allow-write=out/selfcheck --allow-read=out/selfcheck: add it to the deno run command (the deno task and the shebang grant what the defaults need)",
   );
 });
 

@@ -1,0 +1,76 @@
+/* Causal grouped-query attention over a KV cache (see lmkit.h). */
+#include <math.h>
+#include <stdlib.h>
+#include "internal.h"
+
+int32_t lk_cpu_attention_f32(const float* q, double q_len, const float* k, double k_len,
+                             const float* v, double v_len, float* out, double out_len, int32_t t,
+                             int32_t start, int32_t heads, int32_t kv_heads, int32_t d,
+                             int32_t cap) {
+  const char* fn = "lk_cpu_attention_f32";
+  if (t < 0 || start < 0 || heads < 1 || kv_heads < 1 || d < 1 || cap < 1)
+    return lk_fail(LK_ESHAPE, "%s: t=%d start=%d heads=%d kv_heads=%d d=%d cap=%d, expected t, start >= 0 and the rest >= 1",
+                   fn, t, start, heads, kv_heads, d, cap);
+  if (heads % kv_heads)
+    return lk_fail(LK_ESHAPE, "%s: heads=%d is not a multiple of kv_heads=%d", fn, heads, kv_heads);
+  if ((double)start + t > cap)
+    return lk_fail(LK_ESHAPE, "%s: positions up to %d exceed the cache capacity %d", fn, start + t, cap);
+  double qn = (double)t * heads * d, kn = (double)kv_heads * cap * d;
+  if (lk_check_len(fn, "q", q_len, qn) || lk_check_len(fn, "k", k_len, kn) ||
+      lk_check_len(fn, "v", v_len, kn) || lk_check_len(fn, "out", out_len, qn))
+    return LK_ESHAPE;
+  const int group = heads / kv_heads;
+  const float scale = 1.0f / sqrtf((float)d);
+  const int total = start + t;
+  int failed = 0;
+#pragma omp parallel if ((double)t * heads * total * d > 65536)
+  {
+    float* scores = malloc(sizeof(float) * (size_t)total);
+    float* acc = malloc(sizeof(float) * (size_t)d);
+    if (!scores || !acc) {
+#pragma omp atomic write
+      failed = 1;
+    }
+#pragma omp for collapse(2) schedule(dynamic, 4)
+    for (int i = 0; i < t; i++) {
+      for (int h = 0; h < heads; h++) {
+        if (!scores || !acc) continue;
+        const int p = start + i, g = h / group;
+        const float* qi = q + ((size_t)i * heads + h) * d;
+        const float* kg = k + (size_t)g * cap * d;
+        const float* vg = v + (size_t)g * cap * d;
+        float max = -INFINITY;
+        for (int j = 0; j <= p; j++) {
+          const float* kj = kg + (size_t)j * d;
+          float s = 0;
+#pragma omp simd reduction(+ : s)
+          for (int e = 0; e < d; e++) s += qi[e] * kj[e];
+          s *= scale;
+          scores[j] = s;
+          if (s > max) max = s;
+        }
+        float sum = 0;
+#pragma omp simd reduction(+ : sum)
+        for (int j = 0; j <= p; j++) {
+          float w = lk_expf(scores[j] - max);
+          scores[j] = w;
+          sum += w;
+        }
+        for (int e = 0; e < d; e++) acc[e] = 0;
+        for (int j = 0; j <= p; j++) {
+          const float* vj = vg + (size_t)j * d;
+          const float w = scores[j];
+#pragma omp simd
+          for (int e = 0; e < d; e++) acc[e] += w * vj[e];
+        }
+        float* oi = out + ((size_t)i * heads + h) * d;
+        const float inv = 1.0f / sum;
+        for (int e = 0; e < d; e++) oi[e] = acc[e] * inv;
+      }
+    }
+    free(scores);
+    free(acc);
+  }
+  if (failed) return lk_fail(LK_ENOMEM, "%s: cannot allocate %d attention scores", fn, total);
+  return LK_OK;
+}

@@ -1,0 +1,29 @@
+import { assertClose, assertEquals, assertThrows } from "@std/assert";
+import { swiglu } from "../../lib/kernels/activation.ts";
+import { Matrix } from "../../lib/core/matrix.ts";
+import { ShapeError } from "../../lib/core/errors.ts";
+import { Rng } from "../../lib/core/rng.ts";
+import { cpu } from "../../ffi/mod.ts";
+import { freshSeed, randn } from "../_util.ts";
+
+Deno.test("swiglu cpu matches ts, including saturated inputs (vectorised exp within 2e-7)", () => {
+  const rng = new Rng(freshSeed());
+  for (const [r, c] of [[1, 1], [3, 17], [129, 768]]) {
+    const g = randn(rng, r!, c!), u = randn(rng, r!, c!);
+    for (let i = 0; i < g.data.length; i += 7) g.data[i]! *= 40; // far into both tails
+    assertClose(swiglu(g, u, { backend: "cpu" }).data, swiglu(g, u, { backend: "ts" }).data, {
+      rtol: 2e-7,
+    });
+  }
+  const edge = Matrix.from([[-200, 200, 0, -1e-30]]);
+  const y = swiglu(edge, Matrix.from([[1, 1, 1, 1]]), { backend: "cpu" });
+  assertEquals(Array.from(y.data.subarray(0, 3), (v) => v + 0), [0, 200, 0]);
+  assertClose([y.data[3]!], [-5e-31], { rtol: 1e-6 });
+});
+
+Deno.test("swiglu: mismatched shapes and short buffers fail", () => {
+  assertThrows(() => swiglu(Matrix.zeros(2, 3), Matrix.zeros(3, 2)), ShapeError);
+  const lib = cpu(), a = new Float32Array(4);
+  assertEquals(lib.lk_cpu_swiglu_f32(a, 4, a, 3, a, 4, 4), 1);
+  assertEquals(lib.lk_cpu_swiglu_f32(a, 4, a, 4, a, 4, 2.5), 1);
+});
