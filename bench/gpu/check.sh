@@ -22,6 +22,8 @@ deno test --no-prompt --allow-read --allow-write --allow-env --allow-ffi=ffi/bui
 tests=${PIPESTATUS[0]}
 echo "== PyTorch peers"
 python3 bench/gpu/torch_peers.py $quick --out /tmp/lmkit_peers.json >/dev/null || echo "torch peers failed"
+echo "== model throughput (tokens/s; ts, cpu and cuda backends)"
+deno bench --no-prompt --allow-read=data --allow-ffi --allow-env bench/model_bench.ts 2>&1 | grep -A8 "tokens/s per case"
 echo "== lmkit cuda bench"
 deno run --no-prompt --allow-read --allow-write --allow-env --allow-ffi=ffi/build bench/gpu/gpu_check.ts \
   --peers /tmp/lmkit_peers.json ${OUT:+--out "$OUT/gpu_bench.json"} $quick
