@@ -111,16 +111,6 @@ await runScript({ name: "perplexity.ts", usage: USAGE, needs: [] }, async (args)
   });
   bar.stop();
   const seconds = (performance.now() - t0) / 1000;
-  for (const [i, s] of seqs.entries()) {
-    const r = evaluateLoss(model, [s], { byteLevel: tok.byteLevel });
-    perWindow.push({
-      window: i,
-      tokens: r.tokens,
-      meanNats: r.meanNats,
-      bitsPerByte: r.bitsPerByte,
-    });
-    if (i >= 255) break; // the per-window table is for plotting; 256 rows are plenty
-  }
   const results = {
     model: values.model,
     backend,

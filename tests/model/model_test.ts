@@ -320,3 +320,44 @@ Deno.test("the tied-embedding path uses the embedding matrix as lm_head", async 
   assertClose(manual.data, want.data, { rtol: 1e-5 });
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("the same weights load from F32 shards (index) exactly, and from BF16 approximately", async () => {
+  const { SafetensorsFile, toFloat32 } = await import("../../lib/io/safetensors.ts");
+  const dir = await Deno.makeTempDir();
+  await Deno.copyFile(`${MODEL_DIR}/config.json`, `${dir}/config.json`);
+  using f = await SafetensorsFile.open(`${MODEL_DIR}/model.safetensors`);
+  const names = f.names();
+  const f32: Record<string, Parameters<typeof writeSafetensors>[1][string]> = {};
+  const bf16: typeof f32 = {};
+  for (const n of names) {
+    const t = await f.read(n);
+    const data = toFloat32(t);
+    f32[n] = { dtype: "F32", shape: t.shape, data };
+    const u = new Uint32Array(data.buffer.slice(0));
+    bf16[n] = {
+      dtype: "BF16",
+      shape: t.shape,
+      data: Uint16Array.from(u, (x) => (x + 0x7fff + ((x >> 16) & 1)) >>> 16),
+    };
+  }
+  const half = Math.ceil(names.length / 2), weightMap: Record<string, string> = {};
+  for (const [i, part] of [names.slice(0, half), names.slice(half)].entries()) {
+    const file = `model-0000${i + 1}-of-00002.safetensors`;
+    await writeSafetensors(`${dir}/${file}`, Object.fromEntries(part.map((n) => [n, f32[n]!])));
+    for (const n of part) weightMap[n] = file;
+  }
+  await Deno.writeTextFile(
+    `${dir}/model.safetensors.index.json`,
+    JSON.stringify({ weight_map: weightMap }),
+  );
+  const sharded = await LlamaModel.load(dir, { backend: "cpu" });
+  const ref = (await model("cpu")).forward(prompt);
+  assertEquals(sharded.forward(prompt).data, ref.data);
+  const bdir = await Deno.makeTempDir();
+  await Deno.copyFile(`${MODEL_DIR}/config.json`, `${bdir}/config.json`);
+  await writeSafetensors(`${bdir}/model.safetensors`, bf16);
+  const b = (await LlamaModel.load(bdir, { backend: "cpu" })).forward(prompt);
+  assertClose(b.data, ref.data, { rtol: 5e-2 }); // bf16 keeps 8 bits of mantissa
+  await Deno.remove(dir, { recursive: true });
+  await Deno.remove(bdir, { recursive: true });
+});

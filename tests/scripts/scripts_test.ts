@@ -1,0 +1,90 @@
+// The model scripts end to end: outputs on success; one sentence, exit 1 and no output files on
+// bad input.
+import { assert, assertEquals } from "@std/assert";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+
+async function run(script: string, args: string[], flags: string[]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", ...flags, `scripts/${script}`, ...args],
+    cwd: ROOT,
+    stdin: "null",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+const PPL_FLAGS = (tmp: string) => [
+  `--allow-read=data,${tmp}`,
+  `--allow-write=${tmp}`,
+  "--allow-ffi=ffi/build",
+  "--allow-env=LMKIT_BACKEND",
+];
+
+Deno.test("perplexity.ts on a JSONL field writes results.json, windows.csv and report.md", async () => {
+  const tmp = await Deno.makeTempDir();
+  const text = "The city of Paris is in France. Die Stadt Paris liegt in Frankreich. ".repeat(12);
+  await Deno.writeTextFile(
+    `${tmp}/docs.jsonl`,
+    `${JSON.stringify({ body: text })}\n${JSON.stringify({ body: text })}\n`,
+  );
+  const r = await run(
+    "perplexity.ts",
+    [
+      "--jsonl",
+      `${tmp}/docs.jsonl`,
+      "--field",
+      "body",
+      "--context",
+      "128",
+      "--out",
+      `${tmp}/out`,
+      "--json",
+    ],
+    PPL_FLAGS(tmp),
+  );
+  assertEquals(r.code, 0, r.stderr);
+  const res = JSON.parse(await Deno.readTextFile(`${tmp}/out/results.json`));
+  assertEquals(res.windows, Math.floor((2 * (text.length + 2) - 1) / 128));
+  assert(res.bitsPerByte > 0 && res.bitsPerByte < 8, `bits/byte ${res.bitsPerByte}`);
+  assertEquals(
+    (await Deno.readTextFile(`${tmp}/out/windows.csv`)).trim().split("\n").length,
+    res.windows + 1,
+  );
+  await Deno.remove(tmp, { recursive: true });
+});
+
+Deno.test("perplexity.ts: a record without the field fails in one sentence and writes nothing", async () => {
+  const tmp = await Deno.makeTempDir();
+  await Deno.writeTextFile(`${tmp}/docs.jsonl`, '{"body":"hello"}\n{"text":"x"}\n');
+  const r = await run("perplexity.ts", [
+    "--jsonl",
+    `${tmp}/docs.jsonl`,
+    "--field",
+    "body",
+    "--out",
+    `${tmp}/out`,
+  ], PPL_FLAGS(tmp));
+  assertEquals(r.code, 1);
+  assertEquals(r.stderr.trim(), `error: '${tmp}/docs.jsonl' line 2 has no string field "body"`);
+  let exists = true;
+  try {
+    await Deno.stat(`${tmp}/out`);
+  } catch {
+    exists = false;
+  }
+  assertEquals(exists, false);
+  await Deno.remove(tmp, { recursive: true });
+});
+
+Deno.test("generate.ts --json reproduces the golden greedy continuation", async () => {
+  const r = await run("generate.ts", ["--json"], [
+    "--allow-read=data",
+    "--allow-ffi=ffi/build",
+    "--allow-env=LMKIT_BACKEND",
+  ]);
+  assertEquals(r.code, 0, r.stderr);
+  const res = JSON.parse(r.stdout);
+  assertEquals(res.text, "  The problem with the problem with the problem wi");
+});
