@@ -17,3 +17,4 @@ export * from "./lib/core/mod.ts";
 export * from "./lib/io/mod.ts";
 export * from "./lib/kernels/mod.ts";
 export * from "./lib/model/mod.ts";
+export * from "./lib/sparse/mod.ts";

@@ -1,0 +1,10 @@
+/**
+ * One-shot pruning: magnitude, Wanda and SparseGPT (unstructured and N:M), per layer or for a
+ * whole model on calibration data.
+ *
+ * @module
+ */
+export * from "./sparsegpt.ts";
+export * from "./baselines.ts";
+export * from "./prune_model.ts";
+export type { PatternOptions } from "./_pattern.ts";
