@@ -11,3 +11,4 @@ export * from "./tokenizer.ts";
 export * from "./generate.ts";
 export * from "./perplexity.ts";
 export * from "./calibration.ts";
+export * from "./corpus.ts";
