@@ -18,3 +18,4 @@ export * from "./lib/io/mod.ts";
 export * from "./lib/kernels/mod.ts";
 export * from "./lib/model/mod.ts";
 export * from "./lib/sparse/mod.ts";
+export * from "./lib/wasserstein/mod.ts";

@@ -5,7 +5,9 @@ import type { Rng } from "../lib/core/rng.ts";
 
 /** A fresh seed per run (printed so that a failure can be replayed with LMKIT_SEED). */
 export function freshSeed(): number {
-  const fixed = Deno.env.get("LMKIT_SEED");
+  const readable =
+    Deno.permissions.querySync({ name: "env", variable: "LMKIT_SEED" }).state === "granted";
+  const fixed = readable ? Deno.env.get("LMKIT_SEED") : undefined;
   return fixed ? Number(fixed) : Math.floor(Math.random() * 2 ** 31);
 }
 

@@ -15,8 +15,10 @@ import { KVCache, type LinearName, type LlamaBlock, type LlamaModel } from "./ll
 export interface CalibrationConsumer {
   /** Which projections to capture (default: all seven). */
   names?: readonly LinearName[];
-  /** The inputs (tokens × in) of projection `name` of block `layer`, for one sequence. */
-  add(layer: number, name: LinearName, inputs: Matrix): void;
+  /** The inputs (tokens × in) and outputs (tokens × out) of projection `name` of block `layer`, for one sequence. */
+  add(layer: number, name: LinearName, inputs: Matrix, outputs: Matrix): void;
+  /** True when the consumer only observes: each block then runs once per sequence. */
+  readOnly?: boolean;
   /** Called after every sequence went through block `layer`; compress its linears here. */
   finishBlock?(layer: number, block: LlamaBlock): void | Promise<void>;
 }
@@ -63,16 +65,23 @@ export async function runCalibration(
   try {
     for (let l = 0; l < L; l++) {
       const hooks = {
-        linear: ({ name, input }: { name: LinearName; input: Matrix }) => {
-          if (wanted.has(name)) consumer.add(l, name, input);
+        linear: ({ name, input, output }: { name: LinearName; input: Matrix; output: Matrix }) => {
+          if (wanted.has(name)) consumer.add(l, name, input, output);
         },
       };
-      for (const h of hidden) {
-        model.blockForward(l, h, positions(h.rows), new KVCache(model.config, h.rows), hooks);
-        bar.tick();
-      }
+      const first = hidden.map((h) => {
+        const out = model.blockForward(
+          l,
+          h,
+          positions(h.rows),
+          new KVCache(model.config, h.rows),
+          hooks,
+        );
+        bar.tick(consumer.readOnly ? 2 : 1);
+        return out;
+      });
       await consumer.finishBlock?.(l, model.blocks[l] as LlamaBlock);
-      hidden = hidden.map((h) => {
+      hidden = consumer.readOnly ? first : hidden.map((h) => {
         const out = model.blockForward(l, h, positions(h.rows), new KVCache(model.config, h.rows));
         bar.tick();
         return out;
