@@ -19,3 +19,4 @@ export * from "./lib/kernels/mod.ts";
 export * from "./lib/model/mod.ts";
 export * from "./lib/sparse/mod.ts";
 export * from "./lib/wasserstein/mod.ts";
+export * from "./lib/report/mod.ts";

@@ -1,0 +1,6 @@
+/**
+ * Report helpers: dependency-free SVG charts and an HTML page wrapper.
+ *
+ * @module
+ */
+export * from "./svg.ts";

@@ -1,0 +1,231 @@
+/**
+ * Small dependency-free SVG charts for reports: histograms (with an optional N(0,1) density),
+ * box plots and bar charts. Every chart is one self-contained `<svg>` string.
+ *
+ * @module
+ */
+
+const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"];
+
+/** Size and labels common to every chart. */
+export interface ChartOptions {
+  /** Title above the plot. */
+  title: string;
+  /** Width in px (default 520). */
+  width?: number;
+  /** Height in px (default 300). */
+  height?: number;
+  /** x-axis label. */
+  xLabel?: string;
+  /** y-axis label. */
+  yLabel?: string;
+}
+
+interface Frame {
+  w: number;
+  h: number;
+  l: number;
+  r: number;
+  t: number;
+  b: number;
+  sx: (x: number) => number;
+  sy: (y: number) => number;
+  parts: string[];
+}
+
+function frame(o: ChartOptions, x0: number, x1: number, y0: number, y1: number): Frame {
+  const w = o.width ?? 520, h = o.height ?? 300, l = 56, r = 12, t = 28, b = 42;
+  const sx = (x: number) => l + ((x - x0) / (x1 - x0 || 1)) * (w - l - r);
+  const sy = (y: number) => h - b - ((y - y0) / (y1 - y0 || 1)) * (h - t - b);
+  const parts = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" font-family="sans-serif" font-size="11">`,
+    `<text x="${w / 2}" y="16" text-anchor="middle" font-size="13">${esc(o.title)}</text>`,
+    `<line x1="${l}" y1="${h - b}" x2="${w - r}" y2="${h - b}" stroke="#333"/>`,
+    `<line x1="${l}" y1="${t}" x2="${l}" y2="${h - b}" stroke="#333"/>`,
+  ];
+  for (let i = 0; i <= 4; i++) {
+    const yv = y0 + ((y1 - y0) * i) / 4;
+    parts.push(`<text x="${l - 4}" y="${sy(yv) + 4}" text-anchor="end">${fmt(yv)}</text>`);
+  }
+  if (o.xLabel) {
+    parts.push(
+      `<text x="${(l + w - r) / 2}" y="${h - 6}" text-anchor="middle">${esc(o.xLabel)}</text>`,
+    );
+  }
+  if (o.yLabel) {
+    parts.push(
+      `<text transform="translate(12 ${(t + h - b) / 2}) rotate(-90)" text-anchor="middle">${
+        esc(o.yLabel)
+      }</text>`,
+    );
+  }
+  return { w, h, l, r, t, b, sx, sy, parts };
+}
+
+function fmt(v: number): string {
+  return Math.abs(v) >= 100 || v === 0
+    ? v.toFixed(0)
+    : Math.abs(v) >= 1
+    ? v.toFixed(2)
+    : v.toPrecision(2);
+}
+
+/** One histogram series. */
+export interface Series {
+  /** Legend label. */
+  label: string;
+  /** Values. */
+  values: ArrayLike<number>;
+}
+
+/**
+ * Overlaid density histograms of several series on shared bins, optionally with the N(0,1)
+ * density for reference.
+ *
+ * @example
+ * ```ts
+ * import { histogramSvg } from "./svg.ts";
+ * const svg = histogramSvg([{ label: "x", values: [0, 1, 1, 2] }], { title: "t", normal: true });
+ * if (!svg.startsWith("<svg")) throw new Error("not an svg");
+ * ```
+ */
+export function histogramSvg(
+  series: Series[],
+  o: ChartOptions & { bins?: number; normal?: boolean },
+): string {
+  const all = series.flatMap((s) => Array.from(s.values)).filter(Number.isFinite);
+  let lo = Math.min(...all), hi = Math.max(...all);
+  if (o.normal) {
+    lo = Math.min(lo, -4);
+    hi = Math.max(hi, 4);
+  }
+  if (!(hi > lo)) hi = lo + 1;
+  const bins = o.bins ?? 40, width = (hi - lo) / bins;
+  const dens = series.map((s) => {
+    const c = new Array(bins).fill(0);
+    let n = 0;
+    for (let i = 0; i < s.values.length; i++) {
+      const v = s.values[i] as number;
+      if (!Number.isFinite(v)) continue;
+      c[Math.min(bins - 1, Math.floor((v - lo) / width))]++;
+      n++;
+    }
+    return c.map((k) => k / (n * width));
+  });
+  const top = Math.max(...dens.flat(), o.normal ? 0.4 : 0) * 1.05;
+  const f = frame(o, lo, hi, 0, top);
+  dens.forEach((d, si) => {
+    const col = COLORS[si % COLORS.length];
+    const pts = d.map((v, i) =>
+      `${f.sx(lo + i * width)},${f.sy(v)} ${f.sx(lo + (i + 1) * width)},${f.sy(v)}`
+    ).join(" ");
+    f.parts.push(
+      `<polyline fill="none" stroke="${col}" stroke-width="1.5" points="${f.sx(lo)},${
+        f.sy(0)
+      } ${pts} ${f.sx(hi)},${f.sy(0)}"/>`,
+    );
+    f.parts.push(
+      `<text x="${f.w - f.r - 4}" y="${f.t + 14 * (si + 1)}" text-anchor="end" fill="${col}">${
+        esc(series[si]!.label)
+      }</text>`,
+    );
+  });
+  if (o.normal) {
+    const pts = Array.from({ length: 121 }, (_, i) => {
+      const x = lo + ((hi - lo) * i) / 120;
+      return `${f.sx(x)},${f.sy(Math.exp(-x * x / 2) / Math.sqrt(2 * Math.PI))}`;
+    }).join(" ");
+    f.parts.push(`<polyline fill="none" stroke="#777" stroke-dasharray="4 3" points="${pts}"/>`);
+    f.parts.push(
+      `<text x="${f.w - f.r - 4}" y="${
+        f.t + 14 * (series.length + 1)
+      }" text-anchor="end" fill="#777">N(0,1)</text>`,
+    );
+  }
+  for (let i = 0; i <= 4; i++) {
+    const xv = lo + ((hi - lo) * i) / 4;
+    f.parts.push(
+      `<text x="${f.sx(xv)}" y="${f.h - f.b + 14}" text-anchor="middle">${fmt(xv)}</text>`,
+    );
+  }
+  return f.parts.join("") + "</svg>";
+}
+
+/** Box plots (min, quartiles, median, max) of several groups side by side. */
+export function boxSvg(groups: Series[], o: ChartOptions): string {
+  const stats = groups.map((g) => {
+    const s = Float64Array.from(Array.from(g.values).filter(Number.isFinite)).sort();
+    const q = (p: number) => {
+      const pos = (s.length - 1) * p, i = Math.floor(pos), j = Math.min(i + 1, s.length - 1);
+      return (s[i] as number) + ((s[j] as number) - (s[i] as number)) * (pos - i);
+    };
+    return [q(0), q(0.25), q(0.5), q(0.75), q(1)] as const;
+  });
+  const lo = Math.min(...stats.map((s) => s[0])), hi = Math.max(...stats.map((s) => s[4]));
+  const f = frame(o, 0, groups.length, Math.min(0, lo), hi * 1.05);
+  const bw = (f.w - f.l - f.r) / groups.length;
+  stats.forEach((s, i) => {
+    const cx = f.sx(i + 0.5), half = bw * 0.3;
+    f.parts.push(
+      `<line x1="${cx}" y1="${f.sy(s[0])}" x2="${cx}" y2="${f.sy(s[4])}" stroke="#555"/>`,
+    );
+    f.parts.push(
+      `<rect x="${cx - half}" y="${f.sy(s[3])}" width="${2 * half}" height="${
+        Math.max(1, f.sy(s[1]) - f.sy(s[3]))
+      }" fill="#9ecae1" stroke="#1f77b4"/>`,
+    );
+    f.parts.push(
+      `<line x1="${cx - half}" y1="${f.sy(s[2])}" x2="${cx + half}" y2="${
+        f.sy(s[2])
+      }" stroke="#d62728" stroke-width="2"/>`,
+    );
+    f.parts.push(
+      `<text x="${cx}" y="${f.h - f.b + 14}" text-anchor="middle">${esc(groups[i]!.label)}</text>`,
+    );
+  });
+  return f.parts.join("") + "</svg>";
+}
+
+/** A bar chart of labelled values. */
+export function barSvg(
+  bars: { label: string; value: number }[],
+  o: ChartOptions & { baseline?: number },
+): string {
+  const hi = Math.max(...bars.map((b) => b.value), o.baseline ?? 0) * 1.08;
+  const f = frame(o, 0, bars.length, 0, hi);
+  const bw = (f.w - f.l - f.r) / bars.length;
+  bars.forEach((b, i) => {
+    const x = f.sx(i) + bw * 0.15;
+    f.parts.push(
+      `<rect x="${x}" y="${f.sy(b.value)}" width="${bw * 0.7}" height="${
+        f.sy(0) - f.sy(b.value)
+      }" fill="${COLORS[i % COLORS.length]}"/>`,
+    );
+    f.parts.push(
+      `<text x="${x + bw * 0.35}" y="${f.sy(b.value) - 3}" text-anchor="middle">${
+        b.value.toFixed(3)
+      }</text>`,
+    );
+    f.parts.push(
+      `<text x="${x + bw * 0.35}" y="${f.h - f.b + 14}" text-anchor="middle" font-size="9">${
+        esc(b.label)
+      }</text>`,
+    );
+  });
+  if (o.baseline !== undefined) {
+    f.parts.push(
+      `<line x1="${f.l}" y1="${f.sy(o.baseline)}" x2="${f.w - f.r}" y2="${
+        f.sy(o.baseline)
+      }" stroke="#333" stroke-dasharray="5 3"/>`,
+    );
+  }
+  return f.parts.join("") + "</svg>";
+}
+
+/** A standalone HTML page from Markdown-ish sections of text and SVG. */
+export function htmlPage(title: string, blocks: string[]): string {
+  return `<!doctype html><html><head><meta charset="utf-8"><title>${esc(title)}</title>` +
+    `<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}svg{margin:4px}</style>` +
+    `</head><body><h1>${esc(title)}</h1>${blocks.join("\n")}</body></html>`;
+}

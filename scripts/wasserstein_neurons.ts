@@ -1,0 +1,304 @@
+#!/usr/bin/env -S deno run --no-prompt --allow-read=data,out --allow-write=out --allow-ffi=ffi/build --allow-env=LMKIT_BACKEND
+/**
+ * Wasserstein neurons of a Llama model: every MLP neuron's W1 distance to N(0,1) over
+ * calibration tokens, the top-p% per layer, and the paper's entanglement ablation (prune with
+ * those neurons kept dense versus random ones, or prune only them).
+ *
+ * @module
+ */
+import { parseArgs } from "@std/cli";
+import { stringify } from "@std/csv";
+import { intFlag, numFlag } from "../lib/core/args.ts";
+import { requirePermissions } from "../lib/core/permissions.ts";
+import { Rng } from "../lib/core/rng.ts";
+import { runScript } from "../lib/core/script.ts";
+import { writeOutputs } from "../lib/io/output.ts";
+import { selectBackend } from "../ffi/mod.ts";
+import { bundledDocuments, calibrationWindows } from "../lib/model/corpus.ts";
+import { LlamaModel } from "../lib/model/llama.ts";
+import { evaluateLoss } from "../lib/model/perplexity.ts";
+import { loadTokenizer } from "../lib/model/tokenizer.ts";
+import { barSvg, boxSvg, histogramSvg, htmlPage } from "../lib/report/svg.ts";
+import { type PruneMethod, pruneModel } from "../lib/sparse/prune_model.ts";
+import { neuronWasserstein, selectWassersteinNeurons } from "../lib/wasserstein/neurons.ts";
+
+const USAGE = `
+wasserstein_neurons.ts — W1 of every MLP neuron's outputs to N(0,1), the top-p% per layer, and
+the entanglement ablation (Sparse Expansion / Wasserstein neurons, ICLR 2025).
+
+Usage: scripts/wasserstein_neurons.ts [options]
+       deno task wasserstein [-- options]
+
+Options:
+  --model DIR          HF checkpoint folder (default data/models/tinyllama-bytes)
+  --data DIR           folder with the bundled corpora for calibration (default data)
+  --calib-windows N    calibration windows (default 64)
+  --context N          tokens per window (default 256)
+  --percent P          top-P% neurons per layer (default 3)
+  --sparsity S         ablation sparsity in (0, 1) (default 0.7)
+  --method M           ablation pruner: sparsegpt | wanda | magnitude (default sparsegpt)
+  --no-ablation        only measure and select neurons
+  --seed N             calibration order and random-neuron seed (default 0)
+  --backend B          ts | cpu | cuda
+  --out DIR            output folder (default out/wasserstein_neurons)
+  -h, --help           this text
+
+Held-out quality is the bits per byte (nats/token otherwise) of the model folder's golden.json
+validation batch. Neurons are ranked by the W1 of their gate_proj output (the SiLU input); a
+neuron kept dense keeps its gate_proj and up_proj rows.
+`;
+
+await runScript({ name: "wasserstein_neurons.ts", usage: USAGE, needs: [] }, async (args) => {
+  const { values } = parseArgs({
+    args,
+    options: {
+      model: { type: "string", default: "data/models/tinyllama-bytes" },
+      data: { type: "string", default: "data" },
+      "calib-windows": { type: "string", default: "64" },
+      context: { type: "string", default: "256" },
+      percent: { type: "string", default: "3" },
+      sparsity: { type: "string", default: "0.7" },
+      method: { type: "string", default: "sparsegpt" },
+      "no-ablation": { type: "boolean", default: false },
+      seed: { type: "string", default: "0" },
+      backend: { type: "string" },
+      out: { type: "string", default: "out/wasserstein_neurons" },
+    },
+    strict: true,
+  });
+  requirePermissions("wasserstein_neurons.ts", [
+    { name: "read", path: values.model },
+    { name: "read", path: values.data },
+    { name: "write", path: values.out },
+    { name: "read", path: values.out },
+  ]);
+  const backend = selectBackend(values.backend);
+  const percent = numFlag("--percent", values.percent, 1e-9, 99.999);
+  const sparsity = numFlag("--sparsity", values.sparsity, 1e-9, 1 - 1e-9);
+  const seed = intFlag("--seed", values.seed);
+  const method = values.method as PruneMethod;
+  if (!["sparsegpt", "wanda", "magnitude"].includes(method)) {
+    throw new RangeError(`--method '${values.method}' is not one of sparsegpt, wanda, magnitude`);
+  }
+  const model = await LlamaModel.load(values.model, { backend });
+  const tok = await loadTokenizer(values.model, model.config);
+  const calib = calibrationWindows(await bundledDocuments(values.data), tok, {
+    count: intFlag("--calib-windows", values["calib-windows"], 1),
+    context: intFlag("--context", values.context, 2),
+    seed,
+  });
+  console.error(
+    `measuring ${model.config.numLayers} layers × gate/up on ${calib.length} windows (${backend})`,
+  );
+  const layers = await neuronWasserstein(model, calib);
+  const gate = layers.filter((l) => l.name === "gate_proj");
+  const selected = new Map(gate.map((l) => [l.layer, selectWassersteinNeurons(l.w1, percent)]));
+  const neuronRows: Record<string, unknown>[] = [];
+  const layerRows: Record<string, unknown>[] = [];
+  for (const l of layers) {
+    const sel = new Set(selectWassersteinNeurons(l.w1, percent));
+    l.w1.forEach((w, j) =>
+      neuronRows.push({
+        layer: l.layer,
+        name: l.name,
+        neuron: j,
+        w1: w,
+        selected: sel.has(j) ? 1 : 0,
+      })
+    );
+    const f = Array.from(l.w1).filter(Number.isFinite).sort((a, b) => a - b);
+    layerRows.push({
+      layer: l.layer,
+      name: l.name,
+      tokens: l.tokens,
+      neurons: l.w1.length,
+      medianW1: f[f.length >> 1],
+      maxW1: f[f.length - 1],
+      selected: sel.size,
+      mostGaussian: l.extremes.least.neuron,
+      leastGaussian: l.extremes.most.neuron,
+      zeroVariance: l.zeroVariance.map((j) => `${l.name} neuron ${j}`).join("; "),
+    });
+    for (const j of l.zeroVariance) {
+      console.error(`note: layer ${l.layer} ${l.name} neuron ${j} has zero variance: no W1`);
+    }
+  }
+  // ablation
+  const ablation: { variant: string; metric: number }[] = [];
+  let metricName = "bits/byte";
+  if (!values["no-ablation"]) {
+    const golden = JSON.parse(
+      await Deno.readTextFile(`${values.model}/golden.json`).catch(() => {
+        throw new RangeError(
+          `'${values.model}' has no golden.json validation batch for the ablation; use --no-ablation`,
+        );
+      }),
+    );
+    const held: number[][] = golden.val_batch.sequences;
+    const measure = (m: LlamaModel) => {
+      const r = evaluateLoss(m, held, { byteLevel: tok.byteLevel });
+      if (!tok.byteLevel) metricName = "nats/token";
+      return tok.byteLevel ? r.bitsPerByte : r.meanNats;
+    };
+    ablation.push({ variant: "dense", metric: measure(model) });
+    const rng = new Rng(seed + 1);
+    const I = model.config.intermediateSize;
+    const randomSel = new Map(
+      gate.map((l) => [
+        l.layer,
+        rng.shuffle(Array.from({ length: I }, (_, j) => j)).slice(0, selected.get(l.layer)!.length),
+      ]),
+    );
+    const rowsOf = (pick: number[], prunable: boolean) => {
+      const r = new Uint8Array(I).fill(prunable ? 0 : 1);
+      for (const j of pick) r[j] = prunable ? 1 : 0;
+      return r;
+    };
+    const variants: [
+      string,
+      readonly ("gate_proj" | "up_proj" | "down_proj")[],
+      (l: number) => Uint8Array | undefined,
+    ][] = [
+      [`prune all (${sparsity})`, ["gate_proj", "up_proj", "down_proj"], () => undefined],
+      [
+        `keep top-${percent}% W1 dense`,
+        ["gate_proj", "up_proj", "down_proj"],
+        (l) => rowsOf(selected.get(l)!, false),
+      ],
+      [
+        `keep random ${percent}% dense`,
+        ["gate_proj", "up_proj", "down_proj"],
+        (l) => rowsOf(randomSel.get(l)!, false),
+      ],
+      [
+        `prune only top-${percent}% W1`,
+        ["gate_proj", "up_proj"],
+        (l) => rowsOf(selected.get(l)!, true),
+      ],
+      [
+        `prune only random ${percent}%`,
+        ["gate_proj", "up_proj"],
+        (l) => rowsOf(randomSel.get(l)!, true),
+      ],
+    ];
+    for (const [variant, names, rows] of variants) {
+      console.error(`ablation: ${variant}`);
+      using m = await LlamaModel.load(values.model, { backend });
+      await pruneModel(m, calib, {
+        method,
+        sparsity,
+        names,
+        prunableRows: (layer, name) => name === "down_proj" ? undefined : rows(layer),
+      });
+      ablation.push({ variant, metric: measure(m) });
+    }
+  }
+  // report
+  const box = boxSvg(gate.map((l) => ({ label: `L${l.layer}`, values: l.w1 })), {
+    title: "W1 to N(0,1) of gate_proj neurons, per layer",
+    yLabel: "W1",
+    xLabel: "layer",
+  });
+  const hists = gate.map((l) =>
+    histogramSvg([
+      {
+        label: `most non-Gaussian #${l.extremes.most.neuron} (W1 ${
+          l.w1[l.extremes.most.neuron]!.toFixed(3)
+        })`,
+        values: l.extremes.most.values,
+      },
+      {
+        label: `most Gaussian #${l.extremes.least.neuron} (W1 ${
+          l.w1[l.extremes.least.neuron]!.toFixed(3)
+        })`,
+        values: l.extremes.least.values,
+      },
+    ], {
+      title: `layer ${l.layer} gate_proj: z-scored outputs`,
+      normal: true,
+      bins: 60,
+      width: 420,
+      height: 260,
+    })
+  );
+  const bars = ablation.length
+    ? barSvg(ablation.map((a) => ({ label: a.variant, value: a.metric })), {
+      title: `Held-out ${metricName} (lower is better), ${method} at ${sparsity}`,
+      yLabel: metricName,
+      width: 760,
+      baseline: ablation[0]!.metric,
+    })
+    : "";
+  const table = (rows: Record<string, unknown>[], cols: string[]) =>
+    [
+      `| ${cols.join(" | ")} |`,
+      `|${cols.map(() => "---").join("|")}|`,
+      ...rows.map((r) =>
+        `| ${
+          cols.map((c) =>
+            typeof r[c] === "number" && !Number.isInteger(r[c])
+              ? (r[c] as number).toFixed(4)
+              : String(r[c] ?? "")
+          ).join(" | ")
+        } |`
+      ),
+    ].join("\n");
+  const md = [
+    `# Wasserstein neurons of \`${values.model}\``,
+    `${calib.length} calibration windows of ${
+      calib[0]!.length - 1
+    } tokens; top ${percent}% per layer (strictly above the ${
+      100 - percent
+    }th percentile); backend ${backend}.`,
+    "## Per layer",
+    table(layerRows, [
+      "layer",
+      "name",
+      "tokens",
+      "medianW1",
+      "maxW1",
+      "selected",
+      "leastGaussian",
+      "mostGaussian",
+    ]),
+    ...(ablation.length
+      ? [
+        "## Ablation",
+        `${method}, sparsity ${sparsity} on the MLP; held-out: golden.json validation batch.`,
+        table(ablation, ["variant", "metric"]),
+      ]
+      : []),
+    "Plots: report.html.",
+  ].join("\n\n");
+  const html = htmlPage(`Wasserstein neurons of ${values.model}`, [
+    md.split("\n\n").slice(1, 2).map((p) => `<p>${p}</p>`).join(""),
+    box,
+    bars,
+    `<h2>Most and least Gaussian gate_proj neurons</h2>${hists.join("")}`,
+  ]);
+  const files = await writeOutputs(values.out, {
+    "neurons.csv": stringify(neuronRows, {
+      columns: ["layer", "name", "neuron", "w1", "selected"],
+    }),
+    "layers.json": JSON.stringify(layerRows, null, 2),
+    "ablation.csv": stringify(ablation, { columns: ["variant", "metric"] }),
+    "results.json": JSON.stringify(
+      {
+        model: values.model,
+        backend,
+        percent,
+        sparsity,
+        method,
+        metric: metricName,
+        layers: layerRows,
+        ablation,
+      },
+      null,
+      2,
+    ),
+    "report.md": md + "\n",
+    "report.html": html,
+  });
+  console.log(md);
+  console.error(`wrote ${files.join(", ")}`);
+});
