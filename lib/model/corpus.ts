@@ -71,7 +71,7 @@ export interface CalibrationDataOptions {
  * import { calibrationWindows } from "./corpus.ts";
  * import { ByteTokenizer } from "./tokenizer.ts";
  * const w = calibrationWindows(["hello world", "bonjour"], new ByteTokenizer(), { count: 2, context: 8 });
- * if (w.length !== 2 || w[0].length !== 9) throw new Error("wrong windows");
+ * if (w.length !== 2 || w[0]?.length !== 9) throw new Error("wrong windows");
  * ```
  */
 export function calibrationWindows(

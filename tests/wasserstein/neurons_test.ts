@@ -2,7 +2,7 @@ import { assertAlmostEquals, assertEquals } from "@std/assert";
 import { neuronWasserstein, selectWassersteinNeurons } from "../../lib/wasserstein/neurons.ts";
 import { w1ToNormal, zscore } from "../../lib/wasserstein/distance.ts";
 import { LlamaModel } from "../../lib/model/llama.ts";
-import { DenseLinear } from "../../lib/model/linear.ts";
+import type { DenseLinear } from "../../lib/model/linear.ts";
 import { Matrix } from "../../lib/core/matrix.ts";
 import { golden, MODEL_DIR } from "../model/_golden.ts";
 
