@@ -7,4 +7,6 @@
 export * from "./sparsegpt.ts";
 export * from "./baselines.ts";
 export * from "./prune_model.ts";
+export * from "./router.ts";
+export * from "./expansion.ts";
 export type { PatternOptions } from "./_pattern.ts";

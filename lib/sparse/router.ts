@@ -1,0 +1,208 @@
+/**
+ * The router of Sparse Expansion: PCA of a layer's inputs to a few dimensions, then k-means
+ * (k-means++ initialisation, several seeded restarts); each token goes to its nearest centroid
+ * (hard top-1).
+ *
+ * @module
+ */
+import { EigenvalueDecomposition, Matrix as MlMatrix } from "ml-matrix";
+import { ShapeError } from "../core/errors.ts";
+import { Matrix } from "../core/matrix.ts";
+import { Rng } from "../core/rng.ts";
+
+/** A fitted router: centre, projection and centroids. */
+export interface Router {
+  /** Input mean (d). */
+  mean: Float64Array;
+  /** Principal directions, r × d (row i is component i). */
+  components: Float64Array;
+  /** Centroids in PCA coordinates, k × r. */
+  centroids: Float64Array;
+  /** Input width d. */
+  dim: number;
+  /** PCA width r. */
+  rank: number;
+  /** Number of clusters k. */
+  k: number;
+}
+
+/** Options of {@linkcode fitRouter}. */
+export interface RouterOptions {
+  /** Clusters (experts). */
+  k: number;
+  /** PCA width (default: d/32, at least 1). */
+  rank?: number;
+  /** k-means restarts, the best inertia kept (default 10). */
+  restarts?: number;
+  /** Lloyd iterations per restart (default 100). */
+  maxIter?: number;
+  /** Seed (default 0). */
+  seed?: number;
+}
+
+/** Projects rows of `x` (tokens × d) to PCA coordinates (tokens × r, f64). */
+export function project(router: Router, x: Matrix): Float64Array {
+  const { dim: d, rank: r, mean, components } = router;
+  if (x.cols !== d) throw new ShapeError(`The router expects rows of ${d}, got ${x.cols}`);
+  const out = new Float64Array(x.rows * r);
+  for (let t = 0; t < x.rows; t++) {
+    for (let i = 0; i < r; i++) {
+      let s = 0;
+      for (let j = 0; j < d; j++) {
+        s += ((x.data[t * d + j] as number) - (mean[j] as number)) *
+          (components[i * d + j] as number);
+      }
+      out[t * r + i] = s;
+    }
+  }
+  return out;
+}
+
+function nearest(
+  z: Float64Array,
+  t: number,
+  centroids: Float64Array,
+  k: number,
+  r: number,
+): [number, number] {
+  let best = 0, bestD = Infinity;
+  for (let c = 0; c < k; c++) {
+    let dist = 0;
+    for (let i = 0; i < r; i++) {
+      dist += ((z[t * r + i] as number) - (centroids[c * r + i] as number)) ** 2;
+    }
+    if (dist < bestD) {
+      bestD = dist;
+      best = c;
+    }
+  }
+  return [best, bestD];
+}
+
+/** Cluster of each row of `x` (hard top-1 routing). */
+export function route(router: Router, x: Matrix): Int32Array {
+  const z = project(router, x), out = new Int32Array(x.rows);
+  for (let t = 0; t < x.rows; t++) {
+    out[t] = nearest(z, t, router.centroids, router.k, router.rank)[0];
+  }
+  return out;
+}
+
+/**
+ * Fits PCA (top `rank` eigenvectors of the input covariance, ml-matrix's symmetric EVD) and
+ * k-means on the projected tokens.
+ *
+ * @example
+ * ```ts
+ * import { fitRouter, route } from "./router.ts";
+ * import { Matrix } from "../core/matrix.ts";
+ * // two well-separated blobs along the first axis
+ * const x = Matrix.from([[-5, 0.1], [-5.2, 0], [-4.9, -0.1], [5, 0], [5.1, 0.2], [4.8, -0.1]]);
+ * const r = fitRouter(x, { k: 2, rank: 1 });
+ * const c = route(r, x);
+ * if (c[0] !== c[1] || c[0] === c[3] || c[3] !== c[5]) throw new Error("wrong clusters");
+ * ```
+ */
+export function fitRouter(x: Matrix, options: RouterOptions): Router {
+  const d = x.cols, n = x.rows, { k } = options;
+  const r = options.rank ?? Math.max(1, Math.floor(d / 32));
+  if (!Number.isInteger(k) || k < 1) {
+    throw new RangeError(`Cannot fit ${k} clusters: expected a positive integer`);
+  }
+  if (k > n) {
+    throw new RangeError(`Cannot fit ${k} clusters to ${n} tokens: more experts than tokens`);
+  }
+  if (!Number.isInteger(r) || r < 1 || r > d) {
+    throw new RangeError(`PCA rank ${r} is outside [1, ${d}]`);
+  }
+  const mean = new Float64Array(d);
+  for (let t = 0; t < n; t++) for (let j = 0; j < d; j++) mean[j]! += x.data[t * d + j] as number;
+  for (let j = 0; j < d; j++) mean[j]! /= n;
+  const cov = new Float64Array(d * d);
+  const row = new Float64Array(d);
+  for (let t = 0; t < n; t++) {
+    for (let j = 0; j < d; j++) row[j] = (x.data[t * d + j] as number) - (mean[j] as number);
+    for (let a = 0; a < d; a++) {
+      const ra = row[a] as number;
+      if (ra === 0) continue;
+      for (let b = 0; b <= a; b++) cov[a * d + b]! += ra * (row[b] as number);
+    }
+  }
+  const m = new MlMatrix(d, d);
+  for (let a = 0; a < d; a++) {
+    for (let b = 0; b <= a; b++) {
+      m.set(a, b, cov[a * d + b]! / n), m.set(b, a, cov[a * d + b]! / n);
+    }
+  }
+  const evd = new EigenvalueDecomposition(m, { assumeSymmetric: true });
+  const vec = evd.eigenvectorMatrix; // columns, eigenvalues ascending
+  const components = new Float64Array(r * d);
+  for (let i = 0; i < r; i++) {
+    for (let j = 0; j < d; j++) components[i * d + j] = vec.get(j, d - 1 - i);
+  }
+  const router: Router = {
+    mean,
+    components,
+    centroids: new Float64Array(k * r),
+    dim: d,
+    rank: r,
+    k,
+  };
+  const z = project(router, x);
+  router.centroids = kmeans(z, n, r, k, options);
+  return router;
+}
+
+function kmeans(z: Float64Array, n: number, r: number, k: number, o: RouterOptions): Float64Array {
+  const rng = new Rng(o.seed ?? 0), restarts = o.restarts ?? 10, maxIter = o.maxIter ?? 100;
+  let best = new Float64Array(k * r), bestInertia = Infinity;
+  const assign = new Int32Array(n), d2 = new Float64Array(n);
+  for (let rep = 0; rep < restarts; rep++) {
+    // k-means++ initialisation
+    const c = new Float64Array(k * r);
+    const first = rng.int(n);
+    c.set(z.subarray(first * r, first * r + r), 0);
+    for (let j = 1; j < k; j++) {
+      let total = 0;
+      for (let t = 0; t < n; t++) total += d2[t] = nearest(z, t, c, j, r)[1];
+      let u = rng.uniform() * total, pick = n - 1;
+      for (let t = 0; t < n; t++) {
+        u -= d2[t] as number;
+        if (u < 0) {
+          pick = t;
+          break;
+        }
+      }
+      c.set(z.subarray(pick * r, pick * r + r), j * r);
+    }
+    let inertia = Infinity;
+    for (let it = 0; it < maxIter; it++) {
+      let changed = 0;
+      inertia = 0;
+      for (let t = 0; t < n; t++) {
+        const [a, dist] = nearest(z, t, c, k, r);
+        if (a !== assign[t] || it === 0) changed++;
+        assign[t] = a;
+        inertia += dist;
+      }
+      const sum = new Float64Array(k * r), count = new Float64Array(k);
+      for (let t = 0; t < n; t++) {
+        const a = assign[t] as number;
+        count[a]!++;
+        for (let i = 0; i < r; i++) sum[a * r + i]! += z[t * r + i] as number;
+      }
+      for (let j = 0; j < k; j++) {
+        if (count[j] === 0) continue; // an empty cluster keeps its centroid
+        for (let i = 0; i < r; i++) {
+          c[j * r + i] = (sum[j * r + i] as number) / (count[j] as number);
+        }
+      }
+      if (changed === 0) break;
+    }
+    if (inertia < bestInertia) {
+      bestInertia = inertia;
+      best = c;
+    }
+  }
+  return best;
+}
