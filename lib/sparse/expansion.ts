@@ -118,6 +118,7 @@ export async function sparseExpand(
   };
   try {
     for (let l = 0; l < L; l++) {
+      await new Promise((r) => setTimeout(r, 0)); // let the progress bar and signals through
       const blk = model.blocks[l]!;
       // gate and up share one router fitted on their common input
       const xg = collect(l, "gate_proj");

@@ -7,7 +7,7 @@
  */
 import { EigenvalueDecomposition, Matrix as MlMatrix } from "ml-matrix";
 import { ShapeError } from "../core/errors.ts";
-import { Matrix } from "../core/matrix.ts";
+import type { Matrix } from "../core/matrix.ts";
 import { Rng } from "../core/rng.ts";
 
 /** A fitted router: centre, projection and centroids. */
