@@ -229,3 +229,40 @@ export function htmlPage(title: string, blocks: string[]): string {
     `<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}svg{margin:4px}</style>` +
     `</head><body><h1>${esc(title)}</h1>${blocks.join("\n")}</body></html>`;
 }
+
+/** Lines (or points) of several series over a shared x axis. */
+export function lineSvg(
+  series: { label: string; points: [number, number][] }[],
+  o: ChartOptions & { points?: boolean },
+): string {
+  const xs = series.flatMap((s) => s.points.map((p) => p[0])),
+    ys = series.flatMap((s) => s.points.map((p) => p[1]));
+  const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
+  const pad = (y1 - y0) * 0.05 || 1;
+  const f = frame(o, x0, x1 === x0 ? x0 + 1 : x1, y0 - pad, y1 + pad);
+  series.forEach((s, si) => {
+    const col = COLORS[si % COLORS.length];
+    const pts = s.points.slice().sort((a, b) => a[0] - b[0]).map(([x, y]) =>
+      `${f.sx(x)},${f.sy(y)}`
+    );
+    if (!o.points) {
+      f.parts.push(
+        `<polyline fill="none" stroke="${col}" stroke-width="1.8" points="${pts.join(" ")}"/>`,
+      );
+    }
+    for (const p of pts) {
+      const [cx, cy] = p.split(",");
+      f.parts.push(`<circle cx="${cx}" cy="${cy}" r="3" fill="${col}"/>`);
+    }
+    f.parts.push(
+      `<text x="${f.l + 8}" y="${f.t + 14 * (si + 1)}" fill="${col}">${esc(s.label)}</text>`,
+    );
+  });
+  for (let i = 0; i <= 4; i++) {
+    const xv = x0 + ((x1 - x0) * i) / 4;
+    f.parts.push(
+      `<text x="${f.sx(xv)}" y="${f.h - f.b + 14}" text-anchor="middle">${fmt(xv)}</text>`,
+    );
+  }
+  return f.parts.join("") + "</svg>";
+}

@@ -1,0 +1,291 @@
+#!/usr/bin/env -S deno run --no-prompt --allow-read=data,out --allow-write=out --allow-ffi=ffi/build --allow-env=LMKIT_BACKEND
+/**
+ * One-shot sparsification of a Llama model's MLPs with magnitude, Wanda, SparseGPT and Sparse
+ * Expansion, compared on held-out bits per byte against the dense model, with FLOPs per token
+ * and memory; optionally saves one pruned model as safetensors.
+ *
+ * @module
+ */
+import { parseArgs } from "@std/cli";
+import { stringify } from "@std/csv";
+import { intFlag, numFlag } from "../lib/core/args.ts";
+import { requirePermissions } from "../lib/core/permissions.ts";
+import { runScript } from "../lib/core/script.ts";
+import { writeOutputs } from "../lib/io/output.ts";
+import { SafetensorsFile, writeSafetensors } from "../lib/io/safetensors.ts";
+import { selectBackend } from "../ffi/mod.ts";
+import { bundledDocuments, calibrationWindows } from "../lib/model/corpus.ts";
+import { DenseLinear } from "../lib/model/linear.ts";
+import { linearTensorName, LlamaModel } from "../lib/model/llama.ts";
+import { evaluateLoss } from "../lib/model/perplexity.ts";
+import { loadTokenizer } from "../lib/model/tokenizer.ts";
+import { htmlPage, lineSvg } from "../lib/report/svg.ts";
+import { ExpertLinear, mlpFlopsPerToken, sparseExpand } from "../lib/sparse/expansion.ts";
+import { type PruneMethod, pruneModel } from "../lib/sparse/prune_model.ts";
+
+const USAGE = `
+sparse_expand.ts — sparsify the MLPs of a Llama model and compare methods on held-out quality.
+
+Usage: scripts/sparse_expand.ts [options]
+       deno task sparse-expand [-- options]
+
+Options:
+  --model DIR          HF checkpoint folder (default data/models/tinyllama-bytes)
+  --data DIR           folder with the bundled corpora for calibration (default data)
+  --methods LIST       of magnitude, wanda, sparsegpt, expand (default all four)
+  --sparsities LIST    unstructured sparsities in (0, 1) (default 0.5,0.7,0.9)
+  --nm N:M             also an N:M pattern, e.g. 2:4
+  --experts LIST       expert counts for expand (default 2,4; the paper uses up to 16)
+  --calib-windows N    calibration windows of --context tokens (default 64)
+  --context N          (default 256)
+  --restarts N         k-means restarts (default 4)
+  --seed N             (default 0)
+  --save DIR           save the pruned model (one method and one pattern only; not expand)
+  --backend B          ts | cpu | cuda
+  --out DIR            (default out/sparse_expand)
+  -h, --help           this text
+
+Every method prunes gate_proj, up_proj and down_proj of every block; attention stays dense (as
+Sparse Expansion does). Held-out: the model folder's golden.json validation batch.
+`;
+
+await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (args) => {
+  const { values } = parseArgs({
+    args,
+    options: {
+      model: { type: "string", default: "data/models/tinyllama-bytes" },
+      data: { type: "string", default: "data" },
+      methods: { type: "string", default: "magnitude,wanda,sparsegpt,expand" },
+      sparsities: { type: "string", default: "0.5,0.7,0.9" },
+      nm: { type: "string" },
+      experts: { type: "string", default: "2,4" },
+      "calib-windows": { type: "string", default: "64" },
+      context: { type: "string", default: "256" },
+      restarts: { type: "string", default: "4" },
+      seed: { type: "string", default: "0" },
+      save: { type: "string" },
+      backend: { type: "string" },
+      out: { type: "string", default: "out/sparse_expand" },
+    },
+    strict: true,
+  });
+  const methods = values.methods.split(",").map((m) => m.trim());
+  for (const m of methods) {
+    if (!["magnitude", "wanda", "sparsegpt", "expand"].includes(m)) {
+      throw new RangeError(`--methods has '${m}': expected magnitude, wanda, sparsegpt or expand`);
+    }
+  }
+  const sparsities = values.sparsities.split(",").filter((s) => s.trim()).map((s) =>
+    numFlag("--sparsities", s, 1e-9, 1 - 1e-9)
+  );
+  const patterns: { label: string; x: number; sparsity?: number; nm?: [number, number] }[] =
+    sparsities.map((s) => ({ label: `${s}`, x: s, sparsity: s }));
+  if (values.nm) {
+    const m = values.nm.match(/^(\d+):(\d+)$/);
+    if (!m) throw new RangeError(`--nm '${values.nm}' is not N:M`);
+    const nm: [number, number] = [Number(m[1]), Number(m[2])];
+    patterns.push({ label: values.nm, x: nm[0] / nm[1], nm });
+  }
+  const experts = values.experts.split(",").map((e) => intFlag("--experts", e, 1));
+  requirePermissions("sparse_expand.ts", [
+    { name: "read", path: values.model },
+    { name: "read", path: values.data },
+    { name: "write", path: values.out },
+    { name: "read", path: values.out },
+    ...(values.save
+      ? [{ name: "write" as const, path: values.save }, {
+        name: "read" as const,
+        path: values.save,
+      }]
+      : []),
+  ]);
+  if (values.save && (methods.length !== 1 || patterns.length !== 1 || methods[0] === "expand")) {
+    throw new RangeError("--save needs exactly one method (not expand) and one sparsity pattern");
+  }
+  const backend = selectBackend(values.backend);
+  const base = await LlamaModel.load(values.model, { backend });
+  const tok = await loadTokenizer(values.model, base.config);
+  const calib = calibrationWindows(await bundledDocuments(values.data), tok, {
+    count: intFlag("--calib-windows", values["calib-windows"], 1),
+    context: intFlag("--context", values.context, 2),
+    seed: intFlag("--seed", values.seed),
+  });
+  const golden = JSON.parse(
+    await Deno.readTextFile(`${values.model}/golden.json`).catch(() => {
+      throw new RangeError(`'${values.model}' has no golden.json validation batch to evaluate on`);
+    }),
+  );
+  const held: number[][] = golden.val_batch.sequences;
+  const measure = (m: LlamaModel) => {
+    const r = evaluateLoss(m, held, { byteLevel: tok.byteLevel });
+    return tok.byteLevel ? r.bitsPerByte : r.meanNats;
+  };
+  const metric = tok.byteLevel ? "bitsPerByte" : "natsPerToken";
+  const mlpBytes = (m: LlamaModel) => {
+    let stored = 0, nnz = 0;
+    for (const b of m.blocks) {
+      for (const name of ["gate_proj", "up_proj", "down_proj"] as const) {
+        const l = b.linears[name];
+        const mats = l instanceof ExpertLinear
+          ? l.experts
+          : l instanceof DenseLinear
+          ? [l.weight]
+          : [];
+        for (const w of mats) {
+          stored += w.data.length * 4;
+          nnz += w.data.reduce((a, v) => a + (v !== 0 ? 1 : 0), 0);
+        }
+      }
+    }
+    return { stored, csrBytes: nnz * 8 }; // f32 value + i32 column index per nonzero
+  };
+  const rows: Record<string, string | number>[] = [];
+  const denseMetric = measure(base), denseFlops = mlpFlopsPerToken(base).total;
+  rows.push({
+    method: "dense",
+    experts: 1,
+    pattern: "0",
+    [metric]: denseMetric,
+    mlpFlopsPerToken: denseFlops,
+    ...mlpBytes(base),
+  });
+  console.error(`dense: ${denseMetric.toFixed(4)} ${metric}`);
+  for (const p of patterns) {
+    for (const method of methods) {
+      for (const e of method === "expand" ? experts : [1]) {
+        const t0 = performance.now();
+        using m = await LlamaModel.load(values.model, { backend });
+        const pat = p.nm ? { nm: p.nm } : { sparsity: p.sparsity! };
+        if (method === "expand") {
+          await sparseExpand(m, calib, {
+            experts: e,
+            ...pat,
+            restarts: intFlag("--restarts", values.restarts, 1),
+            seed: intFlag("--seed", values.seed),
+          });
+        } else {
+          await pruneModel(m, calib, {
+            method: method as PruneMethod,
+            ...pat,
+            names: ["gate_proj", "up_proj", "down_proj"],
+          });
+        }
+        const q = measure(m), flops = mlpFlopsPerToken(m);
+        const label = method === "expand" ? `expand×${e}` : method;
+        rows.push({
+          method: label,
+          experts: e,
+          pattern: p.label,
+          [metric]: q,
+          mlpFlopsPerToken: flops.total,
+          routerFlops: flops.router,
+          ...mlpBytes(m),
+          seconds: (performance.now() - t0) / 1000,
+        });
+        console.error(
+          `${p.label} ${label}: ${q.toFixed(4)} ${metric}, ${
+            (flops.total / 1e6).toFixed(3)
+          } MFLOP/token`,
+        );
+        if (values.save) await saveDense(values.model, values.save, m);
+      }
+    }
+  }
+  const labels = [
+    ...new Set(rows.filter((r) => r.method !== "dense").map((r) => r.method as string)),
+  ];
+  const unstructured = (r: Record<string, string | number>) => !String(r.pattern).includes(":");
+  const chart = lineSvg(
+    labels.map((l) => ({
+      label: l,
+      points: rows.filter((r) => r.method === l && unstructured(r)).map((r) =>
+        [Number(r.pattern), r[metric] as number] as [number, number]
+      ),
+    })),
+    {
+      title: `Held-out ${metric} against MLP sparsity (dense ${denseMetric.toFixed(3)})`,
+      xLabel: "sparsity",
+      yLabel: metric,
+      width: 640,
+      height: 360,
+    },
+  );
+  const flopsChart = lineSvg(
+    labels.map((l) => ({
+      label: l,
+      points: rows.filter((r) => r.method === l).map((r) =>
+        [(r.mlpFlopsPerToken as number) / 1e6, r[metric] as number] as [number, number]
+      ),
+    })),
+    {
+      title: `Held-out ${metric} against MLP MFLOP per token`,
+      xLabel: "MFLOP/token (MLPs incl. routers)",
+      yLabel: metric,
+      width: 640,
+      height: 360,
+      points: true,
+    },
+  );
+  const cols = [
+    "method",
+    "pattern",
+    metric,
+    "mlpFlopsPerToken",
+    "routerFlops",
+    "stored",
+    "csrBytes",
+  ];
+  const md = [
+    `# Sparse Expansion and one-shot baselines on \`${values.model}\``,
+    `MLP projections only; ${calib.length} calibration windows; held-out = golden.json validation batch; backend ${backend}. Experts are stored as dense f32 matrices (column "stored"); "csrBytes" is what CSR storage would take (value + column index per nonzero).`,
+    [
+      `| ${cols.join(" | ")} |`,
+      `|${cols.map(() => "---").join("|")}|`,
+      ...rows.map((r) =>
+        `| ${
+          cols.map((c) =>
+            typeof r[c] === "number" && !Number.isInteger(r[c])
+              ? (r[c] as number).toFixed(4)
+              : String(r[c] ?? "")
+          ).join(" | ")
+        } |`
+      ),
+    ].join("\n"),
+  ].join("\n\n");
+  const files = await writeOutputs(values.out, {
+    "results.json": JSON.stringify({ model: values.model, backend, metric, rows }, null, 2),
+    "results.csv": stringify(rows, { columns: [...cols, "experts", "seconds"] }),
+    "report.md": md + "\n",
+    "report.html": htmlPage("Sparse Expansion", [
+      `<pre>${md.replace(/</g, "&lt;")}</pre>`,
+      chart,
+      flopsChart,
+    ]),
+  });
+  console.log(md);
+  console.error(`wrote ${files.join(", ")}`);
+});
+
+/** Writes the model's weights (dense projections only) as an HF checkpoint folder. */
+async function saveDense(src: string, dir: string, m: LlamaModel): Promise<void> {
+  using f = await SafetensorsFile.open(`${src}/model.safetensors`);
+  const tensors: Parameters<typeof writeSafetensors>[1] = {};
+  for (const name of f.names()) {
+    const t = await f.read(name);
+    tensors[name] = { dtype: "F32", shape: t.shape, data: (await f.readFloat32(name)).data };
+  }
+  m.blocks.forEach((b, l) => {
+    for (const [n, lin] of Object.entries(b.linears)) {
+      if (lin instanceof DenseLinear) {
+        tensors[linearTensorName(l, n as never)] = {
+          dtype: "F32",
+          shape: [lin.weight.rows, lin.weight.cols],
+          data: lin.weight.data,
+        };
+      }
+    }
+  });
+  await Deno.mkdir(dir, { recursive: true });
+  await Deno.copyFile(`${src}/config.json`, `${dir}/config.json`);
+  await writeSafetensors(`${dir}/model.safetensors`, tensors);
+}
