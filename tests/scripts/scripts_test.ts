@@ -88,3 +88,58 @@ Deno.test("generate.ts --json reproduces the golden greedy continuation", async 
   const res = JSON.parse(r.stdout);
   assertEquals(res.text, "  The problem with the problem with the problem wi");
 });
+
+Deno.test("sparse_expand.ts --save writes a pruned checkpoint that loads back; bad options fail in one sentence", async () => {
+  const tmp = await Deno.makeTempDir();
+  const flags = [
+    `--allow-read=data,${tmp}`,
+    `--allow-write=${tmp}`,
+    "--allow-ffi=ffi/build",
+    "--allow-env=LMKIT_BACKEND",
+  ];
+  const r = await run(
+    "sparse_expand.ts",
+    [
+      "--methods",
+      "magnitude",
+      "--sparsities",
+      "0.5",
+      "--calib-windows",
+      "1",
+      "--save",
+      `${tmp}/pruned`,
+      "--out",
+      `${tmp}/out`,
+    ],
+    flags,
+  );
+  assertEquals(r.code, 0, r.stderr);
+  const { LlamaModel } = await import("../../lib/model/llama.ts");
+  const m = await LlamaModel.load(`${tmp}/pruned`, { backend: "cpu" });
+  const w =
+    (m.blocks[0]!.linears.gate_proj as unknown as { weight: { data: Float32Array } }).weight.data;
+  assertEquals(w.reduce((a, v) => a + (v === 0 ? 1 : 0), 0), w.length / 2);
+  const res = JSON.parse(await Deno.readTextFile(`${tmp}/out/results.json`));
+  assertEquals(res.rows.map((x: { method: string }) => x.method), ["dense", "magnitude"]);
+  const bad = await run("sparse_expand.ts", ["--sparsities", "1.2", "--out", `${tmp}/o2`], flags);
+  assertEquals(bad.code, 1);
+  assertEquals(
+    bad.stderr.trim(),
+    "error: --sparsities '1.2' is not a number in [1e-9, 0.999999999]",
+  );
+  const nm = await run("sparse_expand.ts", [
+    "--methods",
+    "magnitude",
+    "--sparsities",
+    "",
+    "--nm",
+    "3:7",
+    "--calib-windows",
+    "1",
+    "--out",
+    `${tmp}/o3`,
+  ], flags);
+  assertEquals(nm.code, 1);
+  assert(nm.stderr.includes("N:M pattern 3:7 needs M to divide the 256 columns"), nm.stderr);
+  await Deno.remove(tmp, { recursive: true });
+});
