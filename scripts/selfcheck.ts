@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { relativeL2Error } from "../lib/core/numeric.ts";
 import { parseArgs } from "@std/cli";
 import { stringify } from "@std/csv";
 import {
@@ -38,15 +39,6 @@ Options:
   --json        also print results.json to stdout
   -h, --help    this text
 `;
-
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0, n = 0;
-  for (let i = 0; i < a.length; i++) {
-    d += ((a[i] as number) - (b[i] as number)) ** 2;
-    n += (b[i] as number) ** 2;
-  }
-  return Math.sqrt(d) / (Math.sqrt(n) || 1);
-}
 
 function time(fn: () => void, minMs = 150): number {
   fn(); // warm-up
@@ -156,7 +148,7 @@ await runScript({
       speedupVsTs: 1,
     });
     for (const b of natives) {
-      const err = relErr(c.run(b), ref);
+      const err = relativeL2Error(c.run(b), ref);
       const ms = time(() => c.run(b));
       rows.push({
         kernel: c.kernel,

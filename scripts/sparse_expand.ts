@@ -20,6 +20,7 @@ import { linearTensorName, LlamaModel } from "../lib/model/llama.ts";
 import { evaluateLoss } from "../lib/model/perplexity.ts";
 import { loadTokenizer } from "../lib/model/tokenizer.ts";
 import { htmlPage, lineSvg } from "../lib/report/svg.ts";
+import { markdownTable } from "../lib/report/markdown.ts";
 import { ExpertLinear, mlpFlopsPerToken, sparseExpand } from "../lib/sparse/expansion.ts";
 import { type PruneMethod, pruneModel } from "../lib/sparse/prune_model.ts";
 
@@ -238,19 +239,7 @@ await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (ar
   const md = [
     `# Sparse Expansion and one-shot baselines on \`${values.model}\``,
     `MLP projections only; ${calib.length} calibration windows; held-out = golden.json validation batch; backend ${backend}. Experts are stored as dense f32 matrices (column "stored"); "csrBytes" is what CSR storage would take (value + column index per nonzero).`,
-    [
-      `| ${cols.join(" | ")} |`,
-      `|${cols.map(() => "---").join("|")}|`,
-      ...rows.map((r) =>
-        `| ${
-          cols.map((c) =>
-            typeof r[c] === "number" && !Number.isInteger(r[c])
-              ? (r[c] as number).toFixed(4)
-              : String(r[c] ?? "")
-          ).join(" | ")
-        } |`
-      ),
-    ].join("\n"),
+    markdownTable(rows, cols),
   ].join("\n\n");
   const files = await writeOutputs(values.out, {
     "results.json": JSON.stringify({ model: values.model, backend, metric, rows }, null, 2),

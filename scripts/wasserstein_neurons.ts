@@ -19,6 +19,7 @@ import { LlamaModel } from "../lib/model/llama.ts";
 import { evaluateLoss } from "../lib/model/perplexity.ts";
 import { loadTokenizer } from "../lib/model/tokenizer.ts";
 import { barSvg, boxSvg, histogramSvg, htmlPage } from "../lib/report/svg.ts";
+import { markdownTable } from "../lib/report/markdown.ts";
 import { type PruneMethod, pruneModel } from "../lib/sparse/prune_model.ts";
 import { neuronWasserstein, selectWassersteinNeurons } from "../lib/wasserstein/neurons.ts";
 
@@ -229,20 +230,6 @@ await runScript({ name: "wasserstein_neurons.ts", usage: USAGE, needs: [] }, asy
       baseline: ablation[0]!.metric,
     })
     : "";
-  const table = (rows: Record<string, unknown>[], cols: string[]) =>
-    [
-      `| ${cols.join(" | ")} |`,
-      `|${cols.map(() => "---").join("|")}|`,
-      ...rows.map((r) =>
-        `| ${
-          cols.map((c) =>
-            typeof r[c] === "number" && !Number.isInteger(r[c])
-              ? (r[c] as number).toFixed(4)
-              : String(r[c] ?? "")
-          ).join(" | ")
-        } |`
-      ),
-    ].join("\n");
   const md = [
     `# Wasserstein neurons of \`${values.model}\``,
     `${calib.length} calibration windows of ${
@@ -251,7 +238,7 @@ await runScript({ name: "wasserstein_neurons.ts", usage: USAGE, needs: [] }, asy
       100 - percent
     }th percentile); backend ${backend}.`,
     "## Per layer",
-    table(layerRows, [
+    markdownTable(layerRows, [
       "layer",
       "name",
       "tokens",
@@ -265,7 +252,7 @@ await runScript({ name: "wasserstein_neurons.ts", usage: USAGE, needs: [] }, asy
       ? [
         "## Ablation",
         `${method}, sparsity ${sparsity} on the MLP; held-out: golden.json validation batch.`,
-        table(ablation, ["variant", "metric"]),
+        markdownTable(ablation, ["variant", "metric"]),
       ]
       : []),
     "Plots: report.html.",

@@ -1,6 +1,7 @@
 // GPU benchmark: our CUDA kernels with data resident on the device, checked against the cpu
 // backend on the same inputs, then timed; PyTorch peers (bench/gpu/torch_peers.py) read from
 // the JSON file named by --peers. Prints a table last. Run through bench/gpu/check.sh.
+import { relativeL2Error } from "../../lib/core/numeric.ts";
 import { parseArgs } from "@std/cli";
 import { check, cuda, cudaSync, DeviceBuffer, libraryInfo } from "../../ffi/mod.ts";
 import { Matrix, type MatrixData } from "../../lib/core/matrix.ts";
@@ -16,15 +17,6 @@ const { values } = parseArgs({
 const lib = cuda();
 const rng = new Rng(7);
 const randn = (r: number, c: number) => new Matrix(r, c, rng.normalArray(r * c));
-
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0, n = 0;
-  for (let i = 0; i < a.length; i++) {
-    d += ((a[i] as number) - (b[i] as number)) ** 2;
-    n += (b[i] as number) ** 2;
-  }
-  return Math.sqrt(d) / (Math.sqrt(n) || 1);
-}
 
 /** Median device time in ms of `run`, with `prep` (untimed) before each repetition. */
 function timeCuda(run: () => void, prep: () => void = () => {}, reps = 10): number {
@@ -72,7 +64,7 @@ for (const transB of [false, true]) {
     shape: `${N}³`,
     ms,
     gflops: 2 * N ** 3 / ms / 1e6,
-    relErrVsCpu: relErr(got.data, want.data),
+    relErrVsCpu: relativeL2Error(got.data, want.data),
     cpuMs,
   });
 }
@@ -94,7 +86,7 @@ for (const acc of ["f32", "f64"] as const) {
     shape: `X ${R}×${N}`,
     ms,
     gflops: R * N * N / ms / 1e6,
-    relErrVsCpu: relErr(got.data, want.data),
+    relErrVsCpu: relativeL2Error(got.data, want.data),
     cpuMs,
   });
 }
@@ -121,7 +113,7 @@ for (const n of quick ? [1024] : [1024, 4096]) {
     shape: `H ${n}×${n}`,
     ms,
     gflops: (4 / 3) * n ** 3 / ms / 1e6,
-    relErrVsCpu: relErr(got.u.data, want.u.data),
+    relErrVsCpu: relativeL2Error(got.u.data, want.u.data),
     cpuMs,
   });
 }

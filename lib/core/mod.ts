@@ -10,3 +10,4 @@ export * from "./rng.ts";
 export * from "./progress.ts";
 export * from "./permissions.ts";
 export * from "./args.ts";
+export * from "./numeric.ts";

@@ -4,3 +4,4 @@
  * @module
  */
 export * from "./svg.ts";
+export * from "./markdown.ts";
