@@ -81,6 +81,25 @@ const cpuSymbols = {
     parameters: ["buffer", "f64", "buffer", "f64", "buffer", "f64", "f64"],
     result: "i32",
   },
+  lk_cpu_sparsegpt_f64: {
+    parameters: [
+      "buffer",
+      "f64",
+      "buffer",
+      "f64",
+      "i32",
+      "i32",
+      "f64",
+      "i32",
+      "i32",
+      "buffer",
+      "f64",
+      "i32",
+      "buffer",
+      "f64",
+    ],
+    result: "i32",
+  },
   lk_cpu_threshold_f32: {
     parameters: [
       "buffer",

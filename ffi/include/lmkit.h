@@ -75,6 +75,15 @@ int32_t lk_cpu_attention_f32(const float* q, double q_len, const float* k, doubl
 int32_t lk_cpu_swiglu_f32(const float* gate, double gate_len, const float* up, double up_len,
                           float* out, double out_len, double n);
 
+/* SparseGPT's column sweep on W[rows,cols] (f64, in place) given U (upper Cholesky factor of
+ * H⁻¹, cols × cols): per block of `block` columns a mask (unstructured: w²/U_jj² ≤ the block's
+ * ⌊len·sparsity⌋-th smallest over prunable rows; or n zeros in every m columns when n > 0), OBS
+ * compensation inside the block, lazy update of the columns after it. mask gets 1 where pruned. */
+int32_t lk_cpu_sparsegpt_f64(double* w, double w_len, const double* u, double u_len, int32_t rows,
+                             int32_t cols, double sparsity, int32_t n, int32_t m,
+                             const uint8_t* prunable, double prunable_len, int32_t block,
+                             uint8_t* mask, double mask_len);
+
 /* ---- CUDA library ---- */
 /* out[0] = number of visible devices (0 when none or no driver). */
 int32_t lk_cuda_device_count(int32_t* out, double out_len);

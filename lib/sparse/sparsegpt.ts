@@ -10,7 +10,8 @@
  */
 import { ShapeError } from "../core/errors.ts";
 import { Matrix } from "../core/matrix.ts";
-import { type KernelOptions, obsPrepare } from "../kernels/mod.ts";
+import { check, cpu, cpuLibrary } from "../../ffi/mod.ts";
+import { type KernelOptions, obsPrepare, selectBackend } from "../kernels/mod.ts";
 import { checkPattern, type PatternOptions } from "./_pattern.ts";
 
 /** Options of {@linkcode sparseGpt}. */
@@ -33,7 +34,8 @@ export interface PruneResult {
 
 /**
  * Prunes `weight` (out × in) given the layer Hessian `hessian` (in × in, e.g. from
- * {@linkcode HessianAccumulator}). Returns a new weight; the input is not modified.
+ * {@linkcode HessianAccumulator}). Returns a new weight; the input is not modified. The column
+ * sweep runs in C on the cpu and cuda backends (there is no CUDA sweep yet), in TypeScript on ts.
  *
  * @example
  * ```ts
@@ -74,6 +76,30 @@ export function sparseGpt(
   });
   const U = prep.u.data;
   const mask = new Uint8Array(rows * cols);
+  const backend = selectBackend(options.backend);
+  if (backend !== "ts" && cpuLibrary().lib) {
+    const lib = cpu();
+    check(
+      lib,
+      lib.lk_cpu_sparsegpt_f64(
+        W,
+        W.length,
+        U,
+        U.length,
+        rows,
+        cols,
+        p.sparsity,
+        p.n,
+        p.m,
+        p.rows,
+        p.rows.length,
+        B,
+        mask,
+        mask.length,
+      ),
+    );
+    return { weight: new Matrix(rows, cols, Float32Array.from(W)), mask, percdamp: prep.percdamp };
+  }
   const err = new Float64Array(rows * B);
   const tmp: number[] = [];
   for (let i1 = 0; i1 < cols; i1 += B) {
