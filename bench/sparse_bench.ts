@@ -21,7 +21,7 @@ Deno.bench({
   fn() {
     const acc = new HessianAccumulator(n, { backend: "cpu" });
     for (let s = 0; s < seqs; s++) {
-      batch.data[s] += 1e-3; // a different batch each time, without the cost of new random numbers
+      batch.data[s]! += 1e-3; // a different batch each time, without the cost of new random numbers
       acc.add(batch);
     }
     h = acc.result();
