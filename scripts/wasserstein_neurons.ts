@@ -21,7 +21,12 @@ import { loadTokenizer } from "../lib/model/tokenizer.ts";
 import { barSvg, boxSvg, histogramSvg, htmlPage } from "../lib/report/svg.ts";
 import { markdownTable } from "../lib/report/markdown.ts";
 import { type PruneMethod, pruneModel } from "../lib/sparse/prune_model.ts";
-import { neuronWasserstein, selectWassersteinNeurons } from "../lib/wasserstein/neurons.ts";
+import {
+  neuronOutputShift,
+  neuronWasserstein,
+  selectWassersteinNeurons,
+} from "../lib/wasserstein/neurons.ts";
+import { sparseExpand } from "../lib/sparse/expansion.ts";
 
 const USAGE = `
 wasserstein_neurons.ts — W1 of every MLP neuron's outputs to N(0,1), the top-p% per layer, and
@@ -38,6 +43,7 @@ Options:
   --percent P          top-P% neurons per layer (default 3)
   --sparsity S         ablation sparsity in (0, 1) (default 0.7)
   --method M           ablation pruner: sparsegpt | wanda | magnitude (default sparsegpt)
+  --experts K          experts for the Sparse Expansion comparison (default 4)
   --no-ablation        only measure and select neurons
   --seed N             calibration order and random-neuron seed (default 0)
   --backend B          ts | cpu | cuda
@@ -61,6 +67,7 @@ await runScript({ name: "wasserstein_neurons.ts", usage: USAGE, needs: [] }, asy
       sparsity: { type: "string", default: "0.7" },
       method: { type: "string", default: "sparsegpt" },
       "no-ablation": { type: "boolean", default: false },
+      experts: { type: "string", default: "4" },
       seed: { type: "string", default: "0" },
       backend: { type: "string" },
       out: { type: "string", default: "out/wasserstein_neurons" },
@@ -126,6 +133,7 @@ await runScript({ name: "wasserstein_neurons.ts", usage: USAGE, needs: [] }, asy
   }
   // ablation
   const ablation: { variant: string; metric: number }[] = [];
+  const shiftRows: Record<string, number>[] = [];
   let metricName = "bits/byte";
   if (!values["no-ablation"]) {
     const golden = JSON.parse(
@@ -182,9 +190,10 @@ await runScript({ name: "wasserstein_neurons.ts", usage: USAGE, needs: [] }, asy
         (l) => rowsOf(randomSel.get(l)!, true),
       ],
     ];
+    let pruneAll: LlamaModel | undefined;
     for (const [variant, names, rows] of variants) {
       console.error(`ablation: ${variant}`);
-      using m = await LlamaModel.load(values.model, { backend });
+      const m = await LlamaModel.load(values.model, { backend });
       await pruneModel(m, calib, {
         method,
         sparsity,
@@ -192,7 +201,31 @@ await runScript({ name: "wasserstein_neurons.ts", usage: USAGE, needs: [] }, asy
         prunableRows: (layer, name) => name === "down_proj" ? undefined : rows(layer),
       });
       ablation.push({ variant, metric: measure(m) });
+      if (!pruneAll) pruneAll = m;
+      else m.dispose();
     }
+    // Sparse Expansion at the same sparsity: quality, and how far the Wasserstein neurons' outputs
+    // moved from the dense model's compared with plain pruning (the paper reports a large drop)
+    const experts = intFlag("--experts", values.experts, 1);
+    console.error(`ablation: Sparse Expansion ×${experts}`);
+    using se = await LlamaModel.load(values.model, { backend });
+    await sparseExpand(se, calib, { experts, sparsity, restarts: 4, seed });
+    ablation.push({ variant: `Sparse Expansion ×${experts} (${sparsity})`, metric: measure(se) });
+    const probe = held.slice(0, 16);
+    const before = neuronOutputShift(model, pruneAll!, probe, selected);
+    const after = neuronOutputShift(model, se, probe, selected);
+    for (const l of gate) {
+      const b = before.get(l.layer)!, a = after.get(l.layer)!;
+      const mean = (x: Float64Array) => x.reduce((s, v) => s + v, 0) / (x.length || 1);
+      shiftRows.push({
+        layer: l.layer,
+        neurons: b.length,
+        w1ToDensePruned: mean(b),
+        w1ToDenseExpanded: mean(a),
+        drop: 1 - mean(a) / mean(b),
+      });
+    }
+    pruneAll!.dispose();
   }
   // report
   const box = boxSvg(gate.map((l) => ({ label: `L${l.layer}`, values: l.w1 })), {
@@ -255,6 +288,19 @@ await runScript({ name: "wasserstein_neurons.ts", usage: USAGE, needs: [] }, asy
         markdownTable(ablation, ["variant", "metric"]),
       ]
       : []),
+    ...(shiftRows.length
+      ? [
+        "## Wasserstein neurons before and after expansion",
+        "Mean W1 between each selected neuron's gate_proj outputs in the dense model and in the compressed one, on 16 held-out windows: plain pruning (prune all) against Sparse Expansion at the same sparsity.",
+        markdownTable(shiftRows, [
+          "layer",
+          "neurons",
+          "w1ToDensePruned",
+          "w1ToDenseExpanded",
+          "drop",
+        ]),
+      ]
+      : []),
     "Plots: report.html.",
   ].join("\n\n");
   const html = htmlPage(`Wasserstein neurons of ${values.model}`, [
@@ -269,6 +315,9 @@ await runScript({ name: "wasserstein_neurons.ts", usage: USAGE, needs: [] }, asy
     }),
     "layers.json": JSON.stringify(layerRows, null, 2),
     "ablation.csv": stringify(ablation, { columns: ["variant", "metric"] }),
+    "expansion_shift.csv": stringify(shiftRows, {
+      columns: ["layer", "neurons", "w1ToDensePruned", "w1ToDenseExpanded", "drop"],
+    }),
     "results.json": JSON.stringify(
       {
         model: values.model,
@@ -279,6 +328,7 @@ await runScript({ name: "wasserstein_neurons.ts", usage: USAGE, needs: [] }, asy
         metric: metricName,
         layers: layerRows,
         ablation,
+        expansionShift: shiftRows,
       },
       null,
       2,

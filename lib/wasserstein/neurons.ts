@@ -8,7 +8,7 @@
 import type { Matrix } from "../core/matrix.ts";
 import { runCalibration } from "../model/calibration.ts";
 import type { LinearName, LlamaModel } from "../model/llama.ts";
-import { percentile, w1ToNormal, zscore } from "./distance.ts";
+import { percentile, w1ToNormal, wasserstein1, zscore } from "./distance.ts";
 
 /** One projection's neurons. */
 export interface LayerNeurons {
@@ -114,4 +114,44 @@ export function selectWassersteinNeurons(w1: Float64Array, p = 3): number[] {
     if (v > t) out.push(i);
   });
   return out;
+}
+
+/**
+ * For chosen neurons, W1 between their outputs in a reference model and in a compressed model
+ * over the same sequences (each model fed end to end): how far compression moved each neuron's
+ * output distribution. Returns one Float64Array per layer, aligned with `neurons.get(layer)`.
+ */
+export function neuronOutputShift(
+  reference: LlamaModel,
+  compressed: LlamaModel,
+  sequences: readonly (readonly number[])[],
+  neurons: ReadonlyMap<number, readonly number[]>,
+  name: LinearName = "gate_proj",
+): Map<number, Float64Array> {
+  const collect = (m: LlamaModel) => {
+    const out = new Map<number, number[][]>();
+    for (const [l, js] of neurons) out.set(l, js.map(() => []));
+    for (const s of sequences) {
+      m.forward(s, {
+        lastOnly: true,
+        hooks: {
+          linear: (e) => {
+            const js = neurons.get(e.layer);
+            if (e.name !== name || !js) return;
+            const cols = out.get(e.layer)!;
+            for (let t = 0; t < e.output.rows; t++) {
+              js.forEach((j, i) => cols[i]!.push(e.output.data[t * e.output.cols + j] as number));
+            }
+          },
+        },
+      });
+    }
+    return out;
+  };
+  const a = collect(reference), b = collect(compressed);
+  const shift = new Map<number, Float64Array>();
+  for (const [l, js] of neurons) {
+    shift.set(l, Float64Array.from(js, (_, i) => wasserstein1(a.get(l)![i]!, b.get(l)![i]!)));
+  }
+  return shift;
 }
