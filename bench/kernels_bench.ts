@@ -13,51 +13,31 @@ const rng = new Rng(3);
 const randn = (r: number, c: number) => new Matrix(r, c, rng.normalArray(r * c));
 const lib = cpu();
 
-let openblas:
-  | Deno.DynamicLibrary<{
-    cblas_sgemm: {
-      parameters: [
-        "i32",
-        "i32",
-        "i32",
-        "i32",
-        "i32",
-        "i32",
-        "f32",
-        "buffer",
-        "i32",
-        "buffer",
-        "i32",
-        "f32",
-        "buffer",
-        "i32",
-      ];
-      result: "void";
-    };
-  }>
-  | undefined;
+const OPENBLAS = {
+  cblas_sgemm: {
+    // order, transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc
+    parameters: [
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "f32",
+      "buffer",
+      "i32",
+      "buffer",
+      "i32",
+      "f32",
+      "buffer",
+      "i32",
+    ],
+    result: "void",
+  },
+} as const;
+let openblas: Deno.DynamicLibrary<typeof OPENBLAS> | undefined;
 try {
-  openblas = Deno.dlopen("libopenblas.so.0", {
-    cblas_sgemm: {
-      parameters: [
-        "i32",
-        "i32",
-        "i32",
-        "i32",
-        "i32",
-        "i32",
-        "f32",
-        "buffer",
-        "i32",
-        "buffer",
-        "i32",
-        "f32",
-        "buffer",
-        "i32",
-      ],
-      result: "void",
-    },
-  });
+  openblas = Deno.dlopen("libopenblas.so.0", OPENBLAS);
 } catch {
   console.log(
     "OpenBLAS (libopenblas.so.0) not found: its rows are skipped; `apt-get install libopenblas0-pthread` adds them",

@@ -26,3 +26,17 @@ export const NATIVE: { backend: Backend; ignore: boolean }[] = [
 
 /** Odd sizes that catch edge tiles. */
 export const AWKWARD = [1, 3, 17, 129];
+
+/** Runs `deno <args>` from the repository root with no stdin; returns exit code and output. */
+export async function runDeno(
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: new URL("../", import.meta.url).pathname,
+    stdin: "null",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}

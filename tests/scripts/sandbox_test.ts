@@ -2,6 +2,7 @@
 // task asks for -A, a script given fewer permissions fails with one clear sentence instead of
 // prompting, and the kernels fall back to ts inside a sandbox without --allow-ffi.
 import { assert, assertEquals } from "@std/assert";
+import { runDeno } from "../_util.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const scripts = [...Deno.readDirSync(`${ROOT}scripts`)].filter((e) => e.name.endsWith(".ts")).map((
@@ -15,16 +16,7 @@ function shebangFlags(file: string): string[] {
   return first.slice(prefix.length).trim().split(/\s+/);
 }
 
-async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args,
-    cwd: ROOT,
-    stdin: "null",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
+const run = runDeno;
 
 Deno.test("there is at least one script, and none asks for -A", () => {
   assert(scripts.length > 0);

@@ -1,18 +1,10 @@
 // The model scripts end to end: outputs on success; one sentence, exit 1 and no output files on
 // bad input.
 import { assert, assertEquals } from "@std/assert";
+import { runDeno } from "../_util.ts";
 
-const ROOT = new URL("../../", import.meta.url).pathname;
-
-async function run(script: string, args: string[], flags: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", ...flags, `scripts/${script}`, ...args],
-    cwd: ROOT,
-    stdin: "null",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+function run(script: string, args: string[], flags: string[]) {
+  return runDeno(["run", "--no-prompt", ...flags, `scripts/${script}`, ...args]);
 }
 
 const PPL_FLAGS = (tmp: string) => [
