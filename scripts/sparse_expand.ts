@@ -12,16 +12,16 @@ import { intFlag, numFlag } from "../lib/core/args.ts";
 import { requirePermissions } from "../lib/core/permissions.ts";
 import { runScript } from "../lib/core/script.ts";
 import { writeOutputs } from "../lib/io/output.ts";
-import { SafetensorsFile, writeSafetensors } from "../lib/io/safetensors.ts";
 import { selectBackend } from "../ffi/mod.ts";
 import { bundledDocuments, calibrationWindows } from "../lib/model/corpus.ts";
 import { DenseLinear } from "../lib/model/linear.ts";
-import { linearTensorName, LlamaModel } from "../lib/model/llama.ts";
+import { LlamaModel } from "../lib/model/llama.ts";
 import { evaluateLoss } from "../lib/model/perplexity.ts";
 import { loadTokenizer } from "../lib/model/tokenizer.ts";
 import { htmlPage, lineSvg } from "../lib/report/svg.ts";
 import { markdownTable } from "../lib/report/markdown.ts";
 import { ExpertLinear, mlpFlopsPerToken, sparseExpand } from "../lib/sparse/expansion.ts";
+import { saveModel } from "../lib/sparse/expansion_io.ts";
 import { type PruneMethod, pruneModel } from "../lib/sparse/prune_model.ts";
 
 const USAGE = `
@@ -41,7 +41,8 @@ Options:
   --context N          (default 256)
   --restarts N         k-means restarts (default 4)
   --seed N             (default 0)
-  --save DIR           save the pruned model (one method and one pattern only; not expand)
+  --save DIR           save the pruned or expanded model (one configuration only); expanded
+                       models load back with loadExpandedModel (lib/sparse/expansion_io.ts)
   --backend B          ts | cpu | cuda
   --out DIR            (default out/sparse_expand)
   -h, --help           this text
@@ -100,8 +101,14 @@ await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (ar
       }]
       : []),
   ]);
-  if (values.save && (methods.length !== 1 || patterns.length !== 1 || methods[0] === "expand")) {
-    throw new RangeError("--save needs exactly one method (not expand) and one sparsity pattern");
+  if (
+    values.save &&
+    (methods.length !== 1 || patterns.length !== 1 ||
+      (methods[0] === "expand" && experts.length !== 1))
+  ) {
+    throw new RangeError(
+      "--save needs exactly one method, one sparsity pattern and (for expand) one expert count",
+    );
   }
   const backend = selectBackend(values.backend);
   const base = await LlamaModel.load(values.model, { backend });
@@ -188,7 +195,7 @@ await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (ar
             (flops.total / 1e6).toFixed(3)
           } MFLOP/token`,
         );
-        if (values.save) await saveDense(values.model, values.save, m);
+        if (values.save) await saveModel(m, values.model, values.save);
       }
     }
   }
@@ -254,27 +261,3 @@ await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (ar
   console.log(md);
   console.error(`wrote ${files.join(", ")}`);
 });
-
-/** Writes the model's weights (dense projections only) as an HF checkpoint folder. */
-async function saveDense(src: string, dir: string, m: LlamaModel): Promise<void> {
-  using f = await SafetensorsFile.open(`${src}/model.safetensors`);
-  const tensors: Parameters<typeof writeSafetensors>[1] = {};
-  for (const name of f.names()) {
-    const t = await f.read(name);
-    tensors[name] = { dtype: "F32", shape: t.shape, data: (await f.readFloat32(name)).data };
-  }
-  m.blocks.forEach((b, l) => {
-    for (const [n, lin] of Object.entries(b.linears)) {
-      if (lin instanceof DenseLinear) {
-        tensors[linearTensorName(l, n as never)] = {
-          dtype: "F32",
-          shape: [lin.weight.rows, lin.weight.cols],
-          data: lin.weight.data,
-        };
-      }
-    }
-  });
-  await Deno.mkdir(dir, { recursive: true });
-  await Deno.copyFile(`${src}/config.json`, `${dir}/config.json`);
-  await writeSafetensors(`${dir}/model.safetensors`, tensors);
-}

@@ -123,10 +123,31 @@ export interface ForwardOptions {
   lastOnly?: boolean;
 }
 
+/** What a {@linkcode LoadOptions.linearLoader} sees of one projection. */
+export interface LinearLoadContext {
+  /** Block index. */
+  layer: number;
+  /** Projection. */
+  name: LinearName;
+  /** [out, in] from the config. */
+  shape: [number, number];
+  /** Every tensor name in the checkpoint. */
+  tensorNames: ReadonlySet<string>;
+  /** Reads a float tensor of the checkpoint as f32. */
+  readFloat32(tensor: string): Promise<{ shape: number[]; data: Float32Array }>;
+  /** The backend the model runs on. */
+  backend: Backend;
+}
+
 /** Options of {@linkcode LlamaModel.load}. */
 export interface LoadOptions {
   /** Kernel backend for the projections (default: the best available). */
   backend?: Backend;
+  /**
+   * Builds a projection from other tensors (e.g. Sparse Expansion experts); return undefined to
+   * load the dense `<name>.weight` as usual.
+   */
+  linearLoader?: (ctx: LinearLoadContext) => Promise<Linear | undefined>;
 }
 
 /**
@@ -211,17 +232,29 @@ export class LlamaModel {
       up_proj: [c.intermediateSize, c.hiddenSize],
       down_proj: [c.hiddenSize, c.intermediateSize],
     };
+    const customLinears = new Map<string, Linear>();
     for (let l = 0; l < c.numLayers; l++) {
       const p = `model.layers.${l}`;
       expected.push([`${p}.input_layernorm.weight`, [c.hiddenSize]]);
       expected.push([`${p}.post_attention_layernorm.weight`, [c.hiddenSize]]);
       for (const n of LINEAR_NAMES) {
-        expected.push([
-          `${p}.${
-            n.endsWith("proj") && n[0] !== "g" && n[0] !== "u" && n[0] !== "d" ? "self_attn" : "mlp"
-          }.${n}.weight`,
-          shapes[n],
-        ]);
+        const [rows, cols] = shapes[n] as [number, number];
+        const custom = await options.linearLoader?.({
+          layer: l,
+          name: n,
+          shape: [rows, cols],
+          tensorNames: names,
+          readFloat32: (t) => ck.readFloat32(t),
+          backend,
+        });
+        if (custom) {
+          if (custom.outFeatures !== rows || custom.inFeatures !== cols) {
+            throw new FormatError(
+              `Layer ${l} ${n} in '${dir}' loads as ${custom.outFeatures}×${custom.inFeatures}, expected ${rows}×${cols} from config.json`,
+            );
+          }
+          customLinears.set(`${l}.${n}`, custom);
+        } else expected.push([linearTensorName(l, n), shapes[n]]);
       }
     }
     for (const [name, shape] of expected) {
@@ -242,13 +275,9 @@ export class LlamaModel {
       const p = `model.layers.${l}`;
       const linears = {} as Record<LinearName, Linear>;
       for (const n of LINEAR_NAMES) {
-        const group = n === "gate_proj" || n === "up_proj" || n === "down_proj"
-          ? "mlp"
-          : "self_attn";
         const [rows, cols] = shapes[n] as [number, number];
-        linears[n] = new DenseLinear(await matrix(`${p}.${group}.${n}.weight`, rows, cols), {
-          backend,
-        });
+        linears[n] = customLinears.get(`${l}.${n}`) ??
+          new DenseLinear(await matrix(linearTensorName(l, n), rows, cols), { backend });
       }
       blocks.push({
         inputNorm: await read(`${p}.input_layernorm.weight`),

@@ -9,4 +9,5 @@ export * from "./baselines.ts";
 export * from "./prune_model.ts";
 export * from "./router.ts";
 export * from "./expansion.ts";
+export * from "./expansion_io.ts";
 export type { PatternOptions } from "./_pattern.ts";

@@ -91,3 +91,34 @@ Deno.test("sparseExpand on the bundled model: every expert pruned, routers share
   const logits = m.forward(golden.prompts[0]!.input_ids, { lastOnly: true });
   assert(logits.data.every(Number.isFinite));
 });
+
+Deno.test("an expanded model saves and loads back with identical logits; a broken expert checkpoint fails clearly", async () => {
+  const { saveModel, loadExpandedModel } = await import("../../lib/sparse/expansion_io.ts");
+  const m = await LlamaModel.load(MODEL_DIR, { backend: "cpu" });
+  await sparseExpand(m, golden.val_batch.sequences.slice(0, 2), {
+    experts: 2,
+    sparsity: 0.5,
+    restarts: 1,
+    progress: false,
+  });
+  const dir = await Deno.makeTempDir();
+  await saveModel(m, MODEL_DIR, dir);
+  const back = await loadExpandedModel(dir, { backend: "cpu" });
+  const b0 = back.blocks[0]!;
+  assert(
+    b0.linears.gate_proj instanceof ExpertLinear &&
+      b0.linears.gate_proj.router === (b0.linears.up_proj as ExpertLinear).router,
+  );
+  const ids = golden.prompts[1]!.input_ids;
+  assertEquals(back.forward(ids).data, m.forward(ids).data);
+  // a plain LlamaModel.load names the missing dense weight
+  const { FormatError } = await import("../../lib/core/errors.ts");
+  let msg = "";
+  try {
+    await LlamaModel.load(dir, { backend: "cpu" });
+  } catch (e) {
+    if (e instanceof FormatError) msg = e.message;
+  }
+  assert(msg.includes("lacks tensor 'model.layers.0.mlp.gate_proj.weight'"), msg);
+  await Deno.remove(dir, { recursive: true });
+});
