@@ -113,7 +113,10 @@ export async function sparseExpand(
     }
     const rows = parts.reduce((a, p) => a + p.rows, 0), x = Matrix.zeros(rows, parts[0]!.cols);
     let off = 0;
-    for (const p of parts) x.data.set(p.data, (off += p.rows) * p.cols - p.data.length);
+    for (const p of parts) {
+      x.data.set(p.data, off);
+      off += p.data.length;
+    }
     return x;
   };
   try {
