@@ -64,11 +64,13 @@ export async function saveModel(model: LlamaModel, srcDir: string, outDir: strin
     }
   });
   await Deno.mkdir(outDir, { recursive: true });
-  await Deno.copyFile(`${srcDir}/config.json`, `${outDir}/config.json`);
+  // weights first (temporary name, then renamed), the config last: a folder with a config.json
+  // always has its weights
   await writeSafetensors(`${outDir}/model.safetensors`, tensors, {
     format: "pt",
     lmkit: "sparse-expansion",
   });
+  await Deno.copyFile(`${srcDir}/config.json`, `${outDir}/config.json`);
 }
 
 /**
