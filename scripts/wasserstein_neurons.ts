@@ -44,6 +44,7 @@ Options:
   --sparsity S         ablation sparsity in (0, 1) (default 0.7)
   --method M           ablation pruner: sparsegpt | wanda | magnitude (default sparsegpt)
   --experts K          experts for the Sparse Expansion comparison (default 4)
+  --random-draws N     random neuron sets for the control variants (default 3)
   --no-ablation        only measure and select neurons
   --seed N             calibration order and random-neuron seed (default 0)
   --backend B          ts | cpu | cuda
@@ -68,6 +69,7 @@ await runScript({ name: "wasserstein_neurons.ts", usage: USAGE, needs: [] }, asy
       method: { type: "string", default: "sparsegpt" },
       "no-ablation": { type: "boolean", default: false },
       experts: { type: "string", default: "4" },
+      "random-draws": { type: "string", default: "3" },
       seed: { type: "string", default: "0" },
       backend: { type: "string" },
       out: { type: "string", default: "out/wasserstein_neurons" },
@@ -152,43 +154,49 @@ await runScript({ name: "wasserstein_neurons.ts", usage: USAGE, needs: [] }, asy
     ablation.push({ variant: "dense", metric: measure(model) });
     const rng = new Rng(seed + 1);
     const I = model.config.intermediateSize;
-    const randomSel = new Map(
-      gate.map((l) => [
-        l.layer,
-        rng.shuffle(Array.from({ length: I }, (_, j) => j)).slice(0, selected.get(l.layer)!.length),
-      ]),
-    );
+    const draws = intFlag("--random-draws", values["random-draws"], 1);
+    const randomSels = Array.from({ length: draws }, () =>
+      new Map(
+        gate.map((l) => [
+          l.layer,
+          rng.shuffle(Array.from({ length: I }, (_, j) => j)).slice(
+            0,
+            selected.get(l.layer)!.length,
+          ),
+        ]),
+      ));
     const rowsOf = (pick: number[], prunable: boolean) => {
       const r = new Uint8Array(I).fill(prunable ? 0 : 1);
       for (const j of pick) r[j] = prunable ? 1 : 0;
       return r;
     };
-    const variants: [
+    type Variant = [
       string,
       readonly ("gate_proj" | "up_proj" | "down_proj")[],
       (l: number) => Uint8Array | undefined,
-    ][] = [
-      [`prune all (${sparsity})`, ["gate_proj", "up_proj", "down_proj"], () => undefined],
-      [
-        `keep top-${percent}% W1 dense`,
-        ["gate_proj", "up_proj", "down_proj"],
-        (l) => rowsOf(selected.get(l)!, false),
-      ],
-      [
-        `keep random ${percent}% dense`,
-        ["gate_proj", "up_proj", "down_proj"],
-        (l) => rowsOf(randomSel.get(l)!, false),
-      ],
-      [
-        `prune only top-${percent}% W1`,
-        ["gate_proj", "up_proj"],
-        (l) => rowsOf(selected.get(l)!, true),
-      ],
-      [
-        `prune only random ${percent}%`,
-        ["gate_proj", "up_proj"],
-        (l) => rowsOf(randomSel.get(l)!, true),
-      ],
+    ];
+    const MLP = ["gate_proj", "up_proj", "down_proj"] as const,
+      GU = ["gate_proj", "up_proj"] as const;
+    const variants: Variant[] = [
+      [`prune all (${sparsity})`, MLP, () => undefined],
+      [`keep top-${percent}% W1 dense`, MLP, (l) => rowsOf(selected.get(l)!, false)],
+      ...randomSels.map((
+        sel,
+        d,
+      ): Variant => [
+        `keep random ${percent}% dense (draw ${d + 1})`,
+        MLP,
+        (l) => rowsOf(sel.get(l)!, false),
+      ]),
+      [`prune only top-${percent}% W1`, GU, (l) => rowsOf(selected.get(l)!, true)],
+      ...randomSels.map((
+        sel,
+        d,
+      ): Variant => [
+        `prune only random ${percent}% (draw ${d + 1})`,
+        GU,
+        (l) => rowsOf(sel.get(l)!, true),
+      ]),
     ];
     let pruneAll: LlamaModel | undefined;
     for (const [variant, names, rows] of variants) {
@@ -203,6 +211,17 @@ await runScript({ name: "wasserstein_neurons.ts", usage: USAGE, needs: [] }, asy
       ablation.push({ variant, metric: measure(m) });
       if (!pruneAll) pruneAll = m;
       else m.dispose();
+    }
+    for (const kind of [`keep random ${percent}% dense`, `prune only random ${percent}%`]) {
+      const xs = ablation.filter((a) => a.variant.startsWith(`${kind} (draw`)).map((a) => a.metric);
+      const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+      const sd = Math.sqrt(
+        xs.reduce((a, b) => a + (b - mean) ** 2, 0) / Math.max(1, xs.length - 1),
+      );
+      ablation.push({
+        variant: `${kind} (mean of ${xs.length}, sd ${sd.toFixed(4)})`,
+        metric: mean,
+      });
     }
     // Sparse Expansion at the same sparsity: quality, and how far the Wasserstein neurons' outputs
     // moved from the dense model's compared with plain pruning (the paper reports a large drop)
