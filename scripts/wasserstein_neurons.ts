@@ -45,6 +45,7 @@ Options:
   --method M           ablation pruner: sparsegpt | wanda | magnitude (default sparsegpt)
   --experts K          experts for the Sparse Expansion comparison (default 4)
   --random-draws N     random neuron sets for the control variants (default 3)
+  --heldout N          validation windows to evaluate (default 64, all)
   --no-ablation        only measure and select neurons
   --seed N             calibration order and random-neuron seed (default 0)
   --backend B          ts | cpu | cuda
@@ -70,6 +71,7 @@ await runScript({ name: "wasserstein_neurons.ts", usage: USAGE, needs: [] }, asy
       "no-ablation": { type: "boolean", default: false },
       experts: { type: "string", default: "4" },
       "random-draws": { type: "string", default: "3" },
+      heldout: { type: "string", default: "64" },
       seed: { type: "string", default: "0" },
       backend: { type: "string" },
       out: { type: "string", default: "out/wasserstein_neurons" },
@@ -145,7 +147,10 @@ await runScript({ name: "wasserstein_neurons.ts", usage: USAGE, needs: [] }, asy
         );
       }),
     );
-    const held: number[][] = golden.val_batch.sequences;
+    const held: number[][] = golden.val_batch.sequences.slice(
+      0,
+      intFlag("--heldout", values.heldout, 1),
+    );
     const measure = (m: LlamaModel) => {
       const r = evaluateLoss(m, held, { byteLevel: tok.byteLevel });
       if (!tok.byteLevel) metricName = "nats/token";

@@ -135,3 +135,48 @@ Deno.test("sparse_expand.ts --save writes a pruned checkpoint that loads back; b
   assert(nm.stderr.includes("N:M pattern 3:7 needs M to divide the 256 columns"), nm.stderr);
   await Deno.remove(tmp, { recursive: true });
 });
+
+Deno.test("wasserstein_neurons.ts end to end on a small calibration set writes every table", async () => {
+  const tmp = await Deno.makeTempDir();
+  const flags = [
+    `--allow-read=data,${tmp}`,
+    `--allow-write=${tmp}`,
+    "--allow-ffi=ffi/build",
+    "--allow-env=LMKIT_BACKEND",
+  ];
+  const r = await run(
+    "wasserstein_neurons.ts",
+    [
+      "--calib-windows",
+      "2",
+      "--random-draws",
+      "2",
+      "--heldout",
+      "4",
+      "--experts",
+      "2",
+      "--method",
+      "magnitude",
+      "--out",
+      `${tmp}/out`,
+    ],
+    flags,
+  );
+  assertEquals(r.code, 0, r.stderr);
+  const res = JSON.parse(await Deno.readTextFile(`${tmp}/out/results.json`));
+  assertEquals(res.layers.length, 12); // 6 blocks × gate/up
+  // dense, prune all, keep top, 2 random draws, prune only top, 2 random draws, 2 means, expansion
+  assertEquals(res.ablation.length, 11);
+  assertEquals(res.expansionShift.length, 6);
+  const csv = (await Deno.readTextFile(`${tmp}/out/neurons.csv`)).trim().split("\n");
+  assertEquals(csv.length, 1 + 12 * 768);
+  assert((await Deno.readTextFile(`${tmp}/out/report.html`)).includes("<svg"));
+  const bad = await run(
+    "wasserstein_neurons.ts",
+    ["--percent", "150", "--out", `${tmp}/o2`],
+    flags,
+  );
+  assertEquals(bad.code, 1);
+  assertEquals(bad.stderr.trim(), "error: --percent '150' is not a number in [1e-9, 99.999]");
+  await Deno.remove(tmp, { recursive: true });
+});
