@@ -33,13 +33,10 @@ static void CAT(G, _pack_b)(int kc, int nc, const void* b, int f32, ptrdiff_t rs
     T* dst = bp + (ptrdiff_t)js * kc;
     if (csb == 1 && nr == NR) {
       for (int p = 0; p < kc; p++) {
-        const T* row = (const T*)0;
-        if (!(SRC_F32_ALLOWED && f32)) {
-          row = (const T*)b + p * rsb + js;
-          memcpy(dst + p * NR, row, sizeof(T) * NR);
-        } else {
+        if (!(SRC_F32_ALLOWED && f32))
+          memcpy(dst + p * NR, (const T*)b + p * rsb + js, sizeof(T) * NR);
+        else
           for (int j = 0; j < NR; j++) dst[p * NR + j] = CAT(G, _ld)(b, f32, p * rsb + js + j);
-        }
       }
     } else {
       for (int j = 0; j < NR; j++) {

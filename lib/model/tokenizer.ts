@@ -77,7 +77,6 @@ export class HfTokenizer implements TextTokenizer {
   /** False: ids are sub-word pieces. */
   readonly byteLevel = false;
   readonly #impl: HfTokenizerImpl;
-  readonly #bosAdded: boolean;
 
   /**
    * Wraps parsed `tokenizer.json` and `tokenizer_config.json` objects.
@@ -94,9 +93,6 @@ export class HfTokenizer implements TextTokenizer {
     };
     this.bosId = id(tokenizerConfig.bos_token);
     this.eosId = id(tokenizerConfig.eos_token);
-    // whether the post-processor inserts BOS by itself
-    const probe = this.#impl.encode("a").ids.map(Number);
-    this.#bosAdded = this.bosId !== null && probe[0] === this.bosId;
   }
 
   /** Loads `tokenizer.json` (and `tokenizer_config.json` when present) from a folder. */
@@ -134,11 +130,6 @@ export class HfTokenizer implements TextTokenizer {
   /** See {@linkcode TextTokenizer.decode}. */
   decode(ids: readonly number[]): string {
     return this.#impl.decode([...ids], { skip_special_tokens: true });
-  }
-
-  /** Whether the tokenizer's own post-processor would add BOS (informational). */
-  get addsBos(): boolean {
-    return this.#bosAdded;
   }
 }
 

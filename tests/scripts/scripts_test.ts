@@ -7,7 +7,7 @@ function run(script: string, args: string[], flags: string[]) {
   return runDeno(["run", "--no-prompt", ...flags, `scripts/${script}`, ...args]);
 }
 
-const PPL_FLAGS = (tmp: string) => [
+const TMP_FLAGS = (tmp: string) => [
   `--allow-read=data,${tmp}`,
   `--allow-write=${tmp}`,
   "--allow-ffi=ffi/build",
@@ -34,7 +34,7 @@ Deno.test("perplexity.ts on a JSONL field writes results.json, windows.csv and r
       `${tmp}/out`,
       "--json",
     ],
-    PPL_FLAGS(tmp),
+    TMP_FLAGS(tmp),
   );
   assertEquals(r.code, 0, r.stderr);
   const res = JSON.parse(await Deno.readTextFile(`${tmp}/out/results.json`));
@@ -57,7 +57,7 @@ Deno.test("perplexity.ts: a record without the field fails in one sentence and w
     "body",
     "--out",
     `${tmp}/out`,
-  ], PPL_FLAGS(tmp));
+  ], TMP_FLAGS(tmp));
   assertEquals(r.code, 1);
   assertEquals(r.stderr.trim(), `error: '${tmp}/docs.jsonl' line 2 has no string field "body"`);
   let exists = true;
@@ -83,12 +83,7 @@ Deno.test("generate.ts --json reproduces the golden greedy continuation", async 
 
 Deno.test("sparse_expand.ts --save writes a pruned checkpoint that loads back; bad options fail in one sentence", async () => {
   const tmp = await Deno.makeTempDir();
-  const flags = [
-    `--allow-read=data,${tmp}`,
-    `--allow-write=${tmp}`,
-    "--allow-ffi=ffi/build",
-    "--allow-env=LMKIT_BACKEND",
-  ];
+  const flags = TMP_FLAGS(tmp);
   const r = await run(
     "sparse_expand.ts",
     [
@@ -138,12 +133,7 @@ Deno.test("sparse_expand.ts --save writes a pruned checkpoint that loads back; b
 
 Deno.test("wasserstein_neurons.ts end to end on a small calibration set writes every table", async () => {
   const tmp = await Deno.makeTempDir();
-  const flags = [
-    `--allow-read=data,${tmp}`,
-    `--allow-write=${tmp}`,
-    "--allow-ffi=ffi/build",
-    "--allow-env=LMKIT_BACKEND",
-  ];
+  const flags = TMP_FLAGS(tmp);
   const r = await run(
     "wasserstein_neurons.ts",
     [
