@@ -14,7 +14,8 @@
  *
  * @module
  */
-import { parse as parseYaml } from "yaml";
+// @ts-types="./_js_yaml.d.ts"
+import yaml from "js-yaml";
 import { FormatError } from "../core/errors.ts";
 import { Rng } from "../core/rng.ts";
 import type { AmbiguityItem, Reading } from "./benchmark.ts";
@@ -45,7 +46,7 @@ export interface FragmentDefinition {
 export function parseFragmentDefinition(yamlText: string, source: string): FragmentDefinition {
   let doc: unknown;
   try {
-    doc = parseYaml(yamlText);
+    doc = yaml.load(yamlText, { filename: source });
   } catch (e) {
     throw new FormatError(`Cannot parse '${source}': ${(e as Error).message.split("\n")[0]}`);
   }
@@ -94,18 +95,13 @@ export interface RelationRow {
   endTime?: string;
 }
 
-const COLUMNS = [
-  "entityLabel",
-  "relationLabel",
-  "property",
-  "propertyLabel",
-  "startTime",
-  "endTime",
-];
+const COLUMNS = ["entityLabel", "relationLabel", "property", "propertyLabel"];
 
 /**
  * Reads SPARQL 1.1 query results in JSON (`{head: {vars}, results: {bindings}}`), as the Wikidata
- * endpoint returns them, checking that the query's variables are there.
+ * endpoint returns them, checking that the query's variables are there. The times may be bound as
+ * `startTime`/`endTime` or, as the authors' queries select them, `startTimeLabel`/`endTimeLabel`
+ * (the label of a date is the date).
  */
 export function parseSparqlJson(text: string, source: string): RelationRow[] {
   let doc: { head?: { vars?: unknown }; results?: { bindings?: unknown } };
@@ -120,7 +116,9 @@ export function parseSparqlJson(text: string, source: string): RelationRow[] {
       `'${source}' is not SPARQL JSON results (expected {"head": {"vars": [...]}, "results": {"bindings": [...]}})`,
     );
   }
-  for (const c of COLUMNS) {
+  const timeVar = (t: string) => (vars.includes(t) ? t : `${t}Label`);
+  const start = timeVar("startTime"), end = timeVar("endTime");
+  for (const c of [...COLUMNS, start, end]) {
     if (!vars.includes(c)) {
       throw new FormatError(
         `'${source}': the results have no variable '${c}' (they have ${vars.join(", ")})`,
@@ -135,11 +133,14 @@ export function parseSparqlJson(text: string, source: string): RelationRow[] {
     const row: Partial<RelationRow> = {};
     for (const c of COLUMNS) {
       const v = get(c);
-      if (v !== undefined) (row as Record<string, string>)[c] = v;
-      else if (c !== "startTime" && c !== "endTime") {
+      if (v === undefined) {
         throw new FormatError(`'${source}': binding ${i + 1} has no value for '${c}'`);
       }
+      (row as Record<string, string>)[c] = v;
     }
+    const s = get(start), e = get(end);
+    if (s !== undefined) row.startTime = s;
+    if (e !== undefined) row.endTime = e;
     return row as RelationRow;
   });
 }

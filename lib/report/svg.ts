@@ -223,6 +223,67 @@ export function barSvg(
   return f.parts.join("") + "</svg>";
 }
 
+/**
+ * Grouped bars: for each group (x position) one bar per series, with a legend, e.g. accuracy per
+ * fragment for each model and prompt style.
+ *
+ * @example
+ * ```ts
+ * import { groupedBarSvg } from "./svg.ts";
+ * const svg = groupedBarSvg(["a", "b"], [{ label: "s", values: [0.5, 0.7] }], { title: "t" });
+ * if ((svg.match(/<rect/g) ?? []).length !== 2 + 1) throw new Error("two bars and one legend key");
+ * ```
+ */
+export function groupedBarSvg(
+  groups: readonly string[],
+  series: readonly { label: string; values: readonly number[] }[],
+  o: ChartOptions & { max?: number; baseline?: number },
+): string {
+  for (const s of series) {
+    if (s.values.length !== groups.length) {
+      throw new RangeError(
+        `Series '${s.label}' has ${s.values.length} values for ${groups.length} groups`,
+      );
+    }
+  }
+  const hi = o.max ?? Math.max(...series.flatMap((s) => s.values), o.baseline ?? 0) * 1.08;
+  const f = frame(o, 0, groups.length, 0, hi || 1);
+  const gw = (f.w - f.l - f.r) / Math.max(groups.length, 1);
+  const bw = (gw * 0.8) / Math.max(series.length, 1);
+  groups.forEach((g, gi) => {
+    series.forEach((s, si) => {
+      const v = s.values[gi]!;
+      const x = f.sx(gi) + gw * 0.1 + si * bw;
+      f.parts.push(
+        `<rect x="${x}" y="${f.sy(v)}" width="${bw * 0.92}" height="${f.sy(0) - f.sy(v)}" fill="${
+          COLORS[si % COLORS.length]
+        }"><title>${esc(`${s.label} · ${g}: ${v.toFixed(3)}`)}</title></rect>`,
+      );
+    });
+    f.parts.push(
+      `<text x="${f.sx(gi) + gw / 2}" y="${f.h - f.b + 14}" text-anchor="middle" font-size="9">${
+        esc(g)
+      }</text>`,
+    );
+  });
+  series.forEach((s, si) => {
+    const y = f.t + 4 + 13 * si;
+    f.parts.push(
+      `<rect x="${f.w - f.r - 150}" y="${y}" width="9" height="9" fill="${
+        COLORS[si % COLORS.length]
+      }"/><text x="${f.w - f.r - 137}" y="${y + 8}">${esc(s.label)}</text>`,
+    );
+  });
+  if (o.baseline !== undefined) {
+    f.parts.push(
+      `<line x1="${f.l}" y1="${f.sy(o.baseline)}" x2="${f.w - f.r}" y2="${
+        f.sy(o.baseline)
+      }" stroke="#333" stroke-dasharray="5 3"/>`,
+    );
+  }
+  return f.parts.join("") + "</svg>";
+}
+
 /** A standalone HTML page from Markdown-ish sections of text and SVG. */
 export function htmlPage(title: string, blocks: string[]): string {
   return `<!doctype html><html><head><meta charset="utf-8"><title>${esc(title)}</title>` +
