@@ -67,7 +67,7 @@ Deno.test("a hand-worked entity: pairs, premises, dates inside their spans, the 
     assertEquals(it.labelName, reading, `seed ${seed}`);
     assertEquals(it.property, spans[reading === "de_dicto" ? early! : late!]![2]);
     const m =
-      /^If it is currently (\w+ \d{4}), .*sentence "The birth place of Town's mayor was (\w+) in (\w+ \d{4})\."\n  1\. (.*)\n  2\. (.*)\n$/m
+      /^If it is currently (\w+ \d{4}), .*sentence "The birth place of Town's mayor was (\w+) in (\w+ \d{4})\."\n {2}1\. (.*)\n {2}2\. (.*)\n$/m
         .exec(it.messages[0]!.slice(premises.length + "Question: \n".length));
     assert(m, it.messages[0]);
     const [, current, place, question, opt1, opt2] = m;
