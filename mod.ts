@@ -20,3 +20,4 @@ export * from "./lib/model/mod.ts";
 export * from "./lib/sparse/mod.ts";
 export * from "./lib/wasserstein/mod.ts";
 export * from "./lib/report/mod.ts";
+export * from "./lib/ambiguity/mod.ts";

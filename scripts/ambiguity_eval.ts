@@ -302,7 +302,12 @@ await runScript({ name: "ambiguity_eval.ts", usage: USAGE, needs: [] }, async (a
   const items = select(sets[0]!.items, fragments, styles, limit);
   if (items.length === 0) throw new RangeError("No items are selected");
   await Deno.mkdir(answersDir, { recursive: true });
-  const { done } = await readAnswers(answers);
+  const { done, droppedBytes } = await readAnswers(answers);
+  if (droppedBytes > 0) {
+    console.error(
+      `dropped an incomplete last line (${droppedBytes} bytes) of ${answers}, left by an interrupted write`,
+    );
+  }
   const todo = items.filter((it) => !done.has(it.id)).length;
   console.error(
     `${items.length} items, ${
@@ -325,11 +330,6 @@ await runScript({ name: "ambiguity_eval.ts", usage: USAGE, needs: [] }, async (a
       }
     },
   }).finally(() => bar.stop());
-  if (summary.droppedBytes > 0) {
-    console.error(
-      `dropped an incomplete last line (${summary.droppedBytes} bytes) from an interrupted write`,
-    );
-  }
   const { done: all } = await readAnswers(answers);
   const answered = items.map((it) => ({ ...it, ...pick(all.get(it.id)!) }));
   const files = await writeReport(values.out, [{

@@ -40,15 +40,25 @@ export interface AmbiguityItem {
 
 /** The JSON form of an item, as the authors' files and our answer files store it. */
 export interface ItemRecord {
+  /** Option number (1 or 2) of the correct reading. */
   label_nr: number;
+  /** "de_dicto" or "de_re". */
   label_name: string;
+  /** User messages, one per turn. */
   messages: string[];
+  /** Main entity. */
   entity: string;
+  /** Property ascribed by the description. */
   property: string;
+  /** Prompt style key. */
   prompt_style: string;
+  /** Item id (our answer files). */
   id?: string;
+  /** Fragment key (our answer files). */
   fragment?: string;
+  /** Chat-completion objects, one per turn. */
   responses?: unknown[];
+  /** Parsed choice and explanation. */
   results?: Record<string, unknown>;
 }
 

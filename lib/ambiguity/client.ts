@@ -8,7 +8,9 @@
 
 /** One chat message. */
 export interface ChatMessage {
+  /** Who speaks. */
   role: "system" | "user" | "assistant";
+  /** The text. */
   content: string;
 }
 

@@ -86,12 +86,17 @@ export function parseFragmentDefinition(yamlText: string, source: string): Fragm
 
 /** One row of the query results. */
 export interface RelationRow {
+  /** The entity (e.g. a town). */
   entityLabel: string;
+  /** The time-bounded relation's value (e.g. a mayor). */
   relationLabel: string;
   /** The property's identifier (URI); pairs need different ones. */
   property: string;
+  /** The property's label (e.g. a birth place). */
   propertyLabel: string;
+  /** Start of the relation, xsd:dateTime or YYYY-MM-DD. */
   startTime?: string;
+  /** End of the relation. */
   endTime?: string;
 }
 
@@ -159,6 +164,7 @@ export interface BuildOptions {
 
 /** The items of a fragment and what was left out. */
 export interface BuiltFragment {
+  /** The items, two per pair before sampling. */
   items: AmbiguityItem[];
   /** Pairs of relations found (each gives two items before sampling). */
   pairs: number;

@@ -16,9 +16,13 @@ export type Label = typeof LABELS[number];
 
 /** Precision, recall, F1 and support of one class or average. */
 export interface ClassScores {
+  /** tp / (tp + fp), 0 when nothing was predicted. */
   precision: number;
+  /** tp / (tp + fn), 0 without support. */
   recall: number;
+  /** Harmonic mean of precision and recall, 0 when both are 0. */
   f1: number;
+  /** Items whose truth is this class (all items for averages). */
   support: number;
 }
 
@@ -109,6 +113,7 @@ export function predictedReading(item: AmbiguityItem, choice: string | null): La
 
 /** One item's answer as the parser reads it, with the stored choice for comparison. */
 export interface ScoredItem {
+  /** The item. */
   item: AmbiguityItem;
   /** Parsed choice, or null. */
   choice: string | null;
@@ -154,8 +159,11 @@ export function groupReport(scored: readonly ScoredItem[]): GroupReport {
 
 /** Reports per style: overall and per fragment. */
 export interface StyleReports {
+  /** Prompt style. */
   style: string;
+  /** All items of the style. */
   overall: GroupReport;
+  /** Per fragment. */
   fragments: Record<string, GroupReport>;
 }
 
