@@ -1,10 +1,17 @@
 /**
- * Romanisation through npm `any-ascii` (ISC; transliteration tables for every script):
- * Latin loses its diacritics (ß → ss, İ → I), Cyrillic and Greek are transliterated letter by
- * letter, Arabic keeps its consonant skeleton (short vowels are not written; ع → `), Devanagari
- * and Thai are transliterated per character with inherent vowels, Hangul by the Revised
- * Romanisation per syllable, and Han by toneless pinyin per character, capitalised and joined
- * without spaces (北京 → BeiJing). Ethiopic (Fidel) is romanised per syllable (ክፍል → kfl).
+ * Romanisation through npm `any-ascii` (ISC; transliteration tables for every script). What it
+ * does to each script (examples checked in tests/crosslingual):
+ *
+ * - Latin: drops diacritics and expands ligatures (İstanbul'da ağaç → Istanbul'da agac, ß → ss);
+ * - Cyrillic, Greek: letter by letter (Привет мир → Privet mir, Ελληνικά → Ellinika);
+ * - Arabic: the written consonant skeleton, short vowels are not written (مرحبا بالعالم → mrhb bl`lm,
+ *   ع → `);
+ * - Devanagari: per akshara with the inherent vowel dropped before a virama (नमस्ते दुनिया →
+ *   nmste duniya);
+ * - Thai: per character, no spaces appear inside a phrase (สวัสดีครับ → swasdikhrab);
+ * - Hangul: Revised Romanisation per syllable, each syllable capitalised (안녕하세요 → AnNyeongHaSeYo);
+ * - Han: toneless pinyin per character, capitalised, no spaces (北京大学 → BeiJingDaXue);
+ * - Ethiopic (Fidel, the paper's Amharic case): per syllable (ክፍል ሁለት → kfl hulet).
  *
  * @module
  */
