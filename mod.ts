@@ -21,3 +21,4 @@ export * from "./lib/sparse/mod.ts";
 export * from "./lib/wasserstein/mod.ts";
 export * from "./lib/report/mod.ts";
 export * from "./lib/ambiguity/mod.ts";
+export * from "./lib/crosslingual/mod.ts";

@@ -243,6 +243,7 @@ await runScript({ name: "ambiguity_eval.ts", usage: USAGE, needs: [] }, async (a
     requirePermissions("ambiguity_eval.ts", [
       { name: "read", path: benchmark },
       { name: "write", path: values.out },
+      { name: "read", path: values.out },
     ]);
     const sets: SetReport[] = [];
     for (const s of await loadAnswerSets(benchmark)) {
@@ -287,6 +288,7 @@ await runScript({ name: "ambiguity_eval.ts", usage: USAGE, needs: [] }, async (a
     { name: "read", path: answers },
     { name: "write", path: answers },
     { name: "write", path: values.out },
+    { name: "read", path: values.out },
     ...(values["api-key-env"] ? [{ name: "env" as const, variable: keyVar }] : []),
   ]);
   const apiKey = granted({ name: "env", variable: keyVar }) ? Deno.env.get(keyVar) : undefined;

@@ -60,6 +60,7 @@ await runScript({ name: "ambiguity_fragment.ts", usage: USAGE, needs: [] }, asyn
     { name: "read", path: values.definition },
     { name: "read", path: values.results },
     { name: "write", path: values.out },
+    { name: "read", path: values.out },
   ]);
   const seed = intFlag("--seed", values.seed);
   const sample = values.sample === undefined ? undefined : intFlag("--sample", values.sample, 2);

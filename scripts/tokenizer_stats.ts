@@ -25,7 +25,7 @@ import {
   vocabularyOverlap,
 } from "../lib/crosslingual/stats.ts";
 import {
-  loadTokenizer,
+  loadSubwordTokenizer,
   type SubwordTokenizer,
   TOKENIZERS,
 } from "../lib/crosslingual/tokenizers.ts";
@@ -72,6 +72,7 @@ await runScript({ name: "tokenizer_stats.ts", usage: USAGE, needs: [] }, async (
   requirePermissions("tokenizer_stats.ts", [
     { name: "read", path: values.data },
     { name: "write", path: values.out },
+    { name: "read", path: values.out },
     ...names.filter((n) => n.startsWith("hf:")).map((n) => ({
       name: "read" as const,
       path: n.slice(3),
@@ -85,8 +86,13 @@ await runScript({ name: "tokenizer_stats.ts", usage: USAGE, needs: [] }, async (
   const t0 = performance.now();
   const text = new Map<string, Sentence[]>();
   for (const l of langs) text.set(l, await readSentences(values.data, l, limit));
+  // romanised once per language, not once per tokenizer
+  const roman = new Map([...text].map(([l, ss]) => [
+    l,
+    ss.map((x) => ({ id: x.id, text: romanize(x.text), words: x.words.map(romanize) })),
+  ]));
   const tokenizers: SubwordTokenizer[] = [];
-  for (const n of names) tokenizers.push(await loadTokenizer(n));
+  for (const n of names) tokenizers.push(await loadSubwordTokenizer(n));
 
   type Row = { tokenizer: string; language: string; form: string; stats: TokenizerStats };
   const rows: Row[] = [];
@@ -96,9 +102,8 @@ await runScript({ name: "tokenizer_stats.ts", usage: USAGE, needs: [] }, async (
       const sentences = text.get(l)!;
       const spaced = usesSpaces(sentences);
       for (const form of forms) {
-        const stats = tokenizerStats(tok, sentences, {
+        const stats = tokenizerStats(tok, form === "native" ? sentences : roman.get(l)!, {
           spaced,
-          ...(form === "romanised" ? { transform: romanize } : {}),
         });
         rows.push({ tokenizer: tok.name, language: l, form, stats });
       }
@@ -108,6 +113,11 @@ await runScript({ name: "tokenizer_stats.ts", usage: USAGE, needs: [] }, async (
   bar.stop();
   const seconds = (performance.now() - t0) / 1000;
 
+  const mixes = langs.map((l) => ({
+    language: l,
+    native: scriptMix(text.get(l)!.map((s) => s.text)),
+    romanised: scriptMix(roman.get(l)!.map((s) => s.text)),
+  }));
   const statsCsv = stringify([
     [
       "tokenizer",
@@ -128,8 +138,7 @@ await runScript({ name: "tokenizer_stats.ts", usage: USAGE, needs: [] }, async (
       r.tokenizer,
       r.language,
       r.form,
-      scriptMix(text.get(r.language)!.map((s) => (r.form === "native" ? s.text : romanize(s.text))))
-        .main,
+      mixes.find((m) => m.language === r.language)![r.form as "native" | "romanised"].main,
       r.stats.sentences,
       r.stats.words,
       r.stats.tokens,
@@ -154,11 +163,6 @@ await runScript({ name: "tokenizer_stats.ts", usage: USAGE, needs: [] }, async (
       }
     }
   }
-  const mixes = langs.map((l) => ({
-    language: l,
-    native: scriptMix(text.get(l)!.map((s) => s.text)),
-    romanised: scriptMix(text.get(l)!.map((s) => romanize(s.text))),
-  }));
   const scriptsCsv = stringify([
     ["language", "form", "script", "share"],
     ...mixes.flatMap((m) => [

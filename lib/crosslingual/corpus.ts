@@ -17,9 +17,6 @@ export interface Sentence {
   words: string[];
 }
 
-/** The ten PUD languages that ship in `data/multilingual_text/ud_pud`. */
-export const PUD_LANGUAGES = ["ar", "de", "en", "es", "hi", "ko", "ru", "th", "tr", "zh"] as const;
-
 /** The languages with a `pud_<lang>.jsonl` file in `dir`. */
 export function availableLanguages(dir: string): string[] {
   return [...Deno.readDirSync(dir)].map((e) => /^pud_(.+)\.jsonl$/.exec(e.name)?.[1])

@@ -15,8 +15,9 @@ export interface FactorFit {
   factors: string[];
   /** Rows used. */
   n: number;
-  /** Intercept and coefficients on the original scales. */
+  /** Intercept on the original scales. */
   intercept: number;
+  /** Coefficients on the original scales. */
   coefficients: number[];
   /** Coefficients of the z-scored factors on the z-scored score. */
   standardized: number[];

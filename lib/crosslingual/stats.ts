@@ -19,9 +19,13 @@ import type { SubwordTokenizer } from "./tokenizers.ts";
 
 /** Statistics of one tokenizer on one language. */
 export interface TokenizerStats {
+  /** Sentences read. */
   sentences: number;
+  /** Gold words. */
   words: number;
+  /** Tokens of the running text. */
   tokens: number;
+  /** Code points of the running text. */
   characters: number;
   /** Tokens per word. */
   fertility: number;
@@ -55,8 +59,8 @@ export function usesSpaces(sentences: readonly Sentence[]): boolean {
  * @example
  * ```ts
  * import { tokenizerStats } from "./stats.ts";
- * import { loadTokenizer } from "./tokenizers.ts";
- * const s = tokenizerStats(await loadTokenizer("chars"), [{ id: "1", text: "ab c", words: ["ab", "c"] }]);
+ * import { loadSubwordTokenizer } from "./tokenizers.ts";
+ * const s = tokenizerStats(await loadSubwordTokenizer("chars"), [{ id: "1", text: "ab c", words: ["ab", "c"] }]);
  * if (s.fertility !== 2 || s.splitShare !== 0.5) throw new Error("4 chars / 2 words, 'ab' splits");
  * ```
  */

@@ -31,7 +31,7 @@ export interface SubwordTokenizer {
   kind(id: number): PieceKind;
 }
 
-/** The tokenizers {@linkcode loadTokenizer} knows by name (plus `hf:<path to tokenizer.json>`). */
+/** The tokenizers {@linkcode loadSubwordTokenizer} knows by name (plus `hf:<path to tokenizer.json>`). */
 export const TOKENIZERS = [
   "bytes",
   "chars",
@@ -206,12 +206,12 @@ async function hfFile(path: string): Promise<SubwordTokenizer> {
  *
  * @example
  * ```ts
- * import { loadTokenizer } from "./tokenizers.ts";
- * const t = await loadTokenizer("bytes");
+ * import { loadSubwordTokenizer } from "./tokenizers.ts";
+ * const t = await loadSubwordTokenizer("bytes");
  * if (t.encode("é").length !== 2 || t.kind(0xc3) !== "byte") throw new Error("two byte pieces");
  * ```
  */
-export async function loadTokenizer(name: string): Promise<SubwordTokenizer> {
+export async function loadSubwordTokenizer(name: string): Promise<SubwordTokenizer> {
   const pkg = {
     r50k: "gpt-tokenizer",
     cl100k: "gpt-tokenizer",

@@ -5,7 +5,7 @@ import { readSentences } from "../../lib/crosslingual/corpus.ts";
 import { romanize } from "../../lib/crosslingual/romanize.ts";
 import { scriptMix, scriptOf } from "../../lib/crosslingual/script.ts";
 import { tokenizerStats, usesSpaces, vocabularyOverlap } from "../../lib/crosslingual/stats.ts";
-import { loadTokenizer, TOKENIZERS } from "../../lib/crosslingual/tokenizers.ts";
+import { loadSubwordTokenizer, TOKENIZERS } from "../../lib/crosslingual/tokenizers.ts";
 import { FormatError } from "../../lib/core/errors.ts";
 
 // text, words, code points, UTF-8 bytes, non-ASCII bytes, words longer than one code point, main script
@@ -21,7 +21,7 @@ const CASES: [string, string[], number, number, number, number, string][] = [
 ];
 
 Deno.test("chars and bytes: fertility, split share, byte pieces by hand, one sentence per script", async () => {
-  const chars = await loadTokenizer("chars"), bytes = await loadTokenizer("bytes");
+  const chars = await loadSubwordTokenizer("chars"), bytes = await loadSubwordTokenizer("bytes");
   for (const [text, words, cps, nbytes, nonAscii, multi, main] of CASES) {
     const s = [{ id: "1", text, words }];
     const c = tokenizerStats(chars, s);
@@ -71,16 +71,16 @@ Deno.test("word-initial form: a space-separated language is tokenized after a sp
 });
 
 Deno.test("real tokenizers: known pieces, byte pieces of a Ge'ez character, word-initial spaces", async () => {
-  const cl = await loadTokenizer("cl100k");
+  const cl = await loadSubwordTokenizer("cl100k");
   assertEquals(cl.encode("hello").length, 1); // " hello" is one cl100k token
   assertEquals(cl.encode("hello", false), [15339]); // "hello"
   const ge = cl.encode("ክ", false); // U+12AD, three UTF-8 bytes, no cl100k token holds it whole
   assertEquals(ge.map((id) => cl.kind(id)), ["byte", "byte", "byte"]);
-  const llama = await loadTokenizer("llama");
+  const llama = await loadSubwordTokenizer("llama");
   assertEquals(llama.encode("ክ").map((id) => llama.kind(id)), ["normal", "byte", "byte", "byte"]); // ▁ + <0xE1><0x8A><0xAD>
   assertEquals(llama.encode("北", false).map((id) => llama.kind(id)), ["normal"]);
   for (const name of TOKENIZERS) {
-    const t = await loadTokenizer(name);
+    const t = await loadSubwordTokenizer(name);
     assertEquals(t.encode(""), [], name);
     const s = tokenizerStats(t, [{
       id: "1",
@@ -93,23 +93,23 @@ Deno.test("real tokenizers: known pieces, byte pieces of a Ge'ez character, word
 
 Deno.test("an HF tokenizer.json loads by path; unknown names and broken files fail clearly", async () => {
   const path = new URL("../model/fixtures/tiny_bpe_tokenizer.json", import.meta.url).pathname;
-  const t = await loadTokenizer(`hf:${path}`);
+  const t = await loadSubwordTokenizer(`hf:${path}`);
   assert(t.encode("hello", false).length > 0);
   await assertRejects(
-    () => loadTokenizer("gpt5"),
+    () => loadSubwordTokenizer("gpt5"),
     RangeError,
     "Unknown tokenizer 'gpt5' (expected one of bytes, chars, r50k",
   );
   const bad = await Deno.makeTempFile({ suffix: ".json" });
   await Deno.writeTextFile(bad, '{"model": {"type": "Nonsense"}}');
   await assertRejects(
-    () => loadTokenizer(`hf:${bad}`),
+    () => loadSubwordTokenizer(`hf:${bad}`),
     FormatError,
     `Cannot load tokenizer '${bad}'`,
   );
   await Deno.writeTextFile(bad, "{");
   await assertRejects(
-    () => loadTokenizer(`hf:${bad}`),
+    () => loadSubwordTokenizer(`hf:${bad}`),
     FormatError,
     `Cannot read tokenizer '${bad}'`,
   );
