@@ -52,7 +52,8 @@ function numberAt(t: Table, line: number, col: string, value: string | undefined
 /**
  * Reads the results table and the factor tables and returns the score and factor columns.
  * `scriptOf`, when given, maps a language code to its script; a factor named `script_match` that
- * no table has is then computed as 1 when source and target share a script, else 0.
+ * no table has is then computed as 1 when source and target share a script, else 0 (a row whose
+ * `form` is "romanised" has its target in Latin script).
  */
 export async function readTransferData(
   resultsPath: string,
@@ -122,8 +123,11 @@ export async function readTransferData(
       const s = source[j]!;
       if (s.kind === "results") x[j]!.push(numberAt(results, r.line, f, r.record[f]));
       else if (s.kind === "script") {
-        const a = options.scriptOf!(r.record.source ?? ""),
-          b = options.scriptOf!(r.record.target ?? "");
+        // a target evaluated in romanised form is written in Latin script
+        const a = options.scriptOf!(r.record.source ?? "");
+        const b = r.record.form === "romanised"
+          ? "Latin"
+          : options.scriptOf!(r.record.target ?? "");
         if (a === undefined || b === undefined) {
           throw new FormatError(
             `'${resultsPath}' line ${r.line}: script_match needs the scripts of source '${r.record.source}' and target '${r.record.target}'`,

@@ -144,6 +144,14 @@ Deno.test("transfer tables: joins, script_match, and missing values named by fil
   assertEquals(d.y, [0.8, 0.6, 0.7, 0.5]);
   assertEquals(d.x, [[1.6, 2.9, 1.6, 2.9], [110, 110, 340, 340], [1, 0, 1, 0]]);
   assertEquals(d.keys[1], { model: "m1", source: "en", target: "ru", task: "ner" });
+  await Deno.writeTextFile(
+    `${dir}/roman.csv`,
+    "source,target,form,score\nen,ru,native,0.5\nen,ru,romanised,0.6\nen,de,native,0.7\n",
+  );
+  const rd = await readTransferData(`${dir}/roman.csv`, [], ["script_match"], {
+    scriptOf: (l) => scripts[l],
+  });
+  assertEquals(rd.x, [[0, 1, 1]]);
   await Deno.writeTextFile(tok, "language,fertility\nde,1.6\nru,\n");
   await assertRejects(
     () => readTransferData(results, [tok], ["fertility"]),
