@@ -295,6 +295,66 @@ export function groupedBarSvg(
   return f.parts.join("") + "</svg>";
 }
 
+/**
+ * A heat map of a matrix with labelled rows and columns; each cell shows its value (NaN: blank).
+ *
+ * @example
+ * ```ts
+ * import { heatmapSvg } from "./svg.ts";
+ * const svg = heatmapSvg(["a", "b"], ["x"], [[0.1], [0.9]], { title: "t" });
+ * if ((svg.match(/<rect/g) ?? []).length !== 2) throw new Error("one cell per value");
+ * ```
+ */
+export function heatmapSvg(
+  rows: readonly string[],
+  cols: readonly string[],
+  values: readonly (readonly number[])[],
+  o: { title: string; min?: number; max?: number; digits?: number; cell?: number },
+): string {
+  const finite = values.flat().filter(Number.isFinite);
+  const lo = o.min ?? Math.min(...finite), hi = o.max ?? Math.max(...finite);
+  const cw = o.cell ?? 64,
+    ch = 24,
+    left = 8 + 7 * Math.max(...rows.map((r) => r.length), 4),
+    top = 40 + 6 * Math.min(20, Math.max(...cols.map((c) => c.length), 4));
+  const w = left + cw * cols.length + 12, h = top + ch * rows.length + 12;
+  const parts = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" font-family="sans-serif" font-size="11">`,
+    `<text x="${w / 2}" y="16" text-anchor="middle" font-size="13">${esc(o.title)}</text>`,
+  ];
+  cols.forEach((c, j) => {
+    const x = left + cw * (j + 0.5);
+    parts.push(
+      `<text transform="translate(${x} ${top - 6}) rotate(-40)" font-size="10">${esc(c)}</text>`,
+    );
+  });
+  rows.forEach((r, i) => {
+    const y = top + ch * i;
+    parts.push(`<text x="${left - 6}" y="${y + ch / 2 + 4}" text-anchor="end">${esc(r)}</text>`);
+    cols.forEach((_, j) => {
+      const v = values[i]?.[j] ?? NaN;
+      const t = Number.isFinite(v) ? (hi > lo ? (v - lo) / (hi - lo) : 0.5) : NaN;
+      // white → blue
+      const fill = Number.isFinite(t)
+        ? `rgb(${Math.round(255 - 224 * t)},${Math.round(255 - 136 * t)},${
+          Math.round(255 - 75 * t)
+        })`
+        : "#eee";
+      parts.push(
+        `<rect x="${left + cw * j}" y="${y}" width="${cw - 1}" height="${ch - 1}" fill="${fill}"/>`,
+      );
+      if (Number.isFinite(v)) {
+        parts.push(
+          `<text x="${left + cw * (j + 0.5)}" y="${y + ch / 2 + 4}" text-anchor="middle" fill="${
+            t > 0.6 ? "#fff" : "#000"
+          }">${v.toFixed(o.digits ?? 3)}</text>`,
+        );
+      }
+    });
+  });
+  return parts.join("") + "</svg>";
+}
+
 /** A standalone HTML page from Markdown-ish sections of text and SVG. */
 export function htmlPage(title: string, blocks: string[]): string {
   return `<!doctype html><html><head><meta charset="utf-8"><title>${esc(title)}</title>` +

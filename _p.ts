@@ -1,0 +1,18 @@
+import { readSemEval } from "./lib/toxicity/datasets.ts";
+import { searchConstructedLexicon, best, lexiconDetector, predict, searchPostProcessing } from "./lib/toxicity/search.ts";
+import { BowLogReg } from "./lib/toxicity/classifier.ts";
+import { ldnoobw } from "./lib/toxicity/lexicon.ts";
+import { evaluateSpans } from "./lib/toxicity/spans.ts";
+const S = "../shared/data/toxic_spans/semeval2021/";
+const train = await readSemEval(S + "tsd_train.csv"), dev = await readSemEval(S + "tsd_trial.csv"), test = await readSemEval(S + "tsd_test.csv");
+let t0 = performance.now();
+const gate = BowLogReg.train(train.map((p) => p.text), train.map((p) => p.toxic));
+console.log("gate", (performance.now() - t0).toFixed(0), "ms");
+t0 = performance.now();
+const trials = searchConstructedLexicon(train, dev, { gate });
+const b = best(trials);
+console.log("grid", trials.length, (performance.now() - t0).toFixed(0), "ms", b.config, b.report.all.f1, b.size);
+const off = lexiconDetector(ldnoobw("en").entries.map((e) => e.term), "substring");
+for (const f of [0, 1, Infinity]) console.log("ldnoobw test fill", f, evaluateSpans(test, predict(off, test, { fill: f, gate: false })).all.f1);
+const bo = best(searchPostProcessing(off, dev, { gate }));
+console.log("ldnoobw best on dev", bo.config, "test", evaluateSpans(test, predict(off, test, bo.config as any, gate)).all.f1);

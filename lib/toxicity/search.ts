@@ -1,0 +1,123 @@
+/**
+ * Span detectors and their grid search on a development split, as in the cross-domain
+ * toxic-spans study: a detector proposes character offsets, gap filling (k characters) joins
+ * nearby predictions, and an optional binary gate (a post-level classifier) empties the
+ * prediction of posts it judges non-toxic.
+ *
+ * @module
+ */
+import type { BowLogReg } from "./classifier.ts";
+import { constructLexicon, countTokens, scoreTokens } from "./construct.ts";
+import { LexiconMatcher, type MatchMode } from "./matcher.ts";
+import { evaluateSpans, fillGaps, lexiconSpans, type SpanPost, type SpanReport } from "./spans.ts";
+
+/** Proposes toxic code-point offsets for a text. */
+export type SpanDetector = (text: string) => number[];
+
+/** Post-processing of a detector. */
+export interface PostProcessing {
+  /** Gap filling: join predictions at most this many characters apart (0, 1 or Infinity). */
+  fill: number;
+  /** Empty the prediction of posts the gate classifies non-toxic. */
+  gate: boolean;
+}
+
+/** Predictions of `detect` on `posts` after post-processing. */
+export function predict(
+  detect: SpanDetector,
+  posts: readonly SpanPost[],
+  post: PostProcessing,
+  gate?: BowLogReg,
+): number[][] {
+  if (post.gate && !gate) throw new RangeError("The binary gate needs a trained classifier");
+  return posts.map((
+    p,
+  ) => (post.gate && gate!.probability(p.text) < 0.5 ? [] : fillGaps(detect(p.text), post.fill)));
+}
+
+/** A detector made from a lexicon. */
+export function lexiconDetector(
+  terms: readonly string[],
+  mode: MatchMode = "substring",
+  language?: string,
+): SpanDetector {
+  const m = new LexiconMatcher(terms, language ? { language } : {});
+  return (text) => lexiconSpans(m, text, mode);
+}
+
+/** One evaluated configuration. */
+export interface Trial {
+  /** Configuration values, e.g. { theta: 0.5, minOccurrences: 3, fill: 1, gate: false }. */
+  config: Record<string, number | boolean>;
+  /** The report on the evaluation split. */
+  report: SpanReport;
+  /** Lexicon size, for lexicon detectors. */
+  size?: number;
+}
+
+/** The grid of the study: θ ∈ linspace(0, 0.95, 20), min occurrences {1, 3, 5, 7, 11}, k ∈ {0, 1, ∞}. */
+export const DEFAULT_GRID = {
+  thetas: Array.from({ length: 20 }, (_, i) => (0.95 * i) / 19),
+  minOccurrences: [1, 3, 5, 7, 11],
+  fills: [0, 1, Infinity],
+};
+
+/** The trial with the best F1 over all posts (ties: the first). */
+export function best(trials: readonly Trial[]): Trial {
+  if (trials.length === 0) throw new RangeError("No trials to choose from");
+  return trials.reduce((a, b) => (b.report.all.f1 > a.report.all.f1 ? b : a));
+}
+
+/**
+ * Grid search of lexicons constructed from `train`, evaluated on `dev`; `gate` adds the gated
+ * variants. Returns every trial; {@linkcode best} picks one.
+ */
+export function searchConstructedLexicon(
+  train: readonly SpanPost[],
+  dev: readonly SpanPost[],
+  options: { grid?: typeof DEFAULT_GRID; gate?: BowLogReg; mode?: MatchMode } = {},
+): Trial[] {
+  const grid = options.grid ?? DEFAULT_GRID;
+  const scores = scoreTokens(countTokens(train));
+  const gates = options.gate ? [false, true] : [false];
+  const trials: Trial[] = [];
+  for (const minOccurrences of grid.minOccurrences) {
+    for (const theta of grid.thetas) {
+      const lex = constructLexicon(scores, theta, minOccurrences);
+      const detect = lexiconDetector(lex, options.mode ?? "substring");
+      const raw = dev.map((p) => detect(p.text));
+      for (const fill of grid.fills) {
+        for (const gate of gates) {
+          const preds = raw.map((r, i) =>
+            gate && options.gate!.probability(dev[i]!.text) < 0.5 ? [] : fillGaps(r, fill)
+          );
+          trials.push({
+            config: { theta, minOccurrences, fill, gate },
+            report: evaluateSpans(dev, preds),
+            size: lex.length,
+          });
+        }
+      }
+    }
+  }
+  return trials;
+}
+
+/** Grid search of post-processing for a fixed detector. */
+export function searchPostProcessing(
+  detect: SpanDetector,
+  dev: readonly SpanPost[],
+  options: { fills?: number[]; gate?: BowLogReg } = {},
+): Trial[] {
+  const raw = dev.map((p) => detect(p.text));
+  const trials: Trial[] = [];
+  for (const fill of options.fills ?? DEFAULT_GRID.fills) {
+    for (const gate of options.gate ? [false, true] : [false]) {
+      const preds = raw.map((r, i) =>
+        gate && options.gate!.probability(dev[i]!.text) < 0.5 ? [] : fillGaps(r, fill)
+      );
+      trials.push({ config: { fill, gate }, report: evaluateSpans(dev, preds) });
+    }
+  }
+  return trials;
+}
