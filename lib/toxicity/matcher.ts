@@ -242,3 +242,19 @@ export function codePoints(text: string): number {
   for (const _ of text) n++;
   return n;
 }
+
+/** Number of words (maximal runs of letters, digits, marks and "_") in `text`. */
+export function countWords(text: string): number {
+  let n = 0, inWord = false;
+  for (let i = 0; i < text.length; i++) {
+    let c = text.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+      c = ((c - 0xd800) << 10) + (text.charCodeAt(i + 1) - 0xdc00) + 0x10000;
+      i++;
+    }
+    const w = isWordCp(c);
+    if (w && !inWord) n++;
+    inWord = w;
+  }
+  return n;
+}

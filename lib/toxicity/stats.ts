@@ -1,0 +1,444 @@
+/**
+ * Toxicity statistics over comment collections (Tufa et al., toxicity around real-world events
+ * and across topics in six languages): per comment the language (given or detected), lexicon
+ * toxicity (at least `minHits` word-boundary hits of the language's lexicon) and lexicon
+ * sentiment; aggregated by language × day × community, with weekly series, event windows
+ * (before/after ratios, two-proportion test, bootstrap interval over days, delayed peak),
+ * topic × language tables with rank agreement between languages, and toxicity by reply depth.
+ *
+ * The papers do not state these choices; they are ours and are flags of the script: toxic =
+ * ≥ 1 LDNOOBW hit, windows of ±7 days (before: the 7 days before the event day, after: the event
+ * day and the 6 days after), weeks starting on Monday (UTC), peaks among days with ≥ 20 comments.
+ *
+ * @module
+ */
+import { franc } from "franc-min";
+import { FormatError } from "../core/errors.ts";
+import { bootstrapInterval, kendall, spearman, twoProportionTest } from "../stats/tests.ts";
+import type { Comment } from "./comments.ts";
+import { ldnoobw, TOXICITY_LANGUAGES } from "./lexicon.ts";
+import { LexiconMatcher } from "./matcher.ts";
+import { SentimentScorer } from "./sentiment.ts";
+
+const ISO3: Record<string, string> = {
+  eng: "en",
+  deu: "de",
+  nld: "nl",
+  spa: "es",
+  tur: "tr",
+  arb: "ar",
+};
+
+/** Settings of {@linkcode ToxicityStats}. */
+export interface ToxicityStatsOptions {
+  /** Languages kept (default en, de, nl, es, tr, ar). */
+  languages?: readonly string[];
+  /** Lexicon per language (default: LDNOOBW from naughty-words). */
+  lexicons?: Record<string, LexiconMatcher>;
+  /** Hits that make a comment toxic (default 1). */
+  minHits?: number;
+  /** Detect the language of comments that have none (franc-min, restricted to `languages`). */
+  detectLanguage?: boolean;
+  /** Community → topic. */
+  topics?: ReadonlyMap<string, string>;
+  /** Keep ids and parents for toxicity by reply depth. */
+  depth?: boolean;
+  /** Skip comments in an unknown language instead of failing. */
+  skipBadRows?: boolean;
+}
+
+interface Cell {
+  n: number;
+  toxic: number;
+  sentiment: number;
+}
+
+/** One dated event. */
+export interface EventDate {
+  event: string;
+  /** UTC day number (days since 1970-01-01). */
+  day: number;
+  /** Only this language, or all when absent. */
+  language?: string;
+}
+
+const DAY = 86400;
+
+/** ISO date of a UTC day number. */
+export function isoDay(day: number): string {
+  return new Date(day * DAY * 1000).toISOString().slice(0, 10);
+}
+
+/** Accumulates comments and derives the tables. */
+export class ToxicityStats {
+  readonly languages: readonly string[];
+  readonly #lex: Record<string, LexiconMatcher>;
+  readonly #sent: Record<string, SentimentScorer>;
+  readonly #o: ToxicityStatsOptions;
+  readonly #cells = new Map<string, Cell>();
+  /** Comments counted. */
+  counted = 0;
+  /** Comments left out, by reason. */
+  readonly skipped: Record<string, number> = {};
+  // reply tree
+  readonly #ids = new Map<string, number>();
+  readonly #parents: (string | undefined)[] = [];
+  #tox = new Uint8Array(1024);
+  #lang = new Uint8Array(1024);
+
+  /** Loads lexicons and sentiment lists. */
+  constructor(options: ToxicityStatsOptions = {}) {
+    this.#o = options;
+    this.languages = options.languages ?? TOXICITY_LANGUAGES;
+    this.#lex = {};
+    this.#sent = {};
+    for (const l of this.languages) {
+      this.#lex[l] = options.lexicons?.[l] ??
+        new LexiconMatcher(ldnoobw(l).entries.map((e) => e.term), { language: l });
+      this.#sent[l] = new SentimentScorer(l);
+    }
+  }
+
+  #skip(reason: string): false {
+    this.skipped[reason] = (this.skipped[reason] ?? 0) + 1;
+    return false;
+  }
+
+  /** Adds one comment; returns false when it is left out (counted in `skipped`). */
+  add(c: Comment, source: string): boolean {
+    let lang = c.language;
+    if (lang === undefined) {
+      if (!this.#o.detectLanguage) {
+        throw new FormatError(
+          `'${source}' line ${c.line}: the comment has no language (map a language field or detect languages)`,
+        );
+      }
+      lang = ISO3[
+        franc(c.text, {
+          only: this.languages.map((l) => Object.keys(ISO3).find((k) => ISO3[k] === l)!),
+        })
+      ];
+      if (lang === undefined) {
+        return this.#skip("language undetermined");
+      }
+    }
+    const li = this.languages.indexOf(lang);
+    if (li < 0) {
+      if (this.#o.skipBadRows) return this.#skip(`unknown language`);
+      throw new FormatError(
+        `'${source}' line ${c.line}: unknown language code '${lang}' (expected ${
+          this.languages.join(", ")
+        })`,
+      );
+    }
+    const toxic = (this.#o.minHits ?? 1) <= 1
+      ? this.#lex[lang]!.test(c.text, "word")
+      : this.#lex[lang]!.count(c.text, "word") >= this.#o.minHits!;
+    const sentiment = this.#sent[lang]!.score(c.text).comparative;
+    const day = Math.floor(c.time / DAY);
+    const key = `${lang}\u0000${day}\u0000${c.community}`;
+    let cell = this.#cells.get(key);
+    if (!cell) this.#cells.set(key, cell = { n: 0, toxic: 0, sentiment: 0 });
+    cell.n++;
+    if (toxic) cell.toxic++;
+    cell.sentiment += sentiment;
+    if (this.#o.depth && c.id !== undefined) {
+      const i = this.#parents.length;
+      if (i >= this.#tox.length) {
+        const grow = (a: Uint8Array) => {
+          const b = new Uint8Array(a.length * 2);
+          b.set(a);
+          return b;
+        };
+        this.#tox = grow(this.#tox);
+        this.#lang = grow(this.#lang);
+      }
+      this.#ids.set(c.id, i);
+      this.#parents.push(c.parent);
+      this.#tox[i] = toxic ? 1 : 0;
+      this.#lang[i] = li;
+    }
+    this.counted++;
+    return true;
+  }
+
+  /** Rows per language × day × community (and topic). */
+  daily(): {
+    language: string;
+    day: number;
+    community: string;
+    topic: string;
+    n: number;
+    toxic: number;
+    ratio: number;
+    sentiment: number;
+  }[] {
+    const rows = [];
+    for (const [k, c] of this.#cells) {
+      const [language, day, community] = k.split("\u0000") as [string, string, string];
+      rows.push({
+        language,
+        day: Number(day),
+        community,
+        topic: this.#o.topics?.get(community) ?? "",
+        n: c.n,
+        toxic: c.toxic,
+        ratio: c.toxic / c.n,
+        sentiment: c.sentiment / c.n,
+      });
+    }
+    return rows.sort((a, b) =>
+      a.language.localeCompare(b.language) || a.day - b.day ||
+      a.community.localeCompare(b.community)
+    );
+  }
+
+  /** Totals per language and day (all communities). */
+  perDay(): Map<string, Map<number, Cell>> {
+    const out = new Map<string, Map<number, Cell>>();
+    for (const l of this.languages) out.set(l, new Map());
+    for (const [k, c] of this.#cells) {
+      const [language, day] = k.split("\u0000") as [string, string];
+      const m = out.get(language)!;
+      const d = Number(day);
+      const cell = m.get(d) ?? { n: 0, toxic: 0, sentiment: 0 };
+      cell.n += c.n;
+      cell.toxic += c.toxic;
+      cell.sentiment += c.sentiment;
+      m.set(d, cell);
+    }
+    return out;
+  }
+
+  /** Rows per language × week (Monday-based, UTC) × community. */
+  weekly(): {
+    language: string;
+    week: number;
+    community: string;
+    n: number;
+    toxic: number;
+    ratio: number;
+    sentiment: number;
+  }[] {
+    const m = new Map<string, Cell & { language: string; week: number; community: string }>();
+    for (const r of this.daily()) {
+      const week = r.day - ((r.day + 3) % 7);
+      const k = `${r.language}\u0000${week}\u0000${r.community}`;
+      const c = m.get(k) ??
+        { language: r.language, week, community: r.community, n: 0, toxic: 0, sentiment: 0 };
+      c.n += r.n;
+      c.toxic += r.toxic;
+      c.sentiment += r.sentiment * r.n;
+      m.set(k, c);
+    }
+    return [...m.values()].map((c) => ({
+      ...c,
+      ratio: c.toxic / c.n,
+      sentiment: c.sentiment / c.n,
+    }))
+      .sort((a, b) =>
+        a.language.localeCompare(b.language) || a.week - b.week ||
+        a.community.localeCompare(b.community)
+      );
+  }
+
+  /**
+   * Each event × language: the `window` days before the event day against the event day and the
+   * `window − 1` days after: counts, ratios, two-proportion test, a percentile bootstrap interval of
+   * the ratio difference resampling days within each window, the peak day after the event (among
+   * days with ≥ `minDayComments`) and its lag; plus the daily series around the event.
+   */
+  events(
+    events: readonly EventDate[],
+    options: { window?: number; replicates?: number; seed?: number; minDayComments?: number } = {},
+  ) {
+    const k = options.window ?? 7, minDay = options.minDayComments ?? 20;
+    const perDay = this.perDay();
+    const rows: Record<string, string | number>[] = [];
+    const series: { event: string; language: string; offset: number; n: number; ratio: number }[] =
+      [];
+    for (const e of events) {
+      for (const lang of e.language ? [e.language] : this.languages) {
+        const days = perDay.get(lang);
+        if (!days) throw new RangeError(`Event '${e.event}': unknown language '${lang}'`);
+        const cells = (from: number, to: number) => {
+          const out: Cell[] = [];
+          for (let d = from; d <= to; d++) {
+            out.push(days.get(d) ?? { n: 0, toxic: 0, sentiment: 0 });
+          }
+          return out;
+        };
+        const before = cells(e.day - k, e.day - 1), after = cells(e.day, e.day + k - 1);
+        const sum = (cs: Cell[]) =>
+          cs.reduce((s, c) => ({ n: s.n + c.n, toxic: s.toxic + c.toxic }), { n: 0, toxic: 0 });
+        const b = sum(before), a = sum(after);
+        const row: Record<string, string | number> = {
+          event: e.event,
+          date: isoDay(e.day),
+          language: lang,
+          before_n: b.n,
+          before_toxic: b.toxic,
+          before_ratio: b.n ? b.toxic / b.n : NaN,
+          after_n: a.n,
+          after_toxic: a.toxic,
+          after_ratio: a.n ? a.toxic / a.n : NaN,
+        };
+        if (b.n > 0 && a.n > 0) {
+          const t = twoProportionTest(b.toxic, b.n, a.toxic, a.n);
+          const ratio = (cs: Cell[], rng: { int(n: number): number }) => {
+            let n = 0, x = 0;
+            for (let i = 0; i < cs.length; i++) {
+              const c = cs[rng.int(cs.length)]!;
+              n += c.n;
+              x += c.toxic;
+            }
+            return n === 0 ? NaN : x / n;
+          };
+          const [lo, hi] = bootstrapInterval((rng) => ratio(after, rng) - ratio(before, rng), {
+            replicates: options.replicates ?? 1000,
+            seed: options.seed ?? 0,
+          });
+          Object.assign(row, { difference: t.difference, z: t.z, p: t.p, ci_low: lo, ci_high: hi });
+        } else Object.assign(row, { difference: NaN, z: NaN, p: NaN, ci_low: NaN, ci_high: NaN });
+        let peak = -1, peakRatio = -1;
+        after.forEach((c, i) => {
+          if (c.n >= minDay && c.toxic / c.n > peakRatio) {
+            peakRatio = c.toxic / c.n;
+            peak = i;
+          }
+        });
+        Object.assign(row, {
+          peak_date: peak >= 0 ? isoDay(e.day + peak) : "",
+          peak_lag_days: peak >= 0 ? peak : NaN,
+          peak_ratio: peak >= 0 ? peakRatio : NaN,
+        });
+        rows.push(row);
+        [...before, ...after].forEach((c, i) =>
+          series.push({
+            event: e.event,
+            language: lang,
+            offset: i - k,
+            n: c.n,
+            ratio: c.n ? c.toxic / c.n : NaN,
+          })
+        );
+      }
+    }
+    return { rows, series };
+  }
+
+  /** Topic × language: comments, toxic ratio, mean sentiment (communities without a topic left out). */
+  topicTable(): {
+    topic: string;
+    language: string;
+    n: number;
+    toxic: number;
+    ratio: number;
+    sentiment: number;
+  }[] {
+    const m = new Map<string, Cell>();
+    for (const r of this.daily()) {
+      if (r.topic === "") continue;
+      const k = `${r.topic}\u0000${r.language}`;
+      const c = m.get(k) ?? { n: 0, toxic: 0, sentiment: 0 };
+      c.n += r.n;
+      c.toxic += r.toxic;
+      c.sentiment += r.sentiment * r.n;
+      m.set(k, c);
+    }
+    return [...m].map(([k, c]) => {
+      const [topic, language] = k.split("\u0000") as [string, string];
+      return {
+        topic,
+        language,
+        n: c.n,
+        toxic: c.toxic,
+        ratio: c.toxic / c.n,
+        sentiment: c.sentiment / c.n,
+      };
+    }).sort((a, b) => a.topic.localeCompare(b.topic) || a.language.localeCompare(b.language));
+  }
+
+  /**
+   * Whether languages rank topics alike: for each pair of languages, Spearman's ρ and Kendall's
+   * τ-b of the toxic ratios over topics with ≥ `minComments` in both.
+   */
+  topicAgreement(minComments = 50) {
+    const table = this.topicTable();
+    const out = [];
+    for (let i = 0; i < this.languages.length; i++) {
+      for (let j = i + 1; j < this.languages.length; j++) {
+        const a = this.languages[i]!, b = this.languages[j]!;
+        const ra = new Map(
+          table.filter((r) => r.language === a && r.n >= minComments).map((
+            r,
+          ) => [r.topic, r.ratio]),
+        );
+        const pairs = table.filter((r) =>
+          r.language === b && r.n >= minComments && ra.has(r.topic)
+        );
+        const x = pairs.map((r) => ra.get(r.topic)!), y = pairs.map((r) => r.ratio);
+        if (x.length < 3) {
+          out.push({
+            language_a: a,
+            language_b: b,
+            topics: x.length,
+            spearman: NaN,
+            spearman_p: NaN,
+            kendall: NaN,
+            kendall_p: NaN,
+          });
+          continue;
+        }
+        const s = spearman(x, y), t = kendall(x, y);
+        out.push({
+          language_a: a,
+          language_b: b,
+          topics: x.length,
+          spearman: s.rho,
+          spearman_p: s.p,
+          kendall: t.tau,
+          kendall_p: t.p,
+        });
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Toxic ratio by reply depth per language: depth 1 replies to a post (a parent that is not a
+   * comment of the collection), depth d + 1 replies to a comment at depth d.
+   */
+  depthTable(): { depth: number; language: string; n: number; toxic: number; ratio: number }[] {
+    const n = this.#parents.length;
+    const depth = new Int32Array(n);
+    const parentIdx = (i: number) => {
+      const p = this.#parents[i];
+      return p === undefined ? -1 : this.#ids.get(p) ?? this.#ids.get(p.replace(/^t1_/, "")) ?? -1;
+    };
+    for (let i = 0; i < n; i++) {
+      if (depth[i]) continue;
+      const chain: number[] = [];
+      let j = i;
+      while (j >= 0 && depth[j] === 0 && chain.length <= n) {
+        chain.push(j);
+        depth[j] = -1; // on the current chain (cycle guard)
+        j = parentIdx(j);
+      }
+      let d = j >= 0 && depth[j]! > 0 ? depth[j]! : 0;
+      for (let c = chain.length - 1; c >= 0; c--) depth[chain[c]!] = ++d;
+    }
+    const m = new Map<string, { n: number; toxic: number }>();
+    for (let i = 0; i < n; i++) {
+      const k = `${depth[i]}\u0000${this.languages[this.#lang[i]!]}`;
+      const c = m.get(k) ?? { n: 0, toxic: 0 };
+      c.n++;
+      c.toxic += this.#tox[i]!;
+      m.set(k, c);
+    }
+    return [...m].map(([k, c]) => {
+      const [d, language] = k.split("\u0000") as [string, string];
+      return { depth: Number(d), language, n: c.n, toxic: c.toxic, ratio: c.toxic / c.n };
+    }).sort((a, b) => a.depth - b.depth || a.language.localeCompare(b.language));
+  }
+}
