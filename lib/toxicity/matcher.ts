@@ -103,6 +103,10 @@ export class LexiconMatcher {
   // the next state along the failure chain that ends a term
   readonly #dict: number[] = [-1];
   #buf: Uint32Array = new Uint32Array(256);
+  // fully resolved transitions for ASCII code points: #ascii[state * 128 + c]
+  #ascii: Int32Array = new Int32Array(0);
+  #out: Int32Array = new Int32Array(0);
+  #dictA: Int32Array = new Int32Array(0);
 
   /** Builds the automaton; `language` selects Turkic casing for "tr" and "az". */
   constructor(terms: Iterable<string>, options: { language?: string } = {}) {
@@ -120,6 +124,7 @@ export class LexiconMatcher {
       this.terms.push(key);
     }
     this.#link();
+    this.#dense();
   }
 
   #insert(cps: Uint32Array, term: number): void {
@@ -158,27 +163,48 @@ export class LexiconMatcher {
     }
   }
 
+  #dense(): void {
+    const n = this.#next.length;
+    const a = new Int32Array(n * 128);
+    // breadth-first order, so that a state's failure state is resolved before it
+    const order = [0];
+    for (let qi = 0; qi < order.length; qi++) {
+      for (const t of this.#next[order[qi]!]!.values()) order.push(t);
+    }
+    for (const s of order) {
+      const f = this.#fail[s]!;
+      for (let c = 0; c < 128; c++) {
+        const t = this.#next[s]!.get(c);
+        a[s * 128 + c] = t !== undefined ? t : s === 0 ? 0 : a[f * 128 + c]!;
+      }
+    }
+    this.#ascii = a;
+    this.#out = Int32Array.from(this.#outLen);
+    this.#dictA = Int32Array.from(this.#dict);
+  }
+
   #scan(
     text: string,
     visit: (start: number, end: number, term: number, cps: Uint32Array, n: number) => boolean,
   ): void {
     const [cps, n] = foldInto(text, this.#fold, this.#buf);
     this.#buf = cps;
+    const ascii = this.#ascii, out = this.#out, dict = this.#dictA;
     let s = 0;
     for (let i = 0; i < n; i++) {
       const c = cps[i]!;
-      let t = this.#next[s]!.get(c);
-      while (t === undefined && s !== 0) {
-        s = this.#fail[s]!;
-        t = this.#next[s]!.get(c);
+      if (c < 128) s = ascii[s * 128 + c]!;
+      else {
+        let t = this.#next[s]!.get(c);
+        while (t === undefined && s !== 0) {
+          s = this.#fail[s]!;
+          t = this.#next[s]!.get(c);
+        }
+        s = t ?? 0;
       }
-      s = t ?? 0;
-      for (
-        let o = this.#outLen[s]! > 0 ? s : this.#dict[s]!;
-        o !== -1 && o !== undefined;
-        o = this.#dict[o]!
-      ) {
-        const len = this.#outLen[o]!;
+      if (out[s] === 0 && dict[s] === -1) continue;
+      for (let o = out[s]! > 0 ? s : dict[s]!; o !== -1; o = dict[o]!) {
+        const len = out[o]!;
         if (visit(i + 1 - len, i + 1, this.#outTerm[o]!, cps, n)) return;
       }
     }
