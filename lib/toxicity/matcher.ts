@@ -103,8 +103,12 @@ export class LexiconMatcher {
   // the next state along the failure chain that ends a term
   readonly #dict: number[] = [-1];
   #buf: Uint32Array = new Uint32Array(256);
-  // fully resolved transitions for ASCII code points: #ascii[state * 128 + c]
-  #ascii: Int32Array = new Int32Array(0);
+  // fully resolved transitions over the terms' alphabet: #delta[state * #k + classOf(c)]; class 0
+  // is every character that occurs in no term (it always leads back to the root)
+  #delta: Int32Array = new Int32Array(0);
+  #k = 1;
+  #classBmp: Int32Array = new Int32Array(0);
+  readonly #classAstral = new Map<number, number>();
   #out: Int32Array = new Int32Array(0);
   #dictA: Int32Array = new Int32Array(0);
 
@@ -165,7 +169,19 @@ export class LexiconMatcher {
 
   #dense(): void {
     const n = this.#next.length;
-    const a = new Int32Array(n * 128);
+    const bmp = new Int32Array(65536);
+    const symbols: number[] = [];
+    for (const m of this.#next) {
+      for (const c of m.keys()) {
+        if (c < 65536 ? bmp[c] === 0 : !this.#classAstral.has(c)) {
+          symbols.push(c);
+          if (c < 65536) bmp[c] = symbols.length;
+          else this.#classAstral.set(c, symbols.length);
+        }
+      }
+    }
+    const k = symbols.length + 1;
+    const a = new Int32Array(n * k);
     // breadth-first order, so that a state's failure state is resolved before it
     const order = [0];
     for (let qi = 0; qi < order.length; qi++) {
@@ -173,12 +189,14 @@ export class LexiconMatcher {
     }
     for (const s of order) {
       const f = this.#fail[s]!;
-      for (let c = 0; c < 128; c++) {
-        const t = this.#next[s]!.get(c);
-        a[s * 128 + c] = t !== undefined ? t : s === 0 ? 0 : a[f * 128 + c]!;
+      for (let x = 1; x < k; x++) {
+        const t = this.#next[s]!.get(symbols[x - 1]!);
+        a[s * k + x] = t !== undefined ? t : s === 0 ? 0 : a[f * k + x]!;
       }
     }
-    this.#ascii = a;
+    this.#delta = a;
+    this.#k = k;
+    this.#classBmp = bmp;
     this.#out = Int32Array.from(this.#outLen);
     this.#dictA = Int32Array.from(this.#dict);
   }
@@ -189,25 +207,37 @@ export class LexiconMatcher {
   ): void {
     const [cps, n] = foldInto(text, this.#fold, this.#buf);
     this.#buf = cps;
-    const ascii = this.#ascii, out = this.#out, dict = this.#dictA;
-    let s = 0;
+    const delta = this.#delta,
+      k = this.#k,
+      cls = this.#classBmp,
+      out = this.#out,
+      dict = this.#dictA,
+      astral = this.#classAstral;
+    let s = 0, words = 0, inWord = 0;
+    this.lastWords = -1;
     for (let i = 0; i < n; i++) {
       const c = cps[i]!;
-      if (c < 128) s = ascii[s * 128 + c]!;
-      else {
-        let t = this.#next[s]!.get(c);
-        while (t === undefined && s !== 0) {
-          s = this.#fail[s]!;
-          t = this.#next[s]!.get(c);
-        }
-        s = t ?? 0;
-      }
+      const w = c < 65536 ? wordBmp[c]! : isWordCp(c) ? 1 : 0;
+      if (w > inWord) words++;
+      inWord = w;
+      s = delta[s * k + (c < 65536 ? cls[c]! : astral.get(c) ?? 0)]!;
       if (out[s] === 0 && dict[s] === -1) continue;
       for (let o = out[s]! > 0 ? s : dict[s]!; o !== -1; o = dict[o]!) {
         const len = out[o]!;
         if (visit(i + 1 - len, i + 1, this.#outTerm[o]!, cps, n)) return;
       }
     }
+    this.lastWords = words;
+  }
+
+  /** Words in the text of the last completed scan (`hits`, `matches`, `count`); -1 after an early stop. */
+  lastWords = -1;
+
+  /** A term as the automaton stores it (trimmed and case-folded), to look it up in `terms`. */
+  key(term: string): string {
+    const t = term.trim();
+    const [buf, n] = foldInto(t, this.#fold, new Uint32Array(t.length));
+    return String.fromCodePoint(...buf.subarray(0, n));
   }
 
   /** Every occurrence of every term (overlapping), sorted by start, longest first. */

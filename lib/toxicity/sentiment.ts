@@ -36,19 +36,25 @@ export class SentimentScorer {
    * ```
    */
   constructor(language: string) {
+    const byTerm = SentimentScorer.valences(language);
+    this.language = language;
+    this.#matcher = new LexiconMatcher(byTerm.keys(), { language });
+    this.#values = Float64Array.from(this.#matcher.terms, (t) => byTerm.get(t) ?? 0);
+  }
+
+  /** The valence list: lower-cased term → valence. */
+  static valences(language: string): Map<string, number> {
     const list = Object.hasOwn(LISTS, language) ? LISTS[language] : undefined;
     if (!list) {
       throw new RangeError(
         `No sentiment lexicon for language '${language}' (have ${Object.keys(LISTS).join(", ")})`,
       );
     }
-    this.language = language;
     const byTerm = new Map<string, number>();
     for (const [t, v] of Object.entries(list)) {
       if (!byTerm.has(t.toLowerCase())) byTerm.set(t.toLowerCase(), v.coeff);
     }
-    this.#matcher = new LexiconMatcher(byTerm.keys(), { language });
-    this.#values = Float64Array.from(this.#matcher.terms, (t) => byTerm.get(t) ?? 0);
+    return byTerm;
   }
 
   /** Sum of valences, word count and comparative score (sum / words; 0 without words). */

@@ -63,6 +63,8 @@ export interface EventDate {
 }
 
 const DAY = 86400;
+// offset that keeps day numbers of dates after 1696 positive in cell keys
+const DAY0 = 100000;
 
 /** ISO date of a UTC day number. */
 export function isoDay(day: number): string {
@@ -72,10 +74,14 @@ export function isoDay(day: number): string {
 /** Accumulates comments and derives the tables. */
 export class ToxicityStats {
   readonly languages: readonly string[];
-  readonly #lex: Record<string, LexiconMatcher>;
-  readonly #sent: Record<string, SentimentScorer>;
+  // one automaton per language over the toxicity terms and the sentiment terms together, so that
+  // each comment is scanned once; per term: is it toxic, and its valence (NaN: none)
+  readonly #combined: { matcher: LexiconMatcher; toxic: Uint8Array; valence: Float64Array }[] = [];
   readonly #o: ToxicityStatsOptions;
-  readonly #cells = new Map<string, Cell>();
+  // cells keyed by ((day + DAY0) · 2^20 + community index) · 8 + language index
+  readonly #cells = new Map<number, Cell>();
+  readonly #communityIndex = new Map<string, number>();
+  readonly #communities: string[] = [];
   /** Comments counted. */
   counted = 0;
   /** Comments left out, by reason. */
@@ -90,12 +96,18 @@ export class ToxicityStats {
   constructor(options: ToxicityStatsOptions = {}) {
     this.#o = options;
     this.languages = options.languages ?? TOXICITY_LANGUAGES;
-    this.#lex = {};
-    this.#sent = {};
     for (const l of this.languages) {
-      this.#lex[l] = options.lexicons?.[l] ??
+      const lex = options.lexicons?.[l] ??
         new LexiconMatcher(ldnoobw(l).entries.map((e) => e.term), { language: l });
-      this.#sent[l] = new SentimentScorer(l);
+      const valences = SentimentScorer.valences(l);
+      const matcher = new LexiconMatcher([...lex.terms, ...valences.keys()], { language: l });
+      const toxicKeys = new Set(lex.terms.map((t) => matcher.key(t)));
+      const valenceByKey = new Map([...valences].map(([t, v]) => [matcher.key(t), v]));
+      this.#combined.push({
+        matcher,
+        toxic: Uint8Array.from(matcher.terms, (t) => (toxicKeys.has(t) ? 1 : 0)),
+        valence: Float64Array.from(matcher.terms, (t) => valenceByKey.get(t) ?? NaN),
+      });
     }
   }
 
@@ -131,12 +143,30 @@ export class ToxicityStats {
         })`,
       );
     }
-    const toxic = (this.#o.minHits ?? 1) <= 1
-      ? this.#lex[lang]!.test(c.text, "word")
-      : this.#lex[lang]!.count(c.text, "word") >= this.#o.minHits!;
-    const sentiment = this.#sent[lang]!.score(c.text).comparative;
+    const { matcher, toxic: isToxic, valence } = this.#combined[li]!;
+    let toxicHits = 0, sum = 0, cursor = 0;
+    // hits come sorted by start, longest first: toxicity counts every toxic hit; sentiment takes
+    // the leftmost-longest non-overlapping valence hits, as SentimentScorer does
+    for (const h of matcher.hits(c.text, "word")) {
+      toxicHits += isToxic[h.term]!;
+      const v = valence[h.term]!;
+      if (!Number.isNaN(v) && h.start >= cursor) {
+        sum += v;
+        cursor = h.end;
+      }
+    }
+    const toxic = toxicHits >= (this.#o.minHits ?? 1);
+    const words = matcher.lastWords;
+    const sentiment = words === 0 ? 0 : sum / words;
     const day = Math.floor(c.time / DAY);
-    const key = `${lang}\u0000${day}\u0000${c.community}`;
+    let ci = this.#communityIndex.get(c.community);
+    if (ci === undefined) {
+      ci = this.#communities.length;
+      if (ci >= 1 << 20) throw new RangeError("More than 2^20 communities");
+      this.#communityIndex.set(c.community, ci);
+      this.#communities.push(c.community);
+    }
+    const key = ((day + DAY0) * 1048576 + ci) * 8 + li;
     let cell = this.#cells.get(key);
     if (!cell) this.#cells.set(key, cell = { n: 0, toxic: 0, sentiment: 0 });
     cell.n++;
@@ -175,10 +205,10 @@ export class ToxicityStats {
   }[] {
     const rows = [];
     for (const [k, c] of this.#cells) {
-      const [language, day, community] = k.split("\u0000") as [string, string, string];
+      const { language, day, community } = this.#decode(k);
       rows.push({
         language,
-        day: Number(day),
+        day,
         community,
         topic: this.#o.topics?.get(community) ?? "",
         n: c.n,
@@ -193,14 +223,22 @@ export class ToxicityStats {
     );
   }
 
+  #decode(k: number): { language: string; day: number; community: string } {
+    const li = k % 8, rest = (k - li) / 8, ci = rest % 1048576;
+    return {
+      language: this.languages[li]!,
+      day: (rest - ci) / 1048576 - DAY0,
+      community: this.#communities[ci]!,
+    };
+  }
+
   /** Totals per language and day (all communities). */
   perDay(): Map<string, Map<number, Cell>> {
     const out = new Map<string, Map<number, Cell>>();
     for (const l of this.languages) out.set(l, new Map());
     for (const [k, c] of this.#cells) {
-      const [language, day] = k.split("\u0000") as [string, string];
+      const { language, day: d } = this.#decode(k);
       const m = out.get(language)!;
-      const d = Number(day);
       const cell = m.get(d) ?? { n: 0, toxic: 0, sentiment: 0 };
       cell.n += c.n;
       cell.toxic += c.toxic;
@@ -414,7 +452,10 @@ export class ToxicityStats {
     const depth = new Int32Array(n);
     const parentIdx = (i: number) => {
       const p = this.#parents[i];
-      return p === undefined ? -1 : this.#ids.get(p) ?? this.#ids.get(p.replace(/^t1_/, "")) ?? -1;
+      if (p === undefined) return -1;
+      const direct = this.#ids.get(p);
+      if (direct !== undefined) return direct;
+      return p.startsWith("t1_") ? this.#ids.get(p.slice(3)) ?? -1 : -1;
     };
     for (let i = 0; i < n; i++) {
       if (depth[i]) continue;

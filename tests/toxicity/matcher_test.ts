@@ -1,7 +1,7 @@
 // The lexicon matcher against an independent regular-expression implementation on fresh random
 // texts, and hand cases: word boundaries in several scripts, Turkish casing, code-point offsets.
 import { assert, assertEquals } from "@std/assert";
-import { type Hit, LexiconMatcher } from "../../lib/toxicity/matcher.ts";
+import { countWords, type Hit, LexiconMatcher } from "../../lib/toxicity/matcher.ts";
 import { Rng } from "../../lib/core/rng.ts";
 import { freshSeed } from "../_util.ts";
 
@@ -40,6 +40,9 @@ Deno.test("leftmost-longest matches equal a regex alternation on fresh random te
       );
       assertEquals(m.test(text, mode), regexMatches(terms, text, mode === "word").length > 0);
     }
+    m.hits(text, "word");
+    assertEquals(m.lastWords, countWords(text), `seed ${seed}`);
+    assertEquals(countWords(text), (text.match(/[\p{L}\p{N}\p{M}_]+/gu) ?? []).length);
     // every hit: each occurrence of each term, overlapping
     let all = 0;
     for (const t of new Set(terms.map((x) => x.toLowerCase()))) {
