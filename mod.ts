@@ -22,3 +22,5 @@ export * from "./lib/wasserstein/mod.ts";
 export * from "./lib/report/mod.ts";
 export * from "./lib/ambiguity/mod.ts";
 export * from "./lib/crosslingual/mod.ts";
+export * from "./lib/toxicity/mod.ts";
+export * from "./lib/stats/mod.ts";

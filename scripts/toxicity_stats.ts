@@ -237,10 +237,11 @@ await runScript({ name: "toxicity_stats.ts", usage: USAGE, needs: [] }, async (a
       "mean sentiment": n ? rows.reduce((s, r) => s + r.sentiment * r.n, 0) / n : NaN,
     };
   });
-  const csv = (rows: Record<string, unknown>[]) =>
-    rows.length === 0
-      ? ""
-      : stringify([Object.keys(rows[0]!), ...rows.map((r) => Object.values(r))]);
+  const csv = (rows: readonly object[]) =>
+    rows.length === 0 ? "" : stringify([
+      Object.keys(rows[0]!),
+      ...rows.map((r) => Object.values(r as Record<string, unknown>)),
+    ]);
   const topicNames = [...new Set(topicRows.map((r) => r.topic))];
   const heat = topicNames.map((t) =>
     languages.map((l) => topicRows.find((r) => r.topic === t && r.language === l)?.ratio ?? NaN)

@@ -15,7 +15,7 @@
  * ```
  */
 export function markdownTable(
-  rows: readonly Record<string, unknown>[],
+  rows: readonly object[],
   cols: readonly string[],
   digits = 4,
 ): string {
@@ -24,6 +24,8 @@ export function markdownTable(
   return [
     `| ${cols.join(" | ")} |`,
     `|${cols.map(() => "---").join("|")}|`,
-    ...rows.map((r) => `| ${cols.map((c) => cell(r[c])).join(" | ")} |`),
+    ...rows.map((r) =>
+      `| ${cols.map((c) => cell((r as Record<string, unknown>)[c])).join(" | ")} |`
+    ),
   ].join("\n");
 }

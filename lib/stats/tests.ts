@@ -11,8 +11,9 @@ import { normalTwoSidedP, tTwoSidedP } from "./distributions.ts";
 
 /** Result of a two-proportion z-test. */
 export interface TwoProportions {
-  /** x1/n1 and x2/n2. */
+  /** x1/n1. */
   p1: number;
+  /** x2/n2. */
   p2: number;
   /** p2 − p1. */
   difference: number;

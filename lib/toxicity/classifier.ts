@@ -26,8 +26,11 @@ export interface LogRegOptions {
 
 /** A word occurrence with its code-point offsets. */
 export interface WordToken {
+  /** The lower-cased word. */
   word: string;
+  /** First code point. */
   start: number;
+  /** One past the last code point. */
   end: number;
 }
 

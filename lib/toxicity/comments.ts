@@ -30,12 +30,17 @@ export interface FieldMap {
 export interface Comment {
   /** Line it came from (1-based). */
   line: number;
+  /** The text. */
   text: string;
   /** Unix seconds. */
   time: number;
+  /** Community (e.g. subreddit). */
   community: string;
+  /** Language code. */
   language?: string;
+  /** Comment id. */
   id?: string;
+  /** Parent id. */
   parent?: string;
 }
 

@@ -66,7 +66,9 @@ function normaliseType(t: string): string | null {
 
 /** One ACL-2022 comment with majority gold offsets overall and per span type. */
 export interface AclComment {
+  /** Identifier. */
   id: string;
+  /** The text. */
   text: string;
   /** Offsets marked (with any type) by more than half of the comment's annotators. */
   gold: number[];
@@ -163,8 +165,11 @@ export async function readAclToxicSpans(
 
 /** A post with a binary label. */
 export interface LabelledPost {
+  /** Identifier. */
   id: string;
+  /** The text. */
   text: string;
+  /** Post-level label. */
   toxic: boolean;
 }
 

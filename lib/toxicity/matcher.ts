@@ -19,8 +19,11 @@
 
 /** A lexicon hit: code-point offsets [start, end) and the index of the term. */
 export interface Hit {
+  /** First code point of the hit. */
   start: number;
+  /** One past the last code point. */
   end: number;
+  /** Index into `terms`. */
   term: number;
 }
 
@@ -231,7 +234,7 @@ export class LexiconMatcher {
   }
 
   /** Words in the text of the last completed scan (`hits`, `matches`, `count`); -1 after an early stop. */
-  lastWords = -1;
+  lastWords: number = -1;
 
   /** A term as the automaton stores it (trimmed and case-folded), to look it up in `terms`. */
   key(term: string): string {

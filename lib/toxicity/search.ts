@@ -55,8 +55,18 @@ export interface Trial {
   size?: number;
 }
 
+/** The axes of a constructed-lexicon grid search. */
+export interface LexiconGrid {
+  /** Score thresholds θ. */
+  thetas: number[];
+  /** Minimum corpus counts. */
+  minOccurrences: number[];
+  /** Gap-filling widths k. */
+  fills: number[];
+}
+
 /** The grid of the study: θ ∈ linspace(0, 0.95, 20), min occurrences {1, 3, 5, 7, 11}, k ∈ {0, 1, ∞}. */
-export const DEFAULT_GRID = {
+export const DEFAULT_GRID: LexiconGrid = {
   thetas: Array.from({ length: 20 }, (_, i) => (0.95 * i) / 19),
   minOccurrences: [1, 3, 5, 7, 11],
   fills: [0, 1, Infinity],
@@ -75,7 +85,7 @@ export function best(trials: readonly Trial[]): Trial {
 export function searchConstructedLexicon(
   train: readonly SpanPost[],
   dev: readonly SpanPost[],
-  options: { grid?: typeof DEFAULT_GRID; gate?: BowLogReg; mode?: MatchMode } = {},
+  options: { grid?: LexiconGrid; gate?: BowLogReg; mode?: MatchMode } = {},
 ): Trial[] {
   const grid = options.grid ?? DEFAULT_GRID;
   const scores = scoreTokens(countTokens(train));

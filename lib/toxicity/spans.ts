@@ -29,8 +29,11 @@ export function spanF1(predicted: Iterable<number>, gold: Iterable<number>): num
 
 /** Per-post F1, precision and recall; NaN where undefined (skipped when averaging). */
 export interface PostScores {
+  /** F1 (0, 1, or 2PR/(P+R)). */
   f1: number;
+  /** Precision, NaN when undefined. */
   precision: number;
+  /** Recall, NaN when undefined. */
   recall: number;
 }
 

@@ -47,14 +47,51 @@ export interface ToxicityStatsOptions {
   skipBadRows?: boolean;
 }
 
-interface Cell {
+/** Counts of a bucket of comments. */
+export interface DayCell {
+  /** Comments. */
   n: number;
+  /** Toxic comments. */
   toxic: number;
+  /** Sum of comparative sentiment. */
   sentiment: number;
+}
+
+/** One day of an event's series. */
+export interface EventPoint {
+  /** Event name. */
+  event: string;
+  /** Language. */
+  language: string;
+  /** Days from the event day. */
+  offset: number;
+  /** Comments that day. */
+  n: number;
+  /** Toxic ratio that day (NaN without comments). */
+  ratio: number;
+}
+
+/** Rank agreement of two languages over topics. */
+export interface TopicAgreement {
+  /** First language. */
+  language_a: string;
+  /** Second language. */
+  language_b: string;
+  /** Topics compared. */
+  topics: number;
+  /** Spearman's ρ and its p-value. */
+  spearman: number;
+  /** p-value of ρ. */
+  spearman_p: number;
+  /** Kendall's τ-b. */
+  kendall: number;
+  /** p-value of τ-b. */
+  kendall_p: number;
 }
 
 /** One dated event. */
 export interface EventDate {
+  /** Event name. */
   event: string;
   /** UTC day number (days since 1970-01-01). */
   day: number;
@@ -73,13 +110,14 @@ export function isoDay(day: number): string {
 
 /** Accumulates comments and derives the tables. */
 export class ToxicityStats {
+  /** Languages kept, in order. */
   readonly languages: readonly string[];
   // one automaton per language over the toxicity terms and the sentiment terms together, so that
   // each comment is scanned once; per term: is it toxic, and its valence (NaN: none)
   readonly #combined: { matcher: LexiconMatcher; toxic: Uint8Array; valence: Float64Array }[] = [];
   readonly #o: ToxicityStatsOptions;
   // cells keyed by ((day + DAY0) · 2^20 + community index) · 8 + language index
-  readonly #cells = new Map<number, Cell>();
+  readonly #cells = new Map<number, DayCell>();
   readonly #communityIndex = new Map<string, number>();
   readonly #communities: string[] = [];
   /** Comments counted. */
@@ -233,8 +271,8 @@ export class ToxicityStats {
   }
 
   /** Totals per language and day (all communities). */
-  perDay(): Map<string, Map<number, Cell>> {
-    const out = new Map<string, Map<number, Cell>>();
+  perDay(): Map<string, Map<number, DayCell>> {
+    const out = new Map<string, Map<number, DayCell>>();
     for (const l of this.languages) out.set(l, new Map());
     for (const [k, c] of this.#cells) {
       const { language, day: d } = this.#decode(k);
@@ -258,7 +296,7 @@ export class ToxicityStats {
     ratio: number;
     sentiment: number;
   }[] {
-    const m = new Map<string, Cell & { language: string; week: number; community: string }>();
+    const m = new Map<string, DayCell & { language: string; week: number; community: string }>();
     for (const r of this.daily()) {
       const week = r.day - ((r.day + 3) % 7);
       const k = `${r.language}\u0000${week}\u0000${r.community}`;
@@ -289,25 +327,24 @@ export class ToxicityStats {
   events(
     events: readonly EventDate[],
     options: { window?: number; replicates?: number; seed?: number; minDayComments?: number } = {},
-  ) {
+  ): { rows: Record<string, string | number>[]; series: EventPoint[] } {
     const k = options.window ?? 7, minDay = options.minDayComments ?? 20;
     const perDay = this.perDay();
     const rows: Record<string, string | number>[] = [];
-    const series: { event: string; language: string; offset: number; n: number; ratio: number }[] =
-      [];
+    const series: EventPoint[] = [];
     for (const e of events) {
       for (const lang of e.language ? [e.language] : this.languages) {
         const days = perDay.get(lang);
         if (!days) throw new RangeError(`Event '${e.event}': unknown language '${lang}'`);
         const cells = (from: number, to: number) => {
-          const out: Cell[] = [];
+          const out: DayCell[] = [];
           for (let d = from; d <= to; d++) {
             out.push(days.get(d) ?? { n: 0, toxic: 0, sentiment: 0 });
           }
           return out;
         };
         const before = cells(e.day - k, e.day - 1), after = cells(e.day, e.day + k - 1);
-        const sum = (cs: Cell[]) =>
+        const sum = (cs: DayCell[]) =>
           cs.reduce((s, c) => ({ n: s.n + c.n, toxic: s.toxic + c.toxic }), { n: 0, toxic: 0 });
         const b = sum(before), a = sum(after);
         const row: Record<string, string | number> = {
@@ -323,7 +360,7 @@ export class ToxicityStats {
         };
         if (b.n > 0 && a.n > 0) {
           const t = twoProportionTest(b.toxic, b.n, a.toxic, a.n);
-          const ratio = (cs: Cell[], rng: { int(n: number): number }) => {
+          const ratio = (cs: DayCell[], rng: { int(n: number): number }) => {
             let n = 0, x = 0;
             for (let i = 0; i < cs.length; i++) {
               const c = cs[rng.int(cs.length)]!;
@@ -374,7 +411,7 @@ export class ToxicityStats {
     ratio: number;
     sentiment: number;
   }[] {
-    const m = new Map<string, Cell>();
+    const m = new Map<string, DayCell>();
     for (const r of this.daily()) {
       if (r.topic === "") continue;
       const k = `${r.topic}\u0000${r.language}`;
@@ -401,9 +438,9 @@ export class ToxicityStats {
    * Whether languages rank topics alike: for each pair of languages, Spearman's ρ and Kendall's
    * τ-b of the toxic ratios over topics with ≥ `minComments` in both.
    */
-  topicAgreement(minComments = 50) {
+  topicAgreement(minComments = 50): TopicAgreement[] {
     const table = this.topicTable();
-    const out = [];
+    const out: TopicAgreement[] = [];
     for (let i = 0; i < this.languages.length; i++) {
       for (let j = i + 1; j < this.languages.length; j++) {
         const a = this.languages[i]!, b = this.languages[j]!;

@@ -74,7 +74,14 @@ Deno.test("constructed lexicon: counts, a/n − z√(pq/n) and the filters, by h
 
 Deno.test("bag-of-words classifier and rationale: code-point offsets of the toxic words", () => {
   const toxic = ["you idiot", "what an idiot", "idiot again", "total idiot here"];
-  const clean = ["nice day", "you are nice", "a nice idea", "good day here", "what a day", "you again"];
+  const clean = [
+    "nice day",
+    "you are nice",
+    "a nice idea",
+    "good day here",
+    "what a day",
+    "you again",
+  ];
   const m = BowLogReg.train([...toxic, ...clean], [
     ...toxic.map(() => true),
     ...clean.map(() => false),
