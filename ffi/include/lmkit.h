@@ -52,6 +52,12 @@ int32_t lk_cpu_gram_f64(const float* x, double x_len, int32_t rows, int32_t n, d
  * info_out[0] = the percdamp that succeeded, info_out[1] = number of zero-diagonal columns. */
 int32_t lk_cpu_obs_prepare_f64(double* h, double h_len, int32_t n, double percdamp,
                                int32_t max_tries, double* info_out, double info_len);
+/* Y[m,n] = X[m,k]·Wᵀ for a sparse W[n,k] in CSR: row_ptr[n+1] (row_ptr[0] = 0, non-decreasing),
+ * col[nnz] 16-bit column indices (< k ≤ 65536), val[nnz]. Indices and lengths are checked. */
+int32_t lk_cpu_csr_matmul_f32(const float* x, double x_len, const int32_t* row_ptr,
+                              double row_ptr_len, const uint16_t* col, double col_len,
+                              const float* val, double val_len, float* y, double y_len, int32_t m,
+                              int32_t k, int32_t n);
 /* Row-wise top-k of X[rows,cols] by value (by_abs = 0) or by magnitude (by_abs = 1).
  * Ties go to the lower column index. Per row, idx gets the k chosen column indices in
  * ascending order, val their (signed) values, thr the k-th largest key (k ≥ 1). */

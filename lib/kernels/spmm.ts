@@ -1,0 +1,136 @@
+/**
+ * Sparse weights in compressed sparse rows and their product with dense activations,
+ * `Y = X·Wᵀ` for `W[n,k]` (the layout of a Linear weight): the storage and kernel of pruned
+ * experts. Column indices are 16-bit (k ≤ 65536, which covers every Llama width), so a weight at
+ * sparsity s costs (1 − s)·6 bytes per entry plus 4 bytes per row, against 4 bytes dense (f32).
+ *
+ * Backends: ts (reference) and cpu (C, token tiles transposed so each nonzero is one vector
+ * multiply-add); cuda falls back to cpu (no CUDA sparse kernel yet).
+ *
+ * @module
+ */
+import { check, cpu } from "../../ffi/mod.ts";
+import { ShapeError } from "../core/errors.ts";
+import { Matrix } from "../core/matrix.ts";
+import { type KernelOptions, resolve } from "./_backend.ts";
+
+/** A sparse `rows × cols` matrix in CSR. */
+export interface CsrMatrix {
+  /** Rows (output features). */
+  rows: number;
+  /** Columns (input features), at most 65536. */
+  cols: number;
+  /** rows + 1 offsets into `col` and `val`. */
+  rowPtr: Int32Array;
+  /** Column index of each nonzero, ascending within a row. */
+  col: Uint16Array;
+  /** Value of each nonzero. */
+  val: Float32Array;
+}
+
+/**
+ * The CSR form of a dense matrix (exact zeros dropped).
+ *
+ * @example
+ * ```ts
+ * import { csrFromDense } from "./spmm.ts";
+ * import { Matrix } from "../core/matrix.ts";
+ * const w = csrFromDense(Matrix.from([[0, 2, 0], [1, 0, 3]]));
+ * if (w.val.join() !== "2,1,3" || w.col.join() !== "1,0,2" || w.rowPtr.join() !== "0,1,3") throw new Error("csr");
+ * ```
+ */
+export function csrFromDense(w: Matrix): CsrMatrix {
+  if (w.cols > 65536) {
+    throw new ShapeError(
+      `Cannot store ${w.cols} columns with 16-bit indices: expected at most 65536`,
+    );
+  }
+  let nnz = 0;
+  for (let i = 0; i < w.data.length; i++) if (w.data[i] !== 0) nnz++;
+  const rowPtr = new Int32Array(w.rows + 1),
+    col = new Uint16Array(nnz),
+    val = new Float32Array(nnz);
+  let p = 0;
+  for (let r = 0; r < w.rows; r++) {
+    const base = r * w.cols;
+    for (let c = 0; c < w.cols; c++) {
+      const v = w.data[base + c]!;
+      if (v !== 0) {
+        col[p] = c;
+        val[p++] = v;
+      }
+    }
+    rowPtr[r + 1] = p;
+  }
+  return { rows: w.rows, cols: w.cols, rowPtr, col, val };
+}
+
+/** The dense form of a CSR matrix. */
+export function csrToDense(w: CsrMatrix): Matrix {
+  const out = new Matrix(w.rows, w.cols, new Float32Array(w.rows * w.cols));
+  for (let r = 0; r < w.rows; r++) {
+    for (let p = w.rowPtr[r]!; p < w.rowPtr[r + 1]!; p++) {
+      out.data[r * w.cols + w.col[p]!] = w.val[p]!;
+    }
+  }
+  return out;
+}
+
+/** Bytes of the CSR arrays. */
+export function csrBytes(w: CsrMatrix): number {
+  return w.rowPtr.byteLength + w.col.byteLength + w.val.byteLength;
+}
+
+/**
+ * `Y = X·Wᵀ` for dense `X[m,k]` and sparse `W[n,k]`.
+ *
+ * @example
+ * ```ts
+ * import { csrFromDense, csrMatmulT } from "./spmm.ts";
+ * import { Matrix } from "../core/matrix.ts";
+ * const y = csrMatmulT(Matrix.from([[1, 2, 3]]), csrFromDense(Matrix.from([[0, 2, 0], [1, 0, 3]])), { backend: "ts" });
+ * if (y.data.join() !== "4,10") throw new Error("wrong product");
+ * ```
+ */
+export function csrMatmulT(x: Matrix, w: CsrMatrix, options: KernelOptions = {}): Matrix {
+  if (x.cols !== w.cols) {
+    throw new ShapeError(
+      `Cannot multiply X[${x.rows}×${x.cols}] by Wᵀ for W[${w.rows}×${w.cols}]: inner sizes differ`,
+    );
+  }
+  const y = new Matrix(x.rows, w.rows, new Float32Array(x.rows * w.rows));
+  const backend = resolve(options);
+  if (backend === "ts" || x.data instanceof Float64Array) {
+    const xd = x.data, k = x.cols, n = w.rows;
+    for (let i = 0; i < x.rows; i++) {
+      for (let o = 0; o < n; o++) {
+        let s = 0;
+        for (let p = w.rowPtr[o]!; p < w.rowPtr[o + 1]!; p++) {
+          s += w.val[p]! * xd[i * k + w.col[p]!]!;
+        }
+        y.data[i * n + o] = s;
+      }
+    }
+    return y;
+  }
+  const lib = cpu();
+  check(
+    lib,
+    lib.lk_cpu_csr_matmul_f32(
+      x.data as Float32Array,
+      x.data.length,
+      w.rowPtr,
+      w.rowPtr.length,
+      w.col,
+      w.col.length,
+      w.val,
+      w.val.length,
+      y.data as Float32Array,
+      y.data.length,
+      x.rows,
+      x.cols,
+      w.rows,
+    ),
+  );
+  return y;
+}
