@@ -118,6 +118,27 @@ const cpuSymbols = {
     ],
     result: "i32",
   },
+  lk_cpu_bsc_matmul_f32: {
+    parameters: [
+      "buffer",
+      "f64",
+      "buffer",
+      "f64",
+      "buffer",
+      "f64",
+      "buffer",
+      "f64",
+      "buffer",
+      "f64",
+      "buffer",
+      "f64",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+    ],
+    result: "i32",
+  },
   lk_cpu_threshold_f32: {
     parameters: [
       "buffer",

@@ -62,3 +62,69 @@ int32_t lk_cpu_csr_matmul_f32(const float* x, double x_len, const int32_t* row_p
   free(xt);
   return LK_OK;
 }
+
+/* The same product with W stored in row blocks of BR rows whose nonzeros are sorted by column:
+ * blk_ptr[nblk+1] offsets into col/row/val, row = the nonzero's row within its block. Each
+ * activation row X[·,c] of a token tile is then loaded once per block and applied to every
+ * nonzero of that column in the block, instead of once per nonzero. */
+#define TB 32 /* tokens per tile: two AVX-512 vectors */
+int32_t lk_cpu_bsc_matmul_f32(const float* x, double x_len, const int32_t* blk_ptr,
+                              double blk_ptr_len, const uint16_t* col, double col_len,
+                              const uint8_t* row, double row_len, const float* val, double val_len,
+                              float* y, double y_len, int32_t m, int32_t k, int32_t n, int32_t br) {
+  const char* fn = "lk_cpu_bsc_matmul_f32";
+  if (m < 0 || k < 1 || n < 0)
+    return lk_fail(LK_ESHAPE, "%s: m=%d k=%d n=%d, expected m, n >= 0 and k >= 1", fn, m, k, n);
+  if (k > 65536) return lk_fail(LK_ESHAPE, "%s: k=%d exceeds 65536 (16-bit column indices)", fn, k);
+  if (br < 1 || br > 256) return lk_fail(LK_EARG, "%s: block rows %d, expected 1..256", fn, br);
+  int32_t nblk = (n + br - 1) / br;
+  if (lk_check_len(fn, "x", x_len, (double)m * k) || lk_check_len(fn, "blk_ptr", blk_ptr_len, (double)nblk + 1) ||
+      lk_check_len(fn, "y", y_len, (double)m * n))
+    return LK_ESHAPE;
+  if (blk_ptr[0] != 0) return lk_fail(LK_EARG, "%s: blk_ptr[0]=%d, expected 0", fn, blk_ptr[0]);
+  for (int32_t b = 0; b < nblk; b++)
+    if (blk_ptr[b + 1] < blk_ptr[b])
+      return lk_fail(LK_EARG, "%s: blk_ptr decreases at block %d", fn, b);
+  int32_t nnz = blk_ptr[nblk];
+  if (lk_check_len(fn, "col", col_len, nnz) || lk_check_len(fn, "row", row_len, nnz) ||
+      lk_check_len(fn, "val", val_len, nnz))
+    return LK_ESHAPE;
+  for (int32_t b = 0; b < nblk; b++) {
+    int rows_here = n - b * br < br ? n - b * br : br;
+    for (int32_t p = blk_ptr[b]; p < blk_ptr[b + 1]; p++) {
+      if (col[p] >= k) return lk_fail(LK_EARG, "%s: col[%d]=%d, expected < k=%d", fn, p, col[p], k);
+      if (row[p] >= rows_here)
+        return lk_fail(LK_EARG, "%s: row[%d]=%d, expected < %d rows in block %d", fn, p, row[p], rows_here, b);
+    }
+  }
+  if (m == 0 || n == 0) return LK_OK;
+  float* xt = lk_alloc(sizeof(float) * (size_t)k * TB);
+  if (!xt) return lk_fail(LK_ENOMEM, "%s: cannot allocate the %d×%d token tile", fn, k, TB);
+  for (int32_t t0 = 0; t0 < m; t0 += TB) {
+    int tn = m - t0 < TB ? m - t0 : TB;
+#pragma omp parallel for schedule(static)
+    for (int32_t c = 0; c < k; c++) {
+      float* dst = xt + (size_t)c * TB;
+      for (int t = 0; t < tn; t++) dst[t] = x[(size_t)(t0 + t) * k + c];
+      for (int t = tn; t < TB; t++) dst[t] = 0.0f;
+    }
+#pragma omp parallel for schedule(dynamic, 2)
+    for (int32_t b = 0; b < nblk; b++) {
+      float acc[256][TB] __attribute__((aligned(64)));
+      int rows_here = n - b * br < br ? n - b * br : br;
+      memset(acc, 0, sizeof(float) * TB * (size_t)rows_here);
+      for (int32_t p = blk_ptr[b]; p < blk_ptr[b + 1]; p++) {
+        const float v = val[p];
+        const float* xr = xt + (size_t)col[p] * TB;
+        float* a = acc[row[p]];
+        for (int t = 0; t < TB; t++) a[t] += v * xr[t];
+      }
+      for (int t = 0; t < tn; t++) {
+        float* yr = y + (size_t)(t0 + t) * n + (size_t)b * br;
+        for (int r = 0; r < rows_here; r++) yr[r] = acc[r][t];
+      }
+    }
+  }
+  free(xt);
+  return LK_OK;
+}

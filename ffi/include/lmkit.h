@@ -58,6 +58,12 @@ int32_t lk_cpu_csr_matmul_f32(const float* x, double x_len, const int32_t* row_p
                               double row_ptr_len, const uint16_t* col, double col_len,
                               const float* val, double val_len, float* y, double y_len, int32_t m,
                               int32_t k, int32_t n);
+/* The same with W in row blocks of br (≤ 256) rows, each block's nonzeros sorted by column:
+ * blk_ptr[ceil(n/br)+1], col[nnz] (< k ≤ 65536), row[nnz] (row within the block), val[nnz]. */
+int32_t lk_cpu_bsc_matmul_f32(const float* x, double x_len, const int32_t* blk_ptr,
+                              double blk_ptr_len, const uint16_t* col, double col_len,
+                              const uint8_t* row, double row_len, const float* val, double val_len,
+                              float* y, double y_len, int32_t m, int32_t k, int32_t n, int32_t br);
 /* Row-wise top-k of X[rows,cols] by value (by_abs = 0) or by magnitude (by_abs = 1).
  * Ties go to the lower column index. Per row, idx gets the k chosen column indices in
  * ascending order, val their (signed) values, thr the k-th largest key (k ≥ 1). */

@@ -6,8 +6,9 @@
  * @module
  */
 import { EigenvalueDecomposition, Matrix as MlMatrix } from "ml-matrix";
+import { matmul } from "../kernels/matmul.ts";
 import { ShapeError } from "../core/errors.ts";
-import type { Matrix } from "../core/matrix.ts";
+import { Matrix } from "../core/matrix.ts";
 import { Rng } from "../core/rng.ts";
 
 /** A fitted router: centre, projection and centroids. */
@@ -40,10 +41,35 @@ export interface RouterOptions {
   seed?: number;
 }
 
-/** Projects rows of `x` (tokens × d) to PCA coordinates (tokens × r, f64). */
+const f32Components = new WeakMap<Router, { c: Matrix; meanProj: Float64Array }>();
+
+/**
+ * Projects rows of `x` (tokens × d) to PCA coordinates (tokens × r, f64). For model widths
+ * d ≥ 4096 and f32 inputs the product runs through the matmul kernel in f32 (X·Cᵀ − mean·Cᵀ);
+ * below that, exactly in f64 (the bundled model's widths keep their exact routing).
+ */
 export function project(router: Router, x: Matrix): Float64Array {
   const { dim: d, rank: r, mean, components } = router;
   if (x.cols !== d) throw new ShapeError(`The router expects rows of ${d}, got ${x.cols}`);
+  if (d >= 4096 && x.data instanceof Float32Array && x.rows > 0) {
+    let f = f32Components.get(router);
+    if (!f) {
+      const meanProj = new Float64Array(r);
+      for (let i = 0; i < r; i++) {
+        let sum = 0;
+        for (let j = 0; j < d; j++) sum += mean[j]! * components[i * d + j]!;
+        meanProj[i] = sum;
+      }
+      f = { c: new Matrix(r, d, Float32Array.from(components)), meanProj };
+      f32Components.set(router, f);
+    }
+    const z = matmul(x, f.c, { transB: true });
+    const out = new Float64Array(x.rows * r);
+    for (let t = 0; t < x.rows; t++) {
+      for (let i = 0; i < r; i++) out[t * r + i] = z.data[t * r + i]! - f.meanProj[i]!;
+    }
+    return out;
+  }
   const out = new Float64Array(x.rows * r);
   for (let t = 0; t < x.rows; t++) {
     for (let i = 0; i < r; i++) {

@@ -2,7 +2,15 @@
 // product on fresh random weights at awkward shapes and sparsities, and malformed CSR rejected.
 import { assertEquals, assertThrows } from "@std/assert";
 import { assertClose } from "../../lib/std/assert.ts";
-import { csrBytes, csrFromDense, csrMatmulT, csrToDense } from "../../lib/kernels/spmm.ts";
+import {
+  blockSparseBytes,
+  blockSparseFromDense,
+  blockSparseMatmulT,
+  csrBytes,
+  csrFromDense,
+  csrMatmulT,
+  csrToDense,
+} from "../../lib/kernels/spmm.ts";
 import { matmul } from "../../lib/kernels/matmul.ts";
 import { ShapeError } from "../../lib/core/errors.ts";
 import { Rng } from "../../lib/core/rng.ts";
@@ -58,4 +66,45 @@ Deno.test("malformed CSR and wrong shapes fail with one sentence", () => {
   const short = { ...good, val: good.val.subarray(0, 3) };
   assertThrows(() => csrMatmulT(x, short, { backend: "cpu" }), Error, "val");
   assertThrows(() => csrFromDense(randn(new Rng(3), 1, 65537)), ShapeError, "16-bit indices");
+});
+
+Deno.test("block-sparse product: cpu and ts equal the dense product; 7 bytes per nonzero", () => {
+  const seed = freshSeed(), rng = new Rng(seed);
+  for (const m of [...AWKWARD, 33, 70]) {
+    for (const [n, k, br] of [[1, 1, 1], [17, 3, 4], [130, 129, 64], [300, 517, 256]]) {
+      for (const s of [0, 0.5, 0.95]) {
+        const x = randn(rng, m, k!), w = randn(rng, n!, k!);
+        for (let i = 0; i < w.data.length; i++) if (rng.uniform() < s) w.data[i] = 0;
+        const b = blockSparseFromDense(w, br);
+        const nnz = w.data.filter((v) => v !== 0).length;
+        assertEquals(blockSparseBytes(b), 7 * nnz + 4 * (Math.ceil(n! / br!) + 1));
+        const dense = matmul(x, w, { transB: true, backend: "ts" });
+        const at = `seed ${seed} m=${m} n=${n} k=${k} br=${br} s=${s}`;
+        close(blockSparseMatmulT(x, b, { backend: "ts" }).data, dense.data, at);
+        close(blockSparseMatmulT(x, b, { backend: "cpu" }).data, dense.data, at);
+      }
+    }
+  }
+});
+
+Deno.test("malformed block-sparse arrays fail with one sentence", () => {
+  const x = randn(new Rng(1), 4, 5);
+  const good = blockSparseFromDense(randn(new Rng(2), 10, 5), 4);
+  const badRow = { ...good, row: good.row.map((r, i) => (i === good.row.length - 1 ? 3 : r)) };
+  assertThrows(
+    () => blockSparseMatmulT(x, badRow, { backend: "cpu" }),
+    Error,
+    "expected < 2 rows in block 2",
+  );
+  const badCol = { ...good, col: good.col.map((c, i) => (i === 0 ? 7 : c)) };
+  assertThrows(
+    () => blockSparseMatmulT(x, badCol, { backend: "cpu" }),
+    Error,
+    "col[0]=7, expected < k=5",
+  );
+  assertThrows(
+    () => blockSparseFromDense(randn(new Rng(3), 2, 2), 300),
+    RangeError,
+    "Block rows 300",
+  );
 });

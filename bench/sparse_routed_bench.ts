@@ -1,0 +1,85 @@
+// The routed expert layer against the dense layer on the CPU at Llama-2-70B MLP shapes
+// (`deno task bench`): M = 4096 tokens, 16 experts, up/gate 8192 → 28672 and down 28672 → 8192,
+// random weights at 50 % and 90 % unstructured sparsity and at 2:4, block-sparse storage. The
+// dense baseline is the cpu matmul (OpenBLAS sgemm at this size). The router (PCA to d/32 and 16
+// centroids, random here) and the gather/scatter are inside the timing. To fit in memory the 16
+// experts share one compressed weight: each is still a separate pass over 0.7–1.4 GB, far beyond
+// any cache, so the time equals 16 distinct experts'.
+import { Matrix } from "../lib/core/matrix.ts";
+import { Rng } from "../lib/core/rng.ts";
+import { blockSparseFromDense } from "../lib/kernels/spmm.ts";
+import { matmul } from "../lib/kernels/matmul.ts";
+import type { Router } from "../lib/sparse/router.ts";
+import { SparseExpertLinear } from "../lib/sparse/sparse_expert.ts";
+
+const M = 4096, E = 16;
+const rng = new Rng(5);
+
+function router(d: number): Router {
+  const r = d / 32;
+  return {
+    mean: new Float64Array(d),
+    components: Float64Array.from({ length: r * d }, () => rng.normal() / Math.sqrt(d)),
+    centroids: Float64Array.from({ length: E * r }, () => rng.normal()),
+    dim: d,
+    rank: r,
+    k: E,
+  };
+}
+
+function prune(w: Matrix, pattern: "50%" | "90%" | "2:4"): Matrix {
+  const out = new Matrix(w.rows, w.cols, w.data.slice());
+  if (pattern === "2:4") {
+    for (let i = 0; i < out.data.length; i += 4) {
+      // keep the two largest magnitudes of each group of four
+      const g = [0, 1, 2, 3].sort((a, b) =>
+        Math.abs(out.data[i + b]!) - Math.abs(out.data[i + a]!)
+      );
+      out.data[i + g[2]!] = 0;
+      out.data[i + g[3]!] = 0;
+    }
+  } else {
+    const s = pattern === "50%" ? 0.5 : 0.9;
+    for (let i = 0; i < out.data.length; i++) if (rng.uniform() < s) out.data[i] = 0;
+  }
+  return out;
+}
+
+for (
+  const [name, din, dout] of [["up 8192→28672", 8192, 28672], [
+    "down 28672→8192",
+    28672,
+    8192,
+  ]] as const
+) {
+  const x = new Matrix(M, din, rng.normalArray(M * din));
+  const w = new Matrix(dout, din, rng.normalArray(dout * din));
+  const group = `routed layer ${name}, M=${M}, ${E} experts`;
+  Deno.bench({
+    name: `dense cpu matmul (${(2 * M * din * dout / 1e12).toFixed(2)} TFLOP)`,
+    group,
+    baseline: true,
+    n: 1,
+    warmup: 0,
+    fn: () => void matmul(x, w, { transB: true, backend: "cpu" }),
+  });
+  for (const pattern of ["50%", "2:4", "90%"] as const) {
+    const compressed = blockSparseFromDense(prune(w, pattern));
+    const layer = new SparseExpertLinear(
+      router(din),
+      Array.from({ length: E }, () => compressed),
+      "cpu",
+    );
+    Deno.bench({
+      name: `routed block-sparse ${pattern} (${
+        (layer.experts[0]!.val.length / (din * dout) * 100).toFixed(0)
+      } % kept, ${
+        (7 * compressed.val.length / (4 * din * dout)).toFixed(2)
+      } of dense bytes per expert)`,
+      group,
+      n: 1,
+      warmup: 0,
+      fn: () => void layer.forward(x),
+    });
+  }
+}

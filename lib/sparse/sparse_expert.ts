@@ -1,0 +1,91 @@
+/**
+ * Sparse Expansion experts stored compressed: the same router as {@linkcode ExpertLinear}, each
+ * expert's pruned weight in block-sparse form (7 bytes per nonzero instead of 4 bytes per entry),
+ * and a forward that groups tokens by cluster, runs each expert's sparse product and scatters the
+ * rows back.
+ *
+ * @module
+ */
+import type { Backend } from "../../ffi/mod.ts";
+import { ShapeError } from "../core/errors.ts";
+import { Matrix } from "../core/matrix.ts";
+import type { Linear } from "../model/linear.ts";
+import {
+  blockSparseBytes,
+  blockSparseFromDense,
+  blockSparseMatmulT,
+  type BlockSparseMatrix,
+} from "../kernels/spmm.ts";
+import type { ExpertLinear } from "./expansion.ts";
+import { route, type Router } from "./router.ts";
+
+/** A routed layer of block-sparse experts. */
+export class SparseExpertLinear implements Linear {
+  /** The router. */
+  readonly router: Router;
+  /** One block-sparse out × in weight per cluster. */
+  readonly experts: BlockSparseMatrix[];
+  readonly #backend: Backend | undefined;
+
+  /** Creates the layer from a router and compressed experts of equal shape. */
+  constructor(router: Router, experts: BlockSparseMatrix[], backend?: Backend) {
+    if (experts.length !== router.k) {
+      throw new ShapeError(`${experts.length} experts for a router of ${router.k} clusters`);
+    }
+    const [a] = experts;
+    if (!a || experts.some((e) => e.rows !== a.rows || e.cols !== a.cols)) {
+      throw new ShapeError("Experts must all have the same shape");
+    }
+    if (a.cols !== router.dim) {
+      throw new ShapeError(`Experts take ${a.cols} inputs, the router ${router.dim}`);
+    }
+    this.router = router;
+    this.experts = experts;
+    this.#backend = backend;
+  }
+
+  /** The compressed form of a dense-expert layer (its zeros dropped). */
+  static fromExpertLinear(
+    layer: ExpertLinear,
+    blockRows = 64,
+    backend?: Backend,
+  ): SparseExpertLinear {
+    return new SparseExpertLinear(
+      layer.router,
+      layer.experts.map((w) => blockSparseFromDense(w, blockRows)),
+      backend,
+    );
+  }
+
+  /** Input width. */
+  get inFeatures(): number {
+    return this.experts[0]!.cols;
+  }
+
+  /** Output width. */
+  get outFeatures(): number {
+    return this.experts[0]!.rows;
+  }
+
+  /** Bytes of all experts' compressed arrays (the router not included). */
+  get bytes(): number {
+    return this.experts.reduce((s, e) => s + blockSparseBytes(e), 0);
+  }
+
+  /** Routes each row, runs each expert's sparse product on its rows, scatters the results back. */
+  forward(x: Matrix): Matrix {
+    const labels = route(this.router, x);
+    const out = Matrix.zeros(x.rows, this.outFeatures), d = x.cols, o = this.outFeatures;
+    const opts = this.#backend ? { backend: this.#backend } : {};
+    for (let c = 0; c < this.experts.length; c++) {
+      const rows: number[] = [];
+      labels.forEach((l, t) => l === c && rows.push(t));
+      if (rows.length === 0) continue;
+      const g = Matrix.zeros(rows.length, d);
+      rows.forEach((t, i) => g.data.set(x.data.subarray(t * d, (t + 1) * d), i * d));
+      const y = blockSparseMatmulT(g, this.experts[c]!, opts);
+      rows.forEach((t, i) => out.data.set(y.data.subarray(i * o, (i + 1) * o), t * o));
+    }
+    return out;
+  }
+}
