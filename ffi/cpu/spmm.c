@@ -68,6 +68,7 @@ int32_t lk_cpu_csr_matmul_f32(const float* x, double x_len, const int32_t* row_p
  * activation row X[·,c] of a token tile is then loaded once per block and applied to every
  * nonzero of that column in the block, instead of once per nonzero. */
 #define TB 32 /* tokens per tile: two AVX-512 vectors */
+typedef float v16 __attribute__((vector_size(64)));
 int32_t lk_cpu_bsc_matmul_f32(const float* x, double x_len, const int32_t* blk_ptr,
                               double blk_ptr_len, const uint16_t* col, double col_len,
                               const uint8_t* row, double row_len, const float* val, double val_len,
@@ -113,11 +114,20 @@ int32_t lk_cpu_bsc_matmul_f32(const float* x, double x_len, const int32_t* blk_p
       float acc[256][TB] __attribute__((aligned(64)));
       int rows_here = n - b * br < br ? n - b * br : br;
       memset(acc, 0, sizeof(float) * TB * (size_t)rows_here);
-      for (int32_t p = blk_ptr[b]; p < blk_ptr[b + 1]; p++) {
-        const float v = val[p];
-        const float* xr = xt + (size_t)col[p] * TB;
-        float* a = acc[row[p]];
-        for (int t = 0; t < TB; t++) a[t] += v * xr[t];
+      /* nonzeros are sorted by column: keep the column's activations in registers while its
+       * nonzeros in this block are applied */
+      const int32_t end = blk_ptr[b + 1];
+      for (int32_t p = blk_ptr[b]; p < end;) {
+        const uint16_t c = col[p];
+        const v16* xr = (const v16*)(xt + (size_t)c * TB);
+        const v16 x0 = xr[0], x1 = xr[1];
+        do {
+          v16* a = (v16*)acc[row[p]];
+          const float v = val[p];
+          a[0] += v * x0;
+          a[1] += v * x1;
+          p++;
+        } while (p < end && col[p] == c);
       }
       for (int t = 0; t < tn; t++) {
         float* yr = y + (size_t)(t0 + t) * n + (size_t)b * br;

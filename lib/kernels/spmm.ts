@@ -158,7 +158,7 @@ export interface BlockSparseMatrix {
 }
 
 /** The block-sparse form of a dense matrix (exact zeros dropped), blocks of `blockRows` rows. */
-export function blockSparseFromDense(w: Matrix, blockRows = 64): BlockSparseMatrix {
+export function blockSparseFromDense(w: Matrix, blockRows = 128): BlockSparseMatrix {
   if (w.cols > 65536) {
     throw new ShapeError(
       `Cannot store ${w.cols} columns with 16-bit indices: expected at most 65536`,

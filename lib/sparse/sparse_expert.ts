@@ -47,7 +47,7 @@ export class SparseExpertLinear implements Linear {
   /** The compressed form of a dense-expert layer (its zeros dropped). */
   static fromExpertLinear(
     layer: ExpertLinear,
-    blockRows = 64,
+    blockRows = 128,
     backend?: Backend,
   ): SparseExpertLinear {
     return new SparseExpertLinear(
