@@ -14,6 +14,15 @@ import { ShapeError } from "../core/errors.ts";
 import { Matrix } from "../core/matrix.ts";
 import { type KernelOptions, resolve } from "./_backend.ts";
 
+function outputFor(x: Matrix, w: { rows: number; cols: number }): Matrix {
+  if (x.cols !== w.cols) {
+    throw new ShapeError(
+      `Cannot multiply X[${x.rows}×${x.cols}] by Wᵀ for W[${w.rows}×${w.cols}]: inner sizes differ`,
+    );
+  }
+  return new Matrix(x.rows, w.rows, new Float32Array(x.rows * w.rows));
+}
+
 /** A sparse `rows × cols` matrix in CSR. */
 export interface CsrMatrix {
   /** Rows (output features). */
@@ -93,12 +102,7 @@ export function csrBytes(w: CsrMatrix): number {
  * ```
  */
 export function csrMatmulT(x: Matrix, w: CsrMatrix, options: KernelOptions = {}): Matrix {
-  if (x.cols !== w.cols) {
-    throw new ShapeError(
-      `Cannot multiply X[${x.rows}×${x.cols}] by Wᵀ for W[${w.rows}×${w.cols}]: inner sizes differ`,
-    );
-  }
-  const y = new Matrix(x.rows, w.rows, new Float32Array(x.rows * w.rows));
+  const y = outputFor(x, w);
   const backend = resolve(options);
   if (backend === "ts" || x.data instanceof Float64Array) {
     const xd = x.data, k = x.cols, n = w.rows;
@@ -201,12 +205,7 @@ export function blockSparseMatmulT(
   w: BlockSparseMatrix,
   options: KernelOptions = {},
 ): Matrix {
-  if (x.cols !== w.cols) {
-    throw new ShapeError(
-      `Cannot multiply X[${x.rows}×${x.cols}] by Wᵀ for W[${w.rows}×${w.cols}]: inner sizes differ`,
-    );
-  }
-  const y = new Matrix(x.rows, w.rows, new Float32Array(x.rows * w.rows));
+  const y = outputFor(x, w);
   const backend = resolve(options);
   if (backend === "ts" || x.data instanceof Float64Array) {
     const k = x.cols, n = w.rows, nblk = w.blkPtr.length - 1;

@@ -13,7 +13,7 @@ import { HessianAccumulator } from "../kernels/gram.ts";
 import { type Backend, matmul } from "../kernels/mod.ts";
 import { DenseLinear, type Linear } from "../model/linear.ts";
 import { KVCache, type LinearName, type LlamaModel } from "../model/llama.ts";
-import { fitRouter, route, type Router } from "./router.ts";
+import { fitRouter, route, routedForward, type Router } from "./router.ts";
 import { sparseGpt } from "./sparsegpt.ts";
 
 /**
@@ -54,18 +54,12 @@ export class ExpertLinear implements Linear {
 
   /** Routes each row, runs each expert on its rows (gathered), scatters the results back. */
   forward(x: Matrix): Matrix {
-    const labels = route(this.router, x);
-    const out = Matrix.zeros(x.rows, this.outFeatures), d = x.cols, o = this.outFeatures;
-    for (let c = 0; c < this.experts.length; c++) {
-      const rows: number[] = [];
-      labels.forEach((l, t) => l === c && rows.push(t));
-      if (rows.length === 0) continue;
-      const g = Matrix.zeros(rows.length, d);
-      rows.forEach((t, i) => g.data.set(x.data.subarray(t * d, (t + 1) * d), i * d));
-      const y = matmul(g, this.experts[c]!, { transB: true, backend: this.#backend });
-      rows.forEach((t, i) => out.data.set(y.data.subarray(i * o, (i + 1) * o), t * o));
-    }
-    return out;
+    return routedForward(
+      this.router,
+      x,
+      this.outFeatures,
+      (c, g) => matmul(g, this.experts[c]!, { transB: true, backend: this.#backend }),
+    );
   }
 }
 

@@ -232,3 +232,28 @@ function kmeans(z: Float64Array, n: number, r: number, k: number, o: RouterOptio
   }
   return best;
 }
+
+/**
+ * A routed layer's forward: each row of `x` goes to its cluster, each cluster's rows are gathered
+ * into one matrix, `expert(c, rows)` computes their outputs (rows × outFeatures), and the results
+ * are scattered back into place.
+ */
+export function routedForward(
+  router: Router,
+  x: Matrix,
+  outFeatures: number,
+  expert: (cluster: number, rows: Matrix) => Matrix,
+): Matrix {
+  const labels = route(router, x);
+  const out = Matrix.zeros(x.rows, outFeatures), d = x.cols, o = outFeatures;
+  for (let c = 0; c < router.k; c++) {
+    const rows: number[] = [];
+    labels.forEach((l, t) => l === c && rows.push(t));
+    if (rows.length === 0) continue;
+    const g = Matrix.zeros(rows.length, d);
+    rows.forEach((t, i) => g.data.set(x.data.subarray(t * d, (t + 1) * d), i * d));
+    const y = expert(c, g);
+    rows.forEach((t, i) => out.data.set(y.data.subarray(i * o, (i + 1) * o), t * o));
+  }
+  return out;
+}

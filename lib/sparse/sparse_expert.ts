@@ -8,7 +8,7 @@
  */
 import type { Backend } from "../../ffi/mod.ts";
 import { ShapeError } from "../core/errors.ts";
-import { Matrix } from "../core/matrix.ts";
+import type { Matrix } from "../core/matrix.ts";
 import type { Linear } from "../model/linear.ts";
 import {
   blockSparseBytes,
@@ -17,7 +17,7 @@ import {
   type BlockSparseMatrix,
 } from "../kernels/spmm.ts";
 import type { ExpertLinear } from "./expansion.ts";
-import { route, type Router } from "./router.ts";
+import { routedForward, type Router } from "./router.ts";
 
 /** A routed layer of block-sparse experts. */
 export class SparseExpertLinear implements Linear {
@@ -74,18 +74,12 @@ export class SparseExpertLinear implements Linear {
 
   /** Routes each row, runs each expert's sparse product on its rows, scatters the results back. */
   forward(x: Matrix): Matrix {
-    const labels = route(this.router, x);
-    const out = Matrix.zeros(x.rows, this.outFeatures), d = x.cols, o = this.outFeatures;
     const opts = this.#backend ? { backend: this.#backend } : {};
-    for (let c = 0; c < this.experts.length; c++) {
-      const rows: number[] = [];
-      labels.forEach((l, t) => l === c && rows.push(t));
-      if (rows.length === 0) continue;
-      const g = Matrix.zeros(rows.length, d);
-      rows.forEach((t, i) => g.data.set(x.data.subarray(t * d, (t + 1) * d), i * d));
-      const y = blockSparseMatmulT(g, this.experts[c]!, opts);
-      rows.forEach((t, i) => out.data.set(y.data.subarray(i * o, (i + 1) * o), t * o));
-    }
-    return out;
+    return routedForward(
+      this.router,
+      x,
+      this.outFeatures,
+      (c, g) => blockSparseMatmulT(g, this.experts[c]!, opts),
+    );
   }
 }
