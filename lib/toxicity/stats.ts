@@ -242,8 +242,7 @@ export class ToxicityStats {
     sentiment: number;
   }[] {
     const rows = [];
-    for (const [k, c] of this.#cells) {
-      const { language, day, community } = this.#decode(k);
+    for (const { language, day, community, cell: c } of this.#entries()) {
       rows.push({
         language,
         day,
@@ -261,21 +260,24 @@ export class ToxicityStats {
     );
   }
 
-  #decode(k: number): { language: string; day: number; community: string } {
-    const li = k % 8, rest = (k - li) / 8, ci = rest % 1048576;
-    return {
-      language: this.languages[li]!,
-      day: (rest - ci) / 1048576 - DAY0,
-      community: this.#communities[ci]!,
-    };
+  /** Every language × day × community cell with its decoded key, unsorted. */
+  *#entries(): Generator<{ language: string; day: number; community: string; cell: DayCell }> {
+    for (const [k, cell] of this.#cells) {
+      const li = k % 8, rest = (k - li) / 8, ci = rest % 1048576;
+      yield {
+        language: this.languages[li]!,
+        day: (rest - ci) / 1048576 - DAY0,
+        community: this.#communities[ci]!,
+        cell,
+      };
+    }
   }
 
   /** Totals per language and day (all communities). */
   perDay(): Map<string, Map<number, DayCell>> {
     const out = new Map<string, Map<number, DayCell>>();
     for (const l of this.languages) out.set(l, new Map());
-    for (const [k, c] of this.#cells) {
-      const { language, day: d } = this.#decode(k);
+    for (const { language, day: d, cell: c } of this.#entries()) {
       const m = out.get(language)!;
       const cell = m.get(d) ?? { n: 0, toxic: 0, sentiment: 0 };
       cell.n += c.n;
@@ -297,14 +299,13 @@ export class ToxicityStats {
     sentiment: number;
   }[] {
     const m = new Map<string, DayCell & { language: string; week: number; community: string }>();
-    for (const r of this.daily()) {
-      const week = r.day - ((r.day + 3) % 7);
-      const k = `${r.language}\u0000${week}\u0000${r.community}`;
-      const c = m.get(k) ??
-        { language: r.language, week, community: r.community, n: 0, toxic: 0, sentiment: 0 };
-      c.n += r.n;
-      c.toxic += r.toxic;
-      c.sentiment += r.sentiment * r.n;
+    for (const { language, day, community, cell } of this.#entries()) {
+      const week = day - ((day + 3) % 7);
+      const k = `${language}\u0000${week}\u0000${community}`;
+      const c = m.get(k) ?? { language, week, community, n: 0, toxic: 0, sentiment: 0 };
+      c.n += cell.n;
+      c.toxic += cell.toxic;
+      c.sentiment += cell.sentiment;
       m.set(k, c);
     }
     return [...m.values()].map((c) => ({
@@ -412,13 +413,14 @@ export class ToxicityStats {
     sentiment: number;
   }[] {
     const m = new Map<string, DayCell>();
-    for (const r of this.daily()) {
-      if (r.topic === "") continue;
-      const k = `${r.topic}\u0000${r.language}`;
+    for (const { language, community, cell } of this.#entries()) {
+      const topic = this.#o.topics?.get(community);
+      if (topic === undefined || topic === "") continue;
+      const k = `${topic}\u0000${language}`;
       const c = m.get(k) ?? { n: 0, toxic: 0, sentiment: 0 };
-      c.n += r.n;
-      c.toxic += r.toxic;
-      c.sentiment += r.sentiment * r.n;
+      c.n += cell.n;
+      c.toxic += cell.toxic;
+      c.sentiment += cell.sentiment;
       m.set(k, c);
     }
     return [...m].map(([k, c]) => {
