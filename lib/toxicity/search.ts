@@ -78,6 +78,28 @@ export function best(trials: readonly Trial[]): Trial {
   return trials.reduce((a, b) => (b.report.all.f1 > a.report.all.f1 ? b : a));
 }
 
+/** Per post, whether the gate empties its prediction (null without a gate). */
+function gateVerdicts(gate: BowLogReg | undefined, posts: readonly SpanPost[]): boolean[] | null {
+  return gate ? posts.map((p) => gate.probability(p.text) < 0.5) : null;
+}
+
+/** Trials over gap filling × gate for raw predictions on `dev` (config: fill, gate). */
+function postProcessingTrials(
+  raw: readonly number[][],
+  dev: readonly SpanPost[],
+  fills: readonly number[],
+  gatedOut: boolean[] | null,
+): Trial[] {
+  const trials: Trial[] = [];
+  for (const fill of fills) {
+    for (const gate of gatedOut ? [false, true] : [false]) {
+      const preds = raw.map((r, i) => (gate && gatedOut![i] ? [] : fillGaps(r, fill)));
+      trials.push({ config: { fill, gate }, report: evaluateSpans(dev, preds) });
+    }
+  }
+  return trials;
+}
+
 /**
  * Grid search of lexicons constructed from `train`, evaluated on `dev`; `gate` adds the gated
  * variants. Returns every trial; {@linkcode best} picks one.
@@ -89,24 +111,15 @@ export function searchConstructedLexicon(
 ): Trial[] {
   const grid = options.grid ?? DEFAULT_GRID;
   const scores = scoreTokens(countTokens(train));
-  const gates = options.gate ? [false, true] : [false];
+  const gatedOut = gateVerdicts(options.gate, dev);
   const trials: Trial[] = [];
   for (const minOccurrences of grid.minOccurrences) {
     for (const theta of grid.thetas) {
       const lex = constructLexicon(scores, theta, minOccurrences);
       const detect = lexiconDetector(lex, options.mode ?? "substring");
       const raw = dev.map((p) => detect(p.text));
-      for (const fill of grid.fills) {
-        for (const gate of gates) {
-          const preds = raw.map((r, i) =>
-            gate && options.gate!.probability(dev[i]!.text) < 0.5 ? [] : fillGaps(r, fill)
-          );
-          trials.push({
-            config: { theta, minOccurrences, fill, gate },
-            report: evaluateSpans(dev, preds),
-            size: lex.length,
-          });
-        }
+      for (const t of postProcessingTrials(raw, dev, grid.fills, gatedOut)) {
+        trials.push({ ...t, config: { theta, minOccurrences, ...t.config }, size: lex.length });
       }
     }
   }
@@ -120,14 +133,10 @@ export function searchPostProcessing(
   options: { fills?: number[]; gate?: BowLogReg } = {},
 ): Trial[] {
   const raw = dev.map((p) => detect(p.text));
-  const trials: Trial[] = [];
-  for (const fill of options.fills ?? DEFAULT_GRID.fills) {
-    for (const gate of options.gate ? [false, true] : [false]) {
-      const preds = raw.map((r, i) =>
-        gate && options.gate!.probability(dev[i]!.text) < 0.5 ? [] : fillGaps(r, fill)
-      );
-      trials.push({ config: { fill, gate }, report: evaluateSpans(dev, preds) });
-    }
-  }
-  return trials;
+  return postProcessingTrials(
+    raw,
+    dev,
+    options.fills ?? DEFAULT_GRID.fills,
+    gateVerdicts(options.gate, dev),
+  );
 }
