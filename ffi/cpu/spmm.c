@@ -8,22 +8,48 @@
 #define T 32  /* tokens per tile: two AVX-512 vectors */
 #define OB 16 /* output rows per task */
 
+/* Shapes and buffer lengths common to both products; 16-bit columns need k ≤ 65536. */
+static int32_t check_dims(const char* fn, int32_t m, int32_t k, int32_t n, double x_len,
+                          double y_len) {
+  if (m < 0 || k < 1 || n < 0)
+    return lk_fail(LK_ESHAPE, "%s: m=%d k=%d n=%d, expected m, n >= 0 and k >= 1", fn, m, k, n);
+  if (k > 65536) return lk_fail(LK_ESHAPE, "%s: k=%d exceeds 65536 (16-bit column indices)", fn, k);
+  if (lk_check_len(fn, "x", x_len, (double)m * k) || lk_check_len(fn, "y", y_len, (double)m * n))
+    return LK_ESHAPE;
+  return LK_OK;
+}
+
+/* count+1 offsets starting at 0 and never decreasing; `unit` names what they index. */
+static int32_t check_offsets(const char* fn, const char* name, const char* unit,
+                             const int32_t* ptr, double ptr_len, int32_t count) {
+  if (lk_check_len(fn, name, ptr_len, (double)count + 1)) return LK_ESHAPE;
+  if (ptr[0] != 0) return lk_fail(LK_EARG, "%s: %s[0]=%d, expected 0", fn, name, ptr[0]);
+  for (int32_t i = 0; i < count; i++)
+    if (ptr[i + 1] < ptr[i])
+      return lk_fail(LK_EARG, "%s: %s decreases at %s %d (%d > %d)", fn, name, unit, i, ptr[i],
+                     ptr[i + 1]);
+  return LK_OK;
+}
+
+/* xt[c*tile + t] = x[(t0+t)*k + c] for the tn tokens of a tile, zero-padded to `tile`. */
+static void transpose_tile(float* xt, const float* x, int32_t t0, int tn, int32_t k, int tile) {
+#pragma omp parallel for schedule(static)
+  for (int32_t c = 0; c < k; c++) {
+    float* dst = xt + (size_t)c * tile;
+    for (int t = 0; t < tn; t++) dst[t] = x[(size_t)(t0 + t) * k + c];
+    for (int t = tn; t < tile; t++) dst[t] = 0.0f;
+  }
+}
+
 int32_t lk_cpu_csr_matmul_f32(const float* x, double x_len, const int32_t* row_ptr,
                               double row_ptr_len, const uint16_t* col, double col_len,
                               const float* val, double val_len, float* y, double y_len, int32_t m,
                               int32_t k, int32_t n) {
   const char* fn = "lk_cpu_csr_matmul_f32";
-  if (m < 0 || k < 1 || n < 0)
-    return lk_fail(LK_ESHAPE, "%s: m=%d k=%d n=%d, expected m, n >= 0 and k >= 1", fn, m, k, n);
-  if (k > 65536) return lk_fail(LK_ESHAPE, "%s: k=%d exceeds 65536 (16-bit column indices)", fn, k);
-  if (lk_check_len(fn, "x", x_len, (double)m * k) || lk_check_len(fn, "row_ptr", row_ptr_len, (double)n + 1) ||
-      lk_check_len(fn, "y", y_len, (double)m * n))
-    return LK_ESHAPE;
-  if (row_ptr[0] != 0) return lk_fail(LK_EARG, "%s: row_ptr[0]=%d, expected 0", fn, row_ptr[0]);
-  for (int32_t o = 0; o < n; o++)
-    if (row_ptr[o + 1] < row_ptr[o])
-      return lk_fail(LK_EARG, "%s: row_ptr decreases at row %d (%d > %d)", fn, o, row_ptr[o],
-                     row_ptr[o + 1]);
+  int32_t st;
+  if ((st = check_dims(fn, m, k, n, x_len, y_len)) ||
+      (st = check_offsets(fn, "row_ptr", "row", row_ptr, row_ptr_len, n)))
+    return st;
   int32_t nnz = row_ptr[n];
   if (lk_check_len(fn, "col", col_len, nnz) || lk_check_len(fn, "val", val_len, nnz)) return LK_ESHAPE;
   for (int32_t p = 0; p < nnz; p++)
@@ -33,12 +59,7 @@ int32_t lk_cpu_csr_matmul_f32(const float* x, double x_len, const int32_t* row_p
   if (!xt) return lk_fail(LK_ENOMEM, "%s: cannot allocate the %d×%d token tile", fn, k, T);
   for (int32_t t0 = 0; t0 < m; t0 += T) {
     int tn = m - t0 < T ? m - t0 : T;
-#pragma omp parallel for schedule(static)
-    for (int32_t c = 0; c < k; c++) {
-      float* dst = xt + (size_t)c * T;
-      for (int t = 0; t < tn; t++) dst[t] = x[(size_t)(t0 + t) * k + c];
-      for (int t = tn; t < T; t++) dst[t] = 0.0f;
-    }
+    transpose_tile(xt, x, t0, tn, k, T);
 #pragma omp parallel for schedule(dynamic, 4)
     for (int32_t o0 = 0; o0 < n; o0 += OB) {
       float acc[OB][T] __attribute__((aligned(64)));
@@ -74,18 +95,11 @@ int32_t lk_cpu_bsc_matmul_f32(const float* x, double x_len, const int32_t* blk_p
                               const uint8_t* row, double row_len, const float* val, double val_len,
                               float* y, double y_len, int32_t m, int32_t k, int32_t n, int32_t br) {
   const char* fn = "lk_cpu_bsc_matmul_f32";
-  if (m < 0 || k < 1 || n < 0)
-    return lk_fail(LK_ESHAPE, "%s: m=%d k=%d n=%d, expected m, n >= 0 and k >= 1", fn, m, k, n);
-  if (k > 65536) return lk_fail(LK_ESHAPE, "%s: k=%d exceeds 65536 (16-bit column indices)", fn, k);
+  int32_t st;
+  if ((st = check_dims(fn, m, k, n, x_len, y_len))) return st;
   if (br < 1 || br > 256) return lk_fail(LK_EARG, "%s: block rows %d, expected 1..256", fn, br);
   int32_t nblk = (n + br - 1) / br;
-  if (lk_check_len(fn, "x", x_len, (double)m * k) || lk_check_len(fn, "blk_ptr", blk_ptr_len, (double)nblk + 1) ||
-      lk_check_len(fn, "y", y_len, (double)m * n))
-    return LK_ESHAPE;
-  if (blk_ptr[0] != 0) return lk_fail(LK_EARG, "%s: blk_ptr[0]=%d, expected 0", fn, blk_ptr[0]);
-  for (int32_t b = 0; b < nblk; b++)
-    if (blk_ptr[b + 1] < blk_ptr[b])
-      return lk_fail(LK_EARG, "%s: blk_ptr decreases at block %d", fn, b);
+  if ((st = check_offsets(fn, "blk_ptr", "block", blk_ptr, blk_ptr_len, nblk))) return st;
   int32_t nnz = blk_ptr[nblk];
   if (lk_check_len(fn, "col", col_len, nnz) || lk_check_len(fn, "row", row_len, nnz) ||
       lk_check_len(fn, "val", val_len, nnz))
@@ -103,12 +117,7 @@ int32_t lk_cpu_bsc_matmul_f32(const float* x, double x_len, const int32_t* blk_p
   if (!xt) return lk_fail(LK_ENOMEM, "%s: cannot allocate the %d×%d token tile", fn, k, TB);
   for (int32_t t0 = 0; t0 < m; t0 += TB) {
     int tn = m - t0 < TB ? m - t0 : TB;
-#pragma omp parallel for schedule(static)
-    for (int32_t c = 0; c < k; c++) {
-      float* dst = xt + (size_t)c * TB;
-      for (int t = 0; t < tn; t++) dst[t] = x[(size_t)(t0 + t) * k + c];
-      for (int t = tn; t < TB; t++) dst[t] = 0.0f;
-    }
+    transpose_tile(xt, x, t0, tn, k, TB);
 #pragma omp parallel for schedule(dynamic, 2)
     for (int32_t b = 0; b < nblk; b++) {
       float acc[256][TB] __attribute__((aligned(64)));
