@@ -12,6 +12,7 @@ import { parseArgs } from "@std/cli";
 import { stringify } from "@std/csv";
 import { intFlag } from "../lib/core/args.ts";
 import { granted, requirePermissions } from "../lib/core/permissions.ts";
+import { progress } from "../lib/core/progress.ts";
 import { runScript } from "../lib/core/script.ts";
 import { writeOutputs } from "../lib/io/output.ts";
 import { markdownTable } from "../lib/report/markdown.ts";
@@ -185,6 +186,7 @@ await runScript({ name: "toxic_spans.ts", usage: USAGE, needs: [] }, async (args
   // ---- gates and constructed lexicons per domain
   const gates = new Map<string, BowLogReg>();
   const chosen = new Map<string, { trial: Trial; lexicon: string[] }>();
+  const bar = progress("lexicon grid search per domain", domains.length);
   for (const d of domains) {
     const gate = BowLogReg.train(d.train.map((p) => p.text), d.train.map((p) => p.toxic));
     gates.set(d.name, gate);
@@ -201,7 +203,9 @@ await runScript({ name: "toxic_spans.ts", usage: USAGE, needs: [] }, async (args
         cfg(b)
       } (${lexicon.length} words), dev F1 ${b.report.all.f1.toFixed(4)}`,
     );
+    bar.tick();
   }
+  bar.stop();
 
   // ---- off-the-shelf lexicons
   const offShelf: Lexicon[] = [ldnoobw("en")];
