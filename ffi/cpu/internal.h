@@ -30,6 +30,10 @@ const lk_blas_t* lk_blas(void); /* NULL unless OpenBLAS is loaded and enabled */
 void lk_sgemm(int m, int n, int k, float alpha, const float* a, ptrdiff_t rsa, ptrdiff_t csa,
               const float* b, ptrdiff_t rsb, ptrdiff_t csb, float beta, float* c, ptrdiff_t ldc,
               int lower_only);
+/* C[m,n] = beta·C + A[m,k]·B[n,k]ᵀ (leading dimensions lda, ldb, ldc): OpenBLAS for large
+ * products when it is loaded, else the own GEMM. */
+void lk_sgemm_nt(int m, int n, int k, const float* a, ptrdiff_t lda, const float* b, ptrdiff_t ldb,
+                 float beta, float* c, ptrdiff_t ldc);
 /* f64 GEMM; A and B may be f32 (a_f32/b_f32 set), converted to f64 when packed. */
 void lk_dgemm(int m, int n, int k, double alpha, const void* a, int a_f32, ptrdiff_t rsa,
               ptrdiff_t csa, const void* b, int b_f32, ptrdiff_t rsb, ptrdiff_t csb, double beta,

@@ -67,6 +67,16 @@ int32_t lk_cpu_matmul_f32(const float* a, double a_len, const float* b, double b
   return LK_OK;
 }
 
+void lk_sgemm_nt(int m, int n, int k, const float* a, ptrdiff_t lda, const float* b, ptrdiff_t ldb,
+                 float beta, float* c, ptrdiff_t ldc) {
+  const lk_blas_t* bl = lk_blas();
+  if (bl && (double)m * n * k >= LK_BLAS_MIN_MACS)
+    bl->sgemm(LK_ROW_MAJOR, LK_NO_TRANS, LK_TRANS, m, n, k, 1.0f, a, (int)lda, b, (int)ldb, beta, c,
+              (int)ldc);
+  else
+    lk_sgemm(m, n, k, 1.0f, a, lda, 1, b, 1, ldb, beta, c, ldc, 0);
+}
+
 static int32_t check_gram(const char* fn, double x_len, int32_t rows, int32_t n, double h_len,
                           double alpha, double beta) {
   if (rows < 0 || n < 0) return lk_fail(LK_ESHAPE, "%s: rows=%d n=%d, expected >= 0", fn, rows, n);

@@ -147,3 +147,191 @@ int32_t lk_cpu_bsc_matmul_f32(const float* x, double x_len, const int32_t* blk_p
   free(xt);
   return LK_OK;
 }
+
+/* ---- Dense-panel route for bitmap and packed N:M weights ----
+ * The weight is decompressed panel by panel (PN rows × about PK columns, 2 MB, cache-resident)
+ * into a dense scratch that the GEMM multiplies by the token block. It does the dense number of
+ * FLOPs at GEMM speed while only the compressed form is stored: what 50 % or N:M sparsity can
+ * give on a CPU whose dense GEMM runs far faster than any sparse loop (bench/RESULTS.md). */
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+#define PN 512
+#define PK 1024 /* a multiple of 64, so that bitmap panels start on whole bytes */
+
+typedef struct {
+  int32_t k;
+  /* bitmap: bit c of row r (byte c/8, bit c%8, least significant first) marks a nonzero;
+   * row_ptr[r] = offset of row r's first value in val */
+  const uint8_t* bits;
+  int64_t row_bytes;
+  const int32_t* row_ptr;
+  const float* val;
+  /* N:M: keep values per group of `group` columns, row-major in val; their positions in the
+   * group in idx, idx_bits (2 or 4) each, least significant first, each row on whole bytes */
+  const uint8_t* idx;
+  int64_t idx_row_bytes;
+  int32_t keep, group, idx_bits;
+} packed_w;
+
+/* Writes columns c0..c0+nc of row r into dst; *off is the row's value offset at c0, advanced. */
+typedef void (*unpack_fn)(const packed_w* w, int32_t r, int32_t c0, int32_t nc, int64_t* off,
+                          float* dst);
+
+static void unpack_bitmap(const packed_w* w, int32_t r, int32_t c0, int32_t nc, int64_t* off,
+                          float* dst) {
+  const uint8_t* b = w->bits + (int64_t)r * w->row_bytes + c0 / 8;
+  const float* v = w->val;
+  int64_t o = *off;
+  int32_t c = 0;
+#ifdef __AVX512F__
+  for (; c + 16 <= nc; c += 16) {
+    uint16_t mk;
+    memcpy(&mk, b + c / 8, 2);
+    _mm512_storeu_ps(dst + c, _mm512_maskz_expandloadu_ps(mk, v + o));
+    o += __builtin_popcount(mk);
+  }
+#endif
+  for (; c < nc; c++) {
+    int bit = (b[c >> 3] >> (c & 7)) & 1;
+    dst[c] = bit ? v[o] : 0.0f;
+    o += bit;
+  }
+  *off = o;
+}
+
+static void unpack_nm(const packed_w* w, int32_t r, int32_t c0, int32_t nc, int64_t* off,
+                      float* dst) {
+  const int keep = w->keep, grp = w->group, ib = w->idx_bits, mask = (1 << ib) - 1;
+  int64_t q = (int64_t)(c0 / grp) * keep; /* number of the first kept entry within the row */
+  const float* v = w->val + (int64_t)r * (w->k / grp) * keep + q;
+  const uint8_t* ix = w->idx + (int64_t)r * w->idx_row_bytes;
+  memset(dst, 0, sizeof(float) * (size_t)nc);
+  if (keep == 2 && grp == 4) { /* 2:4: one nibble per group; c0 % 8 == 0, so q % 4 == 0 */
+    const uint8_t* ib4 = ix + q / 4;
+    for (int32_t g = 0; g < nc / 4; g++) {
+      const int nib = (ib4[g >> 1] >> ((g & 1) * 4)) & 15;
+      dst[4 * g + (nib & 3)] = v[2 * g];
+      dst[4 * g + (nib >> 2)] = v[2 * g + 1];
+    }
+    return;
+  }
+  for (int32_t g = 0; g < nc; g += grp)
+    for (int j = 0; j < keep; j++, q++) dst[g + ((ix[(q * ib) >> 3] >> ((q * ib) & 7)) & mask)] = *v++;
+}
+
+static int32_t panel_matmul(const char* fn, const float* x, float* y, int32_t m, int32_t k,
+                            int32_t n, const packed_w* w, unpack_fn unpack, int32_t pk) {
+  if (m == 0 || n == 0) return LK_OK;
+  if (m < 8) { /* a few tokens (decoding): one row of W at a time, then m dot products */
+    int failed = 0;
+#pragma omp parallel
+    {
+      float* row = lk_alloc(sizeof(float) * (size_t)k);
+      if (!row) {
+#pragma omp atomic write
+        failed = 1;
+      }
+#pragma omp for schedule(static)
+      for (int32_t r = 0; r < n; r++) {
+        if (!row) continue;
+        int64_t o = w->row_ptr ? w->row_ptr[r] : 0;
+        for (int32_t pc = 0; pc < k; pc += pk) unpack(w, r, pc, k - pc < pk ? k - pc : pk, &o, row + pc);
+        for (int32_t i = 0; i < m; i++) {
+          const float* xi = x + (size_t)i * k;
+          float s = 0;
+#pragma omp simd reduction(+ : s)
+          for (int32_t c = 0; c < k; c++) s += xi[c] * row[c];
+          y[(size_t)i * n + r] = s;
+        }
+      }
+      free(row);
+    }
+    return failed ? lk_fail(LK_ENOMEM, "%s: cannot allocate a row of %d floats", fn, k) : LK_OK;
+  }
+  float* panel = lk_alloc(sizeof(float) * (size_t)PN * pk);
+  int64_t* off = lk_alloc(sizeof(int64_t) * PN);
+  if (!panel || !off) {
+    free(panel);
+    free(off);
+    return lk_fail(LK_ENOMEM, "%s: cannot allocate the %d×%d weight panel", fn, PN, pk);
+  }
+  for (int32_t jc = 0; jc < n; jc += PN) {
+    int32_t np = n - jc < PN ? n - jc : PN;
+    for (int32_t i = 0; i < np; i++) off[i] = w->row_ptr ? w->row_ptr[jc + i] : 0;
+    for (int32_t pc = 0; pc < k; pc += pk) {
+      int32_t kp = k - pc < pk ? k - pc : pk;
+#pragma omp parallel for schedule(static)
+      for (int32_t i = 0; i < np; i++) unpack(w, jc + i, pc, kp, &off[i], panel + (size_t)i * kp);
+      /* the own GEMM, not OpenBLAS: its threads would fight the OpenMP threads that unpack
+       * (3.5× slower than dense when tried) */
+      lk_sgemm(m, np, kp, 1.0f, x + pc, k, 1, panel, 1, kp, pc == 0 ? 0.0f : 1.0f, y + jc, n, 0);
+    }
+  }
+  free(panel);
+  free(off);
+  return LK_OK;
+}
+
+int32_t lk_cpu_bitmap_matmul_f32(const float* x, double x_len, const uint8_t* bits,
+                                 double bits_len, const int32_t* row_ptr, double row_ptr_len,
+                                 const float* val, double val_len, float* y, double y_len,
+                                 int32_t m, int32_t k, int32_t n) {
+  const char* fn = "lk_cpu_bitmap_matmul_f32";
+  int32_t st;
+  if (m < 0 || k < 1 || n < 0)
+    return lk_fail(LK_ESHAPE, "%s: m=%d k=%d n=%d, expected m, n >= 0 and k >= 1", fn, m, k, n);
+  const int64_t rb = ((int64_t)k + 7) / 8;
+  if (lk_check_len(fn, "x", x_len, (double)m * k) || lk_check_len(fn, "y", y_len, (double)m * n) ||
+      lk_check_len(fn, "bits", bits_len, (double)n * rb))
+    return LK_ESHAPE;
+  if ((st = check_offsets(fn, "row_ptr", "row", row_ptr, row_ptr_len, n))) return st;
+  if (lk_check_len(fn, "val", val_len, row_ptr[n])) return LK_ESHAPE;
+  const uint8_t pad = k % 8 ? (uint8_t)(0xFF << (k % 8)) : 0;
+  for (int32_t r = 0; r < n; r++) {
+    const uint8_t* b = bits + (int64_t)r * rb;
+    int64_t cnt = 0, i = 0;
+    for (; i + 8 <= rb; i += 8) {
+      uint64_t u;
+      memcpy(&u, b + i, 8);
+      cnt += __builtin_popcountll(u);
+    }
+    for (; i < rb; i++) cnt += __builtin_popcount(b[i]);
+    if (b[rb - 1] & pad)
+      return lk_fail(LK_EARG, "%s: row %d has bits set beyond column k=%d", fn, r, k);
+    if (cnt != (int64_t)row_ptr[r + 1] - row_ptr[r])
+      return lk_fail(LK_EARG, "%s: row %d has %lld bits set but row_ptr gives it %d values", fn,
+                     r, (long long)cnt, row_ptr[r + 1] - row_ptr[r]);
+  }
+  packed_w w = {.k = k, .bits = bits, .row_bytes = rb, .row_ptr = row_ptr, .val = val};
+  return panel_matmul(fn, x, y, m, k, n, &w, unpack_bitmap, PK);
+}
+
+int32_t lk_cpu_nm_matmul_f32(const float* x, double x_len, const uint8_t* idx, double idx_len,
+                             const float* val, double val_len, float* y, double y_len, int32_t m,
+                             int32_t k, int32_t n, int32_t keep, int32_t group) {
+  const char* fn = "lk_cpu_nm_matmul_f32";
+  if (m < 0 || k < 1 || n < 0)
+    return lk_fail(LK_ESHAPE, "%s: m=%d k=%d n=%d, expected m, n >= 0 and k >= 1", fn, m, k, n);
+  if (group < 1 || group > 16 || keep < 1 || keep > group)
+    return lk_fail(LK_EARG, "%s: %d:%d, expected N:M with 1 <= N <= M <= 16", fn, keep, group);
+  if (k % group)
+    return lk_fail(LK_ESHAPE, "%s: k=%d is not a multiple of the group size M=%d", fn, k, group);
+  const int ib = group <= 4 ? 2 : 4;
+  const int64_t per_row = (int64_t)(k / group) * keep, irb = (per_row * ib + 7) / 8;
+  if (lk_check_len(fn, "x", x_len, (double)m * k) || lk_check_len(fn, "y", y_len, (double)m * n) ||
+      lk_check_len(fn, "idx", idx_len, (double)n * irb) ||
+      lk_check_len(fn, "val", val_len, (double)n * per_row))
+    return LK_ESHAPE;
+  if (group != 1 << ib) /* positions that the index width can hold but the group cannot */
+    for (int32_t r = 0; r < n; r++)
+      for (int64_t q = 0; q < per_row; q++) {
+        int pos = (idx[r * irb + ((q * ib) >> 3)] >> ((q * ib) & 7)) & ((1 << ib) - 1);
+        if (pos >= group)
+          return lk_fail(LK_EARG, "%s: row %d entry %lld has position %d, expected < M=%d", fn, r,
+                         (long long)q, pos, group);
+      }
+  packed_w w = {.k = k, .idx = idx, .idx_row_bytes = irb, .val = val, .keep = keep, .group = group,
+                .idx_bits = ib};
+  return panel_matmul(fn, x, y, m, k, n, &w, unpack_nm, PK - PK % group);
+}

@@ -64,6 +64,21 @@ int32_t lk_cpu_bsc_matmul_f32(const float* x, double x_len, const int32_t* blk_p
                               double blk_ptr_len, const uint16_t* col, double col_len,
                               const uint8_t* row, double row_len, const float* val, double val_len,
                               float* y, double y_len, int32_t m, int32_t k, int32_t n, int32_t br);
+/* The same with W as a bitmap: bits[n, ceil(k/8)] (bit c%8 of byte c/8 of row r, least
+ * significant first, set where W[r,c] is stored; bits past k zero), row_ptr[n+1] offsets of each
+ * row's values in val (row_ptr[r+1] − row_ptr[r] = the row's set bits, checked). W is
+ * decompressed panel by panel and multiplied by GEMM (dense FLOPs, compressed storage). */
+int32_t lk_cpu_bitmap_matmul_f32(const float* x, double x_len, const uint8_t* bits,
+                                 double bits_len, const int32_t* row_ptr, double row_ptr_len,
+                                 const float* val, double val_len, float* y, double y_len,
+                                 int32_t m, int32_t k, int32_t n);
+/* The same with W packed N:M (keep = N, group = M ≤ 16, M divides k): val[n, k/M·N] the kept
+ * entries row by row, idx their positions within their group, 2 bits each when M ≤ 4 else 4 bits,
+ * least significant first, each row's indices starting on a new byte (positions < M checked;
+ * positions should rise within a group, as packing produces them). */
+int32_t lk_cpu_nm_matmul_f32(const float* x, double x_len, const uint8_t* idx, double idx_len,
+                             const float* val, double val_len, float* y, double y_len, int32_t m,
+                             int32_t k, int32_t n, int32_t keep, int32_t group);
 /* Row-wise top-k of X[rows,cols] by value (by_abs = 0) or by magnitude (by_abs = 1).
  * Ties go to the lower column index. Per row, idx gets the k chosen column indices in
  * ascending order, val their (signed) values, thr the k-th largest key (k ≥ 1). */

@@ -12,16 +12,7 @@
 import { check, cpu } from "../../ffi/mod.ts";
 import { ShapeError } from "../core/errors.ts";
 import { Matrix } from "../core/matrix.ts";
-import { type KernelOptions, resolve } from "./_backend.ts";
-
-function outputFor(x: Matrix, w: { rows: number; cols: number }): Matrix {
-  if (x.cols !== w.cols) {
-    throw new ShapeError(
-      `Cannot multiply X[${x.rows}×${x.cols}] by Wᵀ for W[${w.rows}×${w.cols}]: inner sizes differ`,
-    );
-  }
-  return new Matrix(x.rows, w.rows, new Float32Array(x.rows * w.rows));
-}
+import { type KernelOptions, resolve, spmmOutput } from "./_backend.ts";
 
 /** A sparse `rows × cols` matrix in CSR. */
 export interface CsrMatrix {
@@ -102,7 +93,7 @@ export function csrBytes(w: CsrMatrix): number {
  * ```
  */
 export function csrMatmulT(x: Matrix, w: CsrMatrix, options: KernelOptions = {}): Matrix {
-  const y = outputFor(x, w);
+  const y = spmmOutput(x, w);
   const backend = resolve(options);
   if (backend === "ts" || x.data instanceof Float64Array) {
     const xd = x.data, k = x.cols, n = w.rows;
@@ -205,7 +196,7 @@ export function blockSparseMatmulT(
   w: BlockSparseMatrix,
   options: KernelOptions = {},
 ): Matrix {
-  const y = outputFor(x, w);
+  const y = spmmOutput(x, w);
   const backend = resolve(options);
   if (backend === "ts" || x.data instanceof Float64Array) {
     const k = x.cols, n = w.rows, nblk = w.blkPtr.length - 1;

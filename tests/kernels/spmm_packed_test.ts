@@ -1,0 +1,177 @@
+// Bitmap and packed N:M weights: round trips, stored sizes, and the C kernels (panel
+// decompression + GEMM) against the ts references and a dense product on fresh random weights at
+// awkward shapes (several row and column panels, k not a multiple of 8 or of the panel width);
+// malformed arrays fail with one sentence.
+import { assertEquals, assertThrows } from "@std/assert";
+import { assertClose } from "../../lib/std/assert.ts";
+import {
+  bitmapBytes,
+  bitmapFromDense,
+  bitmapFromParts,
+  bitmapMatmulT,
+  bitmapToDense,
+} from "../../lib/kernels/spmm_bitmap.ts";
+import {
+  nmBytes,
+  nmFromDense,
+  nmFromParts,
+  nmMatmulT,
+  nmToDense,
+} from "../../lib/kernels/spmm_nm.ts";
+import { matmul } from "../../lib/kernels/matmul.ts";
+import { FormatError, ShapeError } from "../../lib/core/errors.ts";
+import type { Matrix } from "../../lib/core/matrix.ts";
+import { Rng } from "../../lib/core/rng.ts";
+import { AWKWARD, freshSeed, randn } from "../_util.ts";
+
+function close(a: Float32Array | Float64Array, b: Float32Array | Float64Array, at: string) {
+  try {
+    assertClose(a, b, { rtol: 1e-4, atol: 1e-4 });
+  } catch (e) {
+    throw new Error(`${at}: ${(e as Error).message}`);
+  }
+}
+
+/** A random N:M weight: N random positions per group, a few of them zero (filler). */
+function randomNm(rng: Rng, rows: number, cols: number, n: number, m: number): Matrix {
+  const w = randn(rng, rows, cols);
+  for (let r = 0; r < rows; r++) {
+    for (let g = 0; g < cols; g += m) {
+      const order = Array.from({ length: m }, (_, j) => j).sort(() => rng.uniform() - 0.5);
+      for (const j of order.slice(n)) w.data[r * cols + g + j] = 0;
+      if (rng.uniform() < 0.1) w.data[r * cols + g + order[0]!] = 0;
+    }
+  }
+  return w;
+}
+
+Deno.test("bitmap: round trip, parts, and d·4 + 1/8 bytes per entry", () => {
+  const seed = freshSeed(), rng = new Rng(seed);
+  for (const [rows, cols] of [[1, 1], [7, 9], [37, 129], [5, 64]]) {
+    const w = randn(rng, rows!, cols!);
+    for (let i = 0; i < w.data.length; i++) if (rng.uniform() < 0.6) w.data[i] = 0;
+    const b = bitmapFromDense(w);
+    assertEquals(bitmapToDense(b).data, w.data, `seed ${seed}`);
+    const nnz = w.data.filter((v) => v !== 0).length;
+    assertEquals(bitmapBytes(b), nnz * 4 + rows! * Math.ceil(cols! / 8));
+    const again = bitmapFromParts(rows!, cols!, b.bits, b.val);
+    assertEquals(again.rowPtr, b.rowPtr);
+  }
+});
+
+Deno.test("bitmap product: cpu and ts equal the dense product across panels", () => {
+  const seed = freshSeed(), rng = new Rng(seed);
+  const cases: [number[], number, number][] = [
+    [[...AWKWARD], 17, 3],
+    [[...AWKWARD], 33, 129],
+    [[1, 3, 70], 1100, 2100], // 3 row panels of 512, 3 column panels of 1024, k % 8 = 4
+    [[5], 513, 1024],
+  ];
+  for (const [ms, n, k] of cases) {
+    for (const m of ms) {
+      for (const s of [0, 0.5, 0.93, 1]) {
+        const x = randn(rng, m, k), w = randn(rng, n, k);
+        for (let i = 0; i < w.data.length; i++) if (rng.uniform() < s) w.data[i] = 0;
+        const b = bitmapFromDense(w);
+        const dense = matmul(x, w, { transB: true, backend: "ts" });
+        const at = `seed ${seed} m=${m} n=${n} k=${k} s=${s}`;
+        if (n * k * m < 3e7) close(bitmapMatmulT(x, b, { backend: "ts" }).data, dense.data, at);
+        close(bitmapMatmulT(x, b, { backend: "cpu" }).data, dense.data, at);
+      }
+    }
+  }
+});
+
+Deno.test("packed N:M: round trip, positions, and bytes for 2:4, 4:8, 1:3 and 2:16", () => {
+  const seed = freshSeed(), rng = new Rng(seed);
+  for (const [n, m, bits] of [[2, 4, 2], [4, 8, 4], [1, 3, 2], [2, 16, 4]]) {
+    const w = randomNm(rng, 9, m! * 7, n!, m!);
+    const p = nmFromDense(w, n!, m!);
+    assertEquals(nmToDense(p).data, w.data, `seed ${seed} ${n}:${m}`);
+    assertEquals(nmBytes(p), 9 * 7 * n! * 4 + 9 * Math.ceil(7 * n! * bits! / 8));
+    assertEquals(nmFromParts(9, m! * 7, { n: n!, m: m! }, p).val, p.val);
+  }
+});
+
+Deno.test("packed N:M product: cpu and ts equal the dense product across panels", () => {
+  const seed = freshSeed(), rng = new Rng(seed);
+  for (const [n, m, k] of [[2, 4, 2100], [4, 8, 2104], [1, 3, 2100], [2, 16, 2112], [1, 1, 5]]) {
+    for (const [ms, rows] of [[[...AWKWARD], 19], [[3, 70], 600]] as [number[], number][]) {
+      for (const tokens of ms) {
+        const x = randn(rng, tokens, k!), w = randomNm(rng, rows, k!, n!, m!);
+        const p = nmFromDense(w, n!, m!);
+        const dense = matmul(x, w, { transB: true, backend: "ts" });
+        const at = `seed ${seed} ${n}:${m} tokens=${tokens} rows=${rows} k=${k}`;
+        close(nmMatmulT(x, p, { backend: "ts" }).data, dense.data, at);
+        close(nmMatmulT(x, p, { backend: "cpu" }).data, dense.data, at);
+      }
+    }
+  }
+});
+
+Deno.test("malformed bitmap and N:M arrays fail with one sentence", () => {
+  const x = randn(new Rng(1), 4, 10);
+  const w = randn(new Rng(2), 3, 10);
+  w.data[4] = 0;
+  const b = bitmapFromDense(w);
+  assertThrows(() => bitmapMatmulT(randn(new Rng(1), 4, 6), b), ShapeError, "inner sizes differ");
+  const pastK = { ...b, bits: b.bits.map((v, i) => (i === 1 ? v | 0x80 : v)) };
+  assertThrows(
+    () => bitmapMatmulT(x, pastK, { backend: "cpu" }),
+    Error,
+    "row 0 has bits set beyond column k=10",
+  );
+  const cleared = { ...b, bits: b.bits.map((v, i) => (i === 2 ? v & 0xfe : v)) };
+  assertThrows(
+    () => bitmapMatmulT(x, cleared, { backend: "cpu" }),
+    Error,
+    "row 1 has 9 bits set but row_ptr gives it 10 values",
+  );
+  assertThrows(
+    () => bitmapMatmulT(x, { ...b, val: b.val.subarray(1) }, { backend: "cpu" }),
+    Error,
+    "val",
+  );
+  assertThrows(
+    () => bitmapFromParts(3, 10, b.bits, b.val.subarray(1), "expert 2"),
+    FormatError,
+    "expert 2: 28 values for 29 set bits",
+  );
+  assertThrows(
+    () => bitmapFromParts(3, 10, b.bits.subarray(1), b.val),
+    FormatError,
+    "5 bitmap bytes, expected 3×2 = 6",
+  );
+
+  assertThrows(
+    () => nmFromDense(randn(new Rng(3), 2, 10), 2, 4),
+    ShapeError,
+    "M must divide the columns",
+  );
+  assertThrows(
+    () => nmFromDense(randn(new Rng(3), 2, 8), 2, 4),
+    ShapeError,
+    "Row 0, columns 0…3 hold 4 nonzeros: not 2:4 sparse",
+  );
+  assertThrows(() => nmFromDense(randn(new Rng(3), 2, 8), 5, 4), RangeError, "Pattern 5:4");
+  const p = nmFromDense(randomNm(new Rng(4), 2, 6, 1, 3), 1, 3);
+  const bad = { ...p, idx: p.idx.map((v, i) => (i === 1 ? v | 0b11 : v)) }; // position 3 in a group of 3
+  assertThrows(
+    () => nmMatmulT(randn(new Rng(1), 2, 6), bad, { backend: "cpu" }),
+    Error,
+    "row 1 entry 0 has position 3, expected < M=3",
+  );
+  assertThrows(
+    () => nmFromParts(2, 6, { n: 1, m: 3 }, bad),
+    FormatError,
+    "row 1 entry 0 has position 3, expected < M=3",
+  );
+  const p24 = nmFromDense(randomNm(new Rng(5), 1, 4, 2, 4), 2, 4);
+  const swapped = { ...p24, idx: Uint8Array.of(0b0011) }; // positions 3 then 0: not rising
+  assertThrows(
+    () => nmFromParts(1, 4, { n: 2, m: 4 }, swapped),
+    FormatError,
+    "entry 1 has position 0, expected above 3 (positions rise within a group)",
+  );
+  assertThrows(() => nmMatmulT(x, p24), ShapeError, "inner sizes differ");
+});
