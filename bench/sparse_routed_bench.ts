@@ -1,13 +1,14 @@
 // The routed expert layer against the dense layer on the CPU at Llama-2-70B MLP shapes
 // (`deno task bench`): M = 4096 tokens, 16 experts, up/gate 8192 → 28672 and down 28672 → 8192,
-// random weights at 50 % and 90 % unstructured sparsity and at 2:4, block-sparse storage. The
+// random weights at 50 % and 90 % unstructured sparsity and at 2:4, each expert stored in the form
+// that `compressWeight` picks by density (bitmap at 50 % and 2:4, block-sparse at 90 %). The
 // dense baseline is the cpu matmul (OpenBLAS sgemm at this size). The router (PCA to d/32 and 16
 // centroids, random here) and the gather/scatter are inside the timing. To fit in memory the 16
 // experts share one compressed weight: each is still a separate pass over 0.7–1.4 GB, far beyond
 // any cache, so the time equals 16 distinct experts'.
 import { Matrix } from "../lib/core/matrix.ts";
 import { Rng } from "../lib/core/rng.ts";
-import { blockSparseFromDense } from "../lib/kernels/spmm.ts";
+import { compressWeight, sparseWeightBytes } from "../lib/kernels/sparse_weight.ts";
 import { matmul } from "../lib/kernels/matmul.ts";
 import type { Router } from "../lib/sparse/router.ts";
 import { SparseExpertLinear } from "../lib/sparse/sparse_expert.ts";
@@ -64,17 +65,15 @@ for (
     fn: () => void matmul(x, w, { transB: true, backend: "cpu" }),
   });
   for (const pattern of ["50%", "2:4", "90%"] as const) {
-    const compressed = blockSparseFromDense(prune(w, pattern));
+    const compressed = compressWeight(prune(w, pattern)); // by density, as a saved model loads
     const layer = new SparseExpertLinear(
       router(din),
       Array.from({ length: E }, () => compressed),
       "cpu",
     );
     Deno.bench({
-      name: `routed block-sparse ${pattern} (${
-        (layer.experts[0]!.val.length / (din * dout) * 100).toFixed(0)
-      } % kept, ${
-        (7 * compressed.val.length / (4 * din * dout)).toFixed(2)
+      name: `routed ${compressed.format} ${pattern} (${
+        (sparseWeightBytes(compressed) / (4 * din * dout)).toFixed(2)
       } of dense bytes per expert)`,
       group,
       n: 1,

@@ -185,6 +185,17 @@ export function blockSparseFromDense(w: Matrix, blockRows = 128): BlockSparseMat
   return { rows: w.rows, cols: w.cols, blockRows, blkPtr, col, row, val };
 }
 
+/** The dense form of a block-sparse matrix. */
+export function blockSparseToDense(w: BlockSparseMatrix): Matrix {
+  const out = new Matrix(w.rows, w.cols, new Float32Array(w.rows * w.cols));
+  for (let b = 0; b + 1 < w.blkPtr.length; b++) {
+    for (let p = w.blkPtr[b]!; p < w.blkPtr[b + 1]!; p++) {
+      out.data[(b * w.blockRows + w.row[p]!) * w.cols + w.col[p]!] = w.val[p]!;
+    }
+  }
+  return out;
+}
+
 /** Bytes of the block-sparse arrays. */
 export function blockSparseBytes(w: BlockSparseMatrix): number {
   return w.blkPtr.byteLength + w.col.byteLength + w.row.byteLength + w.val.byteLength;

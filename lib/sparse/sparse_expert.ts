@@ -1,8 +1,8 @@
 /**
  * Sparse Expansion experts stored compressed: the same router as {@linkcode ExpertLinear}, each
- * expert's pruned weight in block-sparse form (7 bytes per nonzero instead of 4 bytes per entry),
- * and a forward that groups tokens by cluster, runs each expert's sparse product and scatters the
- * rows back.
+ * expert's pruned weight in a compressed form (bitmap or block-sparse by density, see
+ * `lib/kernels/sparse_weight.ts`), and a forward that groups tokens by cluster, runs each
+ * expert's sparse product and scatters the rows back.
  *
  * @module
  */
@@ -11,65 +11,67 @@ import { ShapeError } from "../core/errors.ts";
 import type { Matrix } from "../core/matrix.ts";
 import type { Linear } from "../model/linear.ts";
 import {
-  blockSparseBytes,
-  blockSparseFromDense,
-  blockSparseMatmulT,
-  type BlockSparseMatrix,
-} from "../kernels/spmm.ts";
+  type CompressOptions,
+  compressWeight,
+  sparseMatmulT,
+  type SparseWeight,
+  sparseWeightBytes,
+} from "../kernels/sparse_weight.ts";
 import type { ExpertLinear } from "./expansion.ts";
 import { routedForward, type Router } from "./router.ts";
 
-/** A routed layer of block-sparse experts. */
+/** A routed layer of compressed experts. */
 export class SparseExpertLinear implements Linear {
   /** The router. */
   readonly router: Router;
-  /** One block-sparse out × in weight per cluster. */
-  readonly experts: BlockSparseMatrix[];
+  /** One compressed out × in weight per cluster. */
+  readonly experts: SparseWeight[];
   readonly #backend: Backend | undefined;
 
   /** Creates the layer from a router and compressed experts of equal shape. */
-  constructor(router: Router, experts: BlockSparseMatrix[], backend?: Backend) {
+  constructor(router: Router, experts: SparseWeight[], backend?: Backend) {
     if (experts.length !== router.k) {
       throw new ShapeError(`${experts.length} experts for a router of ${router.k} clusters`);
     }
     const [a] = experts;
-    if (!a || experts.some((e) => e.rows !== a.rows || e.cols !== a.cols)) {
+    if (
+      !a || experts.some((e) => e.matrix.rows !== a.matrix.rows || e.matrix.cols !== a.matrix.cols)
+    ) {
       throw new ShapeError("Experts must all have the same shape");
     }
-    if (a.cols !== router.dim) {
-      throw new ShapeError(`Experts take ${a.cols} inputs, the router ${router.dim}`);
+    if (a.matrix.cols !== router.dim) {
+      throw new ShapeError(`Experts take ${a.matrix.cols} inputs, the router ${router.dim}`);
     }
     this.router = router;
     this.experts = experts;
     this.#backend = backend;
   }
 
-  /** The compressed form of a dense-expert layer (its zeros dropped). */
+  /** The compressed form of a dense-expert layer (its zeros dropped), each expert by `options`. */
   static fromExpertLinear(
     layer: ExpertLinear,
-    blockRows = 128,
-    backend?: Backend,
+    options: CompressOptions & { backend?: Backend } = {},
   ): SparseExpertLinear {
     return new SparseExpertLinear(
       layer.router,
-      layer.experts.map((w) => blockSparseFromDense(w, blockRows)),
-      backend,
+      layer.experts.map((w) => compressWeight(w, options)),
+      options.backend,
     );
   }
 
   /** Input width. */
   get inFeatures(): number {
-    return this.experts[0]!.cols;
+    return this.experts[0]!.matrix.cols;
   }
 
   /** Output width. */
   get outFeatures(): number {
-    return this.experts[0]!.rows;
+    return this.experts[0]!.matrix.rows;
   }
 
   /** Bytes of all experts' compressed arrays (the router not included). */
   get bytes(): number {
-    return this.experts.reduce((s, e) => s + blockSparseBytes(e), 0);
+    return this.experts.reduce((s, e) => s + sparseWeightBytes(e), 0);
   }
 
   /** Routes each row, runs each expert's sparse product on its rows, scatters the results back. */
@@ -79,7 +81,7 @@ export class SparseExpertLinear implements Linear {
       this.router,
       x,
       this.outFeatures,
-      (c, g) => blockSparseMatmulT(g, this.experts[c]!, opts),
+      (c, g) => sparseMatmulT(g, this.experts[c]!, opts),
     );
   }
 }

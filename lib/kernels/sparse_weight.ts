@@ -1,0 +1,146 @@
+/**
+ * One sparse weight, several stored forms: a tagged union over bitmap, block-sparse, packed N:M
+ * and CSR, with one product `Y = X·Wᵀ`, its bytes and its dense form. `"auto"` picks the form
+ * that the CPU benchmark (`bench/sparse_formats_bench.ts`, 256 × 8192 × 28672 per-expert
+ * products) found fastest for the weight's density: block-sparse below
+ * {@linkcode BLOCK_SPARSE_MAX_DENSITY} (1.33× dense at 70 %, 3.3× at 90 %), else the bitmap (≈
+ * dense speed at 50 % and 2:4 with 0.53 of the bytes, where block-sparse is 0.92× and 0.87×).
+ *
+ * @module
+ */
+import type { Matrix } from "../core/matrix.ts";
+import type { KernelOptions } from "./_backend.ts";
+import {
+  blockSparseBytes,
+  blockSparseFromDense,
+  blockSparseMatmulT,
+  type BlockSparseMatrix,
+  blockSparseToDense,
+  csrBytes,
+  csrFromDense,
+  csrMatmulT,
+  type CsrMatrix,
+  csrToDense,
+} from "./spmm.ts";
+import {
+  bitmapBytes,
+  bitmapFromDense,
+  bitmapMatmulT,
+  type BitmapMatrix,
+  bitmapToDense,
+} from "./spmm_bitmap.ts";
+import { nmBytes, nmFromDense, nmMatmulT, type NmMatrix, nmToDense } from "./spmm_nm.ts";
+
+/** A sparse weight in one of its stored forms. */
+export type SparseWeight =
+  | { format: "bitmap"; matrix: BitmapMatrix }
+  | { format: "block-sparse"; matrix: BlockSparseMatrix }
+  | { format: "nm"; matrix: NmMatrix }
+  | { format: "csr"; matrix: CsrMatrix };
+
+/** The stored forms. */
+export type SparseFormat = SparseWeight["format"];
+
+/** The stored forms, for flags and messages. */
+export const SPARSE_FORMATS: readonly SparseFormat[] = ["bitmap", "block-sparse", "nm", "csr"];
+
+/**
+ * Density (kept / all entries) below which `"auto"` stores block-sparse instead of a bitmap. On
+ * the benchmark machine the two kernels cross between 50 % sparsity (bitmap 740 ms, block-sparse
+ * 791 ms) and 55 % (785 ms and 701 ms).
+ */
+export const BLOCK_SPARSE_MAX_DENSITY = 0.48;
+
+/** Options of {@linkcode compressWeight}. */
+export interface CompressOptions {
+  /** The stored form (default `"auto"`: by density, see the module doc). */
+  format?: SparseFormat | "auto";
+  /** N:M pattern, required for `"nm"`. */
+  nm?: { n: number; m: number };
+  /** Rows per block for `"block-sparse"` (default 128). */
+  blockRows?: number;
+}
+
+/** Fraction of a dense matrix's entries that are not zero. */
+export function density(w: Matrix): number {
+  let nnz = 0;
+  for (let i = 0; i < w.data.length; i++) if (w.data[i] !== 0) nnz++;
+  return w.data.length ? nnz / w.data.length : 0;
+}
+
+/**
+ * The compressed form of a dense weight (exact zeros dropped).
+ *
+ * @example
+ * ```ts
+ * import { compressWeight, sparseMatmulT } from "./sparse_weight.ts";
+ * import { Matrix } from "../core/matrix.ts";
+ * const w = Matrix.from([[0, 2, 0, 0], [1, 0, 0, 3]]);
+ * const sw = compressWeight(w); // density 0.375 → block-sparse
+ * if (sw.format !== "block-sparse") throw new Error(sw.format);
+ * const y = sparseMatmulT(Matrix.from([[1, 2, 3, 4]]), sw, { backend: "ts" });
+ * if (y.data.join() !== "4,13") throw new Error("wrong product");
+ * ```
+ */
+export function compressWeight(w: Matrix, options: CompressOptions = {}): SparseWeight {
+  const format = options.format === undefined || options.format === "auto"
+    ? (density(w) < BLOCK_SPARSE_MAX_DENSITY ? "block-sparse" : "bitmap")
+    : options.format;
+  switch (format) {
+    case "bitmap":
+      return { format, matrix: bitmapFromDense(w) };
+    case "block-sparse":
+      return { format, matrix: blockSparseFromDense(w, options.blockRows) };
+    case "csr":
+      return { format, matrix: csrFromDense(w) };
+    case "nm":
+      if (!options.nm) throw new RangeError("The 'nm' format needs an N:M pattern (options.nm)");
+      return { format, matrix: nmFromDense(w, options.nm.n, options.nm.m) };
+    default:
+      throw new RangeError(
+        `Unknown sparse format '${format}': expected auto or one of ${SPARSE_FORMATS.join(", ")}`,
+      );
+  }
+}
+
+/** `Y = X·Wᵀ` for dense `X[m,k]` and a compressed `W[n,k]`, by the form's kernel. */
+export function sparseMatmulT(x: Matrix, w: SparseWeight, options: KernelOptions = {}): Matrix {
+  switch (w.format) {
+    case "bitmap":
+      return bitmapMatmulT(x, w.matrix, options);
+    case "block-sparse":
+      return blockSparseMatmulT(x, w.matrix, options);
+    case "nm":
+      return nmMatmulT(x, w.matrix, options);
+    case "csr":
+      return csrMatmulT(x, w.matrix, options);
+  }
+}
+
+/** Bytes of the form's arrays. */
+export function sparseWeightBytes(w: SparseWeight): number {
+  switch (w.format) {
+    case "bitmap":
+      return bitmapBytes(w.matrix);
+    case "block-sparse":
+      return blockSparseBytes(w.matrix);
+    case "nm":
+      return nmBytes(w.matrix);
+    case "csr":
+      return csrBytes(w.matrix);
+  }
+}
+
+/** The dense form. */
+export function sparseWeightToDense(w: SparseWeight): Matrix {
+  switch (w.format) {
+    case "bitmap":
+      return bitmapToDense(w.matrix);
+    case "block-sparse":
+      return blockSparseToDense(w.matrix);
+    case "nm":
+      return nmToDense(w.matrix);
+    case "csr":
+      return csrToDense(w.matrix);
+  }
+}
