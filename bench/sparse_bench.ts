@@ -1,5 +1,5 @@
 // SparseGPT on one 4096×4096 layer with 128 × 512 calibration tokens (`deno task bench`): the
-// Hessian accumulated batch by batch (H = 2/N·Σxxᵀ, f64), then the prune (OBS preparation +
+// Hessian accumulated batch by batch (H = 2/N·Σxxᵀ, in f64 and in f32), then the prune (OBS preparation +
 // column sweep) at 50 % unstructured, on the cpu backend. The authors' PyTorch code takes about
 // 32 s for this on PyTorch's CPU backend on these machines (issue 4), 0.69 s on an H200.
 import { Matrix } from "../lib/core/matrix.ts";
@@ -25,6 +25,20 @@ Deno.bench({
       acc.add(batch);
     }
     h = acc.result();
+  },
+});
+Deno.bench({
+  name: `Hessian in f32 (the authors' precision; ssyrk)`,
+  group: "sparsegpt 4096",
+  n: 1,
+  warmup: 0,
+  fn() {
+    const acc = new HessianAccumulator(n, { backend: "cpu", precision: "f32" });
+    for (let s = 0; s < seqs; s++) {
+      batch.data[s]! += 1e-3;
+      acc.add(batch);
+    }
+    acc.result();
   },
 });
 Deno.bench({

@@ -41,8 +41,11 @@ Options:
   --context N          (default 256)
   --restarts N         k-means restarts (default 4)
   --seed N             (default 0)
-  --save DIR           save the pruned or expanded model (one configuration only); expanded
-                       models load back with loadExpandedModel (lib/sparse/expansion_io.ts)
+  --hessian f64|f32    element type of the layer Hessians (default f64; f32 is what the
+                       authors' PyTorch code uses, twice as fast to accumulate on the cpu)
+  --save DIR           save the pruned or expanded model (one configuration only); experts are
+                       written as bitmap + values and load back compressed with
+                       loadExpandedModel (lib/sparse/expansion_io.ts)
   --backend B          ts | cpu | cuda
   --out DIR            (default out/sparse_expand)
   -h, --help           this text
@@ -65,6 +68,7 @@ await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (ar
       context: { type: "string", default: "256" },
       restarts: { type: "string", default: "4" },
       seed: { type: "string", default: "0" },
+      hessian: { type: "string", default: "f64" },
       save: { type: "string" },
       backend: { type: "string" },
       out: { type: "string", default: "out/sparse_expand" },
@@ -118,6 +122,10 @@ await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (ar
     context: intFlag("--context", values.context, 2),
     seed: intFlag("--seed", values.seed),
   });
+  const hessian = values.hessian;
+  if (hessian !== "f64" && hessian !== "f32") {
+    throw new RangeError(`--hessian ${hessian}: expected f64 or f32`);
+  }
   const golden = JSON.parse(
     await Deno.readTextFile(`${values.model}/golden.json`).catch(() => {
       throw new RangeError(`'${values.model}' has no golden.json validation batch to evaluate on`);
@@ -129,8 +137,10 @@ await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (ar
     return tok.byteLevel ? r.bitsPerByte : r.meanNats;
   };
   const metric = tok.byteLevel ? "bitsPerByte" : "natsPerToken";
+  // bytes of the MLP weights: as dense f32 matrices (one per expert), and in the bitmap + values
+  // form that --save writes for experts (d·4 + 1/8 bytes per entry at density d)
   const mlpBytes = (m: LlamaModel) => {
-    let stored = 0, nnz = 0;
+    let denseBytes = 0, bitmapBytes = 0;
     for (const b of m.blocks) {
       for (const name of ["gate_proj", "up_proj", "down_proj"] as const) {
         const l = b.linears[name];
@@ -140,12 +150,13 @@ await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (ar
           ? [l.weight]
           : [];
         for (const w of mats) {
-          stored += w.data.length * 4;
-          nnz += w.data.reduce((a, v) => a + (v !== 0 ? 1 : 0), 0);
+          denseBytes += w.data.length * 4;
+          bitmapBytes += w.data.reduce((a, v) => a + (v !== 0 ? 4 : 0), 0) +
+            Math.ceil(w.cols / 8) * w.rows;
         }
       }
     }
-    return { stored, csrBytes: nnz * 8 }; // f32 value + i32 column index per nonzero
+    return { denseBytes, bitmapBytes };
   };
   const rows: Record<string, string | number>[] = [];
   const denseMetric = measure(base), denseFlops = mlpFlopsPerToken(base).total;
@@ -169,10 +180,12 @@ await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (ar
             experts: e,
             ...pat,
             restarts: intFlag("--restarts", values.restarts, 1),
+            hessian,
             seed: intFlag("--seed", values.seed),
           });
         } else {
           await pruneModel(m, calib, {
+            hessian,
             method: method as PruneMethod,
             ...pat,
             names: ["gate_proj", "up_proj", "down_proj"],
@@ -240,12 +253,12 @@ await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (ar
     metric,
     "mlpFlopsPerToken",
     "routerFlops",
-    "stored",
-    "csrBytes",
+    "denseBytes",
+    "bitmapBytes",
   ];
   const md = [
     `# Sparse Expansion and one-shot baselines on \`${values.model}\``,
-    `MLP projections only; ${calib.length} calibration windows; held-out = golden.json validation batch; backend ${backend}. Experts are stored as dense f32 matrices (column "stored"); "csrBytes" is what CSR storage would take (value + column index per nonzero).`,
+    `MLP projections only; ${calib.length} calibration windows; held-out = golden.json validation batch; backend ${backend}. MLP weight bytes: "denseBytes" as dense f32 matrices (E copies for E experts), "bitmapBytes" as a bitmap + f32 values, the form in which --save writes experts (d·4 + 1/8 bytes per entry at density d; dense and pruned baselines are saved as plain dense checkpoints).`,
     markdownTable(rows, cols),
   ].join("\n\n");
   const files = await writeOutputs(values.out, {

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { ShapeError } from "../core/errors.ts";
 import type { Matrix } from "../core/matrix.ts";
 import type { KernelOptions } from "./_backend.ts";
 import {
@@ -101,6 +102,52 @@ export function compressWeight(w: Matrix, options: CompressOptions = {}): Sparse
         `Unknown sparse format '${format}': expected auto or one of ${SPARSE_FORMATS.join(", ")}`,
       );
   }
+}
+
+/**
+ * The block-sparse form of a bitmap matrix, without a dense copy (a loaded expert that is sparse
+ * enough for the block-sparse kernel).
+ *
+ * @example
+ * ```ts
+ * import { blockSparseFromBitmap } from "./sparse_weight.ts";
+ * import { bitmapFromDense } from "./spmm_bitmap.ts";
+ * import { blockSparseFromDense } from "./spmm.ts";
+ * import { Matrix } from "../core/matrix.ts";
+ * const w = Matrix.from([[0, 2, 0], [1, 0, 3], [0, 0, 4]]);
+ * const a = blockSparseFromBitmap(bitmapFromDense(w), 2), b = blockSparseFromDense(w, 2);
+ * if (a.val.join() !== b.val.join() || a.col.join() !== b.col.join()) throw new Error("differs");
+ * ```
+ */
+export function blockSparseFromBitmap(w: BitmapMatrix, blockRows = 128): BlockSparseMatrix {
+  if (w.cols > 65536) {
+    throw new ShapeError(
+      `Cannot store ${w.cols} columns with 16-bit indices: expected at most 65536`,
+    );
+  }
+  if (!Number.isInteger(blockRows) || blockRows < 1 || blockRows > 256) {
+    throw new RangeError(`Block rows ${blockRows}: expected an integer in 1…256`);
+  }
+  const nnz = w.rowPtr[w.rows]!, nblk = Math.ceil(w.rows / blockRows), rb = Math.ceil(w.cols / 8);
+  const blkPtr = new Int32Array(nblk + 1), col = new Uint16Array(nnz), row = new Uint8Array(nnz);
+  const val = new Float32Array(nnz), off = new Int32Array(blockRows);
+  let p = 0;
+  for (let b = 0; b < nblk; b++) {
+    const r0 = b * blockRows, r1 = Math.min(w.rows, r0 + blockRows);
+    for (let r = r0; r < r1; r++) off[r - r0] = w.rowPtr[r]!;
+    for (let c = 0; c < w.cols; c++) {
+      const byte = c >> 3, bit = c & 7;
+      for (let r = r0; r < r1; r++) {
+        if ((w.bits[r * rb + byte]! >> bit) & 1) {
+          col[p] = c;
+          row[p] = r - r0;
+          val[p++] = w.val[off[r - r0]!++]!;
+        }
+      }
+    }
+    blkPtr[b + 1] = p;
+  }
+  return { rows: w.rows, cols: w.cols, blockRows, blkPtr, col, row, val };
 }
 
 /** `Y = X·Wᵀ` for dense `X[m,k]` and a compressed `W[n,k]`, by the form's kernel. */

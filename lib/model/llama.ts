@@ -8,7 +8,7 @@
  */
 import { FormatError, ShapeError } from "../core/errors.ts";
 import { Matrix } from "../core/matrix.ts";
-import { openCheckpoint } from "../io/safetensors.ts";
+import { openCheckpoint, type Tensor } from "../io/safetensors.ts";
 import { type Backend, causalAttention, selectBackend, swiglu } from "../kernels/mod.ts";
 import { type LlamaConfig, parseLlamaConfig } from "./config.ts";
 import { DenseLinear, type Linear } from "./linear.ts";
@@ -135,6 +135,8 @@ export interface LinearLoadContext {
   tensorNames: ReadonlySet<string>;
   /** Reads a float tensor of the checkpoint as f32. */
   readFloat32(tensor: string): Promise<{ shape: number[]; data: Float32Array }>;
+  /** Reads a tensor of the checkpoint in its stored dtype. */
+  read(tensor: string): Promise<Tensor>;
   /** The backend the model runs on. */
   backend: Backend;
 }
@@ -245,6 +247,7 @@ export class LlamaModel {
           shape: [rows, cols],
           tensorNames: names,
           readFloat32: (t) => ck.readFloat32(t),
+          read: (t) => ck.read(t),
           backend,
         });
         if (custom) {

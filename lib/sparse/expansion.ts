@@ -77,6 +77,8 @@ export interface ExpansionOptions {
   restarts?: number;
   /** Seed (default 0). */
   seed?: number;
+  /** Element type of the layer Hessians (default "f64"; "f32" as the authors' PyTorch code). */
+  hessian?: "f64" | "f32";
   /** Progress bar (default: when output is a terminal). */
   progress?: boolean;
 }
@@ -168,7 +170,7 @@ function expand(
   const d = x.cols;
   const experts: Matrix[] = [];
   for (let c = 0; c < router.k; c++) {
-    const acc = new HessianAccumulator(d, { backend });
+    const acc = new HessianAccumulator(d, { backend, precision: o.hessian ?? "f64" });
     const rows: number[] = [];
     labels.forEach((l, t) => l === c && rows.push(t));
     if (rows.length === 0) {

@@ -1,28 +1,81 @@
 /**
  * Saving and loading Sparse Expansion models as HF-style checkpoints: the dense tensors as
- * usual, and for each expanded projection its experts
- * (`model.layers.L.mlp.gate_proj.experts.C.weight`) and its router
+ * usual, and for each expanded projection its experts and its router
  * (`model.layers.L.mlp.router_gate_up.{mean,components,centroids}`, shared by gate and up;
  * `router_down` for down_proj).
+ *
+ * Experts are saved compressed as a bitmap (`….mlp.gate_proj.experts.C.bitmap`, U8 [out,
+ * ceil(in / 8)], bit c % 8 of byte c / 8 set where column c is kept) and the kept values
+ * (`….experts.C.values`, F32 [kept], row by row): d·4 + 1/8 bytes per entry at density d,
+ * the smallest of the forms measured (bench/sparse_formats_bench.ts). `experts: "dense"` saves
+ * `….experts.C.weight` instead. On load each expert takes the form its density computes fastest
+ * in (see `lib/kernels/sparse_weight.ts`), so E experts at sparsity s cost about E·(1 − s) of a
+ * dense layer plus the index, not E dense copies.
  *
  * @module
  */
 import { FormatError } from "../core/errors.ts";
 import { Matrix } from "../core/matrix.ts";
 import { SafetensorsFile, type Tensor, writeSafetensors } from "../io/safetensors.ts";
+import { bitmapFromDense, bitmapFromParts } from "../kernels/spmm_bitmap.ts";
+import {
+  BLOCK_SPARSE_MAX_DENSITY,
+  blockSparseFromBitmap,
+  compressWeight,
+  type SparseWeight,
+  sparseWeightToDense,
+} from "../kernels/sparse_weight.ts";
 import { DenseLinear } from "../model/linear.ts";
-import { type LinearName, linearTensorName, LlamaModel, type LoadOptions } from "../model/llama.ts";
+import {
+  type LinearLoadContext,
+  type LinearName,
+  linearTensorName,
+  LlamaModel,
+  type LoadOptions,
+} from "../model/llama.ts";
 import { ExpertLinear } from "./expansion.ts";
 import type { Router } from "./router.ts";
+import { SparseExpertLinear } from "./sparse_expert.ts";
 
 const routerName = (layer: number, name: LinearName) =>
   `model.layers.${layer}.mlp.${name === "down_proj" ? "router_down" : "router_gate_up"}`;
 
+/** Options of {@linkcode saveModel}. */
+export interface SaveOptions {
+  /** How experts are stored: `"bitmap"` (default) or `"dense"` f32 matrices. */
+  experts?: "bitmap" | "dense";
+}
+
+/** The tensors of one expert weight in the chosen stored form. */
+function expertTensors(
+  prefix: string,
+  w: Matrix,
+  form: "bitmap" | "dense",
+): Record<string, Tensor> {
+  if (form === "dense") {
+    return { [`${prefix}.weight`]: { dtype: "F32", shape: [w.rows, w.cols], data: w.data } };
+  }
+  const b = bitmapFromDense(w);
+  return {
+    [`${prefix}.bitmap`]: { dtype: "U8", shape: [w.rows, Math.ceil(w.cols / 8)], data: b.bits },
+    [`${prefix}.values`]: { dtype: "F32", shape: [b.val.length], data: b.val },
+  };
+}
+
 /**
  * Writes `model` (loaded from `srcDir`, then pruned or expanded in place) to `outDir` as
- * config.json + model.safetensors (f32).
+ * config.json + model.safetensors (f32; experts compressed unless `experts: "dense"`).
  */
-export async function saveModel(model: LlamaModel, srcDir: string, outDir: string): Promise<void> {
+export async function saveModel(
+  model: LlamaModel,
+  srcDir: string,
+  outDir: string,
+  options: SaveOptions = {},
+): Promise<void> {
+  const form = options.experts ?? "bitmap";
+  if (form !== "bitmap" && form !== "dense") {
+    throw new RangeError(`Unknown expert storage '${form}': expected bitmap or dense`);
+  }
   const tensors: Record<string, Tensor> = {};
   {
     using f = await SafetensorsFile.open(`${srcDir}/model.safetensors`);
@@ -45,14 +98,16 @@ export async function saveModel(model: LlamaModel, srcDir: string, outDir: strin
           shape: [lin.weight.rows, lin.weight.cols],
           data: lin.weight.data,
         };
-      } else if (lin instanceof ExpertLinear) {
+      } else if (lin instanceof ExpertLinear || lin instanceof SparseExpertLinear) {
         delete tensors[base];
-        lin.experts.forEach((e, c) => {
-          tensors[base.replace(/\.weight$/, `.experts.${c}.weight`)] = {
-            dtype: "F32",
-            shape: [e.rows, e.cols],
-            data: e.data,
-          };
+        const dense = lin instanceof ExpertLinear
+          ? lin.experts
+          : lin.experts.map((e: SparseWeight) => sparseWeightToDense(e));
+        dense.forEach((e, c) => {
+          Object.assign(
+            tensors,
+            expertTensors(base.replace(/\.weight$/, `.experts.${c}`), e, form),
+          );
         });
         const r = lin.router, rn = routerName(l, n);
         tensors[`${rn}.mean`] = f64(r.mean, [r.dim]);
@@ -73,9 +128,59 @@ export async function saveModel(model: LlamaModel, srcDir: string, outDir: strin
   await Deno.copyFile(`${srcDir}/config.json`, `${outDir}/config.json`);
 }
 
+/** One expert as saved (bitmap + values, or a dense weight), in the form it computes fastest in. */
+async function loadExpert(
+  ctx: LinearLoadContext,
+  prefix: string,
+  dir: string,
+): Promise<SparseWeight> {
+  const [rows, cols] = ctx.shape;
+  if (ctx.tensorNames.has(`${prefix}.bitmap`)) {
+    const bits = await ctx.read(`${prefix}.bitmap`);
+    if (!ctx.tensorNames.has(`${prefix}.values`)) {
+      throw new FormatError(
+        `Checkpoint '${dir}' has '${prefix}.bitmap' but lacks '${prefix}.values'`,
+      );
+    }
+    const val = await ctx.read(`${prefix}.values`);
+    const rb = Math.ceil(cols / 8);
+    if (bits.dtype !== "U8" || bits.shape.join() !== `${rows},${rb}`) {
+      throw new FormatError(
+        `Tensor '${prefix}.bitmap' in '${dir}' is ${bits.dtype}[${bits.shape}], expected U8[${rows},${rb}]`,
+      );
+    }
+    if (val.dtype !== "F32" || val.shape.length !== 1) {
+      throw new FormatError(
+        `Tensor '${prefix}.values' in '${dir}' is ${val.dtype}[${val.shape}], expected a 1-D F32 tensor`,
+      );
+    }
+    const b = bitmapFromParts(
+      rows,
+      cols,
+      bits.data as Uint8Array,
+      val.data as Float32Array,
+      `Expert '${prefix}' in '${dir}'`,
+    );
+    return b.val.length < BLOCK_SPARSE_MAX_DENSITY * rows * cols
+      ? { format: "block-sparse", matrix: blockSparseFromBitmap(b) }
+      : { format: "bitmap", matrix: b };
+  }
+  const t = `${prefix}.weight`;
+  if (!ctx.tensorNames.has(t)) {
+    throw new FormatError(`Checkpoint '${dir}' lacks '${prefix}.bitmap' (or '${t}')`);
+  }
+  const e = await ctx.readFloat32(t);
+  if (e.shape[0] !== rows || e.shape[1] !== cols) {
+    throw new FormatError(
+      `Tensor '${t}' in '${dir}' has shape [${e.shape}], expected [${rows},${cols}]`,
+    );
+  }
+  return compressWeight(new Matrix(rows, cols, e.data));
+}
+
 /**
- * Loads a checkpoint that may contain expanded projections (see {@linkcode saveModel});
- * projections with a dense weight load as usual.
+ * Loads a checkpoint that may contain expanded projections (see {@linkcode saveModel}) as
+ * {@linkcode SparseExpertLinear} layers; projections with a dense weight load as usual.
  */
 export async function loadExpandedModel(
   dir: string,
@@ -86,9 +191,9 @@ export async function loadExpandedModel(
     ...options,
     async linearLoader(ctx) {
       const base = linearTensorName(ctx.layer, ctx.name).replace(/\.weight$/, "");
-      if (
-        ctx.tensorNames.has(`${base}.weight`) || !ctx.tensorNames.has(`${base}.experts.0.weight`)
-      ) return undefined;
+      const hasExpert0 = ctx.tensorNames.has(`${base}.experts.0.bitmap`) ||
+        ctx.tensorNames.has(`${base}.experts.0.weight`);
+      if (ctx.tensorNames.has(`${base}.weight`) || !hasExpert0) return undefined;
       const rn = routerName(ctx.layer, ctx.name);
       let router = routers.get(rn);
       if (!router) {
@@ -115,24 +220,17 @@ export async function loadExpandedModel(
         };
         routers.set(rn, router);
       }
-      const [rows, cols] = ctx.shape;
-      const experts: Matrix[] = [];
+      const experts: SparseWeight[] = [];
       for (let c = 0; c < router.k; c++) {
-        const t = `${base}.experts.${c}.weight`;
-        if (!ctx.tensorNames.has(t)) {
+        const prefix = `${base}.experts.${c}`;
+        if (!ctx.tensorNames.has(`${prefix}.bitmap`) && !ctx.tensorNames.has(`${prefix}.weight`)) {
           throw new FormatError(
-            `Checkpoint '${dir}' lacks '${t}' (router has ${router.k} clusters)`,
+            `Checkpoint '${dir}' lacks expert ${c} of ${base} (router has ${router.k} clusters)`,
           );
         }
-        const e = await ctx.readFloat32(t);
-        if (e.shape[0] !== rows || e.shape[1] !== cols) {
-          throw new FormatError(
-            `Tensor '${t}' in '${dir}' has shape [${e.shape}], expected [${rows},${cols}]`,
-          );
-        }
-        experts.push(new Matrix(rows, cols, e.data));
+        experts.push(await loadExpert(ctx, prefix, dir));
       }
-      return new ExpertLinear(router, experts, ctx.backend === "ts" ? "ts" : "cpu");
+      return new SparseExpertLinear(router, experts, ctx.backend === "ts" ? "ts" : "cpu");
     },
   });
 }

@@ -28,6 +28,8 @@ export interface PruneModelOptions {
   names?: readonly LinearName[];
   /** Rows to keep dense (1 = prunable) for a projection of a block; default all prunable. */
   prunableRows?: (layer: number, name: LinearName) => Uint8Array | undefined;
+  /** Element type of the layer Hessians (default "f64"; "f32" as the authors' PyTorch code). */
+  hessian?: "f64" | "f32";
   /** Progress bar (default: when output is a terminal). */
   progress?: boolean;
 }
@@ -73,7 +75,12 @@ export async function pruneModel(
     add(_layer, name, x) {
       if (options.method === "magnitude") return;
       let a = acc.get(name);
-      if (!a) acc.set(name, a = new HessianAccumulator(x.cols, { backend }));
+      if (!a) {
+        acc.set(
+          name,
+          a = new HessianAccumulator(x.cols, { backend, precision: options.hessian ?? "f64" }),
+        );
+      }
       a.add(x);
     },
     finishBlock(layer, block) {

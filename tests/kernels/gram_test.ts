@@ -1,4 +1,4 @@
-import { assertClose, assertThrows } from "@std/assert";
+import { assert, assertClose, assertThrows } from "@std/assert";
 import { gramAccumulate, gramRef, HessianAccumulator } from "../../lib/kernels/gram.ts";
 import { matmulRef } from "../../lib/kernels/matmul.ts";
 import { Matrix, type MatrixData } from "../../lib/core/matrix.ts";
@@ -69,6 +69,29 @@ Deno.test("HessianAccumulator gives 2/N·XᵀX whatever the batching", () => {
   const want = Matrix.zeros64(9, 9);
   gramRef(want, x, 2 / 60, 0);
   assertClose(acc.result().data, want.data, { rtol: 1e-12 });
+});
+
+Deno.test("HessianAccumulator in f32 (the authors' precision) agrees with f64 to f32 rounding", () => {
+  const seed = freshSeed(), rng = new Rng(seed);
+  for (const backend of ["ts", "cpu"] as const) {
+    const x = randn(rng, 300, 37);
+    const a32 = new HessianAccumulator(37, { backend, precision: "f32" });
+    const a64 = new HessianAccumulator(37, { backend });
+    for (let r = 0; r < 300; r += 128) {
+      const rows = Math.min(128, 300 - r),
+        b = new Matrix(rows, 37, x.data.slice(r * 37, (r + rows) * 37));
+      a32.add(b);
+      a64.add(b);
+    }
+    const h32 = a32.result();
+    assert(h32.data instanceof Float64Array, "result() widens to f64");
+    assertClose(h32.data, a64.result().data, { rtol: 1e-5, atol: 1e-5 });
+  }
+  assertThrows(
+    () => new HessianAccumulator(3, { precision: "f16" as "f32" }),
+    RangeError,
+    "Unknown Hessian precision 'f16'",
+  );
 });
 
 Deno.test("gramAccumulate rejects an H of the wrong size", () => {

@@ -92,8 +92,11 @@ Deno.test("sparseExpand on the bundled model: every expert pruned, routers share
   assert(logits.data.every(Number.isFinite));
 });
 
-Deno.test("an expanded model saves and loads back with identical logits; a broken expert checkpoint fails clearly", async () => {
+Deno.test("an expanded model saves compressed and loads back with the same logits; broken expert checkpoints fail clearly", async () => {
   const { saveModel, loadExpandedModel } = await import("../../lib/sparse/expansion_io.ts");
+  const { SparseExpertLinear } = await import("../../lib/sparse/sparse_expert.ts");
+  const { SafetensorsFile, writeSafetensors } = await import("../../lib/io/safetensors.ts");
+  const { FormatError } = await import("../../lib/core/errors.ts");
   const m = await LlamaModel.load(MODEL_DIR, { backend: "cpu" });
   await sparseExpand(m, golden.val_batch.sequences.slice(0, 2), {
     experts: 2,
@@ -101,24 +104,73 @@ Deno.test("an expanded model saves and loads back with identical logits; a broke
     restarts: 1,
     progress: false,
   });
-  const dir = await Deno.makeTempDir();
-  await saveModel(m, MODEL_DIR, dir);
-  const back = await loadExpandedModel(dir, { backend: "cpu" });
-  const b0 = back.blocks[0]!;
-  assert(
-    b0.linears.gate_proj instanceof ExpertLinear &&
-      b0.linears.gate_proj.router === (b0.linears.up_proj as ExpertLinear).router,
-  );
   const ids = golden.prompts[1]!.input_ids;
-  assertEquals(back.forward(ids).data, m.forward(ids).data);
-  // a plain LlamaModel.load names the missing dense weight
-  const { FormatError } = await import("../../lib/core/errors.ts");
-  let msg = "";
-  try {
-    await LlamaModel.load(dir, { backend: "cpu" });
-  } catch (e) {
-    if (e instanceof FormatError) msg = e.message;
+  const want = m.forward(ids).data;
+  const root = await Deno.makeTempDir();
+  const sizes: Record<string, number> = {};
+  for (const form of ["bitmap", "dense"] as const) {
+    const dir = `${root}/${form}`;
+    await saveModel(m, MODEL_DIR, dir, { experts: form });
+    sizes[form] = (await Deno.stat(`${dir}/model.safetensors`)).size;
+    const back = await loadExpandedModel(dir, { backend: "cpu" });
+    const b0 = back.blocks[0]!;
+    const g = b0.linears.gate_proj, u = b0.linears.up_proj;
+    assert(g instanceof SparseExpertLinear && u instanceof SparseExpertLinear, form);
+    assert(g.router === u.router, "gate and up share one router");
+    // 50 % kept: the bitmap form computes fastest at this density
+    assert(g.experts.every((e) => e.format === "bitmap"), g.experts.map((e) => e.format).join());
+    assertClose(back.forward(ids).data, want, { rtol: 1e-4, atol: 1e-4 });
   }
-  assert(msg.includes("lacks tensor 'model.layers.0.mlp.gate_proj.weight'"), msg);
-  await Deno.remove(dir, { recursive: true });
+  // E = 2 experts at 50 %: the MLP experts take about 2 × 0.53 of one dense MLP in the bitmap file
+  const mlp = m.config.numLayers * 3 * m.config.hiddenSize * m.config.intermediateSize * 4;
+  const saved = sizes.dense! - sizes.bitmap!;
+  assertClose([saved / mlp], [2 * (1 - 0.5 * 4 / 4 - 1 / 32)], { rtol: 0.02 });
+
+  // a plain LlamaModel.load names the missing dense weight
+  const dir = `${root}/bitmap`;
+  const fails = async (f: () => Promise<unknown>, text: string) => {
+    let msg = "";
+    try {
+      await f();
+    } catch (e) {
+      if (e instanceof FormatError) msg = e.message;
+    }
+    assert(msg.includes(text), `expected '${text}', got '${msg}'`);
+  };
+  await fails(
+    () => LlamaModel.load(dir, { backend: "cpu" }),
+    "lacks tensor 'model.layers.0.mlp.gate_proj.weight'",
+  );
+  // a values tensor one short, and a bitmap of the wrong width
+  const tensors: Record<string, import("../../lib/io/safetensors.ts").Tensor> = {};
+  {
+    using f = await SafetensorsFile.open(`${dir}/model.safetensors`);
+    for (const name of f.names()) tensors[name] = await f.read(name);
+  }
+  const key = "model.layers.0.mlp.up_proj.experts.1";
+  const vals = tensors[`${key}.values`]!;
+  const broken = {
+    ...tensors,
+    [`${key}.values`]: {
+      ...vals,
+      shape: [vals.shape[0]! - 1],
+      data: (vals.data as Float32Array).subarray(1),
+    },
+  };
+  await writeSafetensors(`${dir}/model.safetensors`, broken);
+  await fails(
+    () => loadExpandedModel(dir),
+    `Expert '${key}' in '${dir}': ${vals.shape[0]! - 1} values for ${vals.shape[0]} set bits`,
+  );
+  const bits = tensors[`${key}.bitmap`]!;
+  const narrow = {
+    ...tensors,
+    [`${key}.bitmap`]: { ...bits, shape: [bits.shape[0]! * 2, bits.shape[1]! / 2] },
+  };
+  await writeSafetensors(`${dir}/model.safetensors`, narrow);
+  await fails(() => loadExpandedModel(dir), `Tensor '${key}.bitmap' in '${dir}' is U8[`);
+  const { [`${key}.values`]: _, ...noValues } = tensors;
+  await writeSafetensors(`${dir}/model.safetensors`, noValues);
+  await fails(() => loadExpandedModel(dir), `has '${key}.bitmap' but lacks '${key}.values'`);
+  await Deno.remove(root, { recursive: true });
 });
