@@ -87,10 +87,23 @@ static int32_t check_gram(const char* fn, double x_len, int32_t rows, int32_t n,
   return LK_OK;
 }
 
-/* Copies the lower triangle of a row-major n×n matrix onto its upper triangle. */
-#define MIRROR_LOWER(T, h, n)                                                        \
-  for (int i_ = 0; i_ < (n); i_++)                                                   \
-    for (int j_ = i_ + 1; j_ < (n); j_++) (h)[(ptrdiff_t)i_ * (n) + j_] = (h)[(ptrdiff_t)j_ * (n) + i_];
+/* Copies the lower triangle of a row-major n×n matrix onto its upper triangle, in 64×64 tiles
+ * so that the column reads stay in cache (an element-wise loop took about 80 ms per call at
+ * n = 4096: most of a 128-batch Hessian's time). */
+#define MIRROR_LOWER(T, h, n)                                                                  \
+  do {                                                                                         \
+    const int n_ = (n);                                                                        \
+    _Pragma("omp parallel for schedule(dynamic, 1) if (n_ > 256)")                             \
+    for (int i0_ = 0; i0_ < n_; i0_ += 64) {                                                   \
+      const int i1_ = i0_ + 64 < n_ ? i0_ + 64 : n_;                                           \
+      for (int j0_ = i0_; j0_ < n_; j0_ += 64) {                                               \
+        const int j1_ = j0_ + 64 < n_ ? j0_ + 64 : n_;                                         \
+        for (int i_ = i0_; i_ < i1_; i_++)                                                     \
+          for (int j_ = j0_ > i_ + 1 ? j0_ : i_ + 1; j_ < j1_; j_++)                           \
+            (h)[(ptrdiff_t)i_ * n_ + j_] = (h)[(ptrdiff_t)j_ * n_ + i_];                       \
+      }                                                                                        \
+    }                                                                                          \
+  } while (0)
 
 int32_t lk_cpu_gram_f32(const float* x, double x_len, int32_t rows, int32_t n, float* h,
                         double h_len, double alpha, double beta) {

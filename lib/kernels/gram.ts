@@ -105,6 +105,11 @@ export interface HessianOptions extends KernelOptions {
    * tokens) or `"f32"`, as the authors' PyTorch code does (twice as fast on the cpu: ssyrk).
    */
   precision?: "f64" | "f32";
+  /**
+   * cpu: batches are gathered into blocks of up to this many entries (rows × n) before each
+   * Gram call (default 2^24, 64 MB), so that small batches do not each pay the call's fixed work.
+   */
+  gatherEntries?: number;
 }
 
 /**
@@ -130,6 +135,11 @@ export class HessianAccumulator {
   readonly #h: Matrix<Float32Array> | Matrix<Float64Array>;
   readonly #backend: Backend;
   #dev: DeviceBuffer | undefined;
+  // cpu: rows are gathered into blocks of about 2^24 entries before each Gram call, so that
+  // small batches do not pay the per-call work (syrk start-up, mirroring H) every time
+  readonly #pending: Float32Array | undefined;
+  #pendingRows = 0;
+  #pendingSince = 0;
 
   /**
    * Creates an empty accumulator.
@@ -144,21 +154,49 @@ export class HessianAccumulator {
     this.#h = precision === "f64" ? Matrix.zeros64(n, n) : Matrix.zeros(n, n);
     this.#backend = resolve(options);
     if (this.#backend === "cuda") this.#dev = DeviceBuffer.from(this.#h.data);
+    else if (this.#backend === "cpu" && n > 0) {
+      this.#pending = new Float32Array(
+        Math.max(1, Math.floor((options.gatherEntries ?? 2 ** 24) / n)) * n,
+      );
+    }
   }
 
   /** Adds a batch of rows (tokens × features). */
   add(x: Matrix): void {
     checkShapes(this.#h, x);
     if (x.rows === 0) return;
-    const total = this.samples + x.rows;
-    const beta = this.samples / total, alpha = 2 / total;
+    const buf = this.#pending, n = x.cols;
+    if (buf && x.data instanceof Float32Array && x.rows * n <= buf.length) {
+      if ((this.#pendingRows + x.rows) * n > buf.length) this.#flush();
+      if (this.#pendingRows === 0) this.#pendingSince = this.samples;
+      buf.set(x.data, this.#pendingRows * n);
+      this.#pendingRows += x.rows;
+      this.samples += x.rows;
+      return;
+    }
+    this.#flush();
+    this.#gram(x, this.samples);
+    this.samples += x.rows;
+  }
+
+  /** H ← H·N/(N+b) + 2/(N+b)·XᵀX for the b rows of x, N = rows before them. */
+  #gram(x: Matrix, before: number): void {
+    const total = before + x.rows, beta = before / total, alpha = 2 / total;
     if (this.#dev) cudaGram(this.#dev, x, alpha, beta);
     else gramAccumulate(this.#h as Matrix<MatrixData>, x, { alpha, beta, backend: this.#backend });
-    this.samples = total;
+  }
+
+  #flush(): void {
+    if (!this.#pendingRows) return;
+    const n = this.#h.cols;
+    const x = new Matrix(this.#pendingRows, n, this.#pending!.subarray(0, this.#pendingRows * n));
+    this.#gram(x, this.#pendingSince);
+    this.#pendingRows = 0;
   }
 
   /** H as an f64 matrix (copied back from the device on cuda; widened when kept in f32). */
   result(): Matrix<Float64Array> {
+    this.#flush();
     if (this.#dev) this.#dev.download(this.#h.data);
     const h = this.#h;
     return h.data instanceof Float64Array

@@ -1,4 +1,4 @@
-import { assert, assertClose, assertThrows } from "@std/assert";
+import { assert, assertClose, assertEquals, assertThrows } from "@std/assert";
 import { gramAccumulate, gramRef, HessianAccumulator } from "../../lib/kernels/gram.ts";
 import { matmulRef } from "../../lib/kernels/matmul.ts";
 import { Matrix, type MatrixData } from "../../lib/core/matrix.ts";
@@ -62,13 +62,26 @@ Deno.test("HessianAccumulator gives 2/N·XᵀX whatever the batching", () => {
   const rng = new Rng(freshSeed());
   const x = randn(rng, 60, 9);
   const acc = new HessianAccumulator(9, { backend: "cpu" });
+  const gathered = new HessianAccumulator(9, { backend: "cpu", gatherEntries: 9 * 40 });
+  const direct = new HessianAccumulator(9, { backend: "cpu", gatherEntries: 0 });
   for (let r = 0; r < 60; r += 25) {
     const rows = Math.min(25, 60 - r);
-    acc.add(new Matrix(rows, 9, x.data.slice(r * 9, (r + rows) * 9)));
+    const b = new Matrix(rows, 9, x.data.slice(r * 9, (r + rows) * 9));
+    acc.add(b); // all 60 rows gathered into one Gram call
+    gathered.add(b); // blocks of at most 40 rows: calls for rows 0–24, 25–59
+    direct.add(b); // one call per batch
   }
   const want = Matrix.zeros64(9, 9);
   gramRef(want, x, 2 / 60, 0);
-  assertClose(acc.result().data, want.data, { rtol: 1e-12 });
+  for (const a of [acc, gathered, direct]) {
+    assertEquals(a.samples, 60);
+    assertClose(a.result().data, want.data, { rtol: 1e-12 });
+  }
+  // adding after result() goes on from the same H
+  const more = randn(rng, 7, 9), all = Matrix.zeros64(9, 9);
+  acc.add(more);
+  gramRef(all, new Matrix(67, 9, Float32Array.from([...x.data, ...more.data])), 2 / 67, 0);
+  assertClose(acc.result().data, all.data, { rtol: 1e-12 });
 });
 
 Deno.test("HessianAccumulator in f32 (the authors' precision) agrees with f64 to f32 rounding", () => {
