@@ -13,9 +13,9 @@ import { progress } from "../lib/core/progress.ts";
 import { runScript } from "../lib/core/script.ts";
 import { writeOutputs } from "../lib/io/output.ts";
 import { selectBackend } from "../ffi/mod.ts";
-import { LlamaModel } from "../lib/model/llama.ts";
 import { evaluateLoss, tokenStream, windows } from "../lib/model/perplexity.ts";
 import { loadTokenizer } from "../lib/model/tokenizer.ts";
+import { loadExpandedModel } from "../lib/sparse/expansion_io.ts";
 
 const USAGE = `
 perplexity.ts — mean next-token loss, perplexity and (byte models) bits per byte.
@@ -29,7 +29,8 @@ Input (one of; default: the validation batch in the model folder's golden.json):
   Files outside data/ need --allow-read=FILE added to the deno run command.
 
 Options:
-  --model DIR          HF checkpoint folder (default data/models/tinyllama-bytes)
+  --model DIR          HF checkpoint folder (default data/models/tinyllama-bytes); Sparse
+                       Expansion checkpoints written by sparse_expand.ts --save load too
   --field NAME         JSONL field (default text)
   --context N          tokens per window (default 256)
   --stride N           start a window every N tokens (default: --context, no overlap)
@@ -68,7 +69,7 @@ await runScript({ name: "perplexity.ts", usage: USAGE, needs: [] }, async (args)
   const backend = selectBackend(values.backend);
   const context = intFlag("--context", values.context, 1);
   const stride = values.stride === undefined ? context : intFlag("--stride", values.stride, 1);
-  const model = await LlamaModel.load(values.model, { backend });
+  const model = await loadExpandedModel(values.model, { backend }); // dense, pruned or expanded
   const tok = await loadTokenizer(values.model, model.config);
   let seqs: number[][], source: string;
   if (input) {

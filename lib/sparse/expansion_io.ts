@@ -64,7 +64,8 @@ function expertTensors(
 
 /**
  * Writes `model` (loaded from `srcDir`, then pruned or expanded in place) to `outDir` as
- * config.json + model.safetensors (f32; experts compressed unless `experts: "dense"`).
+ * config.json + model.safetensors (f32; experts compressed unless `experts: "dense"`), with the
+ * source's tokenizer files.
  */
 export async function saveModel(
   model: LlamaModel,
@@ -125,8 +126,22 @@ export async function saveModel(
     format: "pt",
     lmkit: "sparse-expansion",
   });
+  for (const f of TOKENIZER_FILES) {
+    await Deno.copyFile(`${srcDir}/${f}`, `${outDir}/${f}`).catch((e) => {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    });
+  }
   await Deno.copyFile(`${srcDir}/config.json`, `${outDir}/config.json`);
 }
+
+/** Files of an HF model folder that a saved model keeps, where the source has them. */
+const TOKENIZER_FILES = [
+  "tokenizer.json",
+  "tokenizer.model",
+  "tokenizer_config.json",
+  "special_tokens_map.json",
+  "generation_config.json",
+];
 
 /** One expert as saved (bitmap + values, or a dense weight), in the form it computes fastest in. */
 async function loadExpert(
