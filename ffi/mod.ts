@@ -218,6 +218,10 @@ const cudaSymbols = {
     parameters: ["i32", "i32", "i32", "i32", "i32", "i32", "i32"],
     result: "i32",
   },
+  lk_cuda_sparsegpt_f64: {
+    parameters: ["i32", "i32", "i32", "i32", "f64", "i32", "i32", "i32", "i32", "i32"],
+    result: "i32",
+  },
   lk_cuda_sync: { parameters: ["buffer", "f64"], result: "i32" },
 } as const;
 

@@ -46,6 +46,49 @@ for n in ([1024] if quick else [1024, 4096]):
         Hinv = torch.cholesky_inverse(L)
         return torch.linalg.cholesky(Hinv, upper=True)
     res[f"obs prepare f64|H {n}×{n}"] = bench(sparsegpt_prep, reps=5)
+
+
+def sparsegpt_layer(w, batches, sparsity, bs=128, percdamp=0.01):
+    """SparseGPT on one layer as the paper and IST-DASLab/sparsegpt run it, in f32 on the GPU:
+    H accumulated batch by batch, damping, the upper Cholesky factor of H⁻¹, 128-column blocks
+    with a per-block mask and error compensation, lazy updates of the later columns."""
+    n = w.shape[1]
+    H = torch.zeros(n, n, device=dev)
+    seen = 0
+    for x in batches:
+        H *= seen / (seen + x.shape[0])
+        seen += x.shape[0]
+        y = (2 / seen) ** 0.5 * x
+        H += y.T @ y
+    W = w.clone()
+    dead = torch.diag(H) == 0
+    H[dead, dead] = 1
+    W[:, dead] = 0
+    H[torch.arange(n), torch.arange(n)] += percdamp * torch.mean(torch.diag(H))
+    U = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
+    for i1 in range(0, n, bs):
+        i2 = min(i1 + bs, n)
+        W1, U1 = W[:, i1:i2].clone(), U[i1:i2, i1:i2]
+        Err1 = torch.zeros_like(W1)
+        score = W1 ** 2 / torch.diag(U1).reshape(1, -1) ** 2
+        mask1 = score <= torch.sort(score.flatten())[0][int(score.numel() * sparsity)]
+        for i in range(i2 - i1):
+            q = W1[:, i].clone()
+            q[mask1[:, i]] = 0
+            e = (W1[:, i] - q) / U1[i, i]
+            W1[:, i:] -= e.unsqueeze(1) @ U1[i, i:].unsqueeze(0)
+            W1[:, i] = q
+            Err1[:, i] = e
+        W[:, i1:i2] = W1
+        W[:, i2:] -= Err1 @ U[i1:i2, i2:]
+    return W
+
+
+for n, seqs, toks in ([(1024, 16, 512)] if quick else [(4096, 128, 512)]):
+    w0 = torch.randn(n, n, device=dev) * 0.02
+    xb = [torch.randn(toks, n, device=dev) for _ in range(seqs)]
+    res[f"sparsegpt layer 50% (Hessian + prune)|{n}×{n}, {seqs}×{toks} tokens"] = bench(
+        lambda: sparsegpt_layer(w0, xb, 0.5), reps=3)
 for r, c, frac in [(N, N, 0.1), (1, (1 << 20) if quick else (1 << 24), 0.01)]:
     t = torch.randn(r, c, device=dev); k = max(1, round(c * frac))
     res[f"top-k |x| (index mismatches as error)|{r}×{c}, k={k}"] = bench(lambda: torch.topk(t.abs(), k, dim=1))

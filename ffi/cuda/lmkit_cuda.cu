@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
+#include <cub/device/device_radix_sort.cuh>
 
 #include <chrono>
 #include <cmath>
@@ -63,6 +64,8 @@ struct Blas {
                float*, int);
   int (*dsyrk)(cublasHandle_t, int, int, int, int, const double*, const double*, int,
                const double*, double*, int);
+  int (*dgemm)(cublasHandle_t, int, int, int, int, int, const double*, const double*, int,
+               const double*, int, const double*, double*, int);
   int (*dtrsm)(cublasHandle_t, int, int, int, int, int, int, const double*, const double*, int,
                double*, int);
   int (*sol_create)(cusolverDnHandle_t*);
@@ -97,7 +100,8 @@ static void load_blas() {
     *(void**)&B.ssyrk = dlsym(h, "cublasSsyrk_v2");
     *(void**)&B.dsyrk = dlsym(h, "cublasDsyrk_v2");
     *(void**)&B.dtrsm = dlsym(h, "cublasDtrsm_v2");
-    if (!(B.create && B.sgemm && B.ssyrk && B.dsyrk && B.dtrsm) || B.create(&B.h) != 0) B.h = nullptr;
+    *(void**)&B.dgemm = dlsym(h, "cublasDgemm_v2");
+    if (!(B.create && B.sgemm && B.ssyrk && B.dsyrk && B.dtrsm && B.dgemm) || B.create(&B.h) != 0) B.h = nullptr;
   }
   if (void* h = open_first(solver_names, B.solver_name, sizeof B.solver_name)) {
     *(void**)&B.sol_create = dlsym(h, "cusolverDnCreate");
@@ -774,4 +778,177 @@ extern "C" int32_t lk_cuda_threshold_f32(int32_t hx, int32_t rows, int32_t cols,
   if (rows == 0) return LK_OK;
   threshold_rows<<<rows, 256>>>((const float*)x, cols, (const float*)t, by_abs ? 1 : 0, (unsigned char*)m, (int*)c);
   return launched(fn);
+}
+
+// ---------------------------------------------------------------- SparseGPT column sweep
+// The same algorithm as lk_cpu_sparsegpt_f64 (ffi/cpu/sparsegpt.c), step for step: per block of
+// columns an unstructured mask (w²/U_jj² ≤ the block's ⌊len·sparsity⌋-th smallest over prunable
+// rows; the k-th value from a CUB radix sort of the block's scores, non-prunable rows scored +∞)
+// or N:M masks chosen during the sweep; the sweep itself one thread per row, the block's columns
+// in local memory; the lazy update of the later columns one cublasDgemm.
+#define SGPT_MAXB 128
+
+__global__ void sgpt_check_diag(const double* u, int cols, int* bad) {
+  for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < cols; j += gridDim.x * blockDim.x)
+    if (!(u[(size_t)j * cols + j] > 0)) atomicMin(bad, j);
+}
+
+__global__ void sgpt_scores(const double* w, const double* u, const unsigned char* prunable, int rows,
+                            int cols, int i1, int count, double* score) {
+  size_t len = (size_t)rows * count;
+  for (size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x; t < len; t += (size_t)gridDim.x * blockDim.x) {
+    int r = (int)(t / count), j = i1 + (int)(t % count);
+    double d = u[(size_t)j * cols + j], x = w[(size_t)r * cols + j];
+    score[t] = prunable[r] ? x * x / (d * d) : __longlong_as_double(0x7ff0000000000000LL);
+  }
+}
+
+__global__ void sgpt_mark(const double* w, const double* u, const unsigned char* prunable, int rows,
+                          int cols, int i1, int count, const double* sorted, size_t k, unsigned char* mask) {
+  const double thresh = sorted[k];
+  size_t len = (size_t)rows * count;
+  for (size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x; t < len; t += (size_t)gridDim.x * blockDim.x) {
+    int r = (int)(t / count), j = i1 + (int)(t % count);
+    double d = u[(size_t)j * cols + j], x = w[(size_t)r * cols + j];
+    if (prunable[r] && x * x / (d * d) <= thresh) mask[(size_t)r * cols + j] = 1;
+  }
+}
+
+__global__ void sgpt_sweep(double* w, const double* u, const unsigned char* prunable, unsigned char* mask,
+                           double* err, int rows, int cols, int i1, int count, int block, int n, int m) {
+  const int r = blockIdx.x * blockDim.x + threadIdx.x;
+  if (r >= rows) return;
+  double wl[SGPT_MAXB];
+  unsigned char ml[SGPT_MAXB];
+  double* wr = w + (size_t)r * cols;
+  unsigned char* mr = mask + (size_t)r * cols;
+  for (int i = 0; i < count; i++) {
+    wl[i] = wr[i1 + i];
+    ml[i] = mr[i1 + i];
+  }
+  const bool can_prune = prunable[r] != 0;
+  for (int i = 0; i < count; i++) {
+    const int c = i1 + i;
+    if (n > 0 && c % m == 0 && can_prune) {
+      // the n smallest w²/U_jj² of the group, ties to the lower index (columns past the block are
+      // read from W, which the lazy update has not reached yet, exactly as on the CPU)
+      double sc[64];
+      int idx[64];
+      for (int q = 0; q < m; q++) {
+        double d = u[(size_t)(c + q) * cols + c + q], x = i + q < count ? wl[i + q] : wr[c + q];
+        sc[q] = x * x / (d * d);
+        idx[q] = q;
+      }
+      for (int a = 1; a < m; a++) {
+        int t = idx[a], b = a - 1;
+        while (b >= 0 && (sc[idx[b]] > sc[t] || (sc[idx[b]] == sc[t] && idx[b] > t))) {
+          idx[b + 1] = idx[b];
+          b--;
+        }
+        idx[b + 1] = t;
+      }
+      for (int q = 0; q < n; q++) {
+        if (i + idx[q] < count) ml[i + idx[q]] = 1;
+        else mr[c + idx[q]] = 1;
+      }
+    }
+    const double* uc = u + (size_t)c * cols + i1;
+    const double d = uc[i], x = wl[i], qv = ml[i] ? 0.0 : x, e = (x - qv) / d;
+    err[(size_t)r * block + i] = e;
+    wl[i] = qv;
+    if (e != 0)
+      for (int j = i + 1; j < count; j++) wl[j] = fma(-e, uc[j], wl[j]);
+  }
+  for (int i = 0; i < count; i++) {
+    wr[i1 + i] = wl[i];
+    mr[i1 + i] = ml[i];
+  }
+}
+
+extern "C" int32_t lk_cuda_sparsegpt_f64(int32_t hw, int32_t hu, int32_t rows, int32_t cols, double sparsity,
+                                         int32_t n, int32_t m, int32_t hp, int32_t block, int32_t hm) {
+  const char* fn = "lk_cuda_sparsegpt_f64";
+  if (rows < 0 || cols < 1) return fail(LK_ESHAPE, "%s: rows=%d cols=%d, expected rows >= 0, cols >= 1", fn, rows, cols);
+  if (block < 1 || block > SGPT_MAXB) return fail(LK_EARG, "%s: block=%d, expected 1..%d on cuda", fn, block, SGPT_MAXB);
+  if (n > 0) {
+    if (m <= n || cols % m) return fail(LK_ESHAPE, "%s: N:M %d:%d needs N < M and M dividing cols=%d", fn, n, m, cols);
+    if (m > 64) return fail(LK_EARG, "%s: M=%d, expected at most 64", fn, m);
+  } else if (!(sparsity > 0 && sparsity < 1)) {
+    return fail(LK_EARG, "%s: sparsity %g is outside (0, 1)", fn, sparsity);
+  }
+  void *wv, *uv, *pv, *mv;
+  if (int32_t st = get(fn, "w", hw, 1, (double)rows * cols, &wv)) return st;
+  if (int32_t st = get(fn, "u", hu, 1, (double)cols * cols, &uv)) return st;
+  if (int32_t st = get(fn, "prunable", hp, 3, rows, &pv)) return st;
+  if (int32_t st = get(fn, "mask", hm, 3, (double)rows * cols, &mv)) return st;
+  if (int32_t st = need_blas(fn)) return st;
+  double* w = (double*)wv;
+  const double* u = (const double*)uv;
+  const unsigned char* prunable = (const unsigned char*)pv;
+  unsigned char* mask = (unsigned char*)mv;
+  int* bad = nullptr;
+  double *err = nullptr, *score = nullptr, *sorted = nullptr;
+  void* temp = nullptr;
+  size_t temp_bytes = 0;
+  auto done = [&](int32_t st) {
+    cudaFree(bad);
+    cudaFree(err);
+    cudaFree(score);
+    cudaFree(sorted);
+    cudaFree(temp);
+    return st;
+  };
+  const size_t work = (size_t)(rows ? rows : 1) * block;
+  if (cudaMalloc(&bad, sizeof(int)) || cudaMalloc(&err, work * 8))
+    return done(fail(LK_ENOMEM, "%s: cannot allocate the %d×%d error block", fn, rows, block));
+  int hb = cols;
+  CUDA_TRY(fn, cudaMemcpy(bad, &hb, sizeof hb, cudaMemcpyHostToDevice));
+  sgpt_check_diag<<<blocks_for((size_t)cols, 256), 256>>>(u, cols, bad);
+  if (int32_t st = launched(fn)) return done(st);
+  CUDA_TRY(fn, cudaMemcpy(&hb, bad, sizeof hb, cudaMemcpyDeviceToHost));
+  if (hb < cols) {
+    double v;
+    cudaMemcpy(&v, u + (size_t)hb * cols + hb, sizeof v, cudaMemcpyDeviceToHost);
+    return done(fail(LK_ENUMERICAL, "%s: U[%d,%d] = %g, expected a positive diagonal", fn, hb, hb, v));
+  }
+  CUDA_TRY(fn, cudaMemset(mask, 0, (size_t)rows * cols));
+  if (n == 0 && rows > 0) {
+    if (cudaMalloc(&score, work * 8) || cudaMalloc(&sorted, work * 8))
+      return done(fail(LK_ENOMEM, "%s: cannot allocate the %d×%d score blocks", fn, rows, block));
+    cub::DeviceRadixSort::SortKeys(nullptr, temp_bytes, score, sorted, (int)work);
+    if (cudaMalloc(&temp, temp_bytes ? temp_bytes : 1))
+      return done(fail(LK_ENOMEM, "%s: cannot allocate %zu bytes of sort space", fn, temp_bytes));
+  }
+  // prunable rows, for the unstructured quantile
+  std::vector<unsigned char> hp_rows((size_t)rows);
+  if (rows) CUDA_TRY(fn, cudaMemcpy(hp_rows.data(), prunable, (size_t)rows, cudaMemcpyDeviceToHost));
+  size_t live = 0;
+  for (unsigned char v : hp_rows) live += v != 0;
+  const int threads = 128;
+  for (int i1 = 0; i1 < cols; i1 += block) {
+    const int i2 = i1 + block < cols ? i1 + block : cols, count = i2 - i1;
+    if (n == 0 && live > 0) {
+      const size_t len = (size_t)rows * count, k = (size_t)floor((double)(live * count) * sparsity);
+      sgpt_scores<<<blocks_for(len, 256), 256>>>(w, u, prunable, rows, cols, i1, count, score);
+      if (int32_t st = launched(fn)) return done(st);
+      if (cub::DeviceRadixSort::SortKeys(temp, temp_bytes, score, sorted, (int)len) != cudaSuccess)
+        return done(fail(LK_EBACKEND, "%s: cub::DeviceRadixSort::SortKeys failed", fn));
+      sgpt_mark<<<blocks_for(len, 256), 256>>>(w, u, prunable, rows, cols, i1, count, sorted, k, mask);
+      if (int32_t st = launched(fn)) return done(st);
+    }
+    if (rows > 0) {
+      sgpt_sweep<<<(rows + threads - 1) / threads, threads>>>(w, u, prunable, mask, err, rows, cols, i1, count,
+                                                              block, n, m);
+      if (int32_t st = launched(fn)) return done(st);
+    }
+    if (i2 < cols && rows > 0) {
+      // row-major W[:, i2:] -= Err · U[i1:i2, i2:]  ⇔  column-major Wᵀ -= U[i1:i2, i2:]ᵀ · Errᵀ
+      const double minus_one = -1, one = 1;
+      int st = B.dgemm(B.h, CUBLAS_OP_N, CUBLAS_OP_N, cols - i2, rows, count, &minus_one, u + (size_t)i1 * cols + i2,
+                       cols, err, block, &one, w + i2, cols);
+      if (st) return done(fail(LK_EBACKEND, "%s: cublasDgemm failed with status %d", fn, st));
+    }
+  }
+  CUDA_TRY(fn, cudaDeviceSynchronize());
+  return done(LK_OK);
 }

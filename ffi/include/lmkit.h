@@ -129,6 +129,10 @@ int32_t lk_cuda_topk_f32(int32_t x, int32_t rows, int32_t cols, int32_t k, int32
                          int32_t idx, int32_t val, int32_t thr);
 int32_t lk_cuda_threshold_f32(int32_t x, int32_t rows, int32_t cols, int32_t thr, int32_t by_abs,
                               int32_t mask, int32_t count);
+/* lk_cpu_sparsegpt_f64 on device buffers: w (f64 rows×cols, in place), u (f64 cols×cols),
+ * prunable (u8 rows), mask (u8 rows×cols, output); block ≤ 128. */
+int32_t lk_cuda_sparsegpt_f64(int32_t w, int32_t u, int32_t rows, int32_t cols, double sparsity,
+                              int32_t n, int32_t m, int32_t prunable, int32_t block, int32_t mask);
 /* Waits for queued work; ms_out[0] = milliseconds since the previous lk_cuda_sync. */
 int32_t lk_cuda_sync(double* ms_out, double ms_len);
 

@@ -10,7 +10,7 @@
  */
 import { ShapeError } from "../core/errors.ts";
 import { Matrix } from "../core/matrix.ts";
-import { check, cpu, cpuLibrary } from "../../ffi/mod.ts";
+import { check, cpu, cpuLibrary, cuda, DeviceBuffer } from "../../ffi/mod.ts";
 import { type KernelOptions, obsPrepare, selectBackend } from "../kernels/mod.ts";
 import { checkPattern, type PatternOptions } from "./_pattern.ts";
 
@@ -77,6 +77,29 @@ export function sparseGpt(
   const U = prep.u.data;
   const mask = new Uint8Array(rows * cols);
   const backend = selectBackend(options.backend);
+  if (backend === "cuda" && B <= 128) {
+    const lib = cuda();
+    using dw = DeviceBuffer.from(W), du = DeviceBuffer.from(U), dp = DeviceBuffer.from(p.rows);
+    using dm = DeviceBuffer.alloc("u8", rows * cols);
+    check(
+      lib,
+      lib.lk_cuda_sparsegpt_f64(
+        dw.handle,
+        du.handle,
+        rows,
+        cols,
+        p.sparsity,
+        p.n,
+        p.m,
+        dp.handle,
+        B,
+        dm.handle,
+      ),
+    );
+    dw.download(W);
+    dm.download(mask);
+    return { weight: new Matrix(rows, cols, Float32Array.from(W)), mask, percdamp: prep.percdamp };
+  }
   if (backend !== "ts" && cpuLibrary().lib) {
     const lib = cpu();
     check(

@@ -5,7 +5,7 @@ import { gramRef } from "../../lib/kernels/gram.ts";
 import { Matrix } from "../../lib/core/matrix.ts";
 import { ShapeError } from "../../lib/core/errors.ts";
 import { Rng } from "../../lib/core/rng.ts";
-import { freshSeed, randn } from "../_util.ts";
+import { freshSeed, NATIVE, randn } from "../_util.ts";
 
 /**
  * An independent implementation of the paper's algorithm: the OBS update with the explicit
@@ -114,6 +114,10 @@ function layer(rng: Rng, rows: number, cols: number, tokens: number, deadCols = 
   return { w, x, h };
 }
 
+// every backend this machine has: ts, cpu, and cuda where a GPU is present (the sweep then runs
+// on the device: lk_cuda_sparsegpt_f64)
+const BACKENDS = ["ts", ...NATIVE.filter((b) => !b.ignore).map((b) => b.backend)] as const;
+
 Deno.test("SparseGPT equals an independent explicit-inverse OBS implementation (weights, masks, layer loss)", () => {
   const seed = freshSeed(), rng = new Rng(seed);
   const cases: {
@@ -129,7 +133,7 @@ Deno.test("SparseGPT equals an independent explicit-inverse OBS implementation (
   for (const { rows, cols, o } of cases) {
     const { w, x, h } = layer(rng, rows, cols, 2 * cols + 7, 2);
     const want = naive(w, h, o);
-    for (const backend of ["ts", "cpu"] as const) {
+    for (const backend of BACKENDS) {
       const got = sparseGpt(w, h, { ...o, backend });
       const at = `seed ${seed} ${rows}×${cols} ${JSON.stringify(o)} ${backend}`;
       assertEquals(got.mask, want.mask, at);
