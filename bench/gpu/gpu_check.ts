@@ -257,5 +257,20 @@ const lines = [
     } | ${Number.isNaN(r.cpuMs) ? "—" : r.cpuMs.toFixed(0)} |`;
   }),
 ];
+const matched = new Set(rows.map(peerKey));
+const peerOnly = Object.entries(peers).filter(([k]) => !matched.has(k));
+if (peerOnly.length) {
+  lines.push(
+    "",
+    "PyTorch only (no lmkit kernel yet):",
+    "",
+    "| op | shape | PyTorch ms |",
+    "|---|---|---|",
+  );
+  for (const [k, ms] of peerOnly) {
+    const [op, shape] = k.split("|");
+    lines.push(`| ${op} | ${shape} | ${ms.toFixed(3)} |`);
+  }
+}
 if (values.out) await Deno.writeTextFile(values.out, JSON.stringify({ rows, peers }, null, 2));
 console.log(lines.join("\n"));

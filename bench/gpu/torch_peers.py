@@ -89,6 +89,61 @@ for n, seqs, toks in ([(1024, 16, 512)] if quick else [(4096, 128, 512)]):
     xb = [torch.randn(toks, n, device=dev) for _ in range(seqs)]
     res[f"sparsegpt layer 50% (Hessian + prune)|{n}×{n}, {seqs}×{toks} tokens"] = bench(
         lambda: sparsegpt_layer(w0, xb, 0.5), reps=3)
+
+# The routed Sparse Expansion layer at Llama-2-70B MLP shapes (issue 4): M = 4096 tokens, 16
+# experts, bf16. Dense baseline: one cuBLAS GEMM over all tokens. Routed: the router (projection
+# to d/32, nearest of 16 centroids) then per cluster a gather, the expert's product and a scatter,
+# with the experts (a) dense (the authors' way) and (b) 2:4 through PyTorch's semi-structured
+# sparse tensors (cuSPARSELt/CUTLASS on the sparse tensor cores). The 16 experts share one weight
+# (each is still a separate pass over it: 470 MB ≫ L2).
+def routed_peers():
+    import torch.nn.functional as F
+    try:
+        from torch.sparse import to_sparse_semi_structured
+    except ImportError:
+        to_sparse_semi_structured = None
+    M, E = (1024, 16) if quick else (4096, 16)
+    out = {}
+    for name, din, dout in [("up", 8192, 28672), ("down", 28672, 8192)]:
+        if quick:
+            din, dout = din // 4, dout // 4
+        shape = f"{name} {din}→{dout}, M={M}, {E} experts"
+        x = torch.randn(M, din, device=dev, dtype=torch.bfloat16)
+        w = torch.randn(dout, din, device=dev, dtype=torch.bfloat16)
+        out[f"routed: dense bf16 cuBLAS, all tokens|{shape}"] = bench(lambda: F.linear(x, w))
+        r = din // 32
+        comp = torch.randn(r, din, device=dev, dtype=torch.bfloat16) / din ** 0.5
+        cent = torch.randn(E, r, device=dev, dtype=torch.bfloat16)
+        g = w.view(dout, din // 4, 4)
+        keep = g.abs().topk(2, dim=2).indices
+        w24 = torch.zeros_like(g).scatter_(2, keep, g.gather(2, keep)).view(dout, din)
+
+        def layer(expert, sparse):
+            z = F.linear(x, comp)
+            labels = torch.cdist(z.float(), cent.float()).argmin(dim=1)
+            y = torch.empty(M, dout, device=dev, dtype=torch.bfloat16)
+            for c in range(E):
+                idx = (labels == c).nonzero().squeeze(1)
+                if idx.numel() == 0:
+                    continue
+                xc = x.index_select(0, idx)
+                yc = (expert @ xc.T).T if sparse else F.linear(xc, expert)
+                y.index_copy_(0, idx, yc)
+            return y
+        out[f"routed: dense experts (gather per cluster)|{shape}"] = bench(lambda: layer(w24, False))
+        if to_sparse_semi_structured is not None:
+            try:
+                ws = to_sparse_semi_structured(w24)
+                out[f"routed: 2:4 experts, torch semi-structured|{shape}"] = bench(lambda: layer(ws, True))
+                xs = x[: M // E].contiguous()
+                out[f"one expert 2:4 semi-structured, {M // E} tokens|{shape}"] = bench(lambda: ws @ xs.T)
+                out[f"one expert dense bf16, {M // E} tokens|{shape}"] = bench(lambda: F.linear(xs, w24))
+            except Exception as e:  # noqa: BLE001 (report, keep the other peers)
+                print(f"semi-structured 2:4 unavailable: {e}", file=sys.stderr)
+    return out
+
+
+res.update(routed_peers())
 for r, c, frac in [(N, N, 0.1), (1, (1 << 20) if quick else (1 << 24), 0.01)]:
     t = torch.randn(r, c, device=dev); k = max(1, round(c * frac))
     res[f"top-k |x| (index mismatches as error)|{r}×{c}, k={k}"] = bench(lambda: torch.topk(t.abs(), k, dim=1))
