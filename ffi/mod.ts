@@ -218,6 +218,33 @@ const cudaSymbols = {
     parameters: ["i32", "i32", "i32", "i32", "i32", "i32", "i32"],
     result: "i32",
   },
+  lk_cuda_convert: { parameters: ["i32", "i32"], result: "i32" },
+  lk_cuda_matmul_bf16: {
+    parameters: ["i32", "i32", "i32", "i32", "i32", "i32", "i32"],
+    result: "i32",
+  },
+  lk_cuda_sp24_create: { parameters: ["i32", "i32", "i32", "buffer", "f64"], result: "i32" },
+  lk_cuda_sp24_free: { parameters: ["i32"], result: "i32" },
+  lk_cuda_sp24_matmul: { parameters: ["i32", "i32", "i32", "i32"], result: "i32" },
+  lk_cuda_routed_bf16: {
+    parameters: [
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "buffer",
+      "f64",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+    ],
+    result: "i32",
+  },
   lk_cuda_sparsegpt_f64: {
     parameters: ["i32", "i32", "i32", "i32", "f64", "i32", "i32", "i32", "i32", "i32"],
     result: "i32",
@@ -387,9 +414,9 @@ export function cuda(): CudaLib {
 }
 
 /** Element types of device buffers, as numbered in lmkit.h. */
-export const DeviceDType = { f32: 0, f64: 1, i32: 2, u8: 3 } as const;
-/** Host arrays that can move to and from device buffers. */
-export type DevArray = Float32Array | Float64Array | Int32Array | Uint8Array;
+export const DeviceDType = { f32: 0, f64: 1, i32: 2, u8: 3, bf16: 4 } as const;
+/** Host arrays that can move to and from device buffers (bf16 as raw Uint16 bits). */
+export type DevArray = Float32Array | Float64Array | Int32Array | Uint8Array | Uint16Array;
 
 function dtypeOf(a: DevArray): keyof typeof DeviceDType {
   return a instanceof Float32Array
@@ -398,6 +425,8 @@ function dtypeOf(a: DevArray): keyof typeof DeviceDType {
     ? "f64"
     : a instanceof Int32Array
     ? "i32"
+    : a instanceof Uint16Array
+    ? "bf16"
     : "u8";
 }
 

@@ -10,15 +10,18 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 quick=${1:-}
 export NO_COLOR=1
-# cuBLAS/cuSOLVER: the CUDA toolkit's, or the ones PyTorch ships
+# cuBLAS/cuSOLVER/cuSPARSELt: the CUDA toolkit's, or the ones PyTorch ships
 for d in /usr/local/cuda/lib64 $(python3 -c 'import nvidia, os; print(" ".join(os.path.join(p, s, "lib") for p in nvidia.__path__ for s in os.listdir(p)))' 2>/dev/null); do
-  ls "$d"/libcublas.so* "$d"/libcusolver.so* >/dev/null 2>&1 && export LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"
+  if compgen -G "$d/libcublas.so*" >/dev/null || compgen -G "$d/libcusolver.so*" >/dev/null ||
+    compgen -G "$d/libcusparseLt.so*" >/dev/null; then
+    export LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"
+  fi
 done
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 echo "== build"
 bash ffi/build.sh --force || exit 1
 echo "== tests (cuda live)"
-deno test --no-prompt --allow-read --allow-write --allow-env --allow-ffi=ffi/build tests/kernels tests/ffi tests/model 2>&1 | tail -40
+deno test --no-prompt --allow-read --allow-write --allow-env --allow-ffi=ffi/build tests/kernels tests/ffi tests/model tests/sparse 2>&1 | grep -v ' ok ' | tail -60
 tests=${PIPESTATUS[0]}
 echo "== PyTorch peers"
 python3 bench/gpu/torch_peers.py $quick --out /tmp/lmkit_peers.json >/dev/null || echo "torch peers failed"

@@ -11,6 +11,7 @@ import { matmul } from "../../lib/kernels/matmul.ts";
 import { obsPrepare } from "../../lib/kernels/obs.ts";
 import { topk } from "../../lib/kernels/topk.ts";
 import { sparseGpt } from "../../lib/sparse/sparsegpt.ts";
+import { CudaRoutedExperts } from "../../lib/sparse/sparse_expert_cuda.ts";
 
 const { values } = parseArgs({
   options: { peers: { type: "string" }, out: { type: "string" }, quick: { type: "boolean" } },
@@ -209,6 +210,136 @@ for (const n of quick ? [1024] : [1024, 4096]) {
     relErrVsCpu: Number.NaN, // checked by the sweep row and tests/sparse on cuda
     cpuMs: Number.NaN,
   });
+}
+
+// The routed Sparse Expansion layer at Llama-2-70B MLP shapes (issue 4), bf16, device-resident:
+// the dense layer (one cuBLAS GEMM over all tokens) against the routed layer with dense experts
+// (gather per cluster, the authors' way) and with 2:4 experts on the sparse tensor cores. The 16
+// experts share one weight, so the routed outputs must equal the dense product (the error column
+// here is against the dense bf16 product on the GPU, not the cpu).
+{
+  const M = quick ? 1024 : 4096, E = 16;
+  const din0 = quick ? 2048 : 8192, dout0 = quick ? 7168 : 28672;
+  // uniform values of unit variance from a xorshift (timing inputs: ten times faster to make than
+  // normals, which took about 12 s for the 235M weights on the CPU while the GPU waited)
+  let st = 0x9e3779b9;
+  const fill = (n: number) => {
+    const a = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      st ^= st << 13;
+      st ^= st >>> 17;
+      st ^= st << 5;
+      a[i] = ((st >>> 0) / 4294967296 - 0.5) * 3.4641;
+    }
+    return a;
+  };
+  const big = new Matrix(dout0, din0, fill(dout0 * din0));
+  const g = big.data; // 2:4: zero the two smallest magnitudes of every four
+  for (let i = 0; i < g.length; i += 4) {
+    let s1 = 0;
+    for (let j = 1; j < 4; j++) if (Math.abs(g[i + j]!) < Math.abs(g[i + s1]!)) s1 = j;
+    let s2 = s1 === 0 ? 1 : 0;
+    for (let j = 0; j < 4; j++) if (j !== s1 && Math.abs(g[i + j]!) < Math.abs(g[i + s2]!)) s2 = j;
+    g[i + s1] = 0;
+    g[i + s2] = 0;
+  }
+  const toBf16 = (data: Float32Array) => {
+    using f = DeviceBuffer.from(data);
+    const b = DeviceBuffer.alloc("bf16", data.length);
+    check(lib, lib.lk_cuda_convert(f.handle, b.handle));
+    return b;
+  };
+  for (const [name, din, dout] of [["up", din0, dout0], ["down", dout0, din0]] as const) {
+    const shape = `${name} ${din}→${dout}, M=${M}, ${E} experts`;
+    const w = new Matrix(dout, din, big.data); // the same 2:4 values, read in this shape
+    const flops = 2 * M * din * dout;
+    using dx = toBf16(fill(M * din)), dw = toBf16(w.data as Float32Array);
+    using dense = DeviceBuffer.alloc("bf16", M * dout), dy = DeviceBuffer.alloc("bf16", M * dout);
+    using dl = DeviceBuffer.alloc("i32", M);
+    const denseMs = timeCuda(() =>
+      check(lib, lib.lk_cuda_matmul_bf16(dx.handle, dw.handle, dense.handle, M, din, dout, 1))
+    );
+    const toF32 = (b: DeviceBuffer) => {
+      using f = DeviceBuffer.alloc("f32", b.length);
+      check(lib, lib.lk_cuda_convert(b.handle, f.handle));
+      return f.download(new Float32Array(b.length));
+    };
+    const want = toF32(dense);
+    rows.push({
+      op: "routed: dense bf16 cuBLAS, all tokens",
+      shape,
+      ms: denseMs,
+      gflops: flops / denseMs / 1e6,
+      relErrVsCpu: Number.NaN,
+      cpuMs: Number.NaN,
+    });
+    const r = din / 32;
+    const router = {
+      mean: new Float64Array(din),
+      components: Float64Array.from({ length: r * din }, () => rng.normal() / Math.sqrt(din)),
+      centroids: Float64Array.from({ length: E * r }, () => rng.normal()),
+      dim: din,
+      rank: r,
+      k: E,
+    };
+    const experts = Array.from({ length: E }, () => w);
+    for (const sparse of [false, true]) {
+      let layer: CudaRoutedExperts;
+      try {
+        layer = new CudaRoutedExperts(router, experts, { sparse });
+      } catch (e) {
+        console.error(`routed ${sparse ? "2:4" : "dense"} ${shape}: ${(e as Error).message}`);
+        continue;
+      }
+      using _ = layer;
+      const ms = timeCuda(() => layer.forwardDevice(dx, M, dy, dl));
+      rows.push({
+        op: sparse ? "routed: 2:4 experts" : "routed: dense experts (gather per cluster)",
+        shape,
+        ms,
+        gflops: flops / ms / 1e6,
+        relErrVsCpu: relativeL2Error(toF32(dy), want),
+        cpuMs: Number.NaN,
+      });
+      console.error(
+        `${shape}: routed ${sparse ? "2:4" : "dense"} experts ${
+          (denseMs / ms).toFixed(2)
+        }× dense bf16 cuBLAS`,
+      );
+    }
+    // one expert's product alone (M/E tokens)
+    const mt = M / E;
+    using xs = toBf16(fill(mt * din)), ys = DeviceBuffer.alloc("bf16", mt * dout);
+    const oneDense = timeCuda(() =>
+      check(lib, lib.lk_cuda_matmul_bf16(xs.handle, dw.handle, ys.handle, mt, din, dout, 1))
+    );
+    rows.push({
+      op: `one expert dense bf16, ${mt} tokens`,
+      shape,
+      ms: oneDense,
+      gflops: 2 * mt * din * dout / oneDense / 1e6,
+      relErrVsCpu: Number.NaN,
+      cpuMs: Number.NaN,
+    });
+    const id = new Int32Array(1);
+    try {
+      check(lib, lib.lk_cuda_sp24_create(dw.handle, dout, din, id, 1));
+      const oneSparse = timeCuda(() =>
+        check(lib, lib.lk_cuda_sp24_matmul(id[0]!, xs.handle, mt, ys.handle))
+      );
+      rows.push({
+        op: `one expert 2:4, ${mt} tokens`,
+        shape,
+        ms: oneSparse,
+        gflops: 2 * mt * din * dout / oneSparse / 1e6,
+        relErrVsCpu: Number.NaN,
+        cpuMs: Number.NaN,
+      });
+      lib.lk_cuda_sp24_free(id[0]!);
+    } catch (e) {
+      console.error(`one expert 2:4 ${shape}: ${(e as Error).message}`);
+    }
+  }
 }
 
 // top-k

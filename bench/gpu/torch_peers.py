@@ -134,9 +134,9 @@ def routed_peers():
         if to_sparse_semi_structured is not None:
             try:
                 ws = to_sparse_semi_structured(w24)
-                out[f"routed: 2:4 experts, torch semi-structured|{shape}"] = bench(lambda: layer(ws, True))
+                out[f"routed: 2:4 experts|{shape}"] = bench(lambda: layer(ws, True))
                 xs = x[: M // E].contiguous()
-                out[f"one expert 2:4 semi-structured, {M // E} tokens|{shape}"] = bench(lambda: ws @ xs.T)
+                out[f"one expert 2:4, {M // E} tokens|{shape}"] = bench(lambda: ws @ xs.T)
                 out[f"one expert dense bf16, {M // E} tokens|{shape}"] = bench(lambda: F.linear(xs, w24))
             except Exception as e:  # noqa: BLE001 (report, keep the other peers)
                 print(f"semi-structured 2:4 unavailable: {e}", file=sys.stderr)

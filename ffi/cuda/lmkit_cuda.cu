@@ -1,7 +1,9 @@
 // lmkit CUDA library: device buffers behind int32 handles, and the kernels of lmkit.h.
 // cuBLAS and cuSOLVER are loaded at run time (dlopen) with the few prototypes declared here, so
 // the library builds with nvcc alone; cudart is linked statically.
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#include <library_types.h>
 #include <dlfcn.h>
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
@@ -66,6 +68,8 @@ struct Blas {
                const double*, double*, int);
   int (*dgemm)(cublasHandle_t, int, int, int, int, int, const double*, const double*, int,
                const double*, int, const double*, double*, int);
+  int (*gemm_ex)(cublasHandle_t, int, int, int, int, int, const void*, const void*, int, int,
+                 const void*, int, int, const void*, void*, int, int, int, int);
   int (*dtrsm)(cublasHandle_t, int, int, int, int, int, int, const double*, const double*, int,
                double*, int);
   int (*sol_create)(cusolverDnHandle_t*);
@@ -101,7 +105,8 @@ static void load_blas() {
     *(void**)&B.dsyrk = dlsym(h, "cublasDsyrk_v2");
     *(void**)&B.dtrsm = dlsym(h, "cublasDtrsm_v2");
     *(void**)&B.dgemm = dlsym(h, "cublasDgemm_v2");
-    if (!(B.create && B.sgemm && B.ssyrk && B.dsyrk && B.dtrsm && B.dgemm) || B.create(&B.h) != 0) B.h = nullptr;
+    *(void**)&B.gemm_ex = dlsym(h, "cublasGemmEx");
+    if (!(B.create && B.sgemm && B.ssyrk && B.dsyrk && B.dtrsm && B.dgemm && B.gemm_ex) || B.create(&B.h) != 0) B.h = nullptr;
   }
   if (void* h = open_first(solver_names, B.solver_name, sizeof B.solver_name)) {
     *(void**)&B.sol_create = dlsym(h, "cusolverDnCreate");
@@ -155,8 +160,8 @@ struct Buf {
   int32_t dtype;
 };
 static std::vector<Buf> table;  // handle h ↔ table[h - 1]
-static const size_t esize[] = {4, 8, 4, 1};
-static const char* dname[] = {"f32", "f64", "i32", "u8"};
+static const size_t esize[] = {4, 8, 4, 1, 2};
+static const char* dname[] = {"f32", "f64", "i32", "u8", "bf16"};
 
 static Buf* lookup(int32_t h) {
   std::lock_guard<std::mutex> g(table_mu);
@@ -178,7 +183,7 @@ static int32_t get(const char* fn, const char* what, int32_t h, int32_t dtype, d
 
 extern "C" int32_t lk_cuda_alloc(int32_t dtype, double len, int32_t* handle_out, double handle_len) {
   const char* fn = "lk_cuda_alloc";
-  if (dtype < 0 || dtype > 3) return fail(LK_EARG, "%s: dtype %d, expected 0..3", fn, dtype);
+  if (dtype < 0 || dtype > 4) return fail(LK_EARG, "%s: dtype %d, expected 0..4", fn, dtype);
   if (!(len >= 0) || len != floor(len)) return fail(LK_EARG, "%s: length %g, expected an integer >= 0", fn, len);
   if (!(handle_len >= 1)) return fail(LK_ESHAPE, "%s: handle_out holds %.0f elements, expected 1", fn, handle_len);
   void* p = nullptr;
@@ -951,4 +956,463 @@ extern "C" int32_t lk_cuda_sparsegpt_f64(int32_t hw, int32_t hu, int32_t rows, i
   }
   CUDA_TRY(fn, cudaDeviceSynchronize());
   return done(LK_OK);
+}
+
+// ---------------------------------------------------------------- bf16 and the routed expert layer
+// bf16 buffers (dtype 4), conversion, a bf16 GEMM through cublasGemmEx (f32 accumulation), 2:4
+// sparse weights on the sparse tensor cores through cuSPARSELt (loaded at run time, like cuBLAS),
+// and the routed Sparse Expansion layer on the device: router projection, nearest centroid,
+// grouping by cluster, one product per expert, scatter back.
+enum { CUBLAS_COMPUTE_32F_ = 68, CUBLAS_GEMM_DEFAULT_ = -1 };
+typedef __nv_bfloat16 bf16;
+
+__global__ void cvt_f32_bf16(const float* x, bf16* y, size_t n) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    y[i] = __float2bfloat16(x[i]);
+}
+__global__ void cvt_bf16_f32(const bf16* x, float* y, size_t n) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    y[i] = __bfloat162float(x[i]);
+}
+
+extern "C" int32_t lk_cuda_convert(int32_t hsrc, int32_t hdst) {
+  const char* fn = "lk_cuda_convert";
+  Buf *a = lookup(hsrc), *b = lookup(hdst);
+  if (!a || !b) return fail(LK_EHANDLE, "%s: handle %d is not a live device buffer", fn, a ? hdst : hsrc);
+  if (a->len != b->len) return fail(LK_ESHAPE, "%s: %zu elements to %zu", fn, a->len, b->len);
+  if (a->dtype == 0 && b->dtype == 4)
+    cvt_f32_bf16<<<blocks_for(a->len, 256), 256>>>((const float*)a->ptr, (bf16*)b->ptr, a->len);
+  else if (a->dtype == 4 && b->dtype == 0)
+    cvt_bf16_f32<<<blocks_for(a->len, 256), 256>>>((const bf16*)a->ptr, (float*)b->ptr, a->len);
+  else
+    return fail(LK_EARG, "%s: %s to %s, expected f32 to bf16 or bf16 to f32", fn, dname[a->dtype], dname[b->dtype]);
+  return launched(fn);
+}
+
+// row-major C[m,n] (ldc) = A[m,k] (lda) · op(B), op(B) = B[k,n] or B[n,k]ᵀ (ldb); bf16 in and out
+static int32_t gemm_bf16(const char* fn, const bf16* a, int lda, const bf16* b, int ldb, bool trans_b, bf16* c, int ldc,
+                         int m, int k, int n) {
+  const float one = 1, zero = 0;
+  int st = B.gemm_ex(B.h, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N, n, m, k, &one, b, CUDA_R_16BF, ldb, a,
+                     CUDA_R_16BF, lda, &zero, c, CUDA_R_16BF, ldc, CUBLAS_COMPUTE_32F_, CUBLAS_GEMM_DEFAULT_);
+  if (st) return fail(LK_EBACKEND, "%s: cublasGemmEx (bf16) failed with status %d", fn, st);
+  return LK_OK;
+}
+
+extern "C" int32_t lk_cuda_matmul_bf16(int32_t ha, int32_t hb, int32_t hc, int32_t m, int32_t k, int32_t n,
+                                       int32_t trans_b) {
+  const char* fn = "lk_cuda_matmul_bf16";
+  if (m < 0 || k < 1 || n < 0) return fail(LK_ESHAPE, "%s: m=%d k=%d n=%d, expected m, n >= 0 and k >= 1", fn, m, k, n);
+  if (trans_b != 0 && trans_b != 1) return fail(LK_EARG, "%s: trans_b is %d, expected 0 or 1", fn, trans_b);
+  void *a, *b, *c;
+  if (int32_t st = get(fn, "a", ha, 4, (double)m * k, &a)) return st;
+  if (int32_t st = get(fn, "b", hb, 4, (double)k * n, &b)) return st;
+  if (int32_t st = get(fn, "c", hc, 4, (double)m * n, &c)) return st;
+  if (int32_t st = need_blas(fn)) return st;
+  if (m == 0 || n == 0) return LK_OK;
+  return gemm_bf16(fn, (const bf16*)a, k, (const bf16*)b, trans_b ? k : n, trans_b, (bf16*)c, n, m, k, n);
+}
+
+// ---- cuSPARSELt, declared here (opaque structs sized above any release's: 1024 to 11024 bytes)
+struct LtOpaque {
+  alignas(16) unsigned char data[16384];
+};
+enum { LT_OP_N = 0, LT_OP_T = 1, LT_ORDER_ROW = 2, LT_SPARSITY_50 = 0, LT_COMPUTE_32F = 2, LT_ALG_DEFAULT = 0 };
+struct Lt {
+  int (*init)(LtOpaque*);
+  int (*version)(const LtOpaque*, int*);
+  int (*dense)(const LtOpaque*, LtOpaque*, int64_t, int64_t, int64_t, uint32_t, int, int);
+  int (*structured)(const LtOpaque*, LtOpaque*, int64_t, int64_t, int64_t, uint32_t, int, int, int);
+  int (*desc_destroy)(const LtOpaque*);
+  int (*matmul_desc)(const LtOpaque*, LtOpaque*, int, int, const LtOpaque*, const LtOpaque*, const LtOpaque*,
+                     const LtOpaque*, int);
+  int (*alg_init)(const LtOpaque*, LtOpaque*, const LtOpaque*, int);
+  int (*alg_destroy)(const LtOpaque*);  // cuSPARSELt 0.8 and later
+  int (*plan_init)(const LtOpaque*, LtOpaque*, const LtOpaque*, const LtOpaque*);
+  int (*plan_destroy)(const LtOpaque*);
+  int (*workspace)(const LtOpaque*, const LtOpaque*, size_t*);
+  int (*matmul)(const LtOpaque*, const LtOpaque*, const void*, const void*, const void*, const void*, const void*,
+                void*, void*, cudaStream_t*, int32_t);
+  int (*prune_check2)(const LtOpaque*, const LtOpaque*, int, int, const void*, int*, cudaStream_t);
+  int (*compressed_size2)(const LtOpaque*, const LtOpaque*, size_t*, size_t*);
+  int (*compress2)(const LtOpaque*, const LtOpaque*, int, int, const void*, void*, void*, cudaStream_t);
+  LtOpaque* h = nullptr;
+  int ver = 0;
+  char name[48] = "";
+  char why[160] = "";
+};
+static Lt L;
+static std::once_flag lt_once;
+
+static void load_lt() {
+  static const char* names[] = {"libcusparseLt.so.0", "libcusparseLt.so", nullptr};
+  void* h = open_first(names, L.name, sizeof L.name);
+  if (!h) {
+    snprintf(L.why, sizeof L.why, "libcusparseLt.so.0 not found (PyTorch wheels ship it in nvidia/cusparselt/lib)");
+    return;
+  }
+  *(void**)&L.init = dlsym(h, "cusparseLtInit");
+  *(void**)&L.version = dlsym(h, "cusparseLtGetVersion");
+  *(void**)&L.dense = dlsym(h, "cusparseLtDenseDescriptorInit");
+  *(void**)&L.structured = dlsym(h, "cusparseLtStructuredDescriptorInit");
+  *(void**)&L.desc_destroy = dlsym(h, "cusparseLtMatDescriptorDestroy");
+  *(void**)&L.matmul_desc = dlsym(h, "cusparseLtMatmulDescriptorInit");
+  *(void**)&L.alg_init = dlsym(h, "cusparseLtMatmulAlgSelectionInit");
+  *(void**)&L.alg_destroy = dlsym(h, "cusparseLtMatmulAlgSelectionDestroy");
+  *(void**)&L.plan_init = dlsym(h, "cusparseLtMatmulPlanInit");
+  *(void**)&L.plan_destroy = dlsym(h, "cusparseLtMatmulPlanDestroy");
+  *(void**)&L.workspace = dlsym(h, "cusparseLtMatmulGetWorkspace");
+  *(void**)&L.matmul = dlsym(h, "cusparseLtMatmul");
+  *(void**)&L.prune_check2 = dlsym(h, "cusparseLtSpMMAPruneCheck2");
+  *(void**)&L.compressed_size2 = dlsym(h, "cusparseLtSpMMACompressedSize2");
+  *(void**)&L.compress2 = dlsym(h, "cusparseLtSpMMACompress2");
+  if (!(L.init && L.version && L.dense && L.structured && L.desc_destroy && L.matmul_desc && L.alg_init &&
+        L.plan_init && L.plan_destroy && L.workspace && L.matmul && L.prune_check2 && L.compressed_size2 &&
+        L.compress2)) {
+    snprintf(L.why, sizeof L.why, "%s lacks a cusparseLt entry point this library needs", L.name);
+    return;
+  }
+  LtOpaque* handle = new LtOpaque();
+  int st = L.init(handle);
+  if (st) {
+    snprintf(L.why, sizeof L.why, "cusparseLtInit failed with status %d", st);
+    delete handle;
+    return;
+  }
+  L.version(handle, &L.ver);
+  // the compute-type numbering this file uses (32F = 2) is that of cuSPARSELt 0.6 and later
+  if (L.ver < 600) {
+    snprintf(L.why, sizeof L.why, "%s is version %d; 0.6 (600) or later is needed", L.name, L.ver);
+    delete handle;
+    return;
+  }
+  L.h = handle;
+}
+
+static int32_t need_lt(const char* fn) {
+  std::call_once(lt_once, load_lt);
+  if (!L.h) return fail(LK_EBACKEND, "%s: cuSPARSELt is unavailable: %s", fn, L.why);
+  return LK_OK;
+}
+
+// A 2:4 weight W[n,k] (bf16, pruned along k) compressed for the sparse tensor cores, with one
+// plan per padded token count m (products D[n,m] = W · Xᵀ for X[m,k], all row-major).
+struct Sp24Plan {
+  int m = 0;
+  LtOpaque *xd = nullptr, *dd = nullptr, *mm = nullptr, *alg = nullptr, *plan = nullptr;
+  void* ws = nullptr;
+  size_t ws_bytes = 0;
+};
+struct Sp24 {
+  int n = 0, k = 0;
+  LtOpaque* wd = nullptr;
+  void* compressed = nullptr;
+  std::vector<Sp24Plan> plans;
+};
+static std::vector<Sp24*> sp24_table;  // id ↔ sp24_table[id - 1]
+
+static void sp24_destroy_plan(Sp24Plan& p) {
+  if (p.plan) L.plan_destroy(p.plan);
+  if (p.alg && L.alg_destroy) L.alg_destroy(p.alg);
+  if (p.xd) L.desc_destroy(p.xd);
+  if (p.dd) L.desc_destroy(p.dd);
+  delete p.xd;
+  delete p.dd;
+  delete p.mm;
+  delete p.alg;
+  delete p.plan;
+  cudaFree(p.ws);
+  p = Sp24Plan{};
+}
+
+static Sp24* sp24_get(int32_t id) {
+  std::lock_guard<std::mutex> g(table_mu);
+  if (id < 1 || (size_t)id > sp24_table.size()) return nullptr;
+  return sp24_table[id - 1];
+}
+
+extern "C" int32_t lk_cuda_sp24_create(int32_t hw, int32_t n, int32_t k, int32_t* id_out, double id_len) {
+  const char* fn = "lk_cuda_sp24_create";
+  if (!(id_len >= 1)) return fail(LK_ESHAPE, "%s: id_out holds %.0f elements, expected 1", fn, id_len);
+  if (n < 32 || k < 32 || n % 32 || k % 32)
+    return fail(LK_ESHAPE, "%s: W is %d×%d, expected both sizes multiples of 32 (cuSPARSELt tiles)", fn, n, k);
+  void* w;
+  if (int32_t st = get(fn, "w", hw, 4, (double)n * k, &w)) return st;
+  if (int32_t st = need_lt(fn)) return st;
+  Sp24* s = new Sp24();
+  s->n = n;
+  s->k = k;
+  s->wd = new LtOpaque();
+  int* valid = nullptr;
+  void* buffer = nullptr;
+  bool wd_ok = false;
+  auto bad = [&](int32_t code, const char* what, int st) {
+    if (wd_ok) L.desc_destroy(s->wd);
+    delete s->wd;
+    cudaFree(s->compressed);
+    cudaFree(valid);
+    cudaFree(buffer);
+    delete s;
+    return fail(code, "%s: %s (status %d)", fn, what, st);
+  };
+  int st = L.structured(L.h, s->wd, n, k, k, 16, CUDA_R_16BF, LT_ORDER_ROW, LT_SPARSITY_50);
+  if (st) return bad(LK_EBACKEND, "cusparseLtStructuredDescriptorInit failed", st);
+  wd_ok = true;
+  if (cudaMalloc(&valid, sizeof(int))) return bad(LK_ENOMEM, "cannot allocate a flag", 0);
+  st = L.prune_check2(L.h, s->wd, 1, LT_OP_N, w, valid, nullptr);
+  if (st) return bad(LK_EBACKEND, "cusparseLtSpMMAPruneCheck2 failed", st);
+  int hv = 1;
+  cudaMemcpy(&hv, valid, sizeof hv, cudaMemcpyDeviceToHost);
+  if (hv != 0) return bad(LK_EARG, "W is not 2:4 sparse along its rows (groups of 4 consecutive columns)", hv);
+  size_t csize = 0, bsize = 0;
+  st = L.compressed_size2(L.h, s->wd, &csize, &bsize);
+  if (st) return bad(LK_EBACKEND, "cusparseLtSpMMACompressedSize2 failed", st);
+  if (cudaMalloc(&s->compressed, csize) || cudaMalloc(&buffer, bsize ? bsize : 1))
+    return bad(LK_ENOMEM, "cannot allocate the compressed weight", 0);
+  st = L.compress2(L.h, s->wd, 1, LT_OP_N, w, s->compressed, buffer, nullptr);
+  if (st) return bad(LK_EBACKEND, "cusparseLtSpMMACompress2 failed", st);
+  cudaDeviceSynchronize();
+  cudaFree(buffer);
+  cudaFree(valid);
+  std::lock_guard<std::mutex> g(table_mu);
+  sp24_table.push_back(s);
+  id_out[0] = (int32_t)sp24_table.size();
+  return LK_OK;
+}
+
+extern "C" int32_t lk_cuda_sp24_free(int32_t id) {
+  Sp24* s = sp24_get(id);
+  if (!s) return fail(LK_EHANDLE, "lk_cuda_sp24_free: %d is not a live 2:4 weight", id);
+  for (auto& p : s->plans) sp24_destroy_plan(p);
+  L.desc_destroy(s->wd);
+  delete s->wd;
+  cudaFree(s->compressed);
+  delete s;
+  std::lock_guard<std::mutex> g(table_mu);
+  sp24_table[id - 1] = nullptr;
+  return LK_OK;
+}
+
+// D[n, m] = W · Xᵀ for X[m, k] (m a multiple of 16), bf16, row-major
+static int32_t sp24_run(const char* fn, Sp24* s, const bf16* x, int m, bf16* d) {
+  Sp24Plan* p = nullptr;
+  for (auto& q : s->plans)
+    if (q.m == m) p = &q;
+  if (!p) {
+    s->plans.emplace_back();
+    p = &s->plans.back();
+    p->m = m;
+    p->xd = new LtOpaque();
+    p->dd = new LtOpaque();
+    p->mm = new LtOpaque();
+    p->alg = new LtOpaque();
+    p->plan = new LtOpaque();
+    int st;
+    const char* what = nullptr;
+    if ((st = L.dense(L.h, p->xd, m, s->k, s->k, 16, CUDA_R_16BF, LT_ORDER_ROW))) what = "dense descriptor of X";
+    else if ((st = L.dense(L.h, p->dd, s->n, m, m, 16, CUDA_R_16BF, LT_ORDER_ROW))) what = "dense descriptor of D";
+    else if ((st = L.matmul_desc(L.h, p->mm, LT_OP_N, LT_OP_T, s->wd, p->xd, p->dd, p->dd, LT_COMPUTE_32F)))
+      what = "cusparseLtMatmulDescriptorInit";
+    else if ((st = L.alg_init(L.h, p->alg, p->mm, LT_ALG_DEFAULT))) what = "cusparseLtMatmulAlgSelectionInit";
+    else if ((st = L.plan_init(L.h, p->plan, p->mm, p->alg))) what = "cusparseLtMatmulPlanInit";
+    else if ((st = L.workspace(L.h, p->plan, &p->ws_bytes))) what = "cusparseLtMatmulGetWorkspace";
+    else if (p->ws_bytes && cudaMalloc(&p->ws, p->ws_bytes)) what = "workspace allocation", st = 0;
+    if (what) {
+      int32_t e = fail(LK_EBACKEND, "%s: %s failed (status %d) for W %d×%d and %d tokens", fn, what, st, s->n, s->k, m);
+      // descriptors that were not initialised must not be destroyed: drop the plan without them
+      delete p->xd;
+      delete p->dd;
+      delete p->mm;
+      delete p->alg;
+      delete p->plan;
+      s->plans.pop_back();
+      return e;
+    }
+  }
+  const float one = 1, zero = 0;
+  int st = L.matmul(L.h, p->plan, &one, s->compressed, x, &zero, d, d, p->ws, nullptr, 0);
+  if (st) return fail(LK_EBACKEND, "%s: cusparseLtMatmul failed with status %d", fn, st);
+  return LK_OK;
+}
+
+// y[rows[i], j] = d[j, i] for i < m, j < n (d row-major n × ldd): a tiled transpose-scatter
+__global__ void scatter_t(const bf16* d, int ldd, int m, int n, const int* rows, bf16* y) {
+  __shared__ bf16 tile[32][33];
+  const int i0 = blockIdx.x * 32, j0 = blockIdx.y * 32;
+  for (int t = threadIdx.y; t < 32; t += blockDim.y) {
+    int j = j0 + t, i = i0 + threadIdx.x;
+    if (j < n && i < m) tile[t][threadIdx.x] = d[(size_t)j * ldd + i];
+  }
+  __syncthreads();
+  for (int t = threadIdx.y; t < 32; t += blockDim.y) {
+    int i = i0 + t, j = j0 + threadIdx.x;
+    if (i < m && j < n) y[(size_t)(rows ? rows[i] : i) * n + j] = tile[threadIdx.x][t];
+  }
+}
+
+extern "C" int32_t lk_cuda_sp24_matmul(int32_t id, int32_t hx, int32_t m, int32_t hy) {
+  const char* fn = "lk_cuda_sp24_matmul";
+  Sp24* s = sp24_get(id);
+  if (!s) return fail(LK_EHANDLE, "%s: %d is not a live 2:4 weight", fn, id);
+  if (m < 0) return fail(LK_ESHAPE, "%s: m=%d, expected >= 0", fn, m);
+  void *x, *y;
+  if (int32_t st = get(fn, "x", hx, 4, (double)m * s->k, &x)) return st;
+  if (int32_t st = get(fn, "y", hy, 4, (double)m * s->n, &y)) return st;
+  if (m == 0) return LK_OK;
+  const int mp = (m + 15) / 16 * 16;
+  bf16 *xp = nullptr, *d = nullptr;
+  auto done = [&](int32_t st) {
+    cudaFree(xp);
+    cudaFree(d);
+    return st;
+  };
+  if (cudaMalloc(&xp, sizeof(bf16) * (size_t)mp * s->k) || cudaMalloc(&d, sizeof(bf16) * (size_t)s->n * mp))
+    return done(fail(LK_ENOMEM, "%s: cannot allocate %d padded token rows", fn, mp));
+  CUDA_TRY(fn, cudaMemset(xp, 0, sizeof(bf16) * (size_t)mp * s->k));
+  CUDA_TRY(fn, cudaMemcpy(xp, x, sizeof(bf16) * (size_t)m * s->k, cudaMemcpyDeviceToDevice));
+  if (int32_t st = sp24_run(fn, s, xp, mp, d)) return done(st);
+  scatter_t<<<dim3((m + 31) / 32, (s->n + 31) / 32), dim3(32, 8)>>>(d, mp, m, s->n, nullptr, (bf16*)y);
+  if (int32_t st = launched(fn)) return done(st);
+  CUDA_TRY(fn, cudaDeviceSynchronize());
+  return done(LK_OK);
+}
+
+// ---- the routed layer
+// labels[t] = argmin_c ‖z_t − zoff − cent_c‖² (ties to the lower c), counts[c] += 1
+__global__ void nearest_centroid(const float* z, const float* zoff, const float* cent, int m, int r, int e,
+                                 int* labels, int* counts) {
+  const int t = blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= m) return;
+  const float* zt = z + (size_t)t * r;
+  int best = 0;
+  float bd = 0;
+  for (int c = 0; c < e; c++) {
+    float s = 0;
+    for (int j = 0; j < r; j++) {
+      float v = zt[j] - zoff[j] - cent[(size_t)c * r + j];
+      s = fmaf(v, v, s);
+    }
+    if (c == 0 || s < bd) bd = s, best = c;
+  }
+  labels[t] = best;
+  atomicAdd(&counts[best], 1);
+}
+
+// perm[off[c] + slot] = t for each token t of cluster c (slots taken atomically)
+__global__ void group_tokens(const int* labels, int m, const int* off, int* cursor, int* perm) {
+  const int t = blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= m) return;
+  const int c = labels[t];
+  perm[off[c] + atomicAdd(&cursor[c], 1)] = t;
+}
+
+// xs[i, :] = x[rows[i], :] for i < m, zero for m <= i < mp (bf16, d columns)
+__global__ void gather_rows(const bf16* x, int d, const int* rows, int m, int mp, bf16* xs) {
+  const size_t len = (size_t)mp * d;
+  for (size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x; t < len; t += (size_t)gridDim.x * blockDim.x) {
+    const int i = (int)(t / d);
+    xs[t] = i < m ? x[(size_t)rows[i] * d + t % d] : __float2bfloat16(0.0f);
+  }
+}
+
+// y[rows[i], :] = ys[i, :] for i < m (bf16, n columns)
+__global__ void scatter_rows(const bf16* ys, int n, const int* rows, int m, bf16* y) {
+  const size_t len = (size_t)m * n;
+  for (size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x; t < len; t += (size_t)gridDim.x * blockDim.x)
+    y[(size_t)rows[t / n] * n + t % n] = ys[t];
+}
+
+// Growable device scratch reused across calls (the routed layer runs once per projection).
+struct Scratch {
+  void* p = nullptr;
+  size_t bytes = 0;
+  int32_t want(size_t b) {
+    if (b <= bytes) return LK_OK;
+    cudaFree(p);
+    p = nullptr;
+    bytes = 0;
+    if (cudaMalloc(&p, b)) return LK_ENOMEM;
+    bytes = b;
+    return LK_OK;
+  }
+};
+static Scratch rs_x, rs_d, rs_small;
+
+extern "C" int32_t lk_cuda_routed_bf16(int32_t hx, int32_t m, int32_t d, int32_t hcomp, int32_t r, int32_t hzoff,
+                                       int32_t hcent, int32_t e, const int32_t* experts, double experts_len,
+                                       int32_t sparse, int32_t n, int32_t hy, int32_t hlabels) {
+  const char* fn = "lk_cuda_routed_bf16";
+  if (m < 0 || d < 1 || r < 1 || e < 1 || n < 1)
+    return fail(LK_ESHAPE, "%s: m=%d d=%d r=%d e=%d n=%d, expected m >= 0 and the rest >= 1", fn, m, d, r, e, n);
+  if (sparse != 0 && sparse != 1) return fail(LK_EARG, "%s: sparse=%d, expected 0 or 1", fn, sparse);
+  if (!(experts_len >= e)) return fail(LK_ESHAPE, "%s: %.0f experts given for %d clusters", fn, experts_len, e);
+  void *x, *comp, *zoff, *cent, *y, *labels;
+  if (int32_t st = get(fn, "x", hx, 4, (double)m * d, &x)) return st;
+  if (int32_t st = get(fn, "components", hcomp, 4, (double)r * d, &comp)) return st;
+  if (int32_t st = get(fn, "zoff", hzoff, 0, r, &zoff)) return st;
+  if (int32_t st = get(fn, "centroids", hcent, 0, (double)e * r, &cent)) return st;
+  if (int32_t st = get(fn, "y", hy, 4, (double)m * n, &y)) return st;
+  if (int32_t st = get(fn, "labels", hlabels, 2, m, &labels)) return st;
+  std::vector<void*> w((size_t)e);
+  std::vector<Sp24*> sw((size_t)e);
+  for (int c = 0; c < e; c++) {
+    if (sparse) {
+      sw[c] = sp24_get(experts[c]);
+      if (!sw[c]) return fail(LK_EHANDLE, "%s: expert %d is %d, not a live 2:4 weight", fn, c, experts[c]);
+      if (sw[c]->n != n || sw[c]->k != d)
+        return fail(LK_ESHAPE, "%s: expert %d is %d×%d, expected %d×%d", fn, c, sw[c]->n, sw[c]->k, n, d);
+    } else if (int32_t st = get(fn, "expert", experts[c], 4, (double)n * d, &w[c])) {
+      return st;
+    }
+  }
+  if (int32_t st = need_blas(fn)) return st;
+  if (sparse)
+    if (int32_t st = need_lt(fn)) return st;
+  if (m == 0) return LK_OK;
+  // small buffers: z (m×r f32), counts/offsets/cursors (3e ints), perm (m ints)
+  const size_t zb = sizeof(float) * (size_t)m * r, ib = sizeof(int) * (3 * (size_t)e + m);
+  if (rs_small.want(zb + ib)) return fail(LK_ENOMEM, "%s: cannot allocate the routing buffers", fn);
+  float* z = (float*)rs_small.p;
+  int* counts = (int*)((char*)rs_small.p + zb);
+  int *off = counts + e, *cursor = off + e, *perm = cursor + e;
+  // z = x · componentsᵀ in f32 (bf16 inputs), then the nearest centroid
+  {
+    const float one = 1, zero = 0;
+    int st = B.gemm_ex(B.h, CUBLAS_OP_T, CUBLAS_OP_N, r, m, d, &one, comp, CUDA_R_16BF, d, x, CUDA_R_16BF, d, &zero,
+                       z, CUDA_R_32F, r, CUBLAS_COMPUTE_32F_, CUBLAS_GEMM_DEFAULT_);
+    if (st) return fail(LK_EBACKEND, "%s: cublasGemmEx (router projection) failed with status %d", fn, st);
+  }
+  CUDA_TRY(fn, cudaMemset(counts, 0, sizeof(int) * 3 * (size_t)e));
+  nearest_centroid<<<(m + 127) / 128, 128>>>(z, (const float*)zoff, (const float*)cent, m, r, e, (int*)labels, counts);
+  if (int32_t st = launched(fn)) return st;
+  std::vector<int> hc((size_t)e), ho((size_t)e), hp((size_t)e);
+  CUDA_TRY(fn, cudaMemcpy(hc.data(), counts, sizeof(int) * e, cudaMemcpyDeviceToHost));
+  size_t maxp = 0;
+  for (int c = 0, o = 0; c < e; c++) {
+    ho[c] = o;
+    o += hc[c];
+    hp[c] = (hc[c] + 15) / 16 * 16;
+    if ((size_t)hp[c] > maxp) maxp = hp[c];
+  }
+  CUDA_TRY(fn, cudaMemcpy(off, ho.data(), sizeof(int) * e, cudaMemcpyHostToDevice));
+  group_tokens<<<(m + 127) / 128, 128>>>((const int*)labels, m, off, cursor, perm);
+  if (int32_t st = launched(fn)) return st;
+  if (rs_x.want(sizeof(bf16) * maxp * d) || rs_d.want(sizeof(bf16) * maxp * n))
+    return fail(LK_ENOMEM, "%s: cannot allocate %zu gathered token rows", fn, maxp);
+  bf16 *xs = (bf16*)rs_x.p, *ds = (bf16*)rs_d.p;
+  for (int c = 0; c < e; c++) {
+    if (!hc[c]) continue;
+    const int mc = hc[c], mp = sparse ? hp[c] : mc;
+    gather_rows<<<blocks_for((size_t)mp * d, 256), 256>>>((const bf16*)x, d, perm + ho[c], mc, mp, xs);
+    if (int32_t st = launched(fn)) return st;
+    if (sparse) {
+      if (int32_t st = sp24_run(fn, sw[c], xs, mp, ds)) return st;  // ds = Wc · xsᵀ (n × mp)
+      scatter_t<<<dim3((mc + 31) / 32, (n + 31) / 32), dim3(32, 8)>>>(ds, mp, mc, n, perm + ho[c], (bf16*)y);
+    } else {
+      if (int32_t st = gemm_bf16(fn, xs, d, (const bf16*)w[c], d, true, ds, n, mc, d, n)) return st;
+      scatter_rows<<<blocks_for((size_t)mc * n, 256), 256>>>(ds, n, perm + ho[c], mc, (bf16*)y);
+    }
+    if (int32_t st = launched(fn)) return st;
+  }
+  return LK_OK;
 }

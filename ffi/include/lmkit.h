@@ -114,7 +114,7 @@ int32_t lk_cpu_sparsegpt_f64(double* w, double w_len, const double* u, double u_
 /* ---- CUDA library ---- */
 /* out[0] = number of visible devices (0 when none or no driver). */
 int32_t lk_cuda_device_count(int32_t* out, double out_len);
-/* Device buffers, named by handles > 0. dtype: 0 = f32, 1 = f64, 2 = i32, 3 = u8. */
+/* Device buffers, named by handles > 0. dtype: 0 = f32, 1 = f64, 2 = i32, 3 = u8, 4 = bf16. */
 int32_t lk_cuda_alloc(int32_t dtype, double len, int32_t* handle_out, double handle_len);
 int32_t lk_cuda_free(int32_t handle);
 int32_t lk_cuda_upload(int32_t handle, const void* host, double bytes);
@@ -133,6 +133,26 @@ int32_t lk_cuda_threshold_f32(int32_t x, int32_t rows, int32_t cols, int32_t thr
  * prunable (u8 rows), mask (u8 rows×cols, output); block ≤ 128. */
 int32_t lk_cuda_sparsegpt_f64(int32_t w, int32_t u, int32_t rows, int32_t cols, double sparsity,
                               int32_t n, int32_t m, int32_t prunable, int32_t block, int32_t mask);
+/* dtype 4 = bf16 (2 bytes). f32 → bf16 or bf16 → f32 between buffers of equal length. */
+int32_t lk_cuda_convert(int32_t src, int32_t dst);
+/* bf16 C[m,n] = A[m,k]·B[k,n] (trans_b = 0) or A·B[n,k]ᵀ (trans_b = 1), f32 accumulation. */
+int32_t lk_cuda_matmul_bf16(int32_t a, int32_t b, int32_t c, int32_t m, int32_t k, int32_t n,
+                            int32_t trans_b);
+/* A 2:4 sparse bf16 weight W[n,k] (two nonzeros in every 4 consecutive columns; n, k multiples
+ * of 32) compressed for the sparse tensor cores through cuSPARSELt (0.6 or later, loaded at run
+ * time); id_out[0] names it. Fails with LK_EARG when W is not 2:4. */
+int32_t lk_cuda_sp24_create(int32_t w, int32_t n, int32_t k, int32_t* id_out, double id_len);
+int32_t lk_cuda_sp24_free(int32_t id);
+/* bf16 Y[m,n] = X[m,k]·Wᵀ for a 2:4 weight. */
+int32_t lk_cuda_sp24_matmul(int32_t id, int32_t x, int32_t m, int32_t y);
+/* The routed Sparse Expansion layer on bf16 X[m,d]: z = X·componentsᵀ (components bf16 [r,d]),
+ * labels[t] = argmin_c ‖z_t − zoff − centroid_c‖² (zoff = mean·componentsᵀ, f32 [r]; centroids
+ * f32 [e,r]; ties to the lower c), then per cluster Y[rows] = X[rows]·W_cᵀ with W_c the 2:4
+ * weight experts[c] (sparse = 1) or the bf16 buffer experts[c] of n×d (sparse = 0). */
+int32_t lk_cuda_routed_bf16(int32_t x, int32_t m, int32_t d, int32_t components, int32_t r,
+                            int32_t zoff, int32_t centroids, int32_t e, const int32_t* experts,
+                            double experts_len, int32_t sparse, int32_t n, int32_t y,
+                            int32_t labels);
 /* Waits for queued work; ms_out[0] = milliseconds since the previous lk_cuda_sync. */
 int32_t lk_cuda_sync(double* ms_out, double ms_len);
 

@@ -19,6 +19,7 @@ import {
 } from "../kernels/sparse_weight.ts";
 import type { ExpertLinear } from "./expansion.ts";
 import { routedForward, type Router } from "./router.ts";
+import { CudaRoutedExperts } from "./sparse_expert_cuda.ts";
 
 /** A routed layer of compressed experts. */
 export class SparseExpertLinear implements Linear {
@@ -27,6 +28,7 @@ export class SparseExpertLinear implements Linear {
   /** One compressed out × in weight per cluster. */
   readonly experts: SparseWeight[];
   readonly #backend: Backend | undefined;
+  #gpu: CudaRoutedExperts | undefined;
 
   /** Creates the layer from a router and compressed experts of equal shape. */
   constructor(router: Router, experts: SparseWeight[], backend?: Backend) {
@@ -74,8 +76,17 @@ export class SparseExpertLinear implements Linear {
     return this.experts.reduce((s, e) => s + sparseWeightBytes(e), 0);
   }
 
-  /** Routes each row, runs each expert's sparse product on its rows, scatters the results back. */
+  /**
+   * Routes each row, runs each expert's sparse product on its rows, scatters the results back.
+   * On the cuda backend the whole layer runs on the GPU in bf16 (`CudaRoutedExperts`: 2:4
+   * experts on the sparse tensor cores, others as dense bf16 experts), its device copies made on
+   * the first call.
+   */
   forward(x: Matrix): Matrix {
+    if (this.#backend === "cuda") {
+      this.#gpu ??= new CudaRoutedExperts(this.router, this.experts);
+      return this.#gpu.forward(x).y;
+    }
     const opts = this.#backend ? { backend: this.#backend } : {};
     return routedForward(
       this.router,
@@ -83,5 +94,11 @@ export class SparseExpertLinear implements Linear {
       this.outFeatures,
       (c, g) => sparseMatmulT(g, this.experts[c]!, opts),
     );
+  }
+
+  /** Frees the GPU copies made by a forward on the cuda backend (a no-op otherwise). */
+  [Symbol.dispose](): void {
+    this.#gpu?.[Symbol.dispose]();
+    this.#gpu = undefined;
   }
 }
