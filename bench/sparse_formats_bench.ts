@@ -5,6 +5,7 @@
 // CSR is left out at 50–70 % (about 4 s per call, bench/RESULTS.md).
 import { Matrix } from "../lib/core/matrix.ts";
 import { Rng } from "../lib/core/rng.ts";
+import { prunedCopy } from "./_prune.ts";
 import {
   blockSparseBytes,
   blockSparseFromDense,
@@ -23,23 +24,6 @@ const x = new Matrix(M, K, rng.normalArray(M * K));
 const w = new Matrix(N, K, rng.normalArray(N * K));
 const share = (bytes: number) => `${(bytes / DENSE_BYTES).toFixed(3)} of dense bytes`;
 
-function prune(pattern: string): Matrix {
-  const out = new Matrix(N, K, w.data.slice());
-  if (pattern === "2:4") {
-    for (let i = 0; i < out.data.length; i += 4) {
-      const g = [0, 1, 2, 3].sort((a, b) =>
-        Math.abs(out.data[i + b]!) - Math.abs(out.data[i + a]!)
-      );
-      out.data[i + g[2]!] = 0;
-      out.data[i + g[3]!] = 0;
-    }
-  } else {
-    const s = Number(pattern.replace("%", "")) / 100;
-    for (let i = 0; i < out.data.length; i++) if (rng.uniform() < s) out.data[i] = 0;
-  }
-  return out;
-}
-
 const opts = { backend: "cpu" } as const;
 for (const pattern of ["50%", "2:4", "70%", "90%"]) {
   const group = `${M}×${K}·(${N}×${K})ᵀ at ${pattern}`;
@@ -51,7 +35,7 @@ for (const pattern of ["50%", "2:4", "70%", "90%"]) {
     warmup: 1,
     fn: () => void matmul(x, w, { transB: true, ...opts }),
   });
-  let pw: Matrix | undefined = prune(pattern);
+  let pw: Matrix | undefined = prunedCopy(w, pattern, rng);
   const bitmap = bitmapFromDense(pw), bsc = blockSparseFromDense(pw);
   const nm = pattern === "2:4" ? nmFromDense(pw, 2, 4) : undefined;
   const csr = pattern === "90%" ? csrFromDense(pw) : undefined;

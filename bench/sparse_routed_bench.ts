@@ -8,6 +8,7 @@
 // any cache, so the time equals 16 distinct experts'.
 import { Matrix } from "../lib/core/matrix.ts";
 import { Rng } from "../lib/core/rng.ts";
+import { prunedCopy } from "./_prune.ts";
 import { compressWeight, sparseWeightBytes } from "../lib/kernels/sparse_weight.ts";
 import { matmul } from "../lib/kernels/matmul.ts";
 import type { Router } from "../lib/sparse/router.ts";
@@ -26,24 +27,6 @@ function router(d: number): Router {
     rank: r,
     k: E,
   };
-}
-
-function prune(w: Matrix, pattern: "50%" | "90%" | "2:4"): Matrix {
-  const out = new Matrix(w.rows, w.cols, w.data.slice());
-  if (pattern === "2:4") {
-    for (let i = 0; i < out.data.length; i += 4) {
-      // keep the two largest magnitudes of each group of four
-      const g = [0, 1, 2, 3].sort((a, b) =>
-        Math.abs(out.data[i + b]!) - Math.abs(out.data[i + a]!)
-      );
-      out.data[i + g[2]!] = 0;
-      out.data[i + g[3]!] = 0;
-    }
-  } else {
-    const s = pattern === "50%" ? 0.5 : 0.9;
-    for (let i = 0; i < out.data.length; i++) if (rng.uniform() < s) out.data[i] = 0;
-  }
-  return out;
 }
 
 for (
@@ -65,7 +48,7 @@ for (
     fn: () => void matmul(x, w, { transB: true, backend: "cpu" }),
   });
   for (const pattern of ["50%", "2:4", "90%"] as const) {
-    const compressed = compressWeight(prune(w, pattern)); // by density, as a saved model loads
+    const compressed = compressWeight(prunedCopy(w, pattern, rng)); // by density, as a saved model loads
     const layer = new SparseExpertLinear(
       router(din),
       Array.from({ length: E }, () => compressed),

@@ -12,6 +12,7 @@ import { obsPrepare } from "../../lib/kernels/obs.ts";
 import { topk } from "../../lib/kernels/topk.ts";
 import { sparseGpt } from "../../lib/sparse/sparsegpt.ts";
 import { CudaRoutedExperts } from "../../lib/sparse/sparse_expert_cuda.ts";
+import { keepTwoOfFour } from "../_prune.ts";
 
 const { values } = parseArgs({
   options: { peers: { type: "string" }, out: { type: "string" }, quick: { type: "boolean" } },
@@ -234,15 +235,7 @@ for (const n of quick ? [1024] : [1024, 4096]) {
     return a;
   };
   const big = new Matrix(dout0, din0, fill(dout0 * din0));
-  const g = big.data; // 2:4: zero the two smallest magnitudes of every four
-  for (let i = 0; i < g.length; i += 4) {
-    let s1 = 0;
-    for (let j = 1; j < 4; j++) if (Math.abs(g[i + j]!) < Math.abs(g[i + s1]!)) s1 = j;
-    let s2 = s1 === 0 ? 1 : 0;
-    for (let j = 0; j < 4; j++) if (j !== s1 && Math.abs(g[i + j]!) < Math.abs(g[i + s2]!)) s2 = j;
-    g[i + s1] = 0;
-    g[i + s2] = 0;
-  }
+  keepTwoOfFour(big.data as Float32Array);
   const toBf16 = (data: Float32Array) => {
     using f = DeviceBuffer.from(data);
     const b = DeviceBuffer.alloc("bf16", data.length);

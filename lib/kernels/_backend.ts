@@ -24,3 +24,24 @@ export function spmmOutput(x: Matrix, w: { rows: number; cols: number }): Matrix
   }
   return new Matrix(x.rows, w.rows, new Float32Array(x.rows * w.rows));
 }
+
+/**
+ * Column `o` of `Y = X·Wᵀ` from one row of W given as `q` (column, value) pairs: `cols[j]` and
+ * `val[p0 + j]` (the ts references of the compressed forms).
+ */
+export function rowTimesTokens(
+  x: Matrix,
+  y: Matrix,
+  o: number,
+  cols: Int32Array,
+  q: number,
+  val: Float32Array,
+  p0: number,
+): void {
+  const k = x.cols, n = y.cols, xd = x.data;
+  for (let i = 0; i < x.rows; i++) {
+    let s = 0;
+    for (let j = 0; j < q; j++) s += val[p0 + j]! * xd[i * k + cols[j]!]!;
+    y.data[i * n + o] = s;
+  }
+}

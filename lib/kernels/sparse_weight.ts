@@ -8,7 +8,6 @@
  *
  * @module
  */
-import { ShapeError } from "../core/errors.ts";
 import type { Matrix } from "../core/matrix.ts";
 import type { KernelOptions } from "./_backend.ts";
 import {
@@ -17,6 +16,7 @@ import {
   blockSparseMatmulT,
   type BlockSparseMatrix,
   blockSparseToDense,
+  checkBlockSparse,
   csrBytes,
   csrFromDense,
   csrMatmulT,
@@ -120,14 +120,7 @@ export function compressWeight(w: Matrix, options: CompressOptions = {}): Sparse
  * ```
  */
 export function blockSparseFromBitmap(w: BitmapMatrix, blockRows = 128): BlockSparseMatrix {
-  if (w.cols > 65536) {
-    throw new ShapeError(
-      `Cannot store ${w.cols} columns with 16-bit indices: expected at most 65536`,
-    );
-  }
-  if (!Number.isInteger(blockRows) || blockRows < 1 || blockRows > 256) {
-    throw new RangeError(`Block rows ${blockRows}: expected an integer in 1…256`);
-  }
+  checkBlockSparse(w.cols, blockRows);
   const nnz = w.rowPtr[w.rows]!, nblk = Math.ceil(w.rows / blockRows), rb = Math.ceil(w.cols / 8);
   const blkPtr = new Int32Array(nblk + 1), col = new Uint16Array(nnz), row = new Uint8Array(nnz);
   const val = new Float32Array(nnz), off = new Int32Array(blockRows);

@@ -152,16 +152,21 @@ export interface BlockSparseMatrix {
   val: Float32Array;
 }
 
-/** The block-sparse form of a dense matrix (exact zeros dropped), blocks of `blockRows` rows. */
-export function blockSparseFromDense(w: Matrix, blockRows = 128): BlockSparseMatrix {
-  if (w.cols > 65536) {
+/** Throws unless `cols` fits 16-bit column indices and `blockRows` is in 1…256. */
+export function checkBlockSparse(cols: number, blockRows: number): void {
+  if (cols > 65536) {
     throw new ShapeError(
-      `Cannot store ${w.cols} columns with 16-bit indices: expected at most 65536`,
+      `Cannot store ${cols} columns with 16-bit indices: expected at most 65536`,
     );
   }
   if (!Number.isInteger(blockRows) || blockRows < 1 || blockRows > 256) {
     throw new RangeError(`Block rows ${blockRows}: expected an integer in 1…256`);
   }
+}
+
+/** The block-sparse form of a dense matrix (exact zeros dropped), blocks of `blockRows` rows. */
+export function blockSparseFromDense(w: Matrix, blockRows = 128): BlockSparseMatrix {
+  checkBlockSparse(w.cols, blockRows);
   let nnz = 0;
   for (let i = 0; i < w.data.length; i++) if (w.data[i] !== 0) nnz++;
   const nblk = Math.ceil(w.rows / blockRows);

@@ -10,7 +10,7 @@
 import { check, cpu } from "../../ffi/mod.ts";
 import { FormatError, ShapeError } from "../core/errors.ts";
 import { Matrix } from "../core/matrix.ts";
-import { type KernelOptions, resolve, spmmOutput } from "./_backend.ts";
+import { type KernelOptions, resolve, rowTimesTokens, spmmOutput } from "./_backend.ts";
 
 /** A sparse `rows × cols` matrix as a bitmap and its stored values. */
 export interface BitmapMatrix {
@@ -145,17 +145,11 @@ export function bitmapBytes(w: BitmapMatrix): number {
 export function bitmapMatmulT(x: Matrix, w: BitmapMatrix, options: KernelOptions = {}): Matrix {
   const y = spmmOutput(x, w);
   if (resolve(options) === "ts" || x.data instanceof Float64Array) {
-    const k = x.cols, n = w.rows, rb = Math.ceil(k / 8), xd = x.data;
-    const cols = new Int32Array(k);
-    for (let o = 0; o < n; o++) {
+    const k = x.cols, rb = Math.ceil(k / 8), cols = new Int32Array(k);
+    for (let o = 0; o < w.rows; o++) {
       let q = 0;
       for (let c = 0; c < k; c++) if ((w.bits[o * rb + (c >> 3)]! >> (c & 7)) & 1) cols[q++] = c;
-      const p0 = w.rowPtr[o]!;
-      for (let i = 0; i < x.rows; i++) {
-        let s = 0;
-        for (let j = 0; j < q; j++) s += w.val[p0 + j]! * xd[i * k + cols[j]!]!;
-        y.data[i * n + o] = s;
-      }
+      rowTimesTokens(x, y, o, cols, q, w.val, w.rowPtr[o]!);
     }
     return y;
   }

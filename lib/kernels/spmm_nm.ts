@@ -10,7 +10,7 @@
 import { check, cpu } from "../../ffi/mod.ts";
 import { FormatError, ShapeError } from "../core/errors.ts";
 import { Matrix } from "../core/matrix.ts";
-import { type KernelOptions, resolve, spmmOutput } from "./_backend.ts";
+import { type KernelOptions, resolve, rowTimesTokens, spmmOutput } from "./_backend.ts";
 
 /** A `rows × cols` N:M sparse matrix, packed. */
 export interface NmMatrix {
@@ -170,18 +170,14 @@ export function nmBytes(w: NmMatrix): number {
 export function nmMatmulT(x: Matrix, w: NmMatrix, options: KernelOptions = {}): Matrix {
   const y = spmmOutput(x, w);
   if (resolve(options) === "ts" || x.data instanceof Float64Array) {
-    const k = x.cols, rows = w.rows, per = (k / w.m) * w.n, ib = nmIndexBits(w.m);
-    const irb = rowIdxBytes(k, w.n, w.m), cols = new Int32Array(per), xd = x.data;
-    for (let o = 0; o < rows; o++) {
+    const k = x.cols, per = (k / w.m) * w.n, ib = nmIndexBits(w.m);
+    const irb = rowIdxBytes(k, w.n, w.m), cols = new Int32Array(per);
+    for (let o = 0; o < w.rows; o++) {
       for (let q = 0; q < per; q++) {
         const bit = q * ib, pos = (w.idx[o * irb + (bit >> 3)]! >> (bit & 7)) & ((1 << ib) - 1);
         cols[q] = Math.floor(q / w.n) * w.m + pos;
       }
-      for (let i = 0; i < x.rows; i++) {
-        let s = 0;
-        for (let q = 0; q < per; q++) s += w.val[o * per + q]! * xd[i * k + cols[q]!]!;
-        y.data[i * rows + o] = s;
-      }
+      rowTimesTokens(x, y, o, cols, per, w.val, o * per);
     }
     return y;
   }
