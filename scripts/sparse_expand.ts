@@ -15,7 +15,7 @@ import { writeOutputs } from "../lib/io/output.ts";
 import { selectBackend } from "../ffi/mod.ts";
 import { bundledDocuments, calibrationWindows } from "../lib/model/corpus.ts";
 import { DenseLinear } from "../lib/model/linear.ts";
-import { LlamaModel } from "../lib/model/llama.ts";
+import { LINEAR_NAMES, type LinearName, LlamaModel } from "../lib/model/llama.ts";
 import { evaluateLoss } from "../lib/model/perplexity.ts";
 import { loadTokenizer } from "../lib/model/tokenizer.ts";
 import { htmlPage, lineSvg } from "../lib/report/svg.ts";
@@ -34,6 +34,8 @@ Options:
   --model DIR          HF checkpoint folder (default data/models/tinyllama-bytes)
   --data DIR           folder with the bundled corpora for calibration (default data)
   --methods LIST       of magnitude, wanda, sparsegpt, expand (default all four)
+  --names LIST         projections the one-shot baselines prune (default gate_proj,up_proj,
+                       down_proj, as Sparse Expansion, which always takes the MLPs)
   --sparsities LIST    unstructured sparsities in (0, 1) (default 0.5,0.7,0.9)
   --nm N:M             also an N:M pattern, e.g. 2:4
   --experts LIST       expert counts for expand (default 2,4; the paper uses up to 16)
@@ -61,6 +63,7 @@ await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (ar
       model: { type: "string", default: "data/models/tinyllama-bytes" },
       data: { type: "string", default: "data" },
       methods: { type: "string", default: "magnitude,wanda,sparsegpt,expand" },
+      names: { type: "string", default: "gate_proj,up_proj,down_proj" },
       sparsities: { type: "string", default: "0.5,0.7,0.9" },
       nm: { type: "string" },
       experts: { type: "string", default: "2,4" },
@@ -122,6 +125,14 @@ await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (ar
     context: intFlag("--context", values.context, 2),
     seed: intFlag("--seed", values.seed),
   });
+  const names = values.names.split(",").map((n) => n.trim()) as LinearName[];
+  for (const n of names) {
+    if (!(LINEAR_NAMES as readonly string[]).includes(n)) {
+      throw new RangeError(
+        `--names has '${n}': expected projections among ${LINEAR_NAMES.join(", ")}`,
+      );
+    }
+  }
   const hessian = values.hessian;
   if (hessian !== "f64" && hessian !== "f32") {
     throw new RangeError(`--hessian ${hessian}: expected f64 or f32`);
@@ -188,7 +199,7 @@ await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (ar
             hessian,
             method: method as PruneMethod,
             ...pat,
-            names: ["gate_proj", "up_proj", "down_proj"],
+            names,
           });
         }
         const q = measure(m), flops = mlpFlopsPerToken(m);

@@ -64,6 +64,18 @@ export async function pruneModel(
   options: PruneModelOptions,
 ): Promise<PrunedLayer[]> {
   const names = options.names ?? LINEAR_NAMES;
+  for (const n of names) {
+    if (!(LINEAR_NAMES as readonly string[]).includes(n)) {
+      throw new RangeError(
+        `Unknown projection '${n}': expected one of ${LINEAR_NAMES.join(", ")}`,
+      );
+    }
+  }
+  if (!["magnitude", "wanda", "sparsegpt"].includes(options.method)) {
+    throw new RangeError(
+      `Unknown pruning method '${options.method}': expected magnitude, wanda or sparsegpt`,
+    );
+  }
   const pattern: PatternOptions = options.nm
     ? { nm: options.nm }
     : { sparsity: options.sparsity as number };

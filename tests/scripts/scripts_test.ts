@@ -128,6 +128,41 @@ Deno.test("sparse_expand.ts --save writes a pruned checkpoint that loads back; b
   ], flags);
   assertEquals(nm.code, 1);
   assert(nm.stderr.includes("N:M pattern 3:7 needs M to divide the 256 columns"), nm.stderr);
+  const names = await run(
+    "sparse_expand.ts",
+    ["--names", "gate_proj,mlp.up", "--out", `${tmp}/o4`],
+    flags,
+  );
+  assertEquals(names.code, 1);
+  assertEquals(
+    names.stderr.trim(),
+    "error: --names has 'mlp.up': expected projections among q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj",
+  );
+  // experts are saved compressed and load back as SparseExpertLinear
+  const se = await run("sparse_expand.ts", [
+    "--methods",
+    "expand",
+    "--experts",
+    "2",
+    "--sparsities",
+    "0.5",
+    "--calib-windows",
+    "2",
+    "--restarts",
+    "1",
+    "--save",
+    `${tmp}/expanded`,
+    "--out",
+    `${tmp}/o5`,
+  ], flags);
+  assertEquals(se.code, 0, se.stderr);
+  const { loadExpandedModel } = await import("../../lib/sparse/expansion_io.ts");
+  const { SparseExpertLinear } = await import("../../lib/sparse/sparse_expert.ts");
+  const back = await loadExpandedModel(`${tmp}/expanded`, { backend: "cpu" });
+  assert(back.blocks.every((b) => b.linears.down_proj instanceof SparseExpertLinear));
+  const rows = JSON.parse(await Deno.readTextFile(`${tmp}/o5/results.json`)).rows;
+  const { bitmapBytes, denseBytes } = rows[1];
+  assert(bitmapBytes < 0.6 * denseBytes, `${bitmapBytes} of ${denseBytes}`);
   await Deno.remove(tmp, { recursive: true });
 });
 

@@ -1,4 +1,5 @@
-import { assert, assertClose, assertEquals, assertThrows } from "@std/assert";
+import { assert, assertClose, assertEquals, assertRejects, assertThrows } from "@std/assert";
+import { pruneModel } from "../../lib/sparse/prune_model.ts";
 import { layerLoss, sparseGpt } from "../../lib/sparse/sparsegpt.ts";
 import { magnitudePrune, wandaPrune } from "../../lib/sparse/baselines.ts";
 import { gramRef } from "../../lib/kernels/gram.ts";
@@ -186,7 +187,7 @@ Deno.test("magnitude and Wanda pick the expected weights", () => {
   ]);
 });
 
-Deno.test("pruners reject bad patterns and shapes with clear errors", () => {
+Deno.test("pruners reject bad patterns, shapes and names with clear errors", async () => {
   const w = Matrix.zeros(2, 6), h = Matrix.zeros64(6, 6);
   for (const s of [0, 1, -0.1, 1.5, NaN]) {
     assertThrows(() => magnitudePrune(w, { sparsity: s }), RangeError, "outside (0, 1)");
@@ -203,6 +204,23 @@ Deno.test("pruners reject bad patterns and shapes with clear errors", () => {
     "needs a 6×6 Hessian",
   );
   assertThrows(() => magnitudePrune(w, { nm: [4, 4] }), RangeError, "1 ≤ N < M");
+  // a projection that does not exist, and an unknown method, before any work is done
+  const model = { backend: "ts" } as unknown as Parameters<typeof pruneModel>[0];
+  await assertRejects(
+    () =>
+      pruneModel(model, [], {
+        method: "sparsegpt",
+        sparsity: 0.5,
+        names: ["gate_prj" as "gate_proj"],
+      }),
+    RangeError,
+    "Unknown projection 'gate_prj': expected one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj",
+  );
+  await assertRejects(
+    () => pruneModel(model, [], { method: "obs" as "sparsegpt", sparsity: 0.5 }),
+    RangeError,
+    "Unknown pruning method 'obs'",
+  );
   assertThrows(
     () => magnitudePrune(w, { sparsity: 0.5, prunableRows: new Uint8Array(3) }),
     ShapeError,
