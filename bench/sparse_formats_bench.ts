@@ -2,7 +2,8 @@
 // (`deno task bench`): Y = X·Wᵀ with X 256 × 8192 (the 4096 tokens split among 16 experts) and
 // W 28672 × 8192, random weights at 50 %, 2:4, 70 % and 90 %. Each form's C kernel against the
 // dense cpu matmul (OpenBLAS sgemm) on the same X and W; the stored bytes are in each name.
-// CSR is left out at 50–70 % (about 4 s per call, bench/RESULTS.md).
+// CSR is left out at 50–70 % (about 4 s per call, bench/RESULTS.md). Each pattern also times one
+// token (decoding), where the bytes read decide.
 import { Matrix } from "../lib/core/matrix.ts";
 import { Rng } from "../lib/core/rng.ts";
 import { prunedCopy } from "./_prune.ts";
@@ -49,4 +50,19 @@ for (const pattern of ["50%", "2:4", "70%", "90%"]) {
   bench(`block-sparse (${share(blockSparseBytes(bsc))})`, () => blockSparseMatmulT(x, bsc, opts));
   if (nm) bench(`packed 2:4, panel + GEMM (${share(nmBytes(nm))})`, () => nmMatmulT(x, nm, opts));
   if (csr) bench(`CSR (${share(csrBytes(csr))})`, () => csrMatmulT(x, csr, opts));
+  // decoding: one token (memory-bound: the bytes read are what counts)
+  const x1 = new Matrix(1, K, x.data.subarray(0, K));
+  const decode = `1×${K}·(${N}×${K})ᵀ at ${pattern} (decoding one token)`;
+  Deno.bench({
+    name: "dense cpu matmul",
+    group: decode,
+    baseline: true,
+    n: 10,
+    warmup: 2,
+    fn: () => void matmul(x1, w, { transB: true, ...opts }),
+  });
+  const one = (name: string, fn: () => unknown) =>
+    Deno.bench({ name, group: decode, n: 10, warmup: 2, fn: () => void fn() });
+  one("bitmap (bits and values read once)", () => bitmapMatmulT(x1, bitmap, opts));
+  one("block-sparse", () => blockSparseMatmulT(x1, bsc, opts));
 }

@@ -89,6 +89,7 @@ int32_t lk_cpu_csr_matmul_f32(const float* x, double x_len, const int32_t* row_p
  * activation row X[·,c] of a token tile is then loaded once per block and applied to every
  * nonzero of that column in the block, instead of once per nonzero. */
 #define TB 32 /* tokens per tile: two AVX-512 vectors */
+#define FEW 8 /* below this many tokens the decode paths run, without token tiles */
 typedef float v16 __attribute__((vector_size(64)));
 int32_t lk_cpu_bsc_matmul_f32(const float* x, double x_len, const int32_t* blk_ptr,
                               double blk_ptr_len, const uint16_t* col, double col_len,
@@ -113,6 +114,21 @@ int32_t lk_cpu_bsc_matmul_f32(const float* x, double x_len, const int32_t* blk_p
     }
   }
   if (m == 0 || n == 0) return LK_OK;
+  if (m < FEW) { /* a few tokens (decoding): no token tile, each nonzero reads m activations */
+#pragma omp parallel for schedule(dynamic, 2)
+    for (int32_t b = 0; b < nblk; b++) {
+      float acc[FEW][256];
+      int rows_here = n - b * br < br ? n - b * br : br;
+      for (int i = 0; i < m; i++) memset(acc[i], 0, sizeof(float) * (size_t)rows_here);
+      for (int32_t p = blk_ptr[b]; p < blk_ptr[b + 1]; p++) {
+        const float v = val[p];
+        const float* xc = x + col[p];
+        for (int i = 0; i < m; i++) acc[i][row[p]] += v * xc[(size_t)i * k];
+      }
+      for (int i = 0; i < m; i++) memcpy(y + (size_t)i * n + (size_t)b * br, acc[i], sizeof(float) * (size_t)rows_here);
+    }
+    return LK_OK;
+  }
   float* xt = lk_alloc(sizeof(float) * (size_t)k * TB);
   if (!xt) return lk_fail(LK_ENOMEM, "%s: cannot allocate the %d×%d token tile", fn, k, TB);
   for (int32_t t0 = 0; t0 < m; t0 += TB) {
@@ -223,7 +239,7 @@ static void unpack_nm(const packed_w* w, int32_t r, int32_t c0, int32_t nc, int6
 static int32_t panel_matmul(const char* fn, const float* x, float* y, int32_t m, int32_t k,
                             int32_t n, const packed_w* w, unpack_fn unpack, int32_t pk) {
   if (m == 0 || n == 0) return LK_OK;
-  if (m < 8) { /* a few tokens (decoding): one row of W at a time, then m dot products */
+  if (m < FEW) { /* a few tokens (decoding): one row of W at a time, then m dot products */
     int failed = 0;
 #pragma omp parallel
     {
@@ -273,6 +289,37 @@ static int32_t panel_matmul(const char* fn, const float* x, float* y, int32_t m,
   return LK_OK;
 }
 
+/* acc[i] = row · x_i for the M tokens x_i (rows of x, k wide) and one bitmap row of W: the bits
+ * and values are read once; two accumulator sets per token hide the FMA latency. */
+static inline __attribute__((always_inline)) void bitmap_row_few(const uint8_t* b, const float* val,
+                                                                 int64_t o, const float* x, int32_t k,
+                                                                 const int M, float* acc) {
+  int32_t c = 0;
+  for (int i = 0; i < M; i++) acc[i] = 0;
+#ifdef __AVX512F__
+  __m512 a0[FEW], a1[FEW];
+  for (int i = 0; i < M; i++) a0[i] = a1[i] = _mm512_setzero_ps();
+  for (; c + 32 <= k; c += 32) {
+    uint32_t mk;
+    memcpy(&mk, b + c / 8, 4);
+    const __mmask16 m0 = (__mmask16)(mk & 0xffff), m1 = (__mmask16)(mk >> 16);
+    const __m512 e0 = _mm512_maskz_expandloadu_ps(m0, val + o);
+    const __m512 e1 = _mm512_maskz_expandloadu_ps(m1, val + o + __builtin_popcount(m0));
+    o += __builtin_popcount(mk);
+    for (int i = 0; i < M; i++) {
+      a0[i] = _mm512_fmadd_ps(e0, _mm512_loadu_ps(x + (size_t)i * k + c), a0[i]);
+      a1[i] = _mm512_fmadd_ps(e1, _mm512_loadu_ps(x + (size_t)i * k + c + 16), a1[i]);
+    }
+  }
+  for (int i = 0; i < M; i++) acc[i] = _mm512_reduce_add_ps(_mm512_add_ps(a0[i], a1[i]));
+#endif
+  for (; c < k; c++)
+    if ((b[c >> 3] >> (c & 7)) & 1) {
+      const float v = val[o++];
+      for (int i = 0; i < M; i++) acc[i] += v * x[(size_t)i * k + c];
+    }
+}
+
 int32_t lk_cpu_bitmap_matmul_f32(const float* x, double x_len, const uint8_t* bits,
                                  double bits_len, const int32_t* row_ptr, double row_ptr_len,
                                  const float* val, double val_len, float* y, double y_len,
@@ -304,6 +351,24 @@ int32_t lk_cpu_bitmap_matmul_f32(const float* x, double x_len, const uint8_t* bi
                      r, (long long)cnt, row_ptr[r + 1] - row_ptr[r]);
   }
   packed_w w = {.k = k, .bits = bits, .row_bytes = rb, .row_ptr = row_ptr, .val = val};
+  if (m > 0 && m < FEW && n > 0) { /* decoding: read each row's bits and values once, no scratch */
+#pragma omp parallel for schedule(static)
+    for (int32_t r = 0; r < n; r++) {
+      float acc[FEW] = {0};
+      const uint8_t* b = bits + (int64_t)r * rb;
+      switch (m) { /* a constant token count per case keeps the accumulators in registers */
+        case 1: bitmap_row_few(b, val, row_ptr[r], x, k, 1, acc); break;
+        case 2: bitmap_row_few(b, val, row_ptr[r], x, k, 2, acc); break;
+        case 3: bitmap_row_few(b, val, row_ptr[r], x, k, 3, acc); break;
+        case 4: bitmap_row_few(b, val, row_ptr[r], x, k, 4, acc); break;
+        case 5: bitmap_row_few(b, val, row_ptr[r], x, k, 5, acc); break;
+        case 6: bitmap_row_few(b, val, row_ptr[r], x, k, 6, acc); break;
+        default: bitmap_row_few(b, val, row_ptr[r], x, k, 7, acc); break;
+      }
+      for (int i = 0; i < m; i++) y[(size_t)i * n + r] = acc[i];
+    }
+    return LK_OK;
+  }
   return panel_matmul(fn, x, y, m, k, n, &w, unpack_bitmap, PK);
 }
 
