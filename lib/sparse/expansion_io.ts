@@ -148,6 +148,7 @@ async function loadExpert(
   ctx: LinearLoadContext,
   prefix: string,
   dir: string,
+  form: "auto" | "bitmap",
 ): Promise<SparseWeight> {
   const [rows, cols] = ctx.shape;
   if (ctx.tensorNames.has(`${prefix}.bitmap`)) {
@@ -176,7 +177,7 @@ async function loadExpert(
       val.data as Float32Array,
       `Expert '${prefix}' in '${dir}'`,
     );
-    return b.val.length < BLOCK_SPARSE_MAX_DENSITY * rows * cols
+    return form === "auto" && b.val.length < BLOCK_SPARSE_MAX_DENSITY * rows * cols
       ? { format: "block-sparse", matrix: blockSparseFromBitmap(b) }
       : { format: "bitmap", matrix: b };
   }
@@ -190,7 +191,10 @@ async function loadExpert(
       `Tensor '${t}' in '${dir}' has shape [${e.shape}], expected [${rows},${cols}]`,
     );
   }
-  return compressWeight(new Matrix(rows, cols, e.data));
+  return compressWeight(
+    new Matrix(rows, cols, e.data),
+    form === "bitmap" ? { format: "bitmap" } : {},
+  );
 }
 
 /**
@@ -199,11 +203,22 @@ async function loadExpert(
  */
 export async function loadExpandedModel(
   dir: string,
-  options: Omit<LoadOptions, "linearLoader"> = {},
+  options: Omit<LoadOptions, "linearLoader"> & {
+    /**
+     * The form experts are held in: `"auto"` (default; block-sparse below density 0.48, else the
+     * bitmap: fastest for batched tokens) or `"bitmap"` (fastest for decoding a few tokens).
+     */
+    experts?: "auto" | "bitmap";
+  } = {},
 ): Promise<LlamaModel> {
+  const form = options.experts ?? "auto";
+  if (form !== "auto" && form !== "bitmap") {
+    throw new RangeError(`Unknown expert form '${form}': expected auto or bitmap`);
+  }
   const routers = new Map<string, Router>();
+  const { experts: _, ...loadOptions } = options;
   return await LlamaModel.load(dir, {
-    ...options,
+    ...loadOptions,
     async linearLoader(ctx) {
       const base = linearTensorName(ctx.layer, ctx.name).replace(/\.weight$/, "");
       const hasExpert0 = ctx.tensorNames.has(`${base}.experts.0.bitmap`) ||
@@ -243,7 +258,7 @@ export async function loadExpandedModel(
             `Checkpoint '${dir}' lacks expert ${c} of ${base} (router has ${router.k} clusters)`,
           );
         }
-        experts.push(await loadExpert(ctx, prefix, dir));
+        experts.push(await loadExpert(ctx, prefix, dir, form));
       }
       return new SparseExpertLinear(router, experts, ctx.backend === "ts" ? "ts" : "cpu");
     },

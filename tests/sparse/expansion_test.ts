@@ -121,6 +121,11 @@ Deno.test("an expanded model saves compressed and loads back with the same logit
     assert(g.experts.every((e) => e.format === "bitmap"), g.experts.map((e) => e.format).join());
     assertClose(back.forward(ids).data, want, { rtol: 1e-4, atol: 1e-4 });
   }
+  // held as bitmaps for decoding: the same logits
+  const gen = await loadExpandedModel(`${root}/bitmap`, { backend: "cpu", experts: "bitmap" });
+  const down = gen.blocks[1]!.linears.down_proj as InstanceType<typeof SparseExpertLinear>;
+  assert(down.experts.every((e) => e.format === "bitmap"));
+  assertClose(gen.forward(ids).data, want, { rtol: 1e-4, atol: 1e-4 });
   // E = 2 experts at 50 %: the MLP experts take about 2 × 0.53 of one dense MLP in the bitmap file
   const mlp = m.config.numLayers * 3 * m.config.hiddenSize * m.config.intermediateSize * 4;
   const saved = sizes.dense! - sizes.bitmap!;
