@@ -5,7 +5,17 @@ import { blockSparseFromDense, blockSparseMatmulT } from "./lib/kernels/spmm.ts"
 import { matmul } from "./lib/kernels/matmul.ts";
 const K = 8192, N = 28672, rng = new Rng(3);
 const opts = { backend: "cpu" } as const;
-const t = (name: string, f: () => unknown) => { f(); const ts = []; for (let i = 0; i < 5; i++) { const t0 = performance.now(); f(); ts.push(performance.now() - t0); } ts.sort((a, b) => a - b); console.log(name, ts[2]!.toFixed(1), "ms"); };
+const t = (name: string, f: () => unknown) => {
+  f();
+  const ts = [];
+  for (let i = 0; i < 5; i++) {
+    const t0 = performance.now();
+    f();
+    ts.push(performance.now() - t0);
+  }
+  ts.sort((a, b) => a - b);
+  console.log(name, ts[2]!.toFixed(1), "ms");
+};
 const w = new Matrix(N, K, rng.normalArray(N * K));
 for (const s of [0.5, 0.9]) {
   const pw = new Matrix(N, K, w.data.slice());
