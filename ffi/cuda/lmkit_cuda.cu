@@ -1017,7 +1017,7 @@ extern "C" int32_t lk_cuda_matmul_bf16(int32_t ha, int32_t hb, int32_t hc, int32
 struct LtOpaque {
   alignas(16) unsigned char data[16384];
 };
-enum { LT_OP_N = 0, LT_OP_T = 1, LT_ORDER_ROW = 2, LT_SPARSITY_50 = 0, LT_COMPUTE_32F = 2, LT_ALG_DEFAULT = 0 };
+enum { LT_OP_N = 0, LT_OP_T = 1, LT_ORDER_COL = 1, LT_ORDER_ROW = 2, LT_SPARSITY_50 = 0, LT_COMPUTE_32F = 2, LT_ALG_DEFAULT = 0 };
 struct Lt {
   int (*init)(LtOpaque*);
   int (*version)(const LtOpaque*, int*);
@@ -1199,35 +1199,54 @@ static int32_t sp24_run(const char* fn, Sp24* s, const bf16* x, int m, bf16* d) 
   for (auto& q : s->plans)
     if (q.m == m) p = &q;
   if (!p) {
-    s->plans.emplace_back();
-    p = &s->plans.back();
-    p->m = m;
-    p->xd = new LtOpaque();
-    p->dd = new LtOpaque();
-    p->mm = new LtOpaque();
-    p->alg = new LtOpaque();
-    p->plan = new LtOpaque();
-    int st;
-    const char* what = nullptr;
-    if ((st = L.dense(L.h, p->xd, m, s->k, s->k, 16, CUDA_R_16BF, LT_ORDER_ROW))) what = "dense descriptor of X";
-    else if ((st = L.dense(L.h, p->dd, s->n, m, m, 16, CUDA_R_16BF, LT_ORDER_ROW))) what = "dense descriptor of D";
-    else if ((st = L.matmul_desc(L.h, p->mm, LT_OP_N, LT_OP_T, s->wd, p->xd, p->dd, p->dd, LT_COMPUTE_32F)))
-      what = "cusparseLtMatmulDescriptorInit";
-    else if ((st = L.alg_init(L.h, p->alg, p->mm, LT_ALG_DEFAULT))) what = "cusparseLtMatmulAlgSelectionInit";
-    else if ((st = L.plan_init(L.h, p->plan, p->mm, p->alg))) what = "cusparseLtMatmulPlanInit";
-    else if ((st = L.workspace(L.h, p->plan, &p->ws_bytes))) what = "cusparseLtMatmulGetWorkspace";
-    else if (p->ws_bytes && cudaMalloc(&p->ws, p->ws_bytes)) what = "workspace allocation", st = 0;
-    if (what) {
-      int32_t e = fail(LK_EBACKEND, "%s: %s failed (status %d) for W %d×%d and %d tokens", fn, what, st, s->n, s->k, m);
-      // descriptors that were not initialised must not be destroyed: drop the plan without them
-      delete p->xd;
-      delete p->dd;
-      delete p->mm;
-      delete p->alg;
-      delete p->plan;
-      s->plans.pop_back();
-      return e;
+    // X[m,k] row-major is read either as a row-major m × k B with opB = T, or (the layout PyTorch
+    // uses) as a column-major k × m B with opB = N; the second is tried when the first is refused
+    char why[200] = "";
+    for (int layout = 0; layout < 2 && !p; layout++) {
+      Sp24Plan q;
+      q.m = m;
+      q.xd = new LtOpaque();
+      q.dd = new LtOpaque();
+      q.mm = new LtOpaque();
+      q.alg = new LtOpaque();
+      q.plan = new LtOpaque();
+      bool xd_ok = false, dd_ok = false, alg_ok = false, plan_ok = false;
+      int st = 0;
+      const char* what = nullptr;
+      if ((st = layout == 0 ? L.dense(L.h, q.xd, m, s->k, s->k, 16, CUDA_R_16BF, LT_ORDER_ROW)
+                            : L.dense(L.h, q.xd, s->k, m, s->k, 16, CUDA_R_16BF, LT_ORDER_COL)))
+        what = "dense descriptor of X";
+      else if ((xd_ok = true, st = L.dense(L.h, q.dd, s->n, m, m, 16, CUDA_R_16BF, LT_ORDER_ROW)))
+        what = "dense descriptor of D";
+      else if ((dd_ok = true, st = L.matmul_desc(L.h, q.mm, LT_OP_N, layout == 0 ? LT_OP_T : LT_OP_N, s->wd, q.xd,
+                                                   q.dd, q.dd, LT_COMPUTE_32F)))
+        what = "cusparseLtMatmulDescriptorInit";
+      else if ((st = L.alg_init(L.h, q.alg, q.mm, LT_ALG_DEFAULT)))
+        what = "cusparseLtMatmulAlgSelectionInit";
+      else if ((alg_ok = true, st = L.plan_init(L.h, q.plan, q.mm, q.alg)))
+        what = "cusparseLtMatmulPlanInit";
+      else if ((plan_ok = true, st = L.workspace(L.h, q.plan, &q.ws_bytes)))
+        what = "cusparseLtMatmulGetWorkspace";
+      else if (q.ws_bytes && cudaMalloc(&q.ws, q.ws_bytes))
+        what = "workspace allocation";
+      if (!what) {
+        s->plans.push_back(q);
+        p = &s->plans.back();
+        break;
+      }
+      snprintf(why + strlen(why), sizeof why - strlen(why), "%s%s failed (status %d) with %s", layout ? "; " : "", what,
+               st, layout == 0 ? "opB = T" : "X column-major");
+      if (plan_ok) L.plan_destroy(q.plan);
+      if (alg_ok && L.alg_destroy) L.alg_destroy(q.alg);
+      if (xd_ok) L.desc_destroy(q.xd);
+      if (dd_ok) L.desc_destroy(q.dd);
+      delete q.xd;
+      delete q.dd;
+      delete q.mm;
+      delete q.alg;
+      delete q.plan;
     }
+    if (!p) return fail(LK_EBACKEND, "%s: W %d×%d and %d tokens: %s", fn, s->n, s->k, m, why);
   }
   const float one = 1, zero = 0;
   int st = L.matmul(L.h, p->plan, &one, s->compressed, x, &zero, d, d, p->ws, nullptr, 0);
