@@ -124,7 +124,7 @@ for (const n of quick ? [1024] : [1024, 4096]) {
 // SparseGPT: the column sweep alone (device-resident, against the cpu sweep on the same W and U),
 // then the whole layer as a user runs it (Hessian of the calibration batches on the device, OBS
 // preparation and sweep on the device, host transfers included)
-{
+try {
   const n = quick ? 1024 : 4096, seqs = quick ? 16 : 128, toks = 512;
   const w = new Matrix(n, n, rng.normalArray(n * n, 0.02));
   const x = randn(toks, n);
@@ -211,6 +211,8 @@ for (const n of quick ? [1024] : [1024, 4096]) {
     relErrVsCpu: Number.NaN, // checked by the sweep row and tests/sparse on cuda
     cpuMs: Number.NaN,
   });
+} catch (e) { // a failure here must not cost the rest of the run its figures
+  console.error(`sparsegpt on cuda failed: ${(e as Error).message}`);
 }
 
 // The routed Sparse Expansion layer at Llama-2-70B MLP shapes (issue 4), bf16, device-resident:
@@ -218,7 +220,7 @@ for (const n of quick ? [1024] : [1024, 4096]) {
 // (gather per cluster, the authors' way) and with 2:4 experts on the sparse tensor cores. The 16
 // experts share one weight, so the routed outputs must equal the dense product (the error column
 // here is against the dense bf16 product on the GPU, not the cpu).
-{
+try {
   const M = quick ? 1024 : 4096, E = 16;
   const din0 = quick ? 2048 : 8192, dout0 = quick ? 7168 : 28672;
   // uniform values of unit variance from a xorshift (timing inputs: ten times faster to make than
@@ -333,6 +335,8 @@ for (const n of quick ? [1024] : [1024, 4096]) {
       console.error(`one expert 2:4 ${shape}: ${(e as Error).message}`);
     }
   }
+} catch (e) {
+  console.error(`routed layer on cuda failed: ${(e as Error).message}`);
 }
 
 // top-k
