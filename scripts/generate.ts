@@ -10,7 +10,7 @@ import { requirePermissions } from "../lib/core/permissions.ts";
 import { runScript } from "../lib/core/script.ts";
 import { type Backend, selectBackend } from "../ffi/mod.ts";
 import { generate } from "../lib/model/generate.ts";
-import { LlamaModel } from "../lib/model/llama.ts";
+import { loadExpandedModel } from "../lib/sparse/expansion_io.ts";
 import { loadTokenizer } from "../lib/model/tokenizer.ts";
 
 const USAGE = `
@@ -20,7 +20,8 @@ Usage: scripts/generate.ts [options]
        deno task generate [-- options]
 
 Options:
-  --model DIR          HF checkpoint folder (default data/models/tinyllama-bytes); a folder
+  --model DIR          HF checkpoint folder (default data/models/tinyllama-bytes), also a
+                       Sparse Expansion checkpoint from sparse_expand.ts --save; a folder
                        outside data/ needs --allow-read=DIR as well
   --prompt TEXT        (default "The city of Paris is in France.")
   --max-new-tokens N   (default 50)
@@ -55,7 +56,9 @@ await runScript({ name: "generate.ts", usage: USAGE, needs: [] }, async (args) =
   const backend: Backend = selectBackend(values.backend);
   const maxNewTokens = intFlag("--max-new-tokens", values["max-new-tokens"], 0);
   const temperature = numFlag("--temperature", values.temperature, 0);
-  const model = await LlamaModel.load(values.model, { backend });
+  // dense, pruned or Sparse Expansion checkpoints; experts held as bitmaps, the fastest form for
+  // decoding a few tokens at a time
+  const model = await loadExpandedModel(values.model, { backend, experts: "bitmap" });
   const tok = await loadTokenizer(values.model, model.config);
   const prompt = tok.encode(values.prompt);
   if (!values.json) {

@@ -160,6 +160,16 @@ Deno.test("sparse_expand.ts --save writes a pruned checkpoint that loads back; b
   const { SparseExpertLinear } = await import("../../lib/sparse/sparse_expert.ts");
   const back = await loadExpandedModel(`${tmp}/expanded`, { backend: "cpu" });
   assert(back.blocks.every((b) => b.linears.down_proj instanceof SparseExpertLinear));
+  // and generate.ts continues a prompt with it (experts as bitmaps: the decoding form)
+  const gen = await run("generate.ts", [
+    "--model",
+    `${tmp}/expanded`,
+    "--max-new-tokens",
+    "8",
+    "--json",
+  ], flags);
+  assertEquals(gen.code, 0, gen.stderr);
+  assertEquals(JSON.parse(gen.stdout).generatedIds.length, 8);
   const rows = JSON.parse(await Deno.readTextFile(`${tmp}/o5/results.json`)).rows;
   const { bitmapBytes, denseBytes } = rows[1];
   assert(bitmapBytes < 0.6 * denseBytes, `${bitmapBytes} of ${denseBytes}`);
