@@ -10,6 +10,10 @@ export * from "./obs.ts";
 export * from "./topk.ts";
 export * from "./attention.ts";
 export * from "./activation.ts";
+export * from "./spmm.ts";
+export * from "./spmm_bitmap.ts";
+export * from "./spmm_nm.ts";
+export * from "./sparse_weight.ts";
 export type { KernelOptions } from "./_backend.ts";
 export {
   availableBackends,

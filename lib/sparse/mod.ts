@@ -10,4 +10,6 @@ export * from "./prune_model.ts";
 export * from "./router.ts";
 export * from "./expansion.ts";
 export * from "./expansion_io.ts";
+export * from "./sparse_expert.ts";
+export * from "./sparse_expert_cuda.ts";
 export type { PatternOptions } from "./_pattern.ts";
