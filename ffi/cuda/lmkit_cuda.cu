@@ -1015,7 +1015,7 @@ extern "C" int32_t lk_cuda_matmul_bf16(int32_t ha, int32_t hb, int32_t hc, int32
 
 // ---- cuSPARSELt, declared here (opaque structs sized above any release's: 1024 to 11024 bytes)
 struct LtOpaque {
-  alignas(16) unsigned char data[16384];
+  alignas(64) unsigned char data[16384];
 };
 enum { LT_OP_N = 0, LT_OP_T = 1, LT_ORDER_COL = 1, LT_ORDER_ROW = 2, LT_SPARSITY_50 = 0, LT_COMPUTE_32F = 2, LT_ALG_DEFAULT = 0 };
 struct Lt {
