@@ -33,7 +33,7 @@ export function rowTimesTokens(
   x: Matrix,
   y: Matrix,
   o: number,
-  cols: Int32Array,
+  cols: Int32Array | Uint16Array,
   q: number,
   val: Float32Array,
   p0: number,

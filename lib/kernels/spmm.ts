@@ -12,7 +12,7 @@
 import { check, cpu } from "../../ffi/mod.ts";
 import { ShapeError } from "../core/errors.ts";
 import { Matrix } from "../core/matrix.ts";
-import { type KernelOptions, resolve, spmmOutput } from "./_backend.ts";
+import { type KernelOptions, resolve, rowTimesTokens, spmmOutput } from "./_backend.ts";
 
 /** A sparse `rows × cols` matrix in CSR. */
 export interface CsrMatrix {
@@ -96,15 +96,9 @@ export function csrMatmulT(x: Matrix, w: CsrMatrix, options: KernelOptions = {})
   const y = spmmOutput(x, w);
   const backend = resolve(options);
   if (backend === "ts" || x.data instanceof Float64Array) {
-    const xd = x.data, k = x.cols, n = w.rows;
-    for (let i = 0; i < x.rows; i++) {
-      for (let o = 0; o < n; o++) {
-        let s = 0;
-        for (let p = w.rowPtr[o]!; p < w.rowPtr[o + 1]!; p++) {
-          s += w.val[p]! * xd[i * k + w.col[p]!]!;
-        }
-        y.data[i * n + o] = s;
-      }
+    for (let o = 0; o < w.rows; o++) {
+      const p0 = w.rowPtr[o]!, q = w.rowPtr[o + 1]! - p0;
+      rowTimesTokens(x, y, o, w.col.subarray(p0, p0 + q), q, w.val, p0);
     }
     return y;
   }
