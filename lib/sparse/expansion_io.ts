@@ -17,7 +17,7 @@
 import { FormatError } from "../core/errors.ts";
 import { Matrix } from "../core/matrix.ts";
 import { SafetensorsFile, type Tensor, writeSafetensors } from "../io/safetensors.ts";
-import { bitmapFromDense, bitmapFromParts } from "../kernels/spmm_bitmap.ts";
+import { bitmapFromDense, bitmapFromParts, type BitmapMatrix } from "../kernels/spmm_bitmap.ts";
 import {
   BLOCK_SPARSE_MAX_DENSITY,
   blockSparseFromBitmap,
@@ -46,18 +46,28 @@ export interface SaveOptions {
   experts?: "bitmap" | "dense";
 }
 
-/** The tensors of one expert weight in the chosen stored form. */
+/**
+ * The tensors of one expert weight in the chosen stored form; a bitmap expert is written as it is
+ * held, any other is densified one expert at a time.
+ */
 function expertTensors(
   prefix: string,
-  w: Matrix,
+  w: Matrix | SparseWeight,
   form: "bitmap" | "dense",
 ): Record<string, Tensor> {
-  if (form === "dense") {
-    return { [`${prefix}.weight`]: { dtype: "F32", shape: [w.rows, w.cols], data: w.data } };
+  if (!(w instanceof Matrix) && w.format === "bitmap" && form === "bitmap") {
+    return bitmapTensors(prefix, w.matrix);
   }
-  const b = bitmapFromDense(w);
+  const d = w instanceof Matrix ? w : sparseWeightToDense(w);
+  if (form === "dense") {
+    return { [`${prefix}.weight`]: { dtype: "F32", shape: [d.rows, d.cols], data: d.data } };
+  }
+  return bitmapTensors(prefix, bitmapFromDense(d));
+}
+
+function bitmapTensors(prefix: string, b: BitmapMatrix): Record<string, Tensor> {
   return {
-    [`${prefix}.bitmap`]: { dtype: "U8", shape: [w.rows, Math.ceil(w.cols / 8)], data: b.bits },
+    [`${prefix}.bitmap`]: { dtype: "U8", shape: [b.rows, Math.ceil(b.cols / 8)], data: b.bits },
     [`${prefix}.values`]: { dtype: "F32", shape: [b.val.length], data: b.val },
   };
 }
@@ -101,10 +111,7 @@ export async function saveModel(
         };
       } else if (lin instanceof ExpertLinear || lin instanceof SparseExpertLinear) {
         delete tensors[base];
-        const dense = lin instanceof ExpertLinear
-          ? lin.experts
-          : lin.experts.map((e: SparseWeight) => sparseWeightToDense(e));
-        dense.forEach((e, c) => {
+        (lin.experts as readonly (Matrix | SparseWeight)[]).forEach((e, c) => {
           Object.assign(
             tensors,
             expertTensors(base.replace(/\.weight$/, `.experts.${c}`), e, form),

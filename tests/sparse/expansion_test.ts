@@ -126,6 +126,12 @@ Deno.test("an expanded model saves compressed and loads back with the same logit
   const down = gen.blocks[1]!.linears.down_proj as InstanceType<typeof SparseExpertLinear>;
   assert(down.experts.every((e) => e.format === "bitmap"));
   assertClose(gen.forward(ids).data, want, { rtol: 1e-4, atol: 1e-4 });
+  // a loaded model saves back to the same bytes (bitmap experts written as held)
+  await saveModel(gen, MODEL_DIR, `${root}/resaved`);
+  assertEquals(
+    await Deno.readFile(`${root}/resaved/model.safetensors`),
+    await Deno.readFile(`${root}/bitmap/model.safetensors`),
+  );
   // E = 2 experts at 50 %: the MLP experts take about 2 × 0.53 of one dense MLP in the bitmap file
   const mlp = m.config.numLayers * 3 * m.config.hiddenSize * m.config.intermediateSize * 4;
   const saved = sizes.dense! - sizes.bitmap!;
