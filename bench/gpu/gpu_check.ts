@@ -11,7 +11,11 @@ import { matmul } from "../../lib/kernels/matmul.ts";
 import { obsPrepare } from "../../lib/kernels/obs.ts";
 import { topk } from "../../lib/kernels/topk.ts";
 import { sparseGpt } from "../../lib/sparse/sparsegpt.ts";
-import { CudaRoutedExperts } from "../../lib/sparse/sparse_expert_cuda.ts";
+import {
+  bf16ToHost,
+  CudaRoutedExperts,
+  toDeviceBf16,
+} from "../../lib/sparse/sparse_expert_cuda.ts";
 import { keepTwoOfFour } from "../_prune.ts";
 
 const { values } = parseArgs({
@@ -238,28 +242,17 @@ try {
   };
   const big = new Matrix(dout0, din0, fill(dout0 * din0));
   keepTwoOfFour(big.data as Float32Array);
-  const toBf16 = (data: Float32Array) => {
-    using f = DeviceBuffer.from(data);
-    const b = DeviceBuffer.alloc("bf16", data.length);
-    check(lib, lib.lk_cuda_convert(f.handle, b.handle));
-    return b;
-  };
   for (const [name, din, dout] of [["up", din0, dout0], ["down", dout0, din0]] as const) {
     const shape = `${name} ${din}→${dout}, M=${M}, ${E} experts`;
     const w = new Matrix(dout, din, big.data); // the same 2:4 values, read in this shape
     const flops = 2 * M * din * dout;
-    using dx = toBf16(fill(M * din)), dw = toBf16(w.data as Float32Array);
+    using dx = toDeviceBf16(fill(M * din)), dw = toDeviceBf16(w.data as Float32Array);
     using dense = DeviceBuffer.alloc("bf16", M * dout), dy = DeviceBuffer.alloc("bf16", M * dout);
     using dl = DeviceBuffer.alloc("i32", M);
     const denseMs = timeCuda(() =>
       check(lib, lib.lk_cuda_matmul_bf16(dx.handle, dw.handle, dense.handle, M, din, dout, 1))
     );
-    const toF32 = (b: DeviceBuffer) => {
-      using f = DeviceBuffer.alloc("f32", b.length);
-      check(lib, lib.lk_cuda_convert(b.handle, f.handle));
-      return f.download(new Float32Array(b.length));
-    };
-    const want = toF32(dense);
+    const want = bf16ToHost(dense);
     rows.push({
       op: "routed: dense bf16 cuBLAS, all tokens",
       shape,
@@ -293,7 +286,7 @@ try {
         shape,
         ms,
         gflops: flops / ms / 1e6,
-        relErrVsCpu: relativeL2Error(toF32(dy), want),
+        relErrVsCpu: relativeL2Error(bf16ToHost(dy), want),
         cpuMs: Number.NaN,
       });
       console.error(
@@ -304,7 +297,7 @@ try {
     }
     // one expert's product alone (M/E tokens)
     const mt = M / E;
-    using xs = toBf16(fill(mt * din)), ys = DeviceBuffer.alloc("bf16", mt * dout);
+    using xs = toDeviceBf16(fill(mt * din)), ys = DeviceBuffer.alloc("bf16", mt * dout);
     const oneDense = timeCuda(() =>
       check(lib, lib.lk_cuda_matmul_bf16(xs.handle, dw.handle, ys.handle, mt, din, dout, 1))
     );

@@ -18,8 +18,8 @@ import { type SparseWeight, sparseWeightToDense } from "../kernels/sparse_weight
 import { nmFromDense } from "../kernels/spmm_nm.ts";
 import type { Router } from "./router.ts";
 
-/** Uploads f32 values and converts them to a bf16 device buffer. */
-function toDeviceBf16(data: Float32Array): DeviceBuffer {
+/** Uploads f32 values and converts them to a new bf16 device buffer. */
+export function toDeviceBf16(data: Float32Array): DeviceBuffer {
   using f = DeviceBuffer.from(data);
   const b = DeviceBuffer.alloc("bf16", data.length);
   try {
@@ -29,6 +29,13 @@ function toDeviceBf16(data: Float32Array): DeviceBuffer {
     throw e;
   }
   return b;
+}
+
+/** The values of a bf16 device buffer, widened to f32 on the device and downloaded. */
+export function bf16ToHost(b: DeviceBuffer): Float32Array {
+  using f = DeviceBuffer.alloc("f32", b.length);
+  check(cuda(), cuda().lk_cuda_convert(b.handle, f.handle));
+  return f.download(new Float32Array(b.length));
 }
 
 function is24(w: Matrix): boolean {
@@ -147,17 +154,12 @@ export class CudaRoutedExperts {
         `Cannot route ${x.rows}×${x.cols} inputs through a layer of ${this.inFeatures} inputs`,
       );
     }
-    const m = x.rows, n = this.outFeatures, lib = cuda();
-    const y = new Matrix(m, n, new Float32Array(m * n)), labels = new Int32Array(m);
-    if (m === 0) return { y, labels };
+    const m = x.rows, n = this.outFeatures;
+    if (m === 0) return { y: new Matrix(0, n, new Float32Array(0)), labels: new Int32Array(0) };
     using dx = toDeviceBf16(Float32Array.from(x.data));
     using dy = DeviceBuffer.alloc("bf16", m * n), dl = DeviceBuffer.alloc("i32", m);
-    using df = DeviceBuffer.alloc("f32", m * n);
     this.forwardDevice(dx, m, dy, dl);
-    check(lib, lib.lk_cuda_convert(dy.handle, df.handle));
-    df.download(y.data as Float32Array);
-    dl.download(labels);
-    return { y, labels };
+    return { y: new Matrix(m, n, bf16ToHost(dy)), labels: dl.download(new Int32Array(m)) };
   }
 
   /** Frees the device copies. */

@@ -10,7 +10,11 @@ import { Rng } from "../../lib/core/rng.ts";
 import { matmul } from "../../lib/kernels/matmul.ts";
 import type { Router } from "../../lib/sparse/router.ts";
 import { route } from "../../lib/sparse/router.ts";
-import { CudaRoutedExperts } from "../../lib/sparse/sparse_expert_cuda.ts";
+import {
+  bf16ToHost,
+  CudaRoutedExperts,
+  toDeviceBf16,
+} from "../../lib/sparse/sparse_expert_cuda.ts";
 import { SparseExpertLinear } from "../../lib/sparse/sparse_expert.ts";
 import { compressWeight } from "../../lib/kernels/sparse_weight.ts";
 import { freshSeed, NATIVE, randn } from "../_util.ts";
@@ -81,20 +85,15 @@ Deno.test({
   fn() {
     const seed = freshSeed(), rng = new Rng(seed), lib = cuda();
     const n = 64, k = 128, w = random24(rng, n, k);
-    using f = DeviceBuffer.from(w.data as Float32Array), wb = DeviceBuffer.alloc("bf16", n * k);
-    check(lib, lib.lk_cuda_convert(f.handle, wb.handle));
+    using wb = toDeviceBf16(w.data as Float32Array);
     const id = new Int32Array(1);
     check(lib, lib.lk_cuda_sp24_create(wb.handle, n, k, id, 1));
     try {
       for (const m of [1, 3, 17, 129]) {
         const x = randn(rng, m, k);
-        using xf = DeviceBuffer.from(x.data as Float32Array),
-          xb = DeviceBuffer.alloc("bf16", m * k);
-        using yb = DeviceBuffer.alloc("bf16", m * n), yf = DeviceBuffer.alloc("f32", m * n);
-        check(lib, lib.lk_cuda_convert(xf.handle, xb.handle));
+        using xb = toDeviceBf16(x.data as Float32Array), yb = DeviceBuffer.alloc("bf16", m * n);
         check(lib, lib.lk_cuda_sp24_matmul(id[0]!, xb.handle, m, yb.handle));
-        check(lib, lib.lk_cuda_convert(yb.handle, yf.handle));
-        const got = yf.download(new Float32Array(m * n));
+        const got = bf16ToHost(yb);
         const want = matmul(x, w, { transB: true, backend: "cpu" });
         const err = relativeL2Error(got, want.data);
         assert(err < 2e-2, `seed ${seed} m=${m}: relative error ${err}`);
@@ -103,9 +102,7 @@ Deno.test({
       lib.lk_cuda_sp24_free(id[0]!);
     }
     const dense = randn(rng, n, k);
-    using df = DeviceBuffer.from(dense.data as Float32Array),
-      db = DeviceBuffer.alloc("bf16", n * k);
-    check(lib, lib.lk_cuda_convert(df.handle, db.handle));
+    using db = toDeviceBf16(dense.data as Float32Array);
     assertThrows(
       () => check(lib, lib.lk_cuda_sp24_create(db.handle, n, k, id, 1)),
       Error,
