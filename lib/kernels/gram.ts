@@ -107,7 +107,8 @@ export interface HessianOptions extends KernelOptions {
   precision?: "f64" | "f32";
   /**
    * cpu: batches are gathered into blocks of up to this many entries (rows × n) before each
-   * Gram call (default 2^24, 64 MB), so that small batches do not each pay the call's fixed work.
+   * Gram call (default 2^24, 64 MB; never more than n², the size of H), so that small batches
+   * do not each pay the call's fixed work.
    */
   gatherEntries?: number;
 }
@@ -135,11 +136,12 @@ export class HessianAccumulator {
   readonly #h: Matrix<Float32Array> | Matrix<Float64Array>;
   readonly #backend: Backend;
   #dev: DeviceBuffer | undefined;
-  // cpu: rows are gathered into blocks of about 2^24 entries before each Gram call, so that
-  // small batches do not pay the per-call work (syrk start-up, mirroring H) every time
-  readonly #pending: Float32Array | undefined;
+  // cpu: rows are gathered into blocks of up to #gatherRows rows before each Gram call, so that
+  // small batches do not pay the per-call work (syrk start-up, mirroring H) every time; the
+  // buffer is allocated by the first batch that is gathered
+  readonly #gatherRows: number;
+  #pending: Float32Array | undefined;
   #pendingRows = 0;
-  #pendingSince = 0;
 
   /**
    * Creates an empty accumulator.
@@ -154,22 +156,19 @@ export class HessianAccumulator {
     this.#h = precision === "f64" ? Matrix.zeros64(n, n) : Matrix.zeros(n, n);
     this.#backend = resolve(options);
     if (this.#backend === "cuda") this.#dev = DeviceBuffer.from(this.#h.data);
-    else if (this.#backend === "cpu" && n > 0) {
-      this.#pending = new Float32Array(
-        Math.max(1, Math.floor((options.gatherEntries ?? 2 ** 24) / n)) * n,
-      );
-    }
+    const entries = Math.min(options.gatherEntries ?? 2 ** 24, n * n);
+    this.#gatherRows = this.#backend === "cpu" && n > 0 ? Math.max(1, Math.floor(entries / n)) : 0;
   }
 
   /** Adds a batch of rows (tokens × features). */
   add(x: Matrix): void {
     checkShapes(this.#h, x);
     if (x.rows === 0) return;
-    const buf = this.#pending, n = x.cols;
-    if (buf && x.data instanceof Float32Array && x.rows * n <= buf.length) {
-      if ((this.#pendingRows + x.rows) * n > buf.length) this.#flush();
-      if (this.#pendingRows === 0) this.#pendingSince = this.samples;
-      buf.set(x.data, this.#pendingRows * n);
+    const n = x.cols;
+    if (x.data instanceof Float32Array && x.rows <= this.#gatherRows) {
+      if (this.#pendingRows + x.rows > this.#gatherRows) this.#flush();
+      this.#pending ??= new Float32Array(this.#gatherRows * n);
+      this.#pending.set(x.data, this.#pendingRows * n);
       this.#pendingRows += x.rows;
       this.samples += x.rows;
       return;
@@ -190,7 +189,7 @@ export class HessianAccumulator {
     if (!this.#pendingRows) return;
     const n = this.#h.cols;
     const x = new Matrix(this.#pendingRows, n, this.#pending!.subarray(0, this.#pendingRows * n));
-    this.#gram(x, this.#pendingSince);
+    this.#gram(x, this.samples - this.#pendingRows);
     this.#pendingRows = 0;
   }
 

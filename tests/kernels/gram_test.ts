@@ -60,27 +60,28 @@ Deno.test("gram cpu own kernel (no BLAS) matches ts", () => {
 
 Deno.test("HessianAccumulator gives 2/N·XᵀX whatever the batching", () => {
   const rng = new Rng(freshSeed());
-  const x = randn(rng, 60, 9);
-  const acc = new HessianAccumulator(9, { backend: "cpu" });
-  const gathered = new HessianAccumulator(9, { backend: "cpu", gatherEntries: 9 * 40 });
-  const direct = new HessianAccumulator(9, { backend: "cpu", gatherEntries: 0 });
+  const n = 64; // gathering is capped at n² entries (n rows): 64 rows hold all 60
+  const x = randn(rng, 60, n);
+  const acc = new HessianAccumulator(n, { backend: "cpu" });
+  const gathered = new HessianAccumulator(n, { backend: "cpu", gatherEntries: n * 40 });
+  const direct = new HessianAccumulator(n, { backend: "cpu", gatherEntries: 0 });
   for (let r = 0; r < 60; r += 25) {
     const rows = Math.min(25, 60 - r);
-    const b = new Matrix(rows, 9, x.data.slice(r * 9, (r + rows) * 9));
+    const b = new Matrix(rows, n, x.data.slice(r * n, (r + rows) * n));
     acc.add(b); // all 60 rows gathered into one Gram call
     gathered.add(b); // blocks of at most 40 rows: calls for rows 0–24, 25–59
     direct.add(b); // one call per batch
   }
-  const want = Matrix.zeros64(9, 9);
+  const want = Matrix.zeros64(n, n);
   gramRef(want, x, 2 / 60, 0);
   for (const a of [acc, gathered, direct]) {
     assertEquals(a.samples, 60);
     assertClose(a.result().data, want.data, { rtol: 1e-12 });
   }
   // adding after result() goes on from the same H
-  const more = randn(rng, 7, 9), all = Matrix.zeros64(9, 9);
+  const more = randn(rng, 7, n), all = Matrix.zeros64(n, n);
   acc.add(more);
-  gramRef(all, new Matrix(67, 9, Float32Array.from([...x.data, ...more.data])), 2 / 67, 0);
+  gramRef(all, new Matrix(67, n, Float32Array.from([...x.data, ...more.data])), 2 / 67, 0);
   assertClose(acc.result().data, all.data, { rtol: 1e-12 });
 });
 
