@@ -38,6 +38,7 @@ int32_t lk_cpu_sparsegpt_f64(double* w, double w_len, const double* u, double u_
   if (n > 0) {
     if (m <= n || cols % m) return lk_fail(LK_ESHAPE, "%s: N:M %d:%d needs N < M and M dividing cols=%d", fn, n, m, cols);
     if (m > 64) return lk_fail(LK_EARG, "%s: M=%d, expected at most 64", fn, m);
+    if (block % m) return lk_fail(LK_EARG, "%s: block=%d is not a multiple of M=%d (an N:M group must lie in one block)", fn, block, m);
   } else if (!(sparsity > 0 && sparsity < 1)) {
     return lk_fail(LK_EARG, "%s: sparsity %g is outside (0, 1)", fn, sparsity);
   }

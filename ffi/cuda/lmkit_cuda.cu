@@ -835,12 +835,12 @@ __global__ void sgpt_sweep(double* w, const double* u, const unsigned char* prun
   for (int i = 0; i < count; i++) {
     const int c = i1 + i;
     if (n > 0 && c % m == 0 && can_prune) {
-      // the n smallest w²/U_jj² of the group, ties to the lower index (columns past the block are
-      // read from W, which the lazy update has not reached yet, exactly as on the CPU)
+      // the n smallest w²/U_jj² of the group (inside the block: block % m == 0), ties to the lower
+      // index
       double sc[64];
       int idx[64];
       for (int q = 0; q < m; q++) {
-        double d = u[(size_t)(c + q) * cols + c + q], x = i + q < count ? wl[i + q] : wr[c + q];
+        double d = u[(size_t)(c + q) * cols + c + q], x = wl[i + q];
         sc[q] = x * x / (d * d);
         idx[q] = q;
       }
@@ -852,10 +852,7 @@ __global__ void sgpt_sweep(double* w, const double* u, const unsigned char* prun
         }
         idx[b + 1] = t;
       }
-      for (int q = 0; q < n; q++) {
-        if (i + idx[q] < count) ml[i + idx[q]] = 1;
-        else mr[c + idx[q]] = 1;
-      }
+      for (int q = 0; q < n; q++) ml[i + idx[q]] = 1;
     }
     const double* uc = u + (size_t)c * cols + i1;
     const double d = uc[i], x = wl[i], qv = ml[i] ? 0.0 : x, e = (x - qv) / d;
@@ -878,6 +875,7 @@ extern "C" int32_t lk_cuda_sparsegpt_f64(int32_t hw, int32_t hu, int32_t rows, i
   if (n > 0) {
     if (m <= n || cols % m) return fail(LK_ESHAPE, "%s: N:M %d:%d needs N < M and M dividing cols=%d", fn, n, m, cols);
     if (m > 64) return fail(LK_EARG, "%s: M=%d, expected at most 64", fn, m);
+    if (block % m) return fail(LK_EARG, "%s: block=%d is not a multiple of M=%d (an N:M group must lie in one block)", fn, block, m);
   } else if (!(sparsity > 0 && sparsity < 1)) {
     return fail(LK_EARG, "%s: sparsity %g is outside (0, 1)", fn, sparsity);
   }

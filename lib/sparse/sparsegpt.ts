@@ -16,7 +16,12 @@ import { checkPattern, type PatternOptions } from "./_pattern.ts";
 
 /** Options of {@linkcode sparseGpt}. */
 export interface SparseGptOptions extends PatternOptions, KernelOptions {
-  /** Lazy-update block width (default 128). */
+  /**
+   * Lazy-update block width (default 128). For N:M it is rounded down to a multiple of M (at
+   * least M), so that every group lies in one block and is chosen from fully updated weights: the
+   * N:M result does not depend on the block size, only the unstructured one does (one threshold
+   * per block).
+   */
   blockSize?: number;
   /** Relative damping of H (default 0.01); grows tenfold per retry when H is ill-conditioned. */
   percdamp?: number;
@@ -35,7 +40,8 @@ export interface PruneResult {
 /**
  * Prunes `weight` (out × in) given the layer Hessian `hessian` (in × in, e.g. from
  * {@linkcode HessianAccumulator}). Returns a new weight; the input is not modified. The column
- * sweep runs in C on the cpu and cuda backends (there is no CUDA sweep yet), in TypeScript on ts.
+ * sweep runs in C on the cpu backend, on the device on cuda (blocks of at most 128 columns; wider
+ * blocks fall back to the C sweep), in TypeScript on ts.
  *
  * @example
  * ```ts
@@ -59,10 +65,11 @@ export function sparseGpt(
     );
   }
   const p = checkPattern(rows, cols, options);
-  const B = options.blockSize ?? 128;
-  if (!Number.isInteger(B) || B < 1) {
-    throw new RangeError(`Block size ${B} is not a positive integer`);
+  const B0 = options.blockSize ?? 128;
+  if (!Number.isInteger(B0) || B0 < 1) {
+    throw new RangeError(`Block size ${B0} is not a positive integer`);
   }
+  const B = p.n > 0 ? Math.max(p.m, B0 - B0 % p.m) : B0;
   const W = Float64Array.from(weight.data);
   const H = new Matrix(cols, cols, Float64Array.from(hessian.data));
   for (let j = 0; j < cols; j++) {

@@ -104,3 +104,54 @@ Deno.test("C top-k and threshold: k range and every output buffer are checked", 
   assertEquals(lib.lk_cpu_threshold_f32(x, 6, 2, 3, thr, 2, 1, mask, 6, count, 2), 0);
   expectFail(lib.lk_cpu_set_blas(3), 2, "lk_cpu_set_blas: mode 3, expected 0 or 1");
 });
+
+Deno.test("C SparseGPT sweep: pattern, block, buffers and U's diagonal are checked", () => {
+  const rows = 2, cols = 8, w = new Float64Array(rows * cols), u = new Float64Array(cols * cols);
+  for (let j = 0; j < cols; j++) u[j * cols + j] = 1;
+  const p = new Uint8Array(rows).fill(1), mask = new Uint8Array(rows * cols);
+  const run = (
+    o: { s?: number; n?: number; m?: number; block?: number; maskLen?: number; uu?: Float64Array },
+  ) =>
+    lib.lk_cpu_sparsegpt_f64(
+      w,
+      w.length,
+      o.uu ?? u,
+      u.length,
+      rows,
+      cols,
+      o.s ?? 0,
+      o.n ?? 0,
+      o.m ?? 0,
+      p,
+      p.length,
+      o.block ?? 4,
+      mask,
+      o.maskLen ?? mask.length,
+    );
+  expectFail(
+    run({ n: 2, m: 4, block: 6 }),
+    2,
+    "lk_cpu_sparsegpt_f64: block=6 is not a multiple of M=4 (an N:M group must lie in one block)",
+  );
+  expectFail(
+    run({ n: 2, m: 3 }),
+    1,
+    "lk_cpu_sparsegpt_f64: N:M 2:3 needs N < M and M dividing cols=8",
+  );
+  expectFail(run({ s: 1 }), 2, "lk_cpu_sparsegpt_f64: sparsity 1 is outside (0, 1)");
+  expectFail(run({ s: 0.5, block: 0 }), 2, "lk_cpu_sparsegpt_f64: block=0, expected >= 1");
+  expectFail(
+    run({ s: 0.5, maskLen: 15 }),
+    1,
+    "lk_cpu_sparsegpt_f64: buffer mask holds 15 elements, expected at least 16",
+  );
+  const bad = Float64Array.from(u);
+  bad[3 * cols + 3] = NaN;
+  expectFail(
+    run({ s: 0.5, uu: bad }),
+    3,
+    "lk_cpu_sparsegpt_f64: U[3,3] = nan, expected a positive diagonal",
+  );
+  assertEquals(run({ n: 2, m: 4, block: 4 }), 0);
+  assertEquals(mask.reduce((a, b) => a + b, 0), rows * cols / 2);
+});

@@ -130,6 +130,10 @@ Deno.test("SparseGPT equals an independent explicit-inverse OBS implementation (
     { rows: 3, cols: 17, o: { sparsity: 0.9, blockSize: 5 } },
     { rows: 9, cols: 64, o: { nm: [2, 4] } },
     { rows: 5, cols: 136, o: { nm: [4, 8], blockSize: 16 } },
+    // blocks that are not a multiple of M (rounded down to one) or smaller than M (raised to M):
+    // the N:M result must not depend on the block size
+    { rows: 6, cols: 48, o: { nm: [2, 4], blockSize: 6 } },
+    { rows: 4, cols: 40, o: { nm: [4, 8], blockSize: 5 } },
   ];
   for (const { rows, cols, o } of cases) {
     const { w, x, h } = layer(rng, rows, cols, 2 * cols + 7, 2);
