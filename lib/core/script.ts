@@ -18,13 +18,15 @@ export interface ScriptSpec {
 
 /**
  * Runs `main(args)` under the spec: prints usage on `--help`/`-h`, checks permissions, and turns
- * any thrown error into `error: <message>` plus exit code 1.
+ * any thrown error into `error: <message>` plus exit code 1. A leading `--` is dropped:
+ * `deno task NAME -- --flag` hands the script `--` first, which would end its options.
  */
 export async function runScript(
   spec: ScriptSpec,
   main: (args: string[]) => Promise<void> | void,
   args: string[] = Deno.args,
 ): Promise<void> {
+  if (args[0] === "--") args = args.slice(1);
   if (args.includes("--help") || args.includes("-h")) {
     console.log(spec.usage.trim());
     return;

@@ -43,6 +43,13 @@ for (const s of scripts) {
   });
 }
 
+Deno.test("`deno task NAME -- flags`, as the README writes it, reaches the script's options", async () => {
+  // deno task hands the script a literal `--` first; runScript drops it
+  const r = await run(["task", "generate", "--", "--json", "--max-new-tokens", "3"]);
+  assertEquals(r.code, 0, r.stderr);
+  assertEquals(JSON.parse(r.stdout).generatedIds.length, 3);
+});
+
 Deno.test("selfcheck.ts without its write permission fails with one clear sentence, no prompt", async () => {
   const r = await run([
     "run",
