@@ -46,8 +46,8 @@ Options:
   --hessian f64|f32    element type of the layer Hessians (default f64; f32 is what the
                        authors' PyTorch code uses, twice as fast to accumulate on the cpu)
   --save DIR           save the pruned or expanded model (one configuration only); experts are
-                       written as bitmap + values and load back compressed with
-                       loadExpandedModel (lib/sparse/expansion_io.ts)
+                       written as bitmap + values in the source's dtype and load back
+                       compressed with loadExpandedModel (lib/sparse/expansion_io.ts)
   --backend B          ts | cpu | cuda
   --out DIR            (default out/sparse_expand)
   -h, --help           this text
@@ -149,7 +149,8 @@ await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (ar
   };
   const metric = tok.byteLevel ? "bitsPerByte" : "natsPerToken";
   // bytes of the MLP weights: as dense f32 matrices (one per expert), and in the bitmap + values
-  // form that --save writes for experts (d·4 + 1/8 bytes per entry at density d)
+  // form in which --save writes experts (counted with f32 values: d·4 + 1/8 bytes per entry at
+  // density d; --save writes the source's dtype, F16 for the bundled model: d·2 + 1/8)
   const mlpBytes = (m: LlamaModel) => {
     let denseBytes = 0, bitmapBytes = 0;
     for (const b of m.blocks) {
@@ -269,7 +270,7 @@ await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (ar
   ];
   const md = [
     `# Sparse Expansion and one-shot baselines on \`${values.model}\``,
-    `MLP projections only; ${calib.length} calibration windows; held-out = golden.json validation batch; backend ${backend}. MLP weight bytes: "denseBytes" as dense f32 matrices (E copies for E experts), "bitmapBytes" as a bitmap + f32 values, the form in which --save writes experts (d·4 + 1/8 bytes per entry at density d; dense and pruned baselines are saved as plain dense checkpoints).`,
+    `MLP projections only; ${calib.length} calibration windows; held-out = golden.json validation batch; backend ${backend}. MLP weight bytes: "denseBytes" as dense f32 matrices (E copies for E experts), "bitmapBytes" as a bitmap + f32 values, the form in which --save writes experts (d·4 + 1/8 bytes per entry at density d; --save writes values in the source checkpoint's dtype, for F16 d·2 + 1/8; dense and pruned baselines are saved as plain dense checkpoints).`,
     markdownTable(rows, cols),
   ].join("\n\n");
   const files = await writeOutputs(values.out, {

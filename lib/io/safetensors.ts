@@ -76,6 +76,53 @@ export function f16ToF32(h: number): number {
   return s * (1 + f / 1024) * 2 ** (e - 15);
 }
 
+const f32Box = new Float32Array(1), u32Box = new Uint32Array(f32Box.buffer);
+
+/**
+ * number → IEEE half-precision bits, rounded to nearest (ties to even); beyond the largest half
+ * (65504) to ±Infinity, below half the smallest subnormal (2⁻²⁵) to ±0.
+ *
+ * @example
+ * ```ts
+ * import { f16ToF32, f32ToF16 } from "./safetensors.ts";
+ * if (f16ToF32(f32ToF16(0.1)) !== 0.0999755859375) throw new Error("0.1 rounds to 0x2e66");
+ * ```
+ */
+export function f32ToF16(x: number): number {
+  f32Box[0] = x;
+  const b = u32Box[0] as number, sign = (b >>> 16) & 0x8000, exp = (b >>> 23) & 0xff;
+  const mant = b & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  const e = exp - 112; // the half's biased exponent
+  if (e >= 31) return sign | 0x7c00;
+  // significand with its leading one, and how far it shifts down into the half's 10 bits
+  const sig = exp ? mant | 0x800000 : mant, shift = e > 0 ? 13 : 14 - e;
+  if (shift > 24) return sign;
+  const rest = sig & ((1 << shift) - 1), half = 1 << (shift - 1);
+  let h = e > 0 ? (e << 10) | (mant >>> 13) : sig >>> shift;
+  if (rest > half || (rest === half && (h & 1))) h++; // a carry moves into the exponent, as it should
+  return sign | h;
+}
+
+/** number → bfloat16 bits, rounded to nearest (ties to even); NaN stays NaN. */
+export function f32ToBf16(x: number): number {
+  f32Box[0] = x;
+  const b = u32Box[0] as number;
+  if ((b & 0x7fffffff) > 0x7f800000) return (b >>> 16) | 0x40;
+  return (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
+}
+
+/** Stores f32 values as F32 (as is), F16 or BF16 (rounded to nearest, ties to even). */
+export function fromFloat32(
+  data: Float32Array,
+  dtype: "F32" | "F16" | "BF16",
+): Float32Array | Uint16Array {
+  if (dtype === "F32") return data;
+  const out = new Uint16Array(data.length), f = dtype === "F16" ? f32ToF16 : f32ToBf16;
+  for (let i = 0; i < data.length; i++) out[i] = f(data[i] as number);
+  return out;
+}
+
 /** Converts F32, F16 or BF16 storage to a Float32Array (F32 is returned as is). */
 export function toFloat32(t: Tensor, where = "tensor"): Float32Array {
   const d = t.data;

@@ -6,8 +6,11 @@
  *
  * Experts are saved compressed as a bitmap (`….mlp.gate_proj.experts.C.bitmap`, U8 [out,
  * ceil(in / 8)], bit c % 8 of byte c / 8 set where column c is kept) and the kept values
- * (`….experts.C.values`, F32 [kept], row by row): d·4 + 1/8 bytes per entry at density d,
- * the smallest of the forms measured (bench/sparse_formats_bench.ts). `experts: "dense"` saves
+ * (`….experts.C.values`, [kept], row by row): d·b + 1/8 bytes per entry at density d with b
+ * bytes per value, the smallest of the forms measured (bench/sparse_formats_bench.ts). Weights
+ * and values are written in the source checkpoint's float dtype (F16 for the bundled model) unless
+ * `dtype` says otherwise; routers always in F32 (a rounded centroid could move a token to another
+ * expert). `experts: "dense"` saves
  * `….experts.C.weight` instead. On load each expert takes the form its density computes fastest
  * in (see `lib/kernels/sparse_weight.ts`), so E experts at sparsity s cost about E·(1 − s) of a
  * dense layer plus the index, not E dense copies.
@@ -16,7 +19,13 @@
  */
 import { FormatError } from "../core/errors.ts";
 import { Matrix } from "../core/matrix.ts";
-import { SafetensorsFile, type Tensor, writeSafetensors } from "../io/safetensors.ts";
+import {
+  fromFloat32,
+  SafetensorsFile,
+  type Tensor,
+  toFloat32,
+  writeSafetensors,
+} from "../io/safetensors.ts";
 import { bitmapFromDense, bitmapFromParts, type BitmapMatrix } from "../kernels/spmm_bitmap.ts";
 import {
   BLOCK_SPARSE_MAX_DENSITY,
@@ -42,9 +51,24 @@ const routerName = (layer: number, name: LinearName) =>
 
 /** Options of {@linkcode saveModel}. */
 export interface SaveOptions {
-  /** How experts are stored: `"bitmap"` (default) or `"dense"` f32 matrices. */
+  /** How experts are stored: `"bitmap"` (default) or `"dense"` matrices. */
   experts?: "bitmap" | "dense";
+  /**
+   * The float dtype of weights, expert values and norms; default: the source checkpoint's (that
+   * of its first float tensor). Routers are always F32.
+   */
+  dtype?: FloatDType;
 }
+
+/** The float dtypes a model is saved in. */
+export type FloatDType = "F32" | "F16" | "BF16";
+
+/** A float tensor stored in `dtype` (rounded to nearest from f32). */
+const floatTensor = (shape: number[], data: Float32Array, dtype: FloatDType): Tensor => ({
+  dtype,
+  shape,
+  data: fromFloat32(data, dtype),
+});
 
 /**
  * The tensors of one expert weight in the chosen stored form; a bitmap expert is written as it is
@@ -54,28 +78,29 @@ function expertTensors(
   prefix: string,
   w: Matrix | SparseWeight,
   form: "bitmap" | "dense",
+  dtype: FloatDType,
 ): Record<string, Tensor> {
   if (!(w instanceof Matrix) && w.format === "bitmap" && form === "bitmap") {
-    return bitmapTensors(prefix, w.matrix);
+    return bitmapTensors(prefix, w.matrix, dtype);
   }
   const d = w instanceof Matrix ? w : sparseWeightToDense(w);
   if (form === "dense") {
-    return { [`${prefix}.weight`]: { dtype: "F32", shape: [d.rows, d.cols], data: d.data } };
+    return { [`${prefix}.weight`]: floatTensor([d.rows, d.cols], d.data as Float32Array, dtype) };
   }
-  return bitmapTensors(prefix, bitmapFromDense(d));
+  return bitmapTensors(prefix, bitmapFromDense(d), dtype);
 }
 
-function bitmapTensors(prefix: string, b: BitmapMatrix): Record<string, Tensor> {
+function bitmapTensors(prefix: string, b: BitmapMatrix, dtype: FloatDType): Record<string, Tensor> {
   return {
     [`${prefix}.bitmap`]: { dtype: "U8", shape: [b.rows, Math.ceil(b.cols / 8)], data: b.bits },
-    [`${prefix}.values`]: { dtype: "F32", shape: [b.val.length], data: b.val },
+    [`${prefix}.values`]: floatTensor([b.val.length], b.val, dtype),
   };
 }
 
 /**
  * Writes `model` (loaded from `srcDir`, then pruned or expanded in place) to `outDir` as
- * config.json + model.safetensors (f32; experts compressed unless `experts: "dense"`), with the
- * source's tokenizer files.
+ * config.json + model.safetensors (in the source's float dtype unless `dtype` is given; experts
+ * compressed unless `experts: "dense"`), with the source's tokenizer files.
  */
 export async function saveModel(
   model: LlamaModel,
@@ -87,34 +112,41 @@ export async function saveModel(
   if (form !== "bitmap" && form !== "dense") {
     throw new RangeError(`Unknown expert storage '${form}': expected bitmap or dense`);
   }
+  if (options.dtype !== undefined && !["F32", "F16", "BF16"].includes(options.dtype)) {
+    throw new RangeError(`Unknown dtype '${options.dtype}': expected F32, F16 or BF16`);
+  }
   const tensors: Record<string, Tensor> = {};
+  let dtype = options.dtype;
   {
     using f = await SafetensorsFile.open(`${srcDir}/model.safetensors`);
     for (const name of f.names()) {
-      const t = await f.readFloat32(name);
-      tensors[name] = { dtype: "F32", shape: t.shape, data: t.data };
+      const t = await f.read(name);
+      if (t.dtype !== "F32" && t.dtype !== "F16" && t.dtype !== "BF16") {
+        throw new FormatError(
+          `Tensor '${name}' in '${srcDir}' is ${t.dtype}: a model to save has float tensors only`,
+        );
+      }
+      dtype ??= t.dtype;
+      tensors[name] = t.dtype === dtype
+        ? t
+        : floatTensor(t.shape, toFloat32(t, `tensor '${name}'`), dtype);
     }
   }
-  const f64 = (a: Float64Array, shape: number[]): Tensor => ({
-    dtype: "F32",
-    shape,
-    data: Float32Array.from(a),
-  });
+  const dt: FloatDType = dtype ?? "F32";
+  const f64 = (a: Float64Array, shape: number[]): Tensor =>
+    floatTensor(shape, Float32Array.from(a), "F32");
   model.blocks.forEach((b, l) => {
     for (const [n, lin] of Object.entries(b.linears) as [LinearName, unknown][]) {
       const base = linearTensorName(l, n);
       if (lin instanceof DenseLinear) {
-        tensors[base] = {
-          dtype: "F32",
-          shape: [lin.weight.rows, lin.weight.cols],
-          data: lin.weight.data,
-        };
+        const w = lin.weight;
+        tensors[base] = floatTensor([w.rows, w.cols], w.data as Float32Array, dt);
       } else if (lin instanceof ExpertLinear || lin instanceof SparseExpertLinear) {
         delete tensors[base];
         (lin.experts as readonly (Matrix | SparseWeight)[]).forEach((e, c) => {
           Object.assign(
             tensors,
-            expertTensors(base.replace(/\.weight$/, `.experts.${c}`), e, form),
+            expertTensors(base.replace(/\.weight$/, `.experts.${c}`), e, form, dt),
           );
         });
         const r = lin.router, rn = routerName(l, n);
@@ -172,16 +204,16 @@ async function loadExpert(
         `Tensor '${prefix}.bitmap' in '${dir}' is ${bits.dtype}[${bits.shape}], expected U8[${rows},${rb}]`,
       );
     }
-    if (val.dtype !== "F32" || val.shape.length !== 1) {
+    if (!["F32", "F16", "BF16"].includes(val.dtype) || val.shape.length !== 1) {
       throw new FormatError(
-        `Tensor '${prefix}.values' in '${dir}' is ${val.dtype}[${val.shape}], expected a 1-D F32 tensor`,
+        `Tensor '${prefix}.values' in '${dir}' is ${val.dtype}[${val.shape}], expected a 1-D F32, F16 or BF16 tensor`,
       );
     }
     const b = bitmapFromParts(
       rows,
       cols,
       bits.data as Uint8Array,
-      val.data as Float32Array,
+      toFloat32(val),
       `Expert '${prefix}' in '${dir}'`,
     );
     return form === "auto" && b.val.length < BLOCK_SPARSE_MAX_DENSITY * rows * cols

@@ -1,6 +1,9 @@
 import { assertEquals, assertRejects } from "@std/assert";
 import {
   f16ToF32,
+  f32ToBf16,
+  f32ToF16,
+  fromFloat32,
   openCheckpoint,
   SafetensorsFile,
   SafetensorsIndex,
@@ -49,6 +52,61 @@ Deno.test("f16ToF32 handles subnormals, infinities and NaN", () => {
   assertEquals(f16ToF32(0xfc00), -Infinity);
   assertEquals(Number.isNaN(f16ToF32(0x7e00)), true);
   assertEquals(f16ToF32(0x8000), -0);
+});
+
+/**
+ * The nearest of the representable values `cand` (bits → value) to x, ties to the even bit
+ * pattern: the reference the bit-twiddling conversions are checked against.
+ */
+function nearest(x: number, bits: number[], value: (b: number) => number): number {
+  let best = bits[0]!;
+  for (const b of bits.slice(1)) {
+    const d = Math.abs(value(b) - x), db = Math.abs(value(best) - x);
+    if (d < db || (d === db && (b & 1) === 0)) best = b;
+  }
+  return best;
+}
+
+Deno.test("f32ToF16 and f32ToBf16 round to nearest, ties to even, at every scale", () => {
+  // every finite half converts back to itself (NaNs stay NaN)
+  for (let h = 0; h < 0x10000; h++) {
+    const v = f16ToF32(h);
+    if (Number.isNaN(v)) assertEquals(Number.isNaN(f16ToF32(f32ToF16(v))), true);
+    else assertEquals(f32ToF16(v), h, `half 0x${h.toString(16)}`);
+  }
+  const seed = freshSeed(),
+    rng = new Rng(seed),
+    f = new Float32Array(1),
+    u = new Uint32Array(f.buffer);
+  const bf = (b: number) => {
+    u[0] = b << 16;
+    return f[0]!;
+  };
+  for (let i = 0; i < 20000; i++) {
+    // f32 values from 2⁻²⁸ (below the halves) to 2¹⁷ (beyond them), and exact ties
+    f[0] = (rng.uniform() < 0.5 ? -1 : 1) * 2 ** (rng.uniform() * 45 - 28);
+    if (i % 4 === 0 && (f32ToF16(f[0]) & 0x7fff) < 0x7c00) {
+      f[0] = (f16ToF32(f32ToF16(f[0])) + f16ToF32(f32ToF16(f[0]) ^ 1)) / 2;
+    }
+    const x = f[0]!, h = f32ToF16(x), hb = h & 0x7fff;
+    if (Math.abs(x) >= 65520) assertEquals(hb, 0x7c00, `seed ${seed}: ${x} overflows to inf`);
+    else {
+      const cand = [hb - 1, hb, hb + 1].filter((b) => b >= 0 && b < 0x7c00).map((b) =>
+        b | (h & 0x8000)
+      );
+      assertEquals(h, nearest(x, cand, f16ToF32), `seed ${seed}: f16 of ${x}`);
+    }
+    const t = u[0]! >>> 16, b16 = f32ToBf16(x);
+    assertEquals(b16, nearest(x, [t, t + 1], bf), `seed ${seed}: bf16 of ${x}`);
+  }
+  assertEquals([f32ToF16(65519), f32ToF16(65520), f32ToF16(-1e9), f32ToF16(2 ** -26)], [
+    0x7bff,
+    0x7c00,
+    0xfc00,
+    0,
+  ]);
+  assertEquals(Number.isNaN(bf(f32ToBf16(NaN))), true);
+  assertEquals(Array.from(fromFloat32(Float32Array.of(1, -2.5), "BF16")), [0x3f80, 0xc020]);
 });
 
 async function corrupt(bytes: Uint8Array): Promise<string> {

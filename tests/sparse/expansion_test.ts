@@ -95,7 +95,9 @@ Deno.test("sparseExpand on the bundled model: every expert pruned, routers share
 Deno.test("an expanded model saves compressed and loads back with the same logits; broken expert checkpoints fail clearly", async () => {
   const { saveModel, loadExpandedModel } = await import("../../lib/sparse/expansion_io.ts");
   const { SparseExpertLinear } = await import("../../lib/sparse/sparse_expert.ts");
-  const { SafetensorsFile, writeSafetensors } = await import("../../lib/io/safetensors.ts");
+  const { SafetensorsFile, writeSafetensors, f16ToF32, f32ToF16 } = await import(
+    "../../lib/io/safetensors.ts"
+  );
   const { FormatError } = await import("../../lib/core/errors.ts");
   const m = await LlamaModel.load(MODEL_DIR, { backend: "cpu" });
   await sparseExpand(m, golden.val_batch.sequences.slice(0, 2), {
@@ -110,7 +112,7 @@ Deno.test("an expanded model saves compressed and loads back with the same logit
   const sizes: Record<string, number> = {};
   for (const form of ["bitmap", "dense"] as const) {
     const dir = `${root}/${form}`;
-    await saveModel(m, MODEL_DIR, dir, { experts: form });
+    await saveModel(m, MODEL_DIR, dir, { experts: form, dtype: "F32" });
     sizes[form] = (await Deno.stat(`${dir}/model.safetensors`)).size;
     const back = await loadExpandedModel(dir, { backend: "cpu" });
     const b0 = back.blocks[0]!;
@@ -127,11 +129,33 @@ Deno.test("an expanded model saves compressed and loads back with the same logit
   assert(down.experts.every((e) => e.format === "bitmap"));
   assertClose(gen.forward(ids).data, want, { rtol: 1e-4, atol: 1e-4 });
   // a loaded model saves back to the same bytes (bitmap experts written as held)
-  await saveModel(gen, MODEL_DIR, `${root}/resaved`);
+  await saveModel(gen, MODEL_DIR, `${root}/resaved`, { dtype: "F32" });
   assertEquals(
     await Deno.readFile(`${root}/resaved/model.safetensors`),
     await Deno.readFile(`${root}/bitmap/model.safetensors`),
   );
+  // by default in the source's dtype (F16 here): values and weights rounded to the nearest half,
+  // routers kept in F32, and the loaded experts hold exactly the rounded values
+  await saveModel(m, MODEL_DIR, `${root}/f16`);
+  const half = await loadExpandedModel(`${root}/f16`, { backend: "cpu", experts: "bitmap" });
+  {
+    using f = await SafetensorsFile.open(`${root}/f16/model.safetensors`);
+    assertEquals(f.info("model.layers.0.mlp.up_proj.experts.1.values").dtype, "F16");
+    assertEquals(f.info("model.layers.0.self_attn.q_proj.weight").dtype, "F16");
+    assertEquals(f.info("model.layers.0.mlp.router_down.centroids").dtype, "F32");
+  }
+  const heldF32 = (gen.blocks[1]!.linears.up_proj as InstanceType<typeof SparseExpertLinear>)
+    .experts[0]!;
+  const heldF16 = (half.blocks[1]!.linears.up_proj as InstanceType<typeof SparseExpertLinear>)
+    .experts[0]!;
+  assert(heldF32.format === "bitmap" && heldF16.format === "bitmap");
+  assertEquals(
+    heldF16.matrix.val,
+    heldF32.matrix.val.map((v) => f16ToF32(f32ToF16(v))),
+  );
+  assertClose(half.forward(ids).data, want, { rtol: 2e-2, atol: 2e-2 });
+  const sizeF16 = (await Deno.stat(`${root}/f16/model.safetensors`)).size;
+  assert(sizeF16 < 0.55 * sizes.bitmap!, `F16 file ${sizeF16} bytes, F32 ${sizes.bitmap}`);
   // E = 2 experts at 50 %: the MLP experts take about 2 × 0.53 of one dense MLP in the bitmap file
   const mlp = m.config.numLayers * 3 * m.config.hiddenSize * m.config.intermediateSize * 4;
   const saved = sizes.dense! - sizes.bitmap!;
