@@ -1191,6 +1191,16 @@ extern "C" int32_t lk_cuda_sp24_free(int32_t id) {
   return LK_OK;
 }
 
+// Token counts run padded: to a multiple of 16 (cuSPARSELt's tile), and from 256 tokens on to a
+// multiple of an eighth of their power of two, so that a weight keeps at most 8 plans per
+// doubling of the token count (a plan per distinct count grew without bound as batches varied)
+// at the cost of at most 1/8 padded rows.
+static int sp24_padded(int m) {
+  int g = 16;
+  while (g * 16 <= m) g *= 2;
+  return (m + g - 1) / g * g;
+}
+
 // D[n, m] = W · Xᵀ for X[m, k] (m a multiple of 16), bf16, row-major
 static int32_t sp24_run(const char* fn, Sp24* s, const bf16* x, int m, bf16* d) {
   Sp24Plan* p = nullptr;
@@ -1276,7 +1286,7 @@ extern "C" int32_t lk_cuda_sp24_matmul(int32_t id, int32_t hx, int32_t m, int32_
   if (int32_t st = get(fn, "x", hx, 4, (double)m * s->k, &x)) return st;
   if (int32_t st = get(fn, "y", hy, 4, (double)m * s->n, &y)) return st;
   if (m == 0) return LK_OK;
-  const int mp = (m + 15) / 16 * 16;
+  const int mp = sp24_padded(m);
   bf16 *xp = nullptr, *d = nullptr;
   auto done = [&](int32_t st) {
     cudaFree(xp);
@@ -1408,7 +1418,7 @@ extern "C" int32_t lk_cuda_routed_bf16(int32_t hx, int32_t m, int32_t d, int32_t
   for (int c = 0, o = 0; c < e; c++) {
     ho[c] = o;
     o += hc[c];
-    hp[c] = (hc[c] + 15) / 16 * 16;
+    hp[c] = sp24_padded(hc[c]);
     if ((size_t)hp[c] > maxp) maxp = hp[c];
   }
   CUDA_TRY(fn, cudaMemcpy(off, ho.data(), sizeof(int) * e, cudaMemcpyHostToDevice));
