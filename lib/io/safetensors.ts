@@ -341,18 +341,32 @@ export async function writeSafetensors(
   }
   const hdr = new TextEncoder().encode(JSON.stringify(header));
   const pad = (8 - hdr.length % 8) % 8; // the data section starts 8-byte aligned
-  const out = new Uint8Array(8 + hdr.length + pad + offset);
-  new DataView(out.buffer).setBigUint64(0, BigInt(hdr.length + pad), true);
-  out.set(hdr, 8);
-  out.fill(0x20, 8 + hdr.length, 8 + hdr.length + pad);
-  let pos = 8 + hdr.length + pad;
-  for (const t of Object.values(tensors)) {
-    out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), pos);
-    pos += t.data.byteLength;
-  }
+  const head = new Uint8Array(8 + hdr.length + pad);
+  new DataView(head.buffer).setBigUint64(0, BigInt(hdr.length + pad), true);
+  head.set(hdr, 8);
+  head.fill(0x20, 8 + hdr.length);
+  // tensor by tensor into a temporary file (no second copy of the weights in memory), renamed
+  // into place once complete
   const tmp = `${path}.tmp-${Deno.pid}`;
-  await Deno.writeFile(tmp, out);
+  const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+  try {
+    await writeAll(file, head);
+    for (const t of Object.values(tensors)) {
+      await writeAll(file, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+    }
+  } catch (e) {
+    file.close();
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+  file.close();
   await Deno.rename(tmp, path);
+}
+
+async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  for (let done = 0; done < bytes.length;) {
+    done += await file.write(bytes.subarray(done, done + (1 << 26)));
+  }
 }
 
 /**

@@ -21,7 +21,7 @@ import { FormatError } from "../core/errors.ts";
 import { Matrix } from "../core/matrix.ts";
 import {
   fromFloat32,
-  SafetensorsFile,
+  openCheckpoint,
   type Tensor,
   toFloat32,
   writeSafetensors,
@@ -118,7 +118,7 @@ export async function saveModel(
   const tensors: Record<string, Tensor> = {};
   let dtype = options.dtype;
   {
-    using f = await SafetensorsFile.open(`${srcDir}/model.safetensors`);
+    using f = await openCheckpoint(srcDir);
     for (const name of f.names()) {
       const t = await f.read(name);
       if (t.dtype !== "F32" && t.dtype !== "F16" && t.dtype !== "BF16") {

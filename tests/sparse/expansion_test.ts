@@ -154,6 +154,31 @@ Deno.test("an expanded model saves compressed and loads back with the same logit
     heldF32.matrix.val.map((v) => f16ToF32(f32ToF16(v))),
   );
   assertClose(half.forward(ids).data, want, { rtol: 2e-2, atol: 2e-2 });
+  // a sharded source checkpoint (HF's index + shards) gives the same file
+  {
+    const shards = `${root}/sharded`,
+      all: Record<string, import("../../lib/io/safetensors.ts").Tensor>[] = [{}, {}];
+    await Deno.mkdir(shards);
+    using f = await SafetensorsFile.open(`${MODEL_DIR}/model.safetensors`);
+    const weightMap: Record<string, string> = {};
+    for (const [i, name] of f.names().entries()) {
+      all[i % 2]![name] = await f.read(name);
+      weightMap[name] = `model-0000${i % 2 + 1}-of-00002.safetensors`;
+    }
+    for (const k of [0, 1]) {
+      await writeSafetensors(`${shards}/model-0000${k + 1}-of-00002.safetensors`, all[k]!);
+    }
+    await Deno.writeTextFile(
+      `${shards}/model.safetensors.index.json`,
+      JSON.stringify({ weight_map: weightMap }),
+    );
+    await Deno.copyFile(`${MODEL_DIR}/config.json`, `${shards}/config.json`);
+    await saveModel(m, shards, `${root}/from_shards`);
+    assertEquals(
+      await Deno.readFile(`${root}/from_shards/model.safetensors`),
+      await Deno.readFile(`${root}/f16/model.safetensors`),
+    );
+  }
   const sizeF16 = (await Deno.stat(`${root}/f16/model.safetensors`)).size;
   assert(sizeF16 < 0.55 * sizes.bitmap!, `F16 file ${sizeF16} bytes, F32 ${sizes.bitmap}`);
   // E = 2 experts at 50 %: the MLP experts take about 2 × 0.53 of one dense MLP in the bitmap file
