@@ -10,6 +10,7 @@ import { stringify } from "@std/csv";
 import { intFlag } from "../lib/core/args.ts";
 import { requirePermissions } from "../lib/core/permissions.ts";
 import { progress } from "../lib/core/progress.ts";
+import { FormatError } from "../lib/core/errors.ts";
 import { runScript } from "../lib/core/script.ts";
 import { writeOutputs } from "../lib/io/output.ts";
 import { selectBackend } from "../ffi/mod.ts";
@@ -26,6 +27,8 @@ Usage: scripts/perplexity.ts [options]
 Input (one of; default: the validation batch in the model folder's golden.json):
   --text FILE          a UTF-8 text file, read as one document
   --jsonl FILE         a JSONL file; each record's --field (default "text") is one document
+  --golden FILE        the validation batch of another golden.json, e.g. the bundled model's
+                       for a checkpoint that sparse_expand.ts --save wrote from it
   Files outside data/ need --allow-read=FILE added to the deno run command.
 
 Options:
@@ -48,6 +51,7 @@ await runScript({ name: "perplexity.ts", usage: USAGE, needs: [] }, async (args)
       model: { type: "string", default: "data/models/tinyllama-bytes" },
       text: { type: "string" },
       jsonl: { type: "string" },
+      golden: { type: "string" },
       field: { type: "string", default: "text" },
       context: { type: "string", default: "256" },
       stride: { type: "string" },
@@ -58,11 +62,15 @@ await runScript({ name: "perplexity.ts", usage: USAGE, needs: [] }, async (args)
     },
     strict: true,
   });
-  if (values.text && values.jsonl) throw new RangeError("Give --text or --jsonl, not both");
+  if ([values.text, values.jsonl, values.golden].filter((v) => v !== undefined).length > 1) {
+    throw new RangeError("Give one of --text, --jsonl and --golden");
+  }
   const input = values.text ?? values.jsonl;
+  const goldenFile = values.golden ?? `${values.model}/golden.json`;
   requirePermissions("perplexity.ts", [
     { name: "read", path: values.model },
     ...(input ? [{ name: "read" as const, path: input }] : []),
+    ...(values.golden ? [{ name: "read" as const, path: values.golden }] : []),
     { name: "write", path: values.out },
     { name: "read", path: values.out },
   ]);
@@ -83,14 +91,19 @@ await runScript({ name: "perplexity.ts", usage: USAGE, needs: [] }, async (args)
     source = values.jsonl ? `${input} (field "${values.field}")` : input;
   } else {
     const golden = JSON.parse(
-      await Deno.readTextFile(`${values.model}/golden.json`).catch(() => {
+      await Deno.readTextFile(goldenFile).catch(() => {
         throw new RangeError(
-          `No --text or --jsonl given and '${values.model}' has no golden.json validation batch`,
+          values.golden
+            ? `Cannot read --golden '${values.golden}'`
+            : `No --text, --jsonl or --golden given and '${values.model}' has no golden.json validation batch`,
         );
       }),
     );
-    seqs = golden.val_batch.sequences;
-    source = `${values.model}/golden.json validation batch`;
+    seqs = golden?.val_batch?.sequences;
+    if (!Array.isArray(seqs) || !seqs.every((q) => Array.isArray(q))) {
+      throw new FormatError(`'${goldenFile}' has no val_batch.sequences array of token id lists`);
+    }
+    source = `${goldenFile} validation batch`;
   }
   if (values["max-windows"] !== undefined) {
     seqs = seqs.slice(0, intFlag("--max-windows", values["max-windows"], 1));

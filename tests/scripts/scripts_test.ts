@@ -1,6 +1,6 @@
 // The model scripts end to end: outputs on success; one sentence, exit 1 and no output files on
 // bad input.
-import { assert, assertEquals } from "@std/assert";
+import { assert, assertClose, assertEquals } from "@std/assert";
 import { runDeno } from "../_util.ts";
 
 function run(script: string, args: string[], flags: string[]) {
@@ -67,6 +67,18 @@ Deno.test("perplexity.ts: a record without the field fails in one sentence and w
     exists = false;
   }
   assertEquals(exists, false);
+  // a --golden file without a validation batch
+  await Deno.writeTextFile(`${tmp}/golden.json`, '{"prompts": []}');
+  const g = await run(
+    "perplexity.ts",
+    ["--golden", `${tmp}/golden.json`, "--out", `${tmp}/out`],
+    TMP_FLAGS(tmp),
+  );
+  assertEquals(g.code, 1);
+  assertEquals(
+    g.stderr.trim(),
+    `error: '${tmp}/golden.json' has no val_batch.sequences array of token id lists`,
+  );
   await Deno.remove(tmp, { recursive: true });
 });
 
@@ -173,6 +185,20 @@ Deno.test("sparse_expand.ts --save writes a pruned checkpoint that loads back; b
   const rows = JSON.parse(await Deno.readTextFile(`${tmp}/o5/results.json`)).rows;
   const { bitmapBytes, denseBytes } = rows[1];
   assert(bitmapBytes < 0.6 * denseBytes, `${bitmapBytes} of ${denseBytes}`);
+  // the saved checkpoint (F16, as its source) scores as the expanded model did in memory on the
+  // same held-out batch
+  const ppl = await run("perplexity.ts", [
+    "--model",
+    `${tmp}/expanded`,
+    "--golden",
+    "data/models/tinyllama-bytes/golden.json",
+    "--out",
+    `${tmp}/o6`,
+    "--json",
+  ], flags);
+  assertEquals(ppl.code, 0, ppl.stderr);
+  const bpb = JSON.parse(ppl.stdout.slice(ppl.stdout.indexOf("{"))).bitsPerByte;
+  assertClose([bpb], [rows[1].bitsPerByte], { atol: 2e-3 });
   await Deno.remove(tmp, { recursive: true });
 });
 
