@@ -1,7 +1,7 @@
 // The routed expert layer against the dense layer on the CPU at Llama-2-70B MLP shapes
 // (`deno task bench`): M = 4096 tokens, 16 experts, up/gate 8192 → 28672 and down 28672 → 8192,
 // random weights at 50 % and 90 % unstructured sparsity and at 2:4, each expert stored in the form
-// that `compressWeight` picks by density (bitmap at 50 % and 2:4, block-sparse at 90 %). The
+// that `compressWeight` picks (bitmap at 50 %, packed N:M at 2:4, block-sparse at 90 %). The
 // dense baseline is the cpu matmul (OpenBLAS sgemm at this size). The router (PCA to d/32 and 16
 // centroids, random here) and the gather/scatter are inside the timing. To fit in memory the 16
 // experts share one compressed weight: each is still a separate pass over 0.7–1.4 GB, far beyond

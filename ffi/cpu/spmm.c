@@ -372,6 +372,77 @@ int32_t lk_cpu_bitmap_matmul_f32(const float* x, double x_len, const uint8_t* bi
   return panel_matmul(fn, x, y, m, k, n, &w, unpack_bitmap, PK);
 }
 
+/* ---- Tokens-as-lanes route for packed N:M, 8 tokens or more ----
+ * X is transposed tile by tile (TB = 32 tokens: two vectors per input column) and each kept
+ * entry of a row is applied as one broadcast times the two vectors of the column it names; NR
+ * rows at a time (they share the group structure, so one loop serves them all) give 2·NR
+ * independent accumulator chains. Only the kept entries are multiplied: N/M of the dense FLOPs,
+ * which on this route outruns the dense GEMM (bench/sparse_formats_bench.ts). */
+#define NR 4
+
+static inline __attribute__((always_inline)) void nm_entry(const uint8_t* const* ix, const float* const* vr,
+                                                         int64_t byte, int sh, int mask, int64_t q,
+                                                         const float* xg, v16* a0, v16* a1) {
+  for (int r = 0; r < NR; r++) {
+    const v16* xc = (const v16*)(xg + ((ix[r][byte] >> sh) & mask) * TB);
+    const float v = vr[r][q];
+    a0[r] += v * xc[0];
+    a1[r] += v * xc[1];
+  }
+}
+
+static int32_t nm_lanes(const char* fn, const float* x, float* y, int32_t m, int32_t k, int32_t n,
+                        const packed_w* w) {
+  const int keep = w->keep, grp = w->group, ib = w->idx_bits, mask = (1 << ib) - 1, epb = 8 / ib;
+  const int64_t per_row = (int64_t)(k / grp) * keep, full = per_row / epb, irb = w->idx_row_bytes;
+  float* xt = lk_alloc(sizeof(float) * (size_t)k * TB);
+  int32_t* base = lk_alloc(sizeof(int32_t) * (size_t)(per_row ? per_row : 1)); /* group start in xt */
+  if (!xt || !base) {
+    free(xt);
+    free(base);
+    return lk_fail(LK_ENOMEM, "%s: cannot allocate the %d×%d token tile", fn, k, TB);
+  }
+  for (int64_t q = 0; q < per_row; q++) base[q] = (int32_t)(q / keep * grp * TB);
+  for (int32_t t0 = 0; t0 < m; t0 += TB) {
+    const int tn = m - t0 < TB ? m - t0 : TB;
+    transpose_tile(xt, x, t0, tn, k, TB);
+#pragma omp parallel for schedule(static)
+    for (int32_t o0 = 0; o0 < n; o0 += NR) {
+      v16 a0[NR], a1[NR];
+      const uint8_t* ix[NR];
+      const float* vr[NR];
+      for (int r = 0; r < NR; r++) { /* rows past n repeat the last row; they are not stored */
+        const int64_t row = o0 + r < n ? o0 + r : n - 1;
+        a0[r] = a1[r] = (v16){0};
+        ix[r] = w->idx + row * irb;
+        vr[r] = w->val + row * per_row;
+      }
+      if (keep == 2 && grp == 4) /* 2:4: a byte holds two groups, eight columns */
+        for (int64_t b = 0; b < full; b++)
+          for (int e = 0; e < 4; e++) nm_entry(ix, vr, b, 2 * e, 3, 4 * b + e, xt + (8 * b + 4 * (e >> 1)) * TB, a0, a1);
+      else if (ib == 2)
+        for (int64_t b = 0; b < full; b++)
+          for (int e = 0; e < 4; e++) nm_entry(ix, vr, b, 2 * e, 3, 4 * b + e, xt + base[4 * b + e], a0, a1);
+      else
+        for (int64_t b = 0; b < full; b++)
+          for (int e = 0; e < 2; e++) nm_entry(ix, vr, b, 4 * e, 15, 2 * b + e, xt + base[2 * b + e], a0, a1);
+      for (int64_t q = full * epb; q < per_row; q++) /* a row's last, partly filled byte */
+        nm_entry(ix, vr, (q * ib) >> 3, (int)((q * ib) & 7), mask, q, xt + base[q], a0, a1);
+      float acc[NR][TB] __attribute__((aligned(64)));
+      for (int r = 0; r < NR; r++) {
+        memcpy(acc[r], &a0[r], sizeof(v16));
+        memcpy(acc[r] + 16, &a1[r], sizeof(v16));
+      }
+      const int rn = n - o0 < NR ? n - o0 : NR;
+      for (int t = 0; t < tn; t++)
+        for (int r = 0; r < rn; r++) y[(size_t)(t0 + t) * n + o0 + r] = acc[r][t];
+    }
+  }
+  free(xt);
+  free(base);
+  return LK_OK;
+}
+
 int32_t lk_cpu_nm_matmul_f32(const float* x, double x_len, const uint8_t* idx, double idx_len,
                              const float* val, double val_len, float* y, double y_len, int32_t m,
                              int32_t k, int32_t n, int32_t keep, int32_t group) {
@@ -398,5 +469,6 @@ int32_t lk_cpu_nm_matmul_f32(const float* x, double x_len, const uint8_t* idx, d
       }
   packed_w w = {.k = k, .idx = idx, .idx_row_bytes = irb, .val = val, .keep = keep, .group = group,
                 .idx_bits = ib};
+  if (m >= FEW && n > 0) return nm_lanes(fn, x, y, m, k, n, &w);
   return panel_matmul(fn, x, y, m, k, n, &w, unpack_nm, PK - PK % group);
 }

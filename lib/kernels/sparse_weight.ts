@@ -2,11 +2,12 @@
  * One sparse weight, several stored forms: a tagged union over bitmap, block-sparse, packed N:M
  * and CSR, with one product `Y = X·Wᵀ`, its bytes and its dense form. `"auto"` picks the form
  * that the CPU benchmark (`bench/sparse_formats_bench.ts`, 256 × 8192 × 28672 per-expert
- * products) found fastest for the weight's density: block-sparse below
- * {@linkcode BLOCK_SPARSE_MAX_DENSITY} (1.33× dense at 70 %, 3.3× at 90 %), else the bitmap (≈
- * dense speed at 50 % and 2:4 with 0.53 of the bytes, where block-sparse is 0.92× and 0.87×).
- * That choice is for batched tokens; for decoding (fewer than 8 tokens) the bitmap is the fastest
- * form at every sparsity (one token: 1.37× dense at 50 %, 3.17× at 90 %), so ask for it there.
+ * products) found fastest ({@linkcode autoForm}): packed N:M for 2:4 and 4:8 weights (1.43×
+ * dense at 2:4: only the kept entries are multiplied), block-sparse below
+ * {@linkcode BLOCK_SPARSE_MAX_DENSITY} (1.36× dense at 70 %, 3.3× at 90 %), else the bitmap (≈
+ * dense speed at 50 % with 0.53 of the bytes, where block-sparse is 0.92×). That choice is for
+ * batched tokens; for decoding (fewer than 8 tokens) the bitmap is the fastest form at every
+ * sparsity (one token: 1.35× dense at 2:4, 3.3× at 90 %; packed 2:4 0.56×), so ask for it there.
  *
  * @module
  */
@@ -32,7 +33,14 @@ import {
   type BitmapMatrix,
   bitmapToDense,
 } from "./spmm_bitmap.ts";
-import { nmBytes, nmFromDense, nmMatmulT, type NmMatrix, nmToDense } from "./spmm_nm.ts";
+import {
+  nmBytes,
+  nmFromDense,
+  nmMatmulT,
+  type NmMatrix,
+  nmPatternOf,
+  nmToDense,
+} from "./spmm_nm.ts";
 
 /** A sparse weight in one of its stored forms. */
 export type SparseWeight =
@@ -64,6 +72,21 @@ export interface CompressOptions {
   blockRows?: number;
 }
 
+/**
+ * The form `"auto"` holds a weight in (dense or bitmap): packed N:M when every group obeys 2:4 or
+ * 4:8 and the groups are nearly full (density at least 0.9·N/M; a sparser weight that happens to
+ * fit the pattern is faster block-sparse), else block-sparse below
+ * {@linkcode BLOCK_SPARSE_MAX_DENSITY}, else the bitmap.
+ */
+export function autoForm(
+  w: Matrix | BitmapMatrix,
+): { format: SparseFormat; nm?: { n: number; m: number } } {
+  const d = "bits" in w ? (w.rows * w.cols ? w.val.length / (w.rows * w.cols) : 0) : density(w);
+  const nm = nmPatternOf(w);
+  if (nm && d >= 0.9 * nm.n / nm.m) return { format: "nm", nm };
+  return { format: d < BLOCK_SPARSE_MAX_DENSITY ? "block-sparse" : "bitmap" };
+}
+
 /** Fraction of a dense matrix's entries that are not zero. */
 export function density(w: Matrix): number {
   let nnz = 0;
@@ -86,9 +109,8 @@ export function density(w: Matrix): number {
  * ```
  */
 export function compressWeight(w: Matrix, options: CompressOptions = {}): SparseWeight {
-  const format = options.format === undefined || options.format === "auto"
-    ? (density(w) < BLOCK_SPARSE_MAX_DENSITY ? "block-sparse" : "bitmap")
-    : options.format;
+  let format = options.format ?? "auto", nm = options.nm;
+  if (format === "auto") ({ format, nm } = autoForm(w));
   switch (format) {
     case "bitmap":
       return { format, matrix: bitmapFromDense(w) };
@@ -97,8 +119,8 @@ export function compressWeight(w: Matrix, options: CompressOptions = {}): Sparse
     case "csr":
       return { format, matrix: csrFromDense(w) };
     case "nm":
-      if (!options.nm) throw new RangeError("The 'nm' format needs an N:M pattern (options.nm)");
-      return { format, matrix: nmFromDense(w, options.nm.n, options.nm.m) };
+      if (!nm) throw new RangeError("The 'nm' format needs an N:M pattern (options.nm)");
+      return { format, matrix: nmFromDense(w, nm.n, nm.m) };
     default:
       throw new RangeError(
         `Unknown sparse format '${format}': expected auto or one of ${SPARSE_FORMATS.join(", ")}`,

@@ -2,8 +2,10 @@
  * N:M sparse weights packed: in every group of M consecutive columns of a row exactly N entries
  * are kept, their values stored densely (N/M of the dense values) and their positions in the
  * group as 2-bit (M ≤ 4) or 4-bit (M ≤ 16) indices. 2:4 costs 2 + 0.125 bytes per entry (f32
- * values), the layout the GPU's sparse tensor cores read; a bitmap is as small or smaller for
- * every N:M, so the CPU uses this form only where its kernel is faster (bench/RESULTS.md).
+ * values), the layout the GPU's sparse tensor cores read. The CPU product for 8 tokens or more
+ * multiplies the kept entries only (N/M of the dense FLOPs, tokens as vector lanes), faster than
+ * the dense GEMM at 2:4 (bench/RESULTS.md); a bitmap is as small, so models are saved as bitmaps
+ * and N:M weights packed on load ({@linkcode nmFromBitmap}).
  *
  * @module
  */
@@ -11,6 +13,7 @@ import { check, cpu } from "../../ffi/mod.ts";
 import { FormatError, ShapeError } from "../core/errors.ts";
 import { Matrix } from "../core/matrix.ts";
 import { type KernelOptions, resolve, rowTimesTokens, spmmOutput } from "./_backend.ts";
+import type { BitmapMatrix } from "./spmm_bitmap.ts";
 
 /** A `rows × cols` N:M sparse matrix, packed. */
 export interface NmMatrix {
@@ -49,6 +52,101 @@ function checkPattern(cols: number, n: number, m: number): void {
 
 const rowIdxBytes = (cols: number, n: number, m: number) =>
   Math.ceil((cols / m) * n * nmIndexBits(m) / 8);
+
+/** The N:M patterns that {@linkcode nmPatternOf} looks for, in order: 2:4, then 4:8. */
+export const NM_PATTERNS: readonly { n: number; m: number }[] = [{ n: 2, m: 4 }, { n: 4, m: 8 }];
+
+const POP = Uint8Array.from({ length: 256 }, (_, b) => {
+  let c = 0;
+  for (let v = b; v; v >>= 1) c += v & 1;
+  return c;
+});
+
+/**
+ * The first of `patterns` (default {@linkcode NM_PATTERNS}) that every group of `w` obeys (at
+ * most N nonzeros in each M consecutive columns of a row), or undefined. `w` is a dense matrix or
+ * a bitmap; an unstructured weight fails within its first few groups.
+ *
+ * @example
+ * ```ts
+ * import { nmPatternOf } from "./spmm_nm.ts";
+ * import { Matrix } from "../core/matrix.ts";
+ * if (nmPatternOf(Matrix.from([[0, 5, 0, 7, 1, 0, 0, 2]]))?.m !== 4) throw new Error("2:4");
+ * if (nmPatternOf(Matrix.from([[1, 5, 3, 0, 0, 0, 0, 0]]))?.m !== 8) throw new Error("4:8");
+ * ```
+ */
+export function nmPatternOf(
+  w: Matrix | BitmapMatrix,
+  patterns: readonly { n: number; m: number }[] = NM_PATTERNS,
+): { n: number; m: number } | undefined {
+  const { rows, cols } = w;
+  return patterns.find(({ n, m }) => {
+    if (cols % m !== 0) return false;
+    if (!("bits" in w)) {
+      const d = w.data;
+      for (let g = 0; g < d.length; g += m) {
+        let nz = 0;
+        for (let j = 0; j < m; j++) if (d[g + j] !== 0) nz++;
+        if (nz > n) return false;
+      }
+      return true;
+    }
+    // bitmap rows start on whole bytes; groups of 1, 2, 4 or 8 columns never straddle a byte
+    if (8 % m !== 0) {
+      for (let r = 0; r < rows; r++) {
+        for (let g = 0; g < cols; g += m) {
+          let nz = 0;
+          for (let j = g; j < g + m; j++) {
+            nz += (w.bits[r * Math.ceil(cols / 8) + (j >> 3)]! >> (j & 7)) & 1;
+          }
+          if (nz > n) return false;
+        }
+      }
+      return true;
+    }
+    const gmask = (1 << m) - 1;
+    for (const byte of w.bits) {
+      for (let sh = 0; sh < 8; sh += m) if (POP[(byte >> sh) & gmask]! > n) return false;
+    }
+    return true;
+  });
+}
+
+/**
+ * The packed N:M form of a bitmap matrix whose groups hold at most N stored entries, without a
+ * dense copy; the same arrays as {@linkcode nmFromDense} of its dense form. Throws like it.
+ */
+export function nmFromBitmap(b: BitmapMatrix, n: number, m: number): NmMatrix {
+  checkPattern(b.cols, n, m);
+  const groups = b.cols / m, per = groups * n, ib = nmIndexBits(m), irb = rowIdxBytes(b.cols, n, m);
+  const rb = Math.ceil(b.cols / 8);
+  const val = new Float32Array(b.rows * per), idx = new Uint8Array(b.rows * irb);
+  for (let r = 0; r < b.rows; r++) {
+    let q = 0, o = b.rowPtr[r]!;
+    for (let g = 0; g < groups; g++) {
+      let nz = 0;
+      for (let j = g * m; j < g * m + m; j++) nz += (b.bits[r * rb + (j >> 3)]! >> (j & 7)) & 1;
+      if (nz > n) {
+        throw new ShapeError(
+          `Row ${r}, columns ${g * m}…${g * m + m - 1} hold ${nz} nonzeros: not ${n}:${m} sparse`,
+        );
+      }
+      let fillers = n - nz; // zeros kept at the first free positions, as nmFromDense does
+      for (let j = 0; j < m; j++) {
+        const c = g * m + j, set = (b.bits[r * rb + (c >> 3)]! >> (c & 7)) & 1;
+        if (!set) {
+          if (fillers === 0) continue;
+          fillers--;
+        }
+        val[r * per + q] = set ? b.val[o++]! : 0;
+        const bit = q * ib;
+        idx[r * irb + (bit >> 3)]! |= j << (bit & 7);
+        q++;
+      }
+    }
+  }
+  return { rows: b.rows, cols: b.cols, n, m, val, idx };
+}
 
 /**
  * The packed N:M form of a dense matrix whose groups hold at most N nonzeros each (groups with

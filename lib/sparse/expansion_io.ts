@@ -27,8 +27,9 @@ import {
   writeSafetensors,
 } from "../io/safetensors.ts";
 import { bitmapFromDense, bitmapFromParts, type BitmapMatrix } from "../kernels/spmm_bitmap.ts";
+import { nmFromBitmap } from "../kernels/spmm_nm.ts";
 import {
-  BLOCK_SPARSE_MAX_DENSITY,
+  autoForm,
   blockSparseFromBitmap,
   compressWeight,
   type SparseWeight,
@@ -216,7 +217,11 @@ async function loadExpert(
       toFloat32(val),
       `Expert '${prefix}' in '${dir}'`,
     );
-    return form === "auto" && b.val.length < BLOCK_SPARSE_MAX_DENSITY * rows * cols
+    const auto = form === "auto" ? autoForm(b) : { format: "bitmap" as const };
+    if (auto.format === "nm") {
+      return { format: "nm", matrix: nmFromBitmap(b, auto.nm!.n, auto.nm!.m) };
+    }
+    return auto.format === "block-sparse"
       ? { format: "block-sparse", matrix: blockSparseFromBitmap(b) }
       : { format: "bitmap", matrix: b };
   }
@@ -244,8 +249,9 @@ export async function loadExpandedModel(
   dir: string,
   options: Omit<LoadOptions, "linearLoader"> & {
     /**
-     * The form experts are held in: `"auto"` (default; block-sparse below density 0.48, else the
-     * bitmap: fastest for batched tokens) or `"bitmap"` (fastest for decoding a few tokens).
+     * The form experts are held in: `"auto"` (default; packed N:M for 2:4 and 4:8 experts,
+     * block-sparse below density 0.48, else the bitmap: fastest for batched tokens, see
+     * `autoForm`) or `"bitmap"` (fastest for decoding a few tokens).
      */
     experts?: "auto" | "bitmap";
   } = {},

@@ -2,7 +2,7 @@
 // decompression + GEMM) against the ts references and a dense product on fresh random weights at
 // awkward shapes (several row and column panels, k not a multiple of 8 or of the panel width);
 // malformed arrays fail with one sentence.
-import { assertEquals, assertThrows } from "@std/assert";
+import { assert, assertEquals, assertThrows } from "@std/assert";
 import { assertClose } from "../../lib/std/assert.ts";
 import {
   bitmapBytes,
@@ -13,11 +13,14 @@ import {
 } from "../../lib/kernels/spmm_bitmap.ts";
 import {
   nmBytes,
+  nmFromBitmap,
   nmFromDense,
   nmFromParts,
   nmMatmulT,
+  nmPatternOf,
   nmToDense,
 } from "../../lib/kernels/spmm_nm.ts";
+import { autoForm, compressWeight } from "../../lib/kernels/sparse_weight.ts";
 import { matmul } from "../../lib/kernels/matmul.ts";
 import { FormatError, ShapeError } from "../../lib/core/errors.ts";
 import type { Matrix } from "../../lib/core/matrix.ts";
@@ -107,6 +110,45 @@ Deno.test("packed N:M product: cpu and ts equal the dense product across panels"
       }
     }
   }
+});
+
+Deno.test("N:M detection and bitmap → packed N:M agree with the dense route; auto holds N:M weights packed", () => {
+  const seed = freshSeed(), rng = new Rng(seed);
+  for (const [n, m, cols, want] of [[2, 4, 44, "2:4"], [4, 8, 48, "4:8"], [1, 4, 12, "2:4"]]) {
+    const w = randomNm(rng, 7, cols as number, n as number, m as number), b = bitmapFromDense(w);
+    const at = `seed ${seed} ${n}:${m}×${cols}`;
+    const p = nmPatternOf(w), pb = nmPatternOf(b);
+    assertEquals(p && `${p.n}:${p.m}`, want, at);
+    assertEquals(pb, p, at);
+    const { n: pn, m: pm } = p!;
+    const packed = nmFromBitmap(b, pn, pm), ref = nmFromDense(w, pn, pm);
+    assertEquals(packed.val, ref.val, at);
+    assertEquals(packed.idx, ref.idx, at);
+  }
+  // one group with three nonzeros breaks 2:4 (4:8 may still hold), unstructured breaks both
+  const w = randomNm(rng, 5, 16, 2, 4);
+  w.data[3 * 16 + 8] = w.data[3 * 16 + 9] = w.data[3 * 16 + 10] = 1;
+  w.data[3 * 16 + 11] = w.data[3 * 16 + 12] = w.data[3 * 16 + 13] = 0;
+  assertEquals(nmPatternOf(w), { n: 4, m: 8 });
+  assertThrows(
+    () => nmFromBitmap(bitmapFromDense(w), 2, 4),
+    ShapeError,
+    "Row 3, columns 8…11 hold 3 nonzeros",
+  );
+  const dense = randn(rng, 6, 64);
+  assertEquals(nmPatternOf(dense), undefined);
+  assertEquals(nmPatternOf(bitmapFromDense(dense)), undefined);
+  // auto: packed 2:4 for a 2:4 weight, bitmap at 50 % unstructured, block-sparse when sparse,
+  // also for a very sparse weight that happens to fit 2:4
+  assertEquals(compressWeight(randomNm(rng, 4, 64, 2, 4)).format, "nm");
+  const half = randn(rng, 64, 64);
+  for (let i = 0; i < half.data.length; i++) if (rng.uniform() < 0.5) half.data[i] = 0;
+  assertEquals(autoForm(half).format, "bitmap");
+  const sparse = randomNm(rng, 64, 64, 1, 4);
+  for (let i = 0; i < sparse.data.length; i++) if (rng.uniform() < 0.6) sparse.data[i] = 0;
+  assertEquals(nmPatternOf(sparse)?.n, 2);
+  assertEquals(autoForm(bitmapFromDense(sparse)).format, "block-sparse");
+  assert(autoForm(bitmapFromDense(randomNm(rng, 4, 64, 2, 4))).nm?.m === 4);
 });
 
 Deno.test("malformed bitmap and N:M arrays fail with one sentence", () => {

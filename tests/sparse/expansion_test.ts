@@ -232,5 +232,24 @@ Deno.test("an expanded model saves compressed and loads back with the same logit
   const { [`${key}.values`]: _, ...noValues } = tensors;
   await writeSafetensors(`${dir}/model.safetensors`, noValues);
   await fails(() => loadExpandedModel(dir), `has '${key}.bitmap' but lacks '${key}.values'`);
+
+  // experts that are 2:4 sparse are saved as bitmaps and held packed N:M on load (the fastest
+  // form for batched tokens), with the same logits
+  for (const b of m.blocks) {
+    for (const n of ["gate_proj", "up_proj", "down_proj"] as const) {
+      for (const e of (b.linears[n] as ExpertLinear).experts) {
+        for (let i = 0; i < e.data.length; i++) {
+          if (i % 4 < 2) e.data[i] = 0;
+          else if (e.data[i] === 0) e.data[i] = 0.01 * (i % 3 - 1) || 0.01; // every group full
+        }
+      }
+    }
+  }
+  const want24 = m.forward(ids).data;
+  await saveModel(m, MODEL_DIR, `${root}/twofour`, { dtype: "F32" });
+  const nm = await loadExpandedModel(`${root}/twofour`, { backend: "cpu" });
+  const up = nm.blocks[0]!.linears.up_proj as InstanceType<typeof SparseExpertLinear>;
+  assert(up.experts.every((e) => e.format === "nm" && e.matrix.n === 2 && e.matrix.m === 4));
+  assertClose(nm.forward(ids).data, want24, { rtol: 1e-4, atol: 1e-4 });
   await Deno.remove(root, { recursive: true });
 });

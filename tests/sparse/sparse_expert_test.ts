@@ -31,7 +31,7 @@ Deno.test("SparseExpertLinear equals ExpertLinear on fresh random experts in eve
     [unstructured, "block-sparse", "block-sparse", 0.6],
     [unstructured, "bitmap", "bitmap", 0.35],
     [unstructured, "csr", "csr", 0.55],
-    [twoFour, "auto", "bitmap", 0.54], // 50 % kept
+    [twoFour, "auto", "nm", 0.54], // 2:4: packed N:M
     [twoFour, "nm", "nm", 0.54],
   ] as const;
   for (const [layer, format, stored, maxShare] of cases) {
