@@ -289,11 +289,22 @@ static int32_t panel_matmul(const char* fn, const float* x, float* y, int32_t m,
   return LK_OK;
 }
 
-/* acc[i] = row · x_i for the M tokens x_i (rows of x, k wide) and one bitmap row of W: the bits
- * and values are read once; two accumulator sets per token hide the FMA latency. */
+/* Bitmap byte of two 2:4 groups from their packed index byte (positions p0 < p1 of each group in
+ * a nibble): 2:4 rows decode like bitmap rows, byte for byte. */
+static uint8_t nm24_bits[256];
+__attribute__((constructor)) static void nm24_bits_init(void) {
+  for (int v = 0; v < 256; v++)
+    nm24_bits[v] = (uint8_t)((1 << (v & 3)) | (1 << ((v >> 2) & 3)) | (1 << (4 + ((v >> 4) & 3))) |
+                             (1 << (4 + (v >> 6))));
+}
+
+/* acc[i] = row · x_i for the M tokens x_i (rows of x, k wide) and one bitmap row of W (or, with
+ * lut = nm24_bits, a 2:4 row's index bytes read as its bitmap): the bits and values are read once;
+ * two accumulator sets per token hide the FMA latency. */
 static inline __attribute__((always_inline)) void bitmap_row_few(const uint8_t* b, const float* val,
                                                                  int64_t o, const float* x, int32_t k,
-                                                                 const int M, float* acc) {
+                                                                 const int M, float* acc,
+                                                                 const uint8_t* lut) {
   int32_t c = 0;
   for (int i = 0; i < M; i++) acc[i] = 0;
 #ifdef __AVX512F__
@@ -302,6 +313,9 @@ static inline __attribute__((always_inline)) void bitmap_row_few(const uint8_t* 
   for (; c + 32 <= k; c += 32) {
     uint32_t mk;
     memcpy(&mk, b + c / 8, 4);
+    if (lut)
+      mk = (uint32_t)lut[mk & 255] | (uint32_t)lut[(mk >> 8) & 255] << 8 |
+           (uint32_t)lut[(mk >> 16) & 255] << 16 | (uint32_t)lut[mk >> 24] << 24;
     const __mmask16 m0 = (__mmask16)(mk & 0xffff), m1 = (__mmask16)(mk >> 16);
     const __m512 e0 = _mm512_maskz_expandloadu_ps(m0, val + o);
     const __m512 e1 = _mm512_maskz_expandloadu_ps(m1, val + o + __builtin_popcount(m0));
@@ -314,10 +328,27 @@ static inline __attribute__((always_inline)) void bitmap_row_few(const uint8_t* 
   for (int i = 0; i < M; i++) acc[i] = _mm512_reduce_add_ps(_mm512_add_ps(a0[i], a1[i]));
 #endif
   for (; c < k; c++)
-    if ((b[c >> 3] >> (c & 7)) & 1) {
+    if (((lut ? lut[b[c >> 3]] : b[c >> 3]) >> (c & 7)) & 1) {
       const float v = val[o++];
       for (int i = 0; i < M; i++) acc[i] += v * x[(size_t)i * k + c];
     }
+}
+
+/* y[i, r] = row r · x_i for the m < FEW tokens; a constant token count per case keeps the
+ * accumulators in registers. */
+static inline __attribute__((always_inline)) void row_few(const uint8_t* b, const float* val, int64_t o, const float* x, int32_t k, int32_t m,
+                    int32_t n, int32_t r, float* y, const uint8_t* lut) {
+  float acc[FEW] = {0};
+  switch (m) {
+    case 1: bitmap_row_few(b, val, o, x, k, 1, acc, lut); break;
+    case 2: bitmap_row_few(b, val, o, x, k, 2, acc, lut); break;
+    case 3: bitmap_row_few(b, val, o, x, k, 3, acc, lut); break;
+    case 4: bitmap_row_few(b, val, o, x, k, 4, acc, lut); break;
+    case 5: bitmap_row_few(b, val, o, x, k, 5, acc, lut); break;
+    case 6: bitmap_row_few(b, val, o, x, k, 6, acc, lut); break;
+    default: bitmap_row_few(b, val, o, x, k, 7, acc, lut); break;
+  }
+  for (int i = 0; i < m; i++) y[(size_t)i * n + r] = acc[i];
 }
 
 int32_t lk_cpu_bitmap_matmul_f32(const float* x, double x_len, const uint8_t* bits,
@@ -353,20 +384,7 @@ int32_t lk_cpu_bitmap_matmul_f32(const float* x, double x_len, const uint8_t* bi
   packed_w w = {.k = k, .bits = bits, .row_bytes = rb, .row_ptr = row_ptr, .val = val};
   if (m > 0 && m < FEW && n > 0) { /* decoding: read each row's bits and values once, no scratch */
 #pragma omp parallel for schedule(static)
-    for (int32_t r = 0; r < n; r++) {
-      float acc[FEW] = {0};
-      const uint8_t* b = bits + (int64_t)r * rb;
-      switch (m) { /* a constant token count per case keeps the accumulators in registers */
-        case 1: bitmap_row_few(b, val, row_ptr[r], x, k, 1, acc); break;
-        case 2: bitmap_row_few(b, val, row_ptr[r], x, k, 2, acc); break;
-        case 3: bitmap_row_few(b, val, row_ptr[r], x, k, 3, acc); break;
-        case 4: bitmap_row_few(b, val, row_ptr[r], x, k, 4, acc); break;
-        case 5: bitmap_row_few(b, val, row_ptr[r], x, k, 5, acc); break;
-        case 6: bitmap_row_few(b, val, row_ptr[r], x, k, 6, acc); break;
-        default: bitmap_row_few(b, val, row_ptr[r], x, k, 7, acc); break;
-      }
-      for (int i = 0; i < m; i++) y[(size_t)i * n + r] = acc[i];
-    }
+    for (int32_t r = 0; r < n; r++) row_few(bits + (int64_t)r * rb, val, row_ptr[r], x, k, m, n, r, y, NULL);
     return LK_OK;
   }
   return panel_matmul(fn, x, y, m, k, n, &w, unpack_bitmap, PK);
@@ -470,5 +488,10 @@ int32_t lk_cpu_nm_matmul_f32(const float* x, double x_len, const uint8_t* idx, d
   packed_w w = {.k = k, .idx = idx, .idx_row_bytes = irb, .val = val, .keep = keep, .group = group,
                 .idx_bits = ib};
   if (m >= FEW && n > 0) return nm_lanes(fn, x, y, m, k, n, &w);
+  if (m > 0 && keep == 2 && group == 4) { /* decoding 2:4: each row's index bytes as its bitmap */
+#pragma omp parallel for schedule(static)
+    for (int32_t r = 0; r < n; r++) row_few(idx + (int64_t)r * irb, val, (int64_t)r * per_row, x, k, m, n, r, y, nm24_bits);
+    return LK_OK;
+  }
   return panel_matmul(fn, x, y, m, k, n, &w, unpack_nm, PK - PK % group);
 }

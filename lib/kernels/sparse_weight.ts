@@ -7,7 +7,8 @@
  * {@linkcode BLOCK_SPARSE_MAX_DENSITY} (1.36× dense at 70 %, 3.3× at 90 %), else the bitmap (≈
  * dense speed at 50 % with 0.53 of the bytes, where block-sparse is 0.92×). That choice is for
  * batched tokens; for decoding (fewer than 8 tokens) the bitmap is the fastest form at every
- * sparsity (one token: 1.35× dense at 2:4, 3.3× at 90 %; packed 2:4 0.56×), so ask for it there.
+ * unstructured sparsity (one token: 1.37× dense at 50 %, 3.2× at 90 %), so ask for it there;
+ * packed 2:4 decodes as fast as the bitmap (its index bytes are read as bitmap bytes).
  *
  * @module
  */

@@ -15,7 +15,7 @@ import { check, cuda, DeviceBuffer } from "../../ffi/mod.ts";
 import { ShapeError } from "../core/errors.ts";
 import { Matrix } from "../core/matrix.ts";
 import { type SparseWeight, sparseWeightToDense } from "../kernels/sparse_weight.ts";
-import { nmFromDense } from "../kernels/spmm_nm.ts";
+import { nmPatternOf } from "../kernels/spmm_nm.ts";
 import type { Router } from "./router.ts";
 
 /** Uploads f32 values and converts them to a new bf16 device buffer. */
@@ -38,13 +38,17 @@ export function bf16ToHost(b: DeviceBuffer): Float32Array {
   return f.download(new Float32Array(b.length));
 }
 
-function is24(w: Matrix): boolean {
-  try {
-    nmFromDense(w, 2, 4);
-    return true;
-  } catch {
-    return false;
-  }
+const TWO_FOUR = [{ n: 2, m: 4 }];
+
+/**
+ * Whether every group of 4 columns of `w` holds at most 2 nonzeros, read from the stored form
+ * where it tells (packed N:M, bitmap) without a dense copy.
+ */
+function is24(w: Matrix | SparseWeight): boolean {
+  if (w instanceof Matrix) return nmPatternOf(w, TWO_FOUR) !== undefined;
+  if (w.format === "nm" && w.matrix.m % 4 === 0 && w.matrix.n <= 2) return true;
+  const form = w.format === "bitmap" ? w.matrix : sparseWeightToDense(w);
+  return nmPatternOf(form, TWO_FOUR) !== undefined;
 }
 
 /** Device copies of a router and its experts, and the routed product on them. */
@@ -72,16 +76,20 @@ export class CudaRoutedExperts {
     experts: readonly (Matrix | SparseWeight)[],
     options: { sparse?: boolean } = {},
   ) {
-    const dense = experts.map((e) => e instanceof Matrix ? e : sparseWeightToDense(e));
-    const [a] = dense;
-    if (!a || dense.length !== router.k) {
-      throw new ShapeError(`${dense.length} experts for a router of ${router.k} clusters`);
+    // shapes and the 2:4 test from the stored forms; each expert is densified only for its upload
+    const shape = (e: Matrix | SparseWeight) => e instanceof Matrix ? e : e.matrix;
+    const a = experts[0] && shape(experts[0]);
+    if (!a || experts.length !== router.k) {
+      throw new ShapeError(`${experts.length} experts for a router of ${router.k} clusters`);
     }
-    if (a.cols !== router.dim || dense.some((w) => w.rows !== a.rows || w.cols !== a.cols)) {
+    if (
+      a.cols !== router.dim ||
+      experts.some((e) => shape(e).rows !== a.rows || shape(e).cols !== a.cols)
+    ) {
       throw new ShapeError(`Experts must all be ${a.rows}×${router.dim}`);
     }
     const fits = a.rows % 32 === 0 && a.cols % 32 === 0;
-    this.sparse = options.sparse ?? (fits && dense.every(is24));
+    this.sparse = options.sparse ?? (fits && experts.every(is24));
     this.inFeatures = a.cols;
     this.outFeatures = a.rows;
     this.#router = router;
@@ -98,7 +106,8 @@ export class CudaRoutedExperts {
     this.#cent = DeviceBuffer.from(Float32Array.from(router.centroids.subarray(0, k * rank)));
     this.#experts = new Int32Array(k);
     try {
-      dense.forEach((w, c) => {
+      experts.forEach((e, c) => {
+        const w = e instanceof Matrix ? e : sparseWeightToDense(e);
         const b = toDeviceBf16(w.data as Float32Array);
         if (!this.sparse) {
           this.#owned.push(b);
