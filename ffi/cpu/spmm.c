@@ -336,8 +336,9 @@ static inline __attribute__((always_inline)) void bitmap_row_few(const uint8_t* 
 
 /* y[i, r] = row r · x_i for the m < FEW tokens; a constant token count per case keeps the
  * accumulators in registers. */
-static inline __attribute__((always_inline)) void row_few(const uint8_t* b, const float* val, int64_t o, const float* x, int32_t k, int32_t m,
-                    int32_t n, int32_t r, float* y, const uint8_t* lut) {
+static inline __attribute__((always_inline)) void row_few(const uint8_t* b, const float* val, int64_t o,
+                                                          const float* x, int32_t k, int32_t m, int32_t n,
+                                                          int32_t r, float* y, const uint8_t* lut) {
   float acc[FEW] = {0};
   switch (m) {
     case 1: bitmap_row_few(b, val, o, x, k, 1, acc, lut); break;

@@ -10,10 +10,10 @@
  * bytes per value, the smallest of the forms measured (bench/sparse_formats_bench.ts). Weights
  * and values are written in the source checkpoint's float dtype (F16 for the bundled model) unless
  * `dtype` says otherwise; routers always in F32 (a rounded centroid could move a token to another
- * expert). `experts: "dense"` saves
- * `….experts.C.weight` instead. On load each expert takes the form its density computes fastest
- * in (see `lib/kernels/sparse_weight.ts`), so E experts at sparsity s cost about E·(1 − s) of a
- * dense layer plus the index, not E dense copies.
+ * expert). `experts: "dense"` saves `….experts.C.weight` instead. On load each expert takes the
+ * form it computes fastest in (packed N:M for 2:4 and 4:8 experts, see
+ * `lib/kernels/sparse_weight.ts`), so E experts at sparsity s cost about E·(1 − s) of a dense
+ * layer plus the index, not E dense copies.
  *
  * @module
  */
