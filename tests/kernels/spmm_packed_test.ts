@@ -154,21 +154,37 @@ Deno.test("N:M detection and bitmap → packed N:M agree with the dense route; a
 Deno.test("malformed bitmap and N:M arrays fail with one sentence", () => {
   const x = randn(new Rng(1), 4, 10);
   const w = randn(new Rng(2), 3, 10);
-  w.data[4] = 0;
+  w.data[4] = w.data[24] = 0; // rows of 9, 10 and 9 entries
   const b = bitmapFromDense(w);
   assertThrows(() => bitmapMatmulT(randn(new Rng(1), 4, 6), b), ShapeError, "inner sizes differ");
   const pastK = { ...b, bits: b.bits.map((v, i) => (i === 1 ? v | 0x80 : v)) };
-  assertThrows(
-    () => bitmapMatmulT(x, pastK, { backend: "cpu" }),
-    Error,
-    "row 0 has bits set beyond column k=10",
-  );
   const cleared = { ...b, bits: b.bits.map((v, i) => (i === 2 ? v & 0xfe : v)) };
-  assertThrows(
-    () => bitmapMatmulT(x, cleared, { backend: "cpu" }),
-    Error,
-    "row 1 has 9 bits set but row_ptr gives it 10 values",
-  );
+  // row 1 gains a bit: its values would run into row 2's (and the last row's past the array)
+  const extra = { ...b, bits: b.bits.map((v, i) => (i === 0 ? v | 0x10 : v)) };
+  const extraLast = { ...b, bits: b.bits.map((v, i) => (i === 4 ? v | 0x10 : v)) };
+  for (const tokens of [4, 9]) { // the decode path checks while it reads; the panel path first
+    const xt = randn(new Rng(1), tokens, 10);
+    assertThrows(
+      () => bitmapMatmulT(xt, pastK, { backend: "cpu" }),
+      Error,
+      "row 0 has bits set beyond column k=10",
+    );
+    assertThrows(
+      () => bitmapMatmulT(xt, cleared, { backend: "cpu" }),
+      Error,
+      "row 1 has 9 bits set but row_ptr gives it 10 values",
+    );
+    assertThrows(
+      () => bitmapMatmulT(xt, extra, { backend: "cpu" }),
+      Error,
+      "row 0 has 10 bits set but row_ptr gives it 9 values",
+    );
+    assertThrows(
+      () => bitmapMatmulT(xt, extraLast, { backend: "cpu" }),
+      Error,
+      "row 2 has 10 bits set but row_ptr gives it 9 values",
+    );
+  }
   assertThrows(
     () => bitmapMatmulT(x, { ...b, val: b.val.subarray(1) }, { backend: "cpu" }),
     Error,
@@ -177,7 +193,7 @@ Deno.test("malformed bitmap and N:M arrays fail with one sentence", () => {
   assertThrows(
     () => bitmapFromParts(3, 10, b.bits, b.val.subarray(1), "expert 2"),
     FormatError,
-    "expert 2: 28 values for 29 set bits",
+    "expert 2: 27 values for 28 set bits",
   );
   assertThrows(
     () => bitmapFromParts(3, 10, b.bits.subarray(1), b.val),
