@@ -290,6 +290,7 @@ function load<S extends Deno.ForeignLibraryInterface>(
 
 let cpuLoaded: Loaded<CpuLib> | undefined;
 let cudaLoaded: Loaded<CudaLib> | undefined;
+let cudaRaw: Loaded<CudaLib> | undefined;
 let cudaDevices = 0;
 
 /** The CPU library, or null with a reason when it cannot be loaded. */
@@ -300,7 +301,7 @@ export function cpuLibrary(): Loaded<CpuLib> {
 /** The CUDA library when it loads and sees at least one device, else null with a reason. */
 export function cudaLibrary(): Loaded<CudaLib> {
   if (cudaLoaded) return cudaLoaded;
-  const l = load("lmkit_cuda", cudaSymbols);
+  const l = cudaRaw ??= load("lmkit_cuda", cudaSymbols);
   if (l.lib) {
     const out = new Int32Array(1);
     const st = l.lib.lk_cuda_device_count(out, 1);
@@ -314,6 +315,15 @@ export function cudaLibrary(): Loaded<CudaLib> {
     }
   }
   return cudaLoaded = l;
+}
+
+/**
+ * The CUDA library's symbols where it is built, even with no device visible (null otherwise).
+ * Every entry point checks its arguments and handles before it touches the device, so a machine
+ * without a GPU can test those checks; running kernels needs {@linkcode cuda}.
+ */
+export function cudaLibraryWithoutDevice(): CudaLib | null {
+  return (cudaRaw ??= load("lmkit_cuda", cudaSymbols)).lib;
 }
 
 const decoder = new TextDecoder();
