@@ -58,7 +58,14 @@ Deno.test("ExpertLinear sends each row through its cluster's expert", () => {
       true,
     );
     assertClose(y.data.subarray(3 * t, 3 * t + 3), want.data, { rtol: 1e-6 });
+    // one row alone (as in decoding: one cluster, no gather or scatter), and rows of one cluster
+    const one = lin.forward(new Matrix(1, 2, x.data.slice(2 * t, 2 * t + 2)));
+    assertClose(one.data, want.data, { rtol: 1e-6 });
   }
+  const sameCluster = lin.forward(Matrix.from([[-5, 0], [-5.1, 0.1]]));
+  assertClose(sameCluster.data, [...y.data.subarray(0, 3), ...y.data.subarray(6, 9)], {
+    rtol: 1e-6,
+  });
   assertThrows(
     () => new ExpertLinear(r, [experts[0]!], "cpu"),
     Error,
