@@ -338,10 +338,15 @@ await runScript({ name: "wasserstein_neurons.ts", usage: USAGE, needs: [] }, asy
       columns: ["layer", "name", "neuron", "w1", "selected"],
     }),
     "layers.json": JSON.stringify(layerRows, null, 2),
-    "ablation.csv": stringify(ablation, { columns: ["variant", "metric"] }),
-    "expansion_shift.csv": stringify(shiftRows, {
-      columns: ["layer", "neurons", "w1ToDensePruned", "w1ToDenseExpanded", "drop"],
-    }),
+    // the ablation's tables only when it ran (not with --no-ablation)
+    ...(ablation.length
+      ? {
+        "ablation.csv": stringify(ablation, { columns: ["variant", "metric"] }),
+        "expansion_shift.csv": stringify(shiftRows, {
+          columns: ["layer", "neurons", "w1ToDensePruned", "w1ToDenseExpanded", "drop"],
+        }),
+      }
+      : {}),
     "results.json": JSON.stringify(
       {
         model: values.model,

@@ -239,5 +239,14 @@ Deno.test("wasserstein_neurons.ts end to end on a small calibration set writes e
   );
   assertEquals(bad.code, 1);
   assertEquals(bad.stderr.trim(), "error: --percent '150' is not a number in [1e-9, 99.999]");
+  // --no-ablation: the neuron tables only, no empty ablation tables
+  const only = await run(
+    "wasserstein_neurons.ts",
+    ["--no-ablation", "--calib-windows", "2", "--out", `${tmp}/o3`],
+    flags,
+  );
+  assertEquals(only.code, 0, only.stderr);
+  const files = [...Deno.readDirSync(`${tmp}/o3`)].map((e) => e.name).sort();
+  assertEquals(files, ["layers.json", "neurons.csv", "report.html", "report.md", "results.json"]);
   await Deno.remove(tmp, { recursive: true });
 });
