@@ -8,6 +8,8 @@ import { check, cudaLibraryWithoutDevice } from "../../ffi/mod.ts";
 import { ShapeError } from "../../lib/core/errors.ts";
 
 const lib = cudaLibraryWithoutDevice();
+// handles and ids far above any that other tests create, so that on a GPU machine (one process,
+// one handle table) none of them is live
 
 Deno.test({
   name: "CUDA entry points refuse bad shapes, options and handles before any device work",
@@ -38,9 +40,9 @@ Deno.test({
       "N:M 2:4 needs N < M and M dividing cols=10",
     );
     refuses(
-      l.lk_cuda_sparsegpt_f64(987, 2, 4, 8, 0.5, 0, 0, 3, 128, 4),
+      l.lk_cuda_sparsegpt_f64(900987, 2, 4, 8, 0.5, 0, 0, 3, 128, 4),
       RangeError,
-      "987",
+      "900987",
     );
     // bf16 products and conversion
     refuses(
@@ -53,7 +55,7 @@ Deno.test({
       RangeError,
       "trans_b is 2, expected 0 or 1",
     );
-    refuses(l.lk_cuda_convert(654, 655), RangeError, "is not a live device buffer");
+    refuses(l.lk_cuda_convert(900654, 900655), RangeError, "is not a live device buffer");
     // 2:4 weights: cuSPARSELt's tile sizes, unknown ids
     const id = new Int32Array(1);
     refuses(
@@ -62,12 +64,12 @@ Deno.test({
       "W is 30×64, expected both sizes multiples of 32 (cuSPARSELt tiles)",
     );
     refuses(l.lk_cuda_sp24_create(1, 32, 64, id, 0), ShapeError, "id_out holds 0 elements");
-    refuses(l.lk_cuda_sp24_matmul(77, 1, 16, 2), RangeError, "77 is not a live 2:4 weight");
-    refuses(l.lk_cuda_sp24_free(78), RangeError, "78 is not a live 2:4 weight");
+    refuses(l.lk_cuda_sp24_matmul(900077, 1, 16, 2), RangeError, "900077 is not a live 2:4 weight");
+    refuses(l.lk_cuda_sp24_free(900078), RangeError, "900078 is not a live 2:4 weight");
     // the routed layer
     const experts = new Int32Array([1, 2]);
     const routed = (e: number, sparse: number, len: number, m = 8) =>
-      l.lk_cuda_routed_bf16(1, m, 64, 2, 2, 3, 4, e, experts, len, sparse, 32, 5, 6);
+      l.lk_cuda_routed_bf16(900001, m, 64, 2, 2, 3, 4, e, experts, len, sparse, 32, 5, 6);
     refuses(routed(2, 2, 2), RangeError, "sparse=2, expected 0 or 1");
     refuses(routed(3, 0, 2), ShapeError, "2 experts given for 3 clusters");
     refuses(routed(2, 0, 2, -1), ShapeError, "m=-1 d=64 r=2 e=2 n=32, expected m >= 0");
