@@ -14,11 +14,26 @@ export function keepTwoOfFour(g: Float32Array): void {
   }
 }
 
-/** A copy of `w` pruned to `pattern`: "2:4", or "S%" with each entry zeroed with probability S %. */
+/** In place: keeps the n largest magnitudes of every group of m (N:M along rows). */
+export function keepNofM(g: Float32Array, n: number, m: number): void {
+  const order = Array.from({ length: m }, (_, j) => j);
+  for (let i = 0; i < g.length; i += m) {
+    order.sort((a, b) => Math.abs(g[i + b]!) - Math.abs(g[i + a]!) || a - b);
+    for (const j of order.slice(n)) g[i + j] = 0;
+  }
+}
+
+/**
+ * A copy of `w` pruned to `pattern`: "2:4" (or any "N:M"), or "S%" with each entry zeroed with
+ * probability S %.
+ */
 export function prunedCopy(w: Matrix, pattern: string, rng: Rng): Matrix {
   const out = new Matrix(w.rows, w.cols, w.data.slice() as Float32Array);
+  const nm = pattern.match(/^(\d+):(\d+)$/);
   if (pattern === "2:4") {
     keepTwoOfFour(out.data);
+  } else if (nm) {
+    keepNofM(out.data, Number(nm[1]), Number(nm[2]));
   } else {
     const s = Number(pattern.replace("%", "")) / 100;
     for (let i = 0; i < out.data.length; i++) if (rng.uniform() < s) out.data[i] = 0;

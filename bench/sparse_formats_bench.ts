@@ -1,6 +1,6 @@
 // Stored forms of a pruned expert, measured on one per-expert product of the routed 70B layer
 // (`deno task bench`): Y = X·Wᵀ with X 256 × 8192 (the 4096 tokens split among 16 experts) and
-// W 28672 × 8192, random weights at 50 %, 2:4, 70 % and 90 %. Each form's C kernel against the
+// W 28672 × 8192, random weights at 50 %, 2:4, 4:8, 70 % and 90 %. Each form's C kernel against the
 // dense cpu matmul (OpenBLAS sgemm) on the same X and W; the stored bytes are in each name.
 // CSR is left out at 50–70 % (about 4 s per call, bench/RESULTS.md). Each pattern also times one
 // token (decoding), where the bytes read decide.
@@ -26,7 +26,7 @@ const w = new Matrix(N, K, rng.normalArray(N * K));
 const share = (bytes: number) => `${(bytes / DENSE_BYTES).toFixed(3)} of dense bytes`;
 
 const opts = { backend: "cpu" } as const;
-for (const pattern of ["50%", "2:4", "70%", "90%"]) {
+for (const pattern of ["50%", "2:4", "4:8", "70%", "90%"]) {
   const group = `${M}×${K}·(${N}×${K})ᵀ at ${pattern}`;
   Deno.bench({
     name: `dense cpu matmul (${(2 * M * K * N / 1e9).toFixed(0)} GFLOP)`,
@@ -38,7 +38,8 @@ for (const pattern of ["50%", "2:4", "70%", "90%"]) {
   });
   let pw: Matrix | undefined = prunedCopy(w, pattern, rng);
   const bitmap = bitmapFromDense(pw), bsc = blockSparseFromDense(pw);
-  const nm = pattern === "2:4" ? nmFromDense(pw, 2, 4) : undefined;
+  const nmPattern = pattern.match(/^(\d+):(\d+)$/);
+  const nm = nmPattern ? nmFromDense(pw, Number(nmPattern[1]), Number(nmPattern[2])) : undefined;
   const csr = pattern === "90%" ? csrFromDense(pw) : undefined;
   pw = undefined;
   const bench = (name: string, fn: () => unknown) =>
@@ -49,7 +50,10 @@ for (const pattern of ["50%", "2:4", "70%", "90%"]) {
   );
   bench(`block-sparse (${share(blockSparseBytes(bsc))})`, () => blockSparseMatmulT(x, bsc, opts));
   if (nm) {
-    bench(`packed 2:4, kept entries only (${share(nmBytes(nm))})`, () => nmMatmulT(x, nm, opts));
+    bench(
+      `packed ${pattern}, kept entries only (${share(nmBytes(nm))})`,
+      () => nmMatmulT(x, nm, opts),
+    );
   }
   if (csr) bench(`CSR (${share(csrBytes(csr))})`, () => csrMatmulT(x, csr, opts));
   // decoding: one token (memory-bound: the bytes read are what counts)
@@ -67,5 +71,5 @@ for (const pattern of ["50%", "2:4", "70%", "90%"]) {
     Deno.bench({ name, group: decode, n: 10, warmup: 2, fn: () => void fn() });
   one("bitmap (bits and values read once)", () => bitmapMatmulT(x1, bitmap, opts));
   one("block-sparse", () => blockSparseMatmulT(x1, bsc, opts));
-  if (nm) one("packed 2:4", () => nmMatmulT(x1, nm, opts));
+  if (nm) one(`packed ${pattern}`, () => nmMatmulT(x1, nm, opts));
 }

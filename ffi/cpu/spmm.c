@@ -298,15 +298,26 @@ __attribute__((constructor)) static void nm24_bits_init(void) {
                              (1 << (4 + (v >> 6))));
 }
 
-/* acc[i] = row · x_i for the M tokens x_i (rows of x, k wide) and one bitmap row of W (or, with
- * lut = nm24_bits, a 2:4 row's index bytes read as its bitmap): the bits and values are read once;
- * two accumulator sets per token hide the FMA latency. The row's values are val[o, end): the
- * bits are checked against them as they are read (no value past `end` is touched); returns 0, or 1
- * when the row's bits and values disagree. */
+/* Row encodings that read as bitmaps: the bitmap itself, packed 2:4 (one index byte per 8 columns,
+ * through nm24_bits) and packed 4:8 (two index bytes, four 4-bit positions, per 8 columns). */
+enum { ROW_BITMAP, ROW_NM24, ROW_NM48 };
+
+/* The bitmap byte of columns 8i … 8i+7 of a row in encoding `kind`. */
+static inline __attribute__((always_inline)) uint32_t mask_byte(const uint8_t* b, int64_t i, int kind) {
+  if (kind == ROW_BITMAP) return b[i];
+  if (kind == ROW_NM24) return nm24_bits[b[i]];
+  const uint32_t v = (uint32_t)b[2 * i] | (uint32_t)b[2 * i + 1] << 8; /* positions < 8: checked */
+  return (1u << (v & 15)) | (1u << ((v >> 4) & 15)) | (1u << ((v >> 8) & 15)) | (1u << (v >> 12));
+}
+
+/* acc[i] = row · x_i for the M tokens x_i (rows of x, k wide) and one row of W read as a bitmap
+ * (see ROW_*): the bits and values are read once; two accumulator sets per token hide the FMA
+ * latency. The row's values are val[o, end): the bits are checked against them as they are read
+ * (no value past `end` is touched); returns 0, or 1 when the row's bits and values disagree. */
 static inline __attribute__((always_inline)) int bitmap_row_few(const uint8_t* b, const float* val,
                                                                 int64_t o, int64_t end, const float* x,
                                                                 int32_t k, const int M, float* acc,
-                                                                const uint8_t* lut) {
+                                                                const int kind) {
   int32_t c = 0;
   for (int i = 0; i < M; i++) acc[i] = 0;
 #ifdef __AVX512F__
@@ -314,10 +325,11 @@ static inline __attribute__((always_inline)) int bitmap_row_few(const uint8_t* b
   for (int i = 0; i < M; i++) a0[i] = a1[i] = _mm512_setzero_ps();
   for (; c + 32 <= k; c += 32) {
     uint32_t mk;
-    memcpy(&mk, b + c / 8, 4);
-    if (lut)
-      mk = (uint32_t)lut[mk & 255] | (uint32_t)lut[(mk >> 8) & 255] << 8 |
-           (uint32_t)lut[(mk >> 16) & 255] << 16 | (uint32_t)lut[mk >> 24] << 24;
+    if (kind == ROW_BITMAP)
+      memcpy(&mk, b + c / 8, 4);
+    else
+      mk = mask_byte(b, c / 8, kind) | mask_byte(b, c / 8 + 1, kind) << 8 | mask_byte(b, c / 8 + 2, kind) << 16 |
+           mask_byte(b, c / 8 + 3, kind) << 24;
     if (o + __builtin_popcount(mk) > end) return 1;
     const __mmask16 m0 = (__mmask16)(mk & 0xffff), m1 = (__mmask16)(mk >> 16);
     const __m512 e0 = _mm512_maskz_expandloadu_ps(m0, val + o);
@@ -331,7 +343,7 @@ static inline __attribute__((always_inline)) int bitmap_row_few(const uint8_t* b
   for (int i = 0; i < M; i++) acc[i] = _mm512_reduce_add_ps(_mm512_add_ps(a0[i], a1[i]));
 #endif
   for (; c < k; c++)
-    if (((lut ? lut[b[c >> 3]] : b[c >> 3]) >> (c & 7)) & 1) {
+    if ((mask_byte(b, c >> 3, kind) >> (c & 7)) & 1) {
       if (o >= end) return 1;
       const float v = val[o++];
       for (int i = 0; i < M; i++) acc[i] += v * x[(size_t)i * k + c];
@@ -343,17 +355,17 @@ static inline __attribute__((always_inline)) int bitmap_row_few(const uint8_t* b
  * accumulators in registers. Returns 1 when the row's bits and values disagree. */
 static inline __attribute__((always_inline)) int row_few(const uint8_t* b, const float* val, int64_t o,
                                                          int64_t end, const float* x, int32_t k, int32_t m,
-                                                         int32_t n, int32_t r, float* y, const uint8_t* lut) {
+                                                         int32_t n, int32_t r, float* y, const int kind) {
   float acc[FEW] = {0};
   int bad;
   switch (m) {
-    case 1: bad = bitmap_row_few(b, val, o, end, x, k, 1, acc, lut); break;
-    case 2: bad = bitmap_row_few(b, val, o, end, x, k, 2, acc, lut); break;
-    case 3: bad = bitmap_row_few(b, val, o, end, x, k, 3, acc, lut); break;
-    case 4: bad = bitmap_row_few(b, val, o, end, x, k, 4, acc, lut); break;
-    case 5: bad = bitmap_row_few(b, val, o, end, x, k, 5, acc, lut); break;
-    case 6: bad = bitmap_row_few(b, val, o, end, x, k, 6, acc, lut); break;
-    default: bad = bitmap_row_few(b, val, o, end, x, k, 7, acc, lut); break;
+    case 1: bad = bitmap_row_few(b, val, o, end, x, k, 1, acc, kind); break;
+    case 2: bad = bitmap_row_few(b, val, o, end, x, k, 2, acc, kind); break;
+    case 3: bad = bitmap_row_few(b, val, o, end, x, k, 3, acc, kind); break;
+    case 4: bad = bitmap_row_few(b, val, o, end, x, k, 4, acc, kind); break;
+    case 5: bad = bitmap_row_few(b, val, o, end, x, k, 5, acc, kind); break;
+    case 6: bad = bitmap_row_few(b, val, o, end, x, k, 6, acc, kind); break;
+    default: bad = bitmap_row_few(b, val, o, end, x, k, 7, acc, kind); break;
   }
   for (int i = 0; i < m; i++) y[(size_t)i * n + r] = acc[i];
   return bad;
@@ -405,7 +417,7 @@ int32_t lk_cpu_bitmap_matmul_f32(const float* x, double x_len, const uint8_t* bi
 #pragma omp parallel for schedule(static) reduction(min : first_bad)
     for (int32_t r = 0; r < n; r++) {
       const uint8_t* b = bits + (int64_t)r * rb;
-      if (row_few(b, val, row_ptr[r], row_ptr[r + 1], x, k, m, n, r, y, NULL) || (b[rb - 1] & pad))
+      if (row_few(b, val, row_ptr[r], row_ptr[r + 1], x, k, m, n, r, y, ROW_BITMAP) || (b[rb - 1] & pad))
         if (r < first_bad) first_bad = r;
     }
     return first_bad < n ? check_bitmap_rows(fn, bits, rb, row_ptr, n, k, first_bad) : LK_OK;
@@ -485,6 +497,38 @@ static int32_t nm_lanes(const char* fn, const float* x, float* y, int32_t m, int
   return LK_OK;
 }
 
+/* Whether every position is below the group size M (when M < 2^ib some index values do not fit).
+ * For M a power of two a position fits when its bits from log2(M) up are clear, so whole words are
+ * tested at once (the entry-by-entry scan cost 80 ms a call on a 28672 × 8192 4:8 weight, three
+ * times a one-token product); other M are scanned entry by entry. */
+static int nm_positions_fit(const uint8_t* idx, int64_t irb, int32_t n, int64_t per_row, int ib, int group) {
+  if (group & (group - 1)) {
+    for (int32_t r = 0; r < n; r++)
+      for (int64_t q = 0; q < per_row; q++)
+        if (((idx[r * irb + ((q * ib) >> 3)] >> ((q * ib) & 7)) & ((1 << ib) - 1)) >= group) return 0;
+    return 1;
+  }
+  uint8_t high = 0; /* in every field of a byte, the bits a fitting position leaves clear */
+  for (int sh = 0; sh < 8; sh += ib) high |= (uint8_t)((((1 << ib) - 1) & ~(group - 1)) << sh);
+  const uint64_t high8 = high * 0x0101010101010101ull;
+  const int64_t full = per_row * ib / 8; /* whole bytes of entries; the rest is checked alone */
+  for (int32_t r = 0; r < n; r++) {
+    const uint8_t* b = idx + r * irb;
+    uint64_t any = 0;
+    int64_t i = 0;
+    for (; i + 8 <= full; i += 8) {
+      uint64_t u;
+      memcpy(&u, b + i, 8);
+      any |= u;
+    }
+    for (; i < full; i++) any |= b[i];
+    if (any & high8) return 0;
+    for (int64_t q = full * 8 / ib; q < per_row; q++)
+      if (((b[(q * ib) >> 3] >> ((q * ib) & 7)) & ((1 << ib) - 1)) >= group) return 0;
+  }
+  return 1;
+}
+
 int32_t lk_cpu_nm_matmul_f32(const float* x, double x_len, const uint8_t* idx, double idx_len,
                              const float* val, double val_len, float* y, double y_len, int32_t m,
                              int32_t k, int32_t n, int32_t keep, int32_t group) {
@@ -501,8 +545,8 @@ int32_t lk_cpu_nm_matmul_f32(const float* x, double x_len, const uint8_t* idx, d
       lk_check_len(fn, "idx", idx_len, (double)n * irb) ||
       lk_check_len(fn, "val", val_len, (double)n * per_row))
     return LK_ESHAPE;
-  if (group != 1 << ib) /* positions that the index width can hold but the group cannot */
-    for (int32_t r = 0; r < n; r++)
+  if (group != 1 << ib && !nm_positions_fit(idx, irb, n, per_row, ib, group))
+    for (int32_t r = 0; r < n; r++) /* name the first position the group cannot hold */
       for (int64_t q = 0; q < per_row; q++) {
         int pos = (idx[r * irb + ((q * ib) >> 3)] >> ((q * ib) & 7)) & ((1 << ib) - 1);
         if (pos >= group)
@@ -512,11 +556,17 @@ int32_t lk_cpu_nm_matmul_f32(const float* x, double x_len, const uint8_t* idx, d
   packed_w w = {.k = k, .idx = idx, .idx_row_bytes = irb, .val = val, .keep = keep, .group = group,
                 .idx_bits = ib};
   if (m >= FEW && n > 0) return nm_lanes(fn, x, y, m, k, n, &w);
-  if (m > 0 && keep == 2 && group == 4) { /* decoding 2:4: each row's index bytes as its bitmap */
+  if (m > 0 && ((keep == 2 && group == 4) || (keep == 4 && group == 8))) {
+    /* decoding 2:4 and 4:8: each row's index bytes read as its bitmap (at most N set bits per group:
+     * never past the row's values) */
+    const int kind = group == 4 ? ROW_NM24 : ROW_NM48;
 #pragma omp parallel for schedule(static)
-    for (int32_t r = 0; r < n; r++) /* at most 2 set bits per group: never past the row's values */
-      row_few(idx + (int64_t)r * irb, val, (int64_t)r * per_row, (int64_t)(r + 1) * per_row, x, k, m, n, r, y,
-              nm24_bits);
+    for (int32_t r = 0; r < n; r++) {
+      const uint8_t* b = idx + (int64_t)r * irb;
+      const int64_t o = (int64_t)r * per_row;
+      if (kind == ROW_NM24) row_few(b, val, o, o + per_row, x, k, m, n, r, y, ROW_NM24);
+      else row_few(b, val, o, o + per_row, x, k, m, n, r, y, ROW_NM48);
+    }
     return LK_OK;
   }
   return panel_matmul(fn, x, y, m, k, n, &w, unpack_nm, PK - PK % group);

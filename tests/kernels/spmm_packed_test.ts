@@ -224,6 +224,25 @@ Deno.test("malformed bitmap and N:M arrays fail with one sentence", () => {
     FormatError,
     "row 1 entry 0 has position 3, expected < M=3",
   );
+  // 4:8 (positions in 4 bits, M a power of two: checked word by word) and 1:2; a bad position in a
+  // row's whole bytes and one in its last, partly filled byte; both token paths
+  for (
+    const [n, m, cols, byte, value, want] of [
+      [4, 8, 48, 13, 0x90, "row 1 entry 3 has position 9, expected < M=8"], // row 1: bytes 12…23
+      [1, 2, 10, 1, 0b10, "row 0 entry 4 has position 2, expected < M=2"], // 5 entries: 2 bytes
+    ] as const
+  ) {
+    const q = nmFromDense(randomNm(new Rng(6), 2, cols, n, m), n, m);
+    const broken = { ...q, idx: q.idx.map((v, i) => (i === byte ? (v & 0x0f) | value : v)) };
+    if (m === 2) broken.idx[byte] = (q.idx[byte]! & ~0b11) | value;
+    for (const tokens of [1, 9]) {
+      assertThrows(
+        () => nmMatmulT(randn(new Rng(1), tokens, cols), broken, { backend: "cpu" }),
+        Error,
+        want,
+      );
+    }
+  }
   const p24 = nmFromDense(randomNm(new Rng(5), 1, 4, 2, 4), 2, 4);
   const swapped = { ...p24, idx: Uint8Array.of(0b0011) }; // positions 3 then 0: not rising
   assertThrows(
