@@ -2,10 +2,10 @@
  * One sparse weight, several stored forms: a tagged union over bitmap, block-sparse, packed N:M
  * and CSR, with one product `Y = X·Wᵀ`, its bytes and its dense form. `"auto"` picks the form
  * that the CPU benchmark (`bench/sparse_formats_bench.ts`, 256 × 8192 × 28672 per-expert
- * products) found fastest ({@linkcode autoForm}): packed N:M for 2:4 and 4:8 weights (1.43×
- * dense at 2:4: only the kept entries are multiplied), block-sparse below
- * {@linkcode BLOCK_SPARSE_MAX_DENSITY} (1.36× dense at 70 %, 3.3× at 90 %), else the bitmap (≈
- * dense speed at 50 % with 0.53 of the bytes, where block-sparse is 0.92×). That choice is for
+ * products) found fastest ({@linkcode autoForm}): packed N:M for 2:4 and 4:8 weights (1.34–1.43×
+ * dense at 2:4, 1.33× at 4:8: only the kept entries are multiplied), block-sparse below
+ * {@linkcode BLOCK_SPARSE_MAX_DENSITY} (1.4× dense at 70 %, 3.3–3.8× at 90 %), else the bitmap
+ * (about 0.9× dense at 50 % with 0.53 of the bytes, where block-sparse is 0.89×). That choice is for
  * batched tokens; for decoding (fewer than 8 tokens) the bitmap is the fastest form at every
  * unstructured sparsity (one token: 1.37× dense at 50 %, 3.2× at 90 %), so ask for it there;
  * packed 2:4 decodes as fast as the bitmap (its index bytes are read as bitmap bytes).
