@@ -99,6 +99,8 @@ export interface CloseOptions {
   rtol?: number;
   /** Absolute tolerance added to the bound (default 0). */
   atol?: number;
+  /** Context (seed, shape, backend) put before the message of a failure. */
+  msg?: string;
 }
 
 /**
@@ -110,10 +112,10 @@ export function assertClose(
   expected: ArrayLike<number>,
   options: CloseOptions = {},
 ): void {
-  const { rtol = 1e-5, atol = 0 } = options;
+  const { rtol = 1e-5, atol = 0 } = options, at = options.msg ? `${options.msg}: ` : "";
   if (actual.length !== expected.length) {
     throw new assert.AssertionError({
-      message: `Length mismatch: actual ${actual.length}, expected ${expected.length}`,
+      message: `${at}Length mismatch: actual ${actual.length}, expected ${expected.length}`,
     });
   }
   let diff = 0, norm = 0, worst = 0, worstAt = -1;
@@ -121,7 +123,7 @@ export function assertClose(
     const a = actual[i] as number, b = expected[i] as number;
     const d = a - b;
     if (Number.isNaN(a) !== Number.isNaN(b)) {
-      throw new assert.AssertionError({ message: `NaN mismatch at ${i}: ${a} vs ${b}` });
+      throw new assert.AssertionError({ message: `${at}NaN mismatch at ${i}: ${a} vs ${b}` });
     }
     if (Number.isNaN(a)) continue;
     diff += d * d;
@@ -134,7 +136,7 @@ export function assertClose(
   const bound = rtol * Math.sqrt(norm) + atol * Math.sqrt(actual.length);
   if (!(Math.sqrt(diff) <= bound)) {
     throw new assert.AssertionError({
-      message: `Arrays differ: relative L2 error ${
+      message: `${at}Arrays differ: relative L2 error ${
         (Math.sqrt(diff) / (Math.sqrt(norm) || 1)).toExponential(3)
       } exceeds rtol ${rtol} (atol ${atol}); worst element ${worstAt}: ${actual[worstAt]} vs ${
         expected[worstAt]

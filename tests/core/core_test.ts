@@ -4,6 +4,7 @@ import { Rng } from "../../lib/core/rng.ts";
 import { ShapeError } from "../../lib/core/errors.ts";
 import { progress } from "../../lib/core/progress.ts";
 import { writeOutputs } from "../../lib/io/output.ts";
+import { assertClose } from "../../lib/std/assert.ts";
 
 Deno.test("Rng: the same seed gives the same stream; golden values pin it across machines", () => {
   const a = new Rng(2024), b = new Rng(2024);
@@ -74,4 +75,15 @@ Deno.test("progress is silent when disabled; writeOutputs leaves no partial file
   const left = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
   assertEquals(left, ["b.bin"]); // neither a.txt nor a temporary file
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("assertClose: passes within the bound, names the context of a failure", () => {
+  assertClose([1, 2], [1, 2 + 1e-7]);
+  assertThrows(
+    () => assertClose([1, 2], [1, 3], { msg: "seed 7 4×4" }),
+    Error,
+    "seed 7 4×4: Arrays differ",
+  );
+  assertThrows(() => assertClose([1], [1, 2], { msg: "ts" }), Error, "ts: Length mismatch");
+  assertThrows(() => assertClose([NaN], [1]), Error, "NaN mismatch at 0");
 });
