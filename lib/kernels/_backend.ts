@@ -25,6 +25,20 @@ export function spmmOutput(x: Matrix, w: { rows: number; cols: number }): Matrix
   return new Matrix(x.rows, w.rows, new Float32Array(x.rows * w.rows));
 }
 
+/** Bit `c` of a bitmap row whose bytes start at `row` (bit c % 8 of byte c / 8): 1 where column c is stored. */
+export function bitAt(bits: Uint8Array, row: number, c: number): number {
+  return (bits[row + (c >> 3)]! >> (c & 7)) & 1;
+}
+
+/**
+ * Field `q` of a row of `width`-bit fields packed from byte `row` on, least significant first (the
+ * position of an N:M weight's kept entry q in its group).
+ */
+export function fieldAt(bytes: Uint8Array, row: number, q: number, width: number): number {
+  const bit = q * width;
+  return (bytes[row + (bit >> 3)]! >> (bit & 7)) & ((1 << width) - 1);
+}
+
 /**
  * Column `o` of `Y = X·Wᵀ` from one row of W given as `q` (column, value) pairs: `cols[j]` and
  * `val[p0 + j]` (the ts references of the compressed forms).

@@ -10,7 +10,7 @@
 import { check, cpu } from "../../ffi/mod.ts";
 import { FormatError, ShapeError } from "../core/errors.ts";
 import { Matrix } from "../core/matrix.ts";
-import { type KernelOptions, resolve, rowTimesTokens, spmmOutput } from "./_backend.ts";
+import { bitAt, type KernelOptions, resolve, rowTimesTokens, spmmOutput } from "./_backend.ts";
 
 /** A sparse `rows × cols` matrix as a bitmap and its stored values. */
 export interface BitmapMatrix {
@@ -119,7 +119,7 @@ export function bitmapToDense(w: BitmapMatrix): Matrix {
   for (let r = 0; r < w.rows; r++) {
     let p = w.rowPtr[r]!;
     for (let c = 0; c < w.cols; c++) {
-      if ((w.bits[r * rb + (c >> 3)]! >> (c & 7)) & 1) out.data[r * w.cols + c] = w.val[p++]!;
+      if (bitAt(w.bits, r * rb, c)) out.data[r * w.cols + c] = w.val[p++]!;
     }
   }
   return out;
@@ -148,7 +148,7 @@ export function bitmapMatmulT(x: Matrix, w: BitmapMatrix, options: KernelOptions
     const k = x.cols, rb = Math.ceil(k / 8), cols = new Int32Array(k);
     for (let o = 0; o < w.rows; o++) {
       let q = 0;
-      for (let c = 0; c < k; c++) if ((w.bits[o * rb + (c >> 3)]! >> (c & 7)) & 1) cols[q++] = c;
+      for (let c = 0; c < k; c++) if (bitAt(w.bits, o * rb, c)) cols[q++] = c;
       rowTimesTokens(x, y, o, cols, q, w.val, w.rowPtr[o]!);
     }
     return y;

@@ -12,7 +12,14 @@
 import { check, cpu } from "../../ffi/mod.ts";
 import { FormatError, ShapeError } from "../core/errors.ts";
 import { Matrix } from "../core/matrix.ts";
-import { type KernelOptions, resolve, rowTimesTokens, spmmOutput } from "./_backend.ts";
+import {
+  bitAt,
+  fieldAt,
+  type KernelOptions,
+  resolve,
+  rowTimesTokens,
+  spmmOutput,
+} from "./_backend.ts";
 import type { BitmapMatrix } from "./spmm_bitmap.ts";
 
 /** A `rows × cols` N:M sparse matrix, packed. */
@@ -93,12 +100,11 @@ export function nmPatternOf(
     }
     // bitmap rows start on whole bytes; groups of 1, 2, 4 or 8 columns never straddle a byte
     if (8 % m !== 0) {
+      const rb = Math.ceil(cols / 8);
       for (let r = 0; r < rows; r++) {
         for (let g = 0; g < cols; g += m) {
           let nz = 0;
-          for (let j = g; j < g + m; j++) {
-            nz += (w.bits[r * Math.ceil(cols / 8) + (j >> 3)]! >> (j & 7)) & 1;
-          }
+          for (let j = g; j < g + m; j++) nz += bitAt(w.bits, r * rb, j);
           if (nz > n) return false;
         }
       }
@@ -125,7 +131,7 @@ export function nmFromBitmap(b: BitmapMatrix, n: number, m: number): NmMatrix {
     let q = 0, o = b.rowPtr[r]!;
     for (let g = 0; g < groups; g++) {
       let nz = 0;
-      for (let j = g * m; j < g * m + m; j++) nz += (b.bits[r * rb + (j >> 3)]! >> (j & 7)) & 1;
+      for (let j = g * m; j < g * m + m; j++) nz += bitAt(b.bits, r * rb, j);
       if (nz > n) {
         throw new ShapeError(
           `Row ${r}, columns ${g * m}…${g * m + m - 1} hold ${nz} nonzeros: not ${n}:${m} sparse`,
@@ -133,7 +139,7 @@ export function nmFromBitmap(b: BitmapMatrix, n: number, m: number): NmMatrix {
       }
       let fillers = n - nz; // zeros kept at the first free positions, as nmFromDense does
       for (let j = 0; j < m; j++) {
-        const c = g * m + j, set = (b.bits[r * rb + (c >> 3)]! >> (c & 7)) & 1;
+        const set = bitAt(b.bits, r * rb, g * m + j);
         if (!set) {
           if (fillers === 0) continue;
           fillers--;
@@ -218,11 +224,8 @@ export function nmFromParts(
   }
   for (let r = 0; r < rows; r++) {
     for (let q = 0; q < per; q++) {
-      const bit = q * ib, pos = (parts.idx[r * irb + (bit >> 3)]! >> (bit & 7)) & ((1 << ib) - 1);
-      const prev = q % n === 0
-        ? -1
-        : (parts.idx[r * irb + ((bit - ib) >> 3)]! >> ((bit - ib) & 7)) &
-          ((1 << ib) - 1);
+      const pos = fieldAt(parts.idx, r * irb, q, ib);
+      const prev = q % n === 0 ? -1 : fieldAt(parts.idx, r * irb, q - 1, ib);
       if (pos >= m || pos <= prev) {
         throw new FormatError(
           `${where}: row ${r} entry ${q} has position ${pos}, expected ${
@@ -241,7 +244,7 @@ export function nmToDense(w: NmMatrix): Matrix {
   const per = (w.cols / w.m) * w.n, ib = nmIndexBits(w.m), irb = rowIdxBytes(w.cols, w.n, w.m);
   for (let r = 0; r < w.rows; r++) {
     for (let q = 0; q < per; q++) {
-      const bit = q * ib, pos = (w.idx[r * irb + (bit >> 3)]! >> (bit & 7)) & ((1 << ib) - 1);
+      const pos = fieldAt(w.idx, r * irb, q, ib);
       out.data[r * w.cols + Math.floor(q / w.n) * w.m + pos] = w.val[r * per + q]!;
     }
   }
@@ -272,8 +275,7 @@ export function nmMatmulT(x: Matrix, w: NmMatrix, options: KernelOptions = {}): 
     const irb = rowIdxBytes(k, w.n, w.m), cols = new Int32Array(per);
     for (let o = 0; o < w.rows; o++) {
       for (let q = 0; q < per; q++) {
-        const bit = q * ib, pos = (w.idx[o * irb + (bit >> 3)]! >> (bit & 7)) & ((1 << ib) - 1);
-        cols[q] = Math.floor(q / w.n) * w.m + pos;
+        cols[q] = Math.floor(q / w.n) * w.m + fieldAt(w.idx, o * irb, q, ib);
       }
       rowTimesTokens(x, y, o, cols, per, w.val, o * per);
     }
