@@ -2,24 +2,21 @@
 import { Matrix } from "../lib/core/matrix.ts";
 import type { Rng } from "../lib/core/rng.ts";
 
-/** In place: zeros the two smallest magnitudes of every group of four (2:4 along rows). */
-export function keepTwoOfFour(g: Float32Array): void {
-  for (let i = 0; i < g.length; i += 4) {
-    let s1 = 0;
-    for (let j = 1; j < 4; j++) if (Math.abs(g[i + j]!) < Math.abs(g[i + s1]!)) s1 = j;
-    let s2 = s1 === 0 ? 1 : 0;
-    for (let j = 0; j < 4; j++) if (j !== s1 && Math.abs(g[i + j]!) < Math.abs(g[i + s2]!)) s2 = j;
-    g[i + s1] = 0;
-    g[i + s2] = 0;
-  }
-}
-
-/** In place: keeps the n largest magnitudes of every group of m (N:M along rows). */
+/**
+ * In place: zeros the m − n smallest magnitudes of every group of m (N:M along rows), the smallest
+ * first, ties to the lower index.
+ */
 export function keepNofM(g: Float32Array, n: number, m: number): void {
-  const order = Array.from({ length: m }, (_, j) => j);
   for (let i = 0; i < g.length; i += m) {
-    order.sort((a, b) => Math.abs(g[i + b]!) - Math.abs(g[i + a]!) || a - b);
-    for (const j of order.slice(n)) g[i + j] = 0;
+    let zeroed = 0; // bit j: g[i + j] is among the smallest
+    for (let z = n; z < m; z++) {
+      let s = -1;
+      for (let j = 0; j < m; j++) {
+        if (!((zeroed >> j) & 1) && (s < 0 || Math.abs(g[i + j]!) < Math.abs(g[i + s]!))) s = j;
+      }
+      zeroed |= 1 << s;
+    }
+    for (let j = 0; j < m; j++) if ((zeroed >> j) & 1) g[i + j] = 0;
   }
 }
 
@@ -30,9 +27,7 @@ export function keepNofM(g: Float32Array, n: number, m: number): void {
 export function prunedCopy(w: Matrix, pattern: string, rng: Rng): Matrix {
   const out = new Matrix(w.rows, w.cols, w.data.slice() as Float32Array);
   const nm = pattern.match(/^(\d+):(\d+)$/);
-  if (pattern === "2:4") {
-    keepTwoOfFour(out.data);
-  } else if (nm) {
+  if (nm) {
     keepNofM(out.data, Number(nm[1]), Number(nm[2]));
   } else {
     const s = Number(pattern.replace("%", "")) / 100;

@@ -16,7 +16,7 @@ import {
   CudaRoutedExperts,
   toDeviceBf16,
 } from "../../lib/sparse/sparse_expert_cuda.ts";
-import { keepTwoOfFour } from "../_prune.ts";
+import { keepNofM } from "../_prune.ts";
 
 const { values } = parseArgs({
   options: { peers: { type: "string" }, out: { type: "string" }, quick: { type: "boolean" } },
@@ -241,7 +241,7 @@ try {
     return a;
   };
   const big = new Matrix(dout0, din0, fill(dout0 * din0));
-  keepTwoOfFour(big.data as Float32Array);
+  keepNofM(big.data as Float32Array, 2, 4);
   for (const [name, din, dout] of [["up", din0, dout0], ["down", dout0, din0]] as const) {
     const shape = `${name} ${din}→${dout}, M=${M}, ${E} experts`;
     const w = new Matrix(dout, din, big.data); // the same 2:4 values, read in this shape
