@@ -76,6 +76,14 @@ export function f16ToF32(h: number): number {
   return s * (1 + f / 1024) * 2 ** (e - 15);
 }
 
+/** The float element types (read as f32 by {@linkcode toFloat32}, written by {@linkcode fromFloat32}). */
+export type FloatDType = "F32" | "F16" | "BF16";
+
+/** Whether `dtype` is one of the float element types. */
+export function isFloatDType(dtype: string): dtype is FloatDType {
+  return dtype === "F32" || dtype === "F16" || dtype === "BF16";
+}
+
 const f32Box = new Float32Array(1), u32Box = new Uint32Array(f32Box.buffer);
 
 /**
@@ -113,10 +121,7 @@ export function f32ToBf16(x: number): number {
 }
 
 /** Stores f32 values as F32 (as is), F16 or BF16 (rounded to nearest, ties to even). */
-export function fromFloat32(
-  data: Float32Array,
-  dtype: "F32" | "F16" | "BF16",
-): Float32Array | Uint16Array {
+export function fromFloat32(data: Float32Array, dtype: FloatDType): Float32Array | Uint16Array {
   if (dtype === "F32") return data;
   const out = new Uint16Array(data.length), f = dtype === "F16" ? f32ToF16 : f32ToBf16;
   for (let i = 0; i < data.length; i++) out[i] = f(data[i] as number);

@@ -20,7 +20,9 @@
 import { FormatError } from "../core/errors.ts";
 import { Matrix } from "../core/matrix.ts";
 import {
+  type FloatDType,
   fromFloat32,
+  isFloatDType,
   openCheckpoint,
   type Tensor,
   toFloat32,
@@ -61,8 +63,7 @@ export interface SaveOptions {
   dtype?: FloatDType;
 }
 
-/** The float dtypes a model is saved in. */
-export type FloatDType = "F32" | "F16" | "BF16";
+export type { FloatDType };
 
 /** A float tensor stored in `dtype` (rounded to nearest from f32). */
 const floatTensor = (shape: number[], data: Float32Array, dtype: FloatDType): Tensor => ({
@@ -113,7 +114,7 @@ export async function saveModel(
   if (form !== "bitmap" && form !== "dense") {
     throw new RangeError(`Unknown expert storage '${form}': expected bitmap or dense`);
   }
-  if (options.dtype !== undefined && !["F32", "F16", "BF16"].includes(options.dtype)) {
+  if (options.dtype !== undefined && !isFloatDType(options.dtype)) {
     throw new RangeError(`Unknown dtype '${options.dtype}': expected F32, F16 or BF16`);
   }
   const tensors: Record<string, Tensor> = {};
@@ -122,7 +123,7 @@ export async function saveModel(
     using f = await openCheckpoint(srcDir);
     for (const name of f.names()) {
       const t = await f.read(name);
-      if (t.dtype !== "F32" && t.dtype !== "F16" && t.dtype !== "BF16") {
+      if (!isFloatDType(t.dtype)) {
         throw new FormatError(
           `Tensor '${name}' in '${srcDir}' is ${t.dtype}: a model to save has float tensors only`,
         );
@@ -205,7 +206,7 @@ async function loadExpert(
         `Tensor '${prefix}.bitmap' in '${dir}' is ${bits.dtype}[${bits.shape}], expected U8[${rows},${rb}]`,
       );
     }
-    if (!["F32", "F16", "BF16"].includes(val.dtype) || val.shape.length !== 1) {
+    if (!isFloatDType(val.dtype) || val.shape.length !== 1) {
       throw new FormatError(
         `Tensor '${prefix}.values' in '${dir}' is ${val.dtype}[${val.shape}], expected a 1-D F32, F16 or BF16 tensor`,
       );
