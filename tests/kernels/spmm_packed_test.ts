@@ -125,7 +125,11 @@ Deno.test("N:M detection and bitmap → packed N:M agree with the dense route; a
   // one group with three nonzeros breaks 2:4 (4:8 may still hold), unstructured breaks both
   const w = randomNm(rng, 5, 16, 2, 4);
   w.data[3 * 16 + 8] = w.data[3 * 16 + 9] = w.data[3 * 16 + 10] = 1;
-  w.data[3 * 16 + 11] = w.data[3 * 16 + 12] = w.data[3 * 16 + 13] = 0;
+  w.data[3 * 16 + 11] =
+    w.data[3 * 16 + 12] =
+    w.data[3 * 16 + 13] =
+    w.data[3 * 16 + 14] =
+      0;
   assertEquals(nmPatternOf(w), { n: 4, m: 8 });
   assertThrows(
     () => nmFromBitmap(bitmapFromDense(w), 2, 4),
@@ -135,17 +139,21 @@ Deno.test("N:M detection and bitmap → packed N:M agree with the dense route; a
   const dense = randn(rng, 6, 64);
   assertEquals(nmPatternOf(dense), undefined);
   assertEquals(nmPatternOf(bitmapFromDense(dense)), undefined);
-  // auto: packed 2:4 for a 2:4 weight, bitmap at 50 % unstructured, block-sparse when sparse,
-  // also for a very sparse weight that happens to fit 2:4
-  assertEquals(compressWeight(randomNm(rng, 4, 64, 2, 4)).format, "nm");
-  const half = randn(rng, 64, 64);
-  for (let i = 0; i < half.data.length; i++) if (rng.uniform() < 0.5) half.data[i] = 0;
+  // auto: packed 2:4 for a 2:4 weight with full groups (randomNm's fillers could take the density
+  // below auto's 0.9·N/M), bitmap at 50 % unstructured, block-sparse when sparse, also for a very
+  // sparse weight that happens to fit 2:4
+  const full24 = randn(rng, 4, 64);
+  for (let i = 0; i < full24.data.length; i++) if (i % 4 < 2) full24.data[i] = 0;
+  assertEquals(compressWeight(full24).format, "nm");
+  const half = randn(rng, 64, 64); // exactly half of the entries zeroed, at random places
+  const order = Array.from(half.data.keys()).sort(() => rng.uniform() - 0.5);
+  for (const i of order.slice(0, half.data.length / 2)) half.data[i] = 0;
   assertEquals(autoForm(half).format, "bitmap");
   const sparse = randomNm(rng, 64, 64, 1, 4);
   for (let i = 0; i < sparse.data.length; i++) if (rng.uniform() < 0.6) sparse.data[i] = 0;
   assertEquals(nmPatternOf(sparse)?.n, 2);
   assertEquals(autoForm(bitmapFromDense(sparse)).format, "block-sparse");
-  assert(autoForm(bitmapFromDense(randomNm(rng, 4, 64, 2, 4))).nm?.m === 4);
+  assert(autoForm(bitmapFromDense(full24)).nm?.m === 4);
 });
 
 Deno.test("malformed bitmap and N:M arrays fail with one sentence", () => {
