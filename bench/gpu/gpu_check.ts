@@ -221,7 +221,8 @@ try {
 
 // The routed Sparse Expansion layer at Llama-2-70B MLP shapes (issue 4), bf16, device-resident:
 // the dense layer (one cuBLAS GEMM over all tokens) against the routed layer with dense experts
-// (gather per cluster, the authors' way) and with 2:4 experts on the sparse tensor cores. The 16
+// (gather per cluster, the authors' way), with 2:4 experts on the sparse tensor cores, and with
+// bitmap experts (the compressed storage of unstructured experts, unpacked per expert). The 16
 // experts share one weight, so the routed outputs must equal the dense product (the error column
 // here is against the dense bf16 product on the GPU, not the cpu).
 try {
@@ -271,18 +272,29 @@ try {
       k: E,
     };
     const experts = Array.from({ length: E }, () => w);
-    for (const sparse of [false, true]) {
+    const label = {
+      "dense": "routed: dense experts (gather per cluster)",
+      "2:4": "routed: 2:4 experts",
+      "bitmap": "routed: bitmap experts (unpacked per expert)",
+    } as const;
+    for (const storage of ["dense", "2:4", "bitmap"] as const) {
       let layer: CudaRoutedExperts;
       try {
-        layer = new CudaRoutedExperts(router, experts, { sparse });
+        layer = new CudaRoutedExperts(router, experts, { storage });
       } catch (e) {
-        console.error(`routed ${sparse ? "2:4" : "dense"} ${shape}: ${(e as Error).message}`);
+        console.error(`routed ${storage} ${shape}: ${(e as Error).message}`);
         continue;
       }
       using _ = layer;
-      const ms = timeCuda(() => layer.forwardDevice(dx, M, dy, dl));
+      let ms: number;
+      try {
+        ms = timeCuda(() => layer.forwardDevice(dx, M, dy, dl));
+      } catch (e) {
+        console.error(`routed ${storage} ${shape}: ${(e as Error).message}`);
+        continue;
+      }
       rows.push({
-        op: sparse ? "routed: 2:4 experts" : "routed: dense experts (gather per cluster)",
+        op: label[storage],
         shape,
         ms,
         gflops: flops / ms / 1e6,
@@ -290,9 +302,9 @@ try {
         cpuMs: Number.NaN,
       });
       console.error(
-        `${shape}: routed ${sparse ? "2:4" : "dense"} experts ${
-          (denseMs / ms).toFixed(2)
-        }× dense bf16 cuBLAS`,
+        `${shape}: routed ${storage} experts ${(denseMs / ms).toFixed(2)}× dense bf16 cuBLAS, ${
+          (layer.expertBytes / 2 ** 30).toFixed(2)
+        } GiB of experts`,
       );
     }
     // one expert's product alone (M/E tokens)

@@ -1304,6 +1304,116 @@ extern "C" int32_t lk_cuda_sp24_matmul(int32_t id, int32_t hx, int32_t m, int32_
   return done(LK_OK);
 }
 
+// ---- bitmap weights: the compressed form of unstructured experts on the device
+// A bitmap weight W[rows, cols]: bits (u8, rows × ⌈cols/8⌉, bit q of byte b of a row marks column
+// 8b + q), rowptr (i32, rows + 1 offsets into val) and val (bf16, the stored values row by row), as
+// lib/kernels/spmm_bitmap.ts holds it. Experts keep this form on the device and are unpacked into
+// one dense scratch just before their product.
+
+// out[r, :] = row r of the bitmap, one warp per row and one byte (8 columns) per lane per step; the
+// lanes' value offsets come from a warp scan of their bytes' bit counts. Every read of val stays
+// inside [rowptr[r], rowptr[r + 1]) ⊆ [0, nval); a row whose bits and offsets disagree is written
+// as far as it can be and reported through bad (min over (tag << 32 | row)).
+__global__ void bitmap_to_dense(const unsigned char* bits, const int* rowptr, const bf16* val, size_t nval, int rows,
+                                int cols, bf16* out, unsigned long long tag, unsigned long long* bad) {
+  const int lane = threadIdx.x & 31, rb = (cols + 7) >> 3;
+  const size_t warps = (size_t)gridDim.x * blockDim.x >> 5;
+  // r is the same for the 32 lanes of a warp, so the shuffles below always have the whole warp
+  for (size_t rw = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) >> 5; rw < (size_t)rows; rw += warps) {
+    const int r = (int)rw;
+    const long long lo = rowptr[r], hi = rowptr[r + 1];
+    const bool sane = lo >= 0 && lo <= hi && (unsigned long long)hi <= nval;
+    const unsigned char* br = bits + (size_t)r * rb;
+    bf16* orow = out + (size_t)r * cols;
+    long long base = lo;
+    for (int b0 = 0; b0 < rb; b0 += 32) {
+      const int b = b0 + lane;
+      const unsigned v = b < rb ? br[b] : 0u;
+      const int c = __popc(v);
+      int inc = c;
+      for (int s = 1; s < 32; s <<= 1) {
+        const int t = __shfl_up_sync(0xffffffffu, inc, s);
+        if (lane >= s) inc += t;
+      }
+      long long pos = base + inc - c;
+      union {
+        uint4 u;
+        unsigned short h[8];
+      } pk;
+      for (int q = 0; q < 8; q++) {
+        bf16 x = __float2bfloat16(0.0f);
+        if ((v >> q) & 1u) {
+          if (sane && pos < hi) x = val[pos];
+          pos++;
+        }
+        pk.h[q] = __bfloat16_as_ushort(x);
+      }
+      if (b < rb) {
+        if ((cols & 7) == 0) {  // 16-byte aligned: the row starts at a multiple of 8 columns
+          *(uint4*)(orow + (size_t)b * 8) = pk.u;
+        } else {
+          for (int q = 0; q < 8 && b * 8 + q < cols; q++) orow[b * 8 + q] = __ushort_as_bfloat16(pk.h[q]);
+        }
+      }
+      base += __shfl_sync(0xffffffffu, inc, 31);
+    }
+    if (lane == 0 && (!sane || base != hi)) atomicMin(bad, tag << 32 | (unsigned long long)r);
+  }
+}
+
+// Looks up the three buffers of a bitmap weight of rows × cols.
+static int32_t bitmap_get(const char* fn, const char* what, int32_t hb, int32_t hr, int32_t hv, int rows, int cols,
+                          const unsigned char** bits, const int** rowptr, const bf16** val, size_t* nval) {
+  void *b, *r, *v;
+  char name[64];
+  snprintf(name, sizeof name, "%s bits", what);
+  if (int32_t st = get(fn, name, hb, 3, (double)rows * ((cols + 7) / 8), &b)) return st;
+  snprintf(name, sizeof name, "%s rowptr", what);
+  if (int32_t st = get(fn, name, hr, 2, (double)rows + 1, &r)) return st;
+  snprintf(name, sizeof name, "%s values", what);
+  if (int32_t st = get(fn, name, hv, 4, 0, &v)) return st;
+  *bits = (const unsigned char*)b;
+  *rowptr = (const int*)r;
+  *val = (const bf16*)v;
+  *nval = lookup(hv)->len;
+  return LK_OK;
+}
+
+static int32_t bitmap_bad(const char* fn, unsigned long long bad, bool tagged) {
+  if (bad == ~0ull) return LK_OK;
+  const int row = (int)(bad & 0xffffffffull), tag = (int)(bad >> 32);
+  char who[48] = "";
+  if (tagged) snprintf(who, sizeof who, "expert %d: ", tag);
+  return fail(LK_EARG, "%s: %srow %d's set bits do not match its rowptr span (or the span leaves the values)", fn,
+              who, row);
+}
+
+extern "C" int32_t lk_cuda_bitmap_dense_bf16(int32_t hbits, int32_t hrowptr, int32_t hval, int32_t rows,
+                                             int32_t cols, int32_t hout) {
+  const char* fn = "lk_cuda_bitmap_dense_bf16";
+  if (rows < 0 || cols < 1) return fail(LK_ESHAPE, "%s: rows=%d cols=%d, expected rows >= 0, cols >= 1", fn, rows, cols);
+  const unsigned char* bits;
+  const int* rowptr;
+  const bf16* val;
+  size_t nval;
+  void* out;
+  if (int32_t st = bitmap_get(fn, "w", hbits, hrowptr, hval, rows, cols, &bits, &rowptr, &val, &nval)) return st;
+  if (int32_t st = get(fn, "out", hout, 4, (double)rows * cols, &out)) return st;
+  if (rows == 0) return LK_OK;
+  unsigned long long* bad = nullptr;
+  unsigned long long hb = ~0ull;
+  if (cudaMalloc(&bad, sizeof hb)) return fail(LK_ENOMEM, "%s: cannot allocate a flag", fn);
+  auto done = [&](int32_t st) {
+    cudaFree(bad);
+    return st;
+  };
+  if (cudaMemcpy(bad, &hb, sizeof hb, cudaMemcpyHostToDevice)) return done(fail(LK_EBACKEND, "%s: flag upload failed", fn));
+  bitmap_to_dense<<<blocks_for((size_t)rows * 32, 256), 256>>>(bits, rowptr, val, nval, rows, cols, (bf16*)out, 0, bad);
+  if (int32_t st = launched(fn)) return done(st);
+  if (cudaMemcpy(&hb, bad, sizeof hb, cudaMemcpyDeviceToHost)) return done(fail(LK_EBACKEND, "%s: flag download failed", fn));
+  return done(bitmap_bad(fn, hb, false));
+}
+
 // ---- the routed layer
 // labels[t] = argmin_c ‖z_t − zoff − cent_c‖² (ties to the lower c), counts[c] += 1
 __global__ void nearest_centroid(const float* z, const float* zoff, const float* cent, int m, int r, int e,
@@ -1363,16 +1473,19 @@ struct Scratch {
     return LK_OK;
   }
 };
-static Scratch rs_x, rs_d, rs_small;
+static Scratch rs_x, rs_d, rs_small, rs_w;
 
 extern "C" int32_t lk_cuda_routed_bf16(int32_t hx, int32_t m, int32_t d, int32_t hcomp, int32_t r, int32_t hzoff,
                                        int32_t hcent, int32_t e, const int32_t* experts, double experts_len,
-                                       int32_t sparse, int32_t n, int32_t hy, int32_t hlabels) {
+                                       int32_t form, int32_t n, int32_t hy, int32_t hlabels) {
   const char* fn = "lk_cuda_routed_bf16";
   if (m < 0 || d < 1 || r < 1 || e < 1 || n < 1)
     return fail(LK_ESHAPE, "%s: m=%d d=%d r=%d e=%d n=%d, expected m >= 0 and the rest >= 1", fn, m, d, r, e, n);
-  if (sparse != 0 && sparse != 1) return fail(LK_EARG, "%s: sparse=%d, expected 0 or 1", fn, sparse);
-  if (!(experts_len >= e)) return fail(LK_ESHAPE, "%s: %.0f experts given for %d clusters", fn, experts_len, e);
+  if (form < 0 || form > 2)
+    return fail(LK_EARG, "%s: form=%d, expected 0 (dense), 1 (2:4) or 2 (bitmap)", fn, form);
+  const int per = form == 2 ? 3 : 1;  // handles per expert
+  if (!(experts_len >= (double)per * e))
+    return fail(LK_ESHAPE, "%s: %.0f expert handles given for %d clusters, expected %d", fn, experts_len, e, per * e);
   void *x, *comp, *zoff, *cent, *y, *labels;
   if (int32_t st = get(fn, "x", hx, 4, (double)m * d, &x)) return st;
   if (int32_t st = get(fn, "components", hcomp, 4, (double)r * d, &comp)) return st;
@@ -1380,10 +1493,25 @@ extern "C" int32_t lk_cuda_routed_bf16(int32_t hx, int32_t m, int32_t d, int32_t
   if (int32_t st = get(fn, "centroids", hcent, 0, (double)e * r, &cent)) return st;
   if (int32_t st = get(fn, "y", hy, 4, (double)m * n, &y)) return st;
   if (int32_t st = get(fn, "labels", hlabels, 2, m, &labels)) return st;
+  const bool sparse = form == 1;
   std::vector<void*> w((size_t)e);
   std::vector<Sp24*> sw((size_t)e);
+  struct Bm {
+    const unsigned char* bits;
+    const int* rowptr;
+    const bf16* val;
+    size_t nval;
+  };
+  std::vector<Bm> bm((size_t)e);
   for (int c = 0; c < e; c++) {
-    if (sparse) {
+    if (form == 2) {
+      char what[32];
+      snprintf(what, sizeof what, "expert %d", c);
+      Bm& b = bm[c];
+      if (int32_t st = bitmap_get(fn, what, experts[3 * c], experts[3 * c + 1], experts[3 * c + 2], n, d, &b.bits,
+                                  &b.rowptr, &b.val, &b.nval))
+        return st;
+    } else if (sparse) {
       sw[c] = sp24_get(experts[c]);
       if (!sw[c]) return fail(LK_EHANDLE, "%s: expert %d is %d, not a live 2:4 weight", fn, c, experts[c]);
       if (sw[c]->n != n || sw[c]->k != d)
@@ -1396,11 +1524,13 @@ extern "C" int32_t lk_cuda_routed_bf16(int32_t hx, int32_t m, int32_t d, int32_t
   if (sparse)
     if (int32_t st = need_lt(fn)) return st;
   if (m == 0) return LK_OK;
-  // small buffers: z (m×r f32), counts/offsets/cursors (3e ints), perm (m ints)
+  // small buffers: the bitmap flag (8 bytes), z (m×r f32), counts/offsets/cursors (3e ints), perm
+  // (m ints)
   const size_t zb = sizeof(float) * (size_t)m * r, ib = sizeof(int) * (3 * (size_t)e + m);
-  if (rs_small.want(zb + ib)) return fail(LK_ENOMEM, "%s: cannot allocate the routing buffers", fn);
-  float* z = (float*)rs_small.p;
-  int* counts = (int*)((char*)rs_small.p + zb);
+  if (rs_small.want(8 + zb + ib)) return fail(LK_ENOMEM, "%s: cannot allocate the routing buffers", fn);
+  unsigned long long* bad = (unsigned long long*)rs_small.p;
+  float* z = (float*)((char*)rs_small.p + 8);
+  int* counts = (int*)((char*)rs_small.p + 8 + zb);
   int *off = counts + e, *cursor = off + e, *perm = cursor + e;
   // z = x · componentsᵀ in f32 (bf16 inputs), then the nearest centroid
   {
@@ -1426,6 +1556,11 @@ extern "C" int32_t lk_cuda_routed_bf16(int32_t hx, int32_t m, int32_t d, int32_t
   if (int32_t st = launched(fn)) return st;
   if (rs_x.want(sizeof(bf16) * maxp * d) || rs_d.want(sizeof(bf16) * maxp * n))
     return fail(LK_ENOMEM, "%s: cannot allocate %zu gathered token rows", fn, maxp);
+  if (form == 2) {
+    if (rs_w.want(sizeof(bf16) * (size_t)n * d))
+      return fail(LK_ENOMEM, "%s: cannot allocate the %d×%d expert scratch", fn, n, d);
+    CUDA_TRY(fn, cudaMemset(bad, 0xff, 8));
+  }
   bf16 *xs = (bf16*)rs_x.p, *ds = (bf16*)rs_d.p;
   for (int c = 0; c < e; c++) {
     if (!hc[c]) continue;
@@ -1436,10 +1571,22 @@ extern "C" int32_t lk_cuda_routed_bf16(int32_t hx, int32_t m, int32_t d, int32_t
       if (int32_t st = sp24_run(fn, sw[c], xs, mp, ds)) return st;  // ds = Wc · xsᵀ (n × mp)
       scatter_t<<<dim3((mc + 31) / 32, (n + 31) / 32), dim3(32, 8)>>>(ds, mp, mc, n, perm + ho[c], (bf16*)y);
     } else {
-      if (int32_t st = gemm_bf16(fn, xs, d, (const bf16*)w[c], d, true, ds, n, mc, d, n)) return st;
+      const bf16* wc = (const bf16*)w[c];
+      if (form == 2) {  // unpack this expert into the scratch, then the dense product
+        bitmap_to_dense<<<blocks_for((size_t)n * 32, 256), 256>>>(bm[c].bits, bm[c].rowptr, bm[c].val, bm[c].nval, n,
+                                                                  d, (bf16*)rs_w.p, (unsigned long long)c, bad);
+        if (int32_t st = launched(fn)) return st;
+        wc = (const bf16*)rs_w.p;
+      }
+      if (int32_t st = gemm_bf16(fn, xs, d, wc, d, true, ds, n, mc, d, n)) return st;
       scatter_rows<<<blocks_for((size_t)mc * n, 256), 256>>>(ds, n, perm + ho[c], mc, (bf16*)y);
     }
     if (int32_t st = launched(fn)) return st;
+  }
+  if (form == 2) {
+    unsigned long long hb = 0;
+    CUDA_TRY(fn, cudaMemcpy(&hb, bad, sizeof hb, cudaMemcpyDeviceToHost));
+    return bitmap_bad(fn, hb, true);
   }
   return LK_OK;
 }

@@ -145,13 +145,21 @@ int32_t lk_cuda_sp24_create(int32_t w, int32_t n, int32_t k, int32_t* id_out, do
 int32_t lk_cuda_sp24_free(int32_t id);
 /* bf16 Y[m,n] = X[m,k]·Wᵀ for a 2:4 weight. */
 int32_t lk_cuda_sp24_matmul(int32_t id, int32_t x, int32_t m, int32_t y);
+/* A bitmap weight W[rows,cols] unpacked into bf16 out[rows,cols]: bits (u8, rows × ⌈cols/8⌉, bit
+ * q of byte b of a row marks column 8b + q), rowptr (i32, rows + 1 offsets into val), val (bf16,
+ * the stored values row by row). A row whose set bits disagree with its rowptr span, or whose
+ * span leaves val, fails with LK_EARG (nothing is read outside val). */
+int32_t lk_cuda_bitmap_dense_bf16(int32_t bits, int32_t rowptr, int32_t val, int32_t rows,
+                                  int32_t cols, int32_t out);
 /* The routed Sparse Expansion layer on bf16 X[m,d]: z = X·componentsᵀ (components bf16 [r,d]),
  * labels[t] = argmin_c ‖z_t − zoff − centroid_c‖² (zoff = mean·componentsᵀ, f32 [r]; centroids
- * f32 [e,r]; ties to the lower c), then per cluster Y[rows] = X[rows]·W_cᵀ with W_c the 2:4
- * weight experts[c] (sparse = 1) or the bf16 buffer experts[c] of n×d (sparse = 0). */
+ * f32 [e,r]; ties to the lower c), then per cluster Y[rows] = X[rows]·W_cᵀ, W_c n×d given by
+ * form: 0 = the bf16 buffer experts[c]; 1 = the 2:4 weight experts[c]; 2 = the bitmap weight
+ * experts[3c], experts[3c+1], experts[3c+2] (bits, rowptr, val as for lk_cuda_bitmap_dense_bf16),
+ * unpacked into a scratch just before its product (experts without tokens are not read). */
 int32_t lk_cuda_routed_bf16(int32_t x, int32_t m, int32_t d, int32_t components, int32_t r,
                             int32_t zoff, int32_t centroids, int32_t e, const int32_t* experts,
-                            double experts_len, int32_t sparse, int32_t n, int32_t y,
+                            double experts_len, int32_t form, int32_t n, int32_t y,
                             int32_t labels);
 /* Waits for queued work; ms_out[0] = milliseconds since the previous lk_cuda_sync. */
 int32_t lk_cuda_sync(double* ms_out, double ms_len);

@@ -79,8 +79,8 @@ export class SparseExpertLinear implements Linear {
   /**
    * Routes each row, runs each expert's sparse product on its rows, scatters the results back.
    * On the cuda backend the whole layer runs on the GPU in bf16 (`CudaRoutedExperts`: 2:4
-   * experts on the sparse tensor cores, others as dense bf16 experts), its device copies made on
-   * the first call.
+   * experts on the sparse tensor cores, others as bitmaps unpacked per expert before a cuBLAS
+   * product), its device copies made on the first call.
    */
   forward(x: Matrix): Matrix {
     if (this.#backend === "cuda") {

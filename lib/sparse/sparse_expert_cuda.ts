@@ -2,8 +2,11 @@
  * The routed expert layer on the GPU: tokens in bf16 on the device, the router's projection
  * through cuBLAS (f32 accumulation), the nearest centroid, tokens grouped by cluster, one product
  * per expert and a scatter back, all in one call of the CUDA library (`lk_cuda_routed_bf16`).
- * Experts that are all 2:4 run on the sparse tensor cores through cuSPARSELt; any other experts
- * run as dense bf16 matrices through cuBLAS (the authors' way, a gather per cluster).
+ * How the experts live on the device ({@linkcode ExpertStorage}): experts that are all 2:4 run on
+ * the sparse tensor cores through cuSPARSELt; other experts stay bitmaps (bf16 values, so E experts
+ * at sparsity s take about E·(1 − s) dense layers plus an eighth of a bit-per-entry index) and each
+ * is unpacked into one dense scratch just before its cuBLAS product; or, the authors' way, every
+ * expert is a dense bf16 matrix (E dense copies, no unpacking).
  *
  * Results are bf16 products of bf16 inputs (about 3 significant digits), and a token whose two
  * nearest centroids are almost equally far may be routed differently from the f64 router of the
@@ -15,6 +18,7 @@ import { check, cuda, DeviceBuffer } from "../../ffi/mod.ts";
 import { ShapeError } from "../core/errors.ts";
 import { Matrix } from "../core/matrix.ts";
 import { type SparseWeight, sparseWeightToDense } from "../kernels/sparse_weight.ts";
+import { bitmapFromDense, type BitmapMatrix } from "../kernels/spmm_bitmap.ts";
 import { nmPatternOf } from "../kernels/spmm_nm.ts";
 import type { Router } from "./router.ts";
 
@@ -51,10 +55,30 @@ function is24(w: Matrix | SparseWeight): boolean {
   return nmPatternOf(form, TWO_FOUR) !== undefined;
 }
 
+/**
+ * How routed experts are held on the GPU: `"2:4"` compressed for the sparse tensor cores (every
+ * expert 2:4, both sizes multiples of 32), `"bitmap"` (bits, row offsets and bf16 values, unpacked
+ * per expert before a dense product) or `"dense"` (bf16 matrices).
+ */
+export type ExpertStorage = "2:4" | "bitmap" | "dense";
+
+const FORM: Record<ExpertStorage, number> = { "dense": 0, "2:4": 1, "bitmap": 2 };
+
+/** The bitmap form of an expert, from its stored form where it is one. */
+function asBitmap(w: Matrix | SparseWeight): BitmapMatrix {
+  if (w instanceof Matrix) return bitmapFromDense(w);
+  return w.format === "bitmap" ? w.matrix : bitmapFromDense(sparseWeightToDense(w));
+}
+
 /** Device copies of a router and its experts, and the routed product on them. */
 export class CudaRoutedExperts {
-  /** Whether the experts run as 2:4 sparse weights (else dense bf16). */
-  readonly sparse: boolean;
+  /** How the experts are held on the device. */
+  readonly storage: ExpertStorage;
+  /**
+   * Device bytes of the experts' arrays (for 2:4 the kept bf16 values and their 2-bit positions,
+   * which cuSPARSELt's own layout may pad).
+   */
+  readonly expertBytes: number;
   /** Input width. */
   readonly inFeatures: number;
   /** Output width. */
@@ -69,12 +93,13 @@ export class CudaRoutedExperts {
 
   /**
    * Uploads `router` and `experts` (dense f32 out × in matrices or compressed weights). With
-   * `sparse` unset, 2:4 experts (n and in multiples of 32) go to the sparse tensor cores.
+   * `storage` unset, 2:4 experts (out and in multiples of 32) go to the sparse tensor cores and
+   * any others stay bitmaps. An expert object given for several clusters is converted once.
    */
   constructor(
     router: Router,
     experts: readonly (Matrix | SparseWeight)[],
-    options: { sparse?: boolean } = {},
+    options: { storage?: ExpertStorage } = {},
   ) {
     // shapes and the 2:4 test from the stored forms; each expert is densified only for its upload
     const shape = (e: Matrix | SparseWeight) => e instanceof Matrix ? e : e.matrix;
@@ -89,7 +114,12 @@ export class CudaRoutedExperts {
       throw new ShapeError(`Experts must all be ${a.rows}×${router.dim}`);
     }
     const fits = a.rows % 32 === 0 && a.cols % 32 === 0;
-    this.sparse = options.sparse ?? (fits && experts.every(is24));
+    this.storage = options.storage ?? (fits && experts.every(is24) ? "2:4" : "bitmap");
+    if (!Object.hasOwn(FORM, this.storage)) {
+      throw new RangeError(
+        `Unknown expert storage '${this.storage}', expected "2:4", "bitmap" or "dense"`,
+      );
+    }
     this.inFeatures = a.cols;
     this.outFeatures = a.rows;
     this.#router = router;
@@ -104,20 +134,36 @@ export class CudaRoutedExperts {
     this.#comp = toDeviceBf16(Float32Array.from(router.components));
     this.#zoff = DeviceBuffer.from(zoff);
     this.#cent = DeviceBuffer.from(Float32Array.from(router.centroids.subarray(0, k * rank)));
-    this.#experts = new Int32Array(k);
+    const per = this.storage === "bitmap" ? 3 : 1;
+    this.#experts = new Int32Array(per * k);
+    const bitmaps = new Map<Matrix | SparseWeight, BitmapMatrix>();
+    let bytes = 0;
     try {
       experts.forEach((e, c) => {
+        if (this.storage === "bitmap") {
+          let bm = bitmaps.get(e);
+          if (!bm) bitmaps.set(e, bm = asBitmap(e));
+          const parts = [DeviceBuffer.from(bm.bits), DeviceBuffer.from(bm.rowPtr)];
+          this.#owned.push(...parts);
+          parts.push(toDeviceBf16(bm.val));
+          this.#owned.push(parts[2]!);
+          parts.forEach((p, i) => this.#experts[3 * c + i] = p.handle);
+          bytes += bm.bits.byteLength + bm.rowPtr.byteLength + 2 * bm.val.length;
+          return;
+        }
         const w = e instanceof Matrix ? e : sparseWeightToDense(e);
         const b = toDeviceBf16(w.data as Float32Array);
-        if (!this.sparse) {
+        if (this.storage === "dense") {
           this.#owned.push(b);
           this.#experts[c] = b.handle;
+          bytes += 2 * w.data.length;
           return;
         }
         try {
           const id = new Int32Array(1);
           check(lib, lib.lk_cuda_sp24_create(b.handle, w.rows, w.cols, id, 1));
           this.#experts[c] = id[0]!;
+          bytes += w.data.length + w.data.length / 8; // half the entries in bf16, 2 bits each
         } finally {
           b.dispose();
         }
@@ -126,6 +172,12 @@ export class CudaRoutedExperts {
       this[Symbol.dispose]();
       throw e;
     }
+    this.expertBytes = bytes;
+  }
+
+  /** Whether the experts run as 2:4 sparse weights on the sparse tensor cores. */
+  get sparse(): boolean {
+    return this.storage === "2:4";
   }
 
   /**
@@ -148,7 +200,7 @@ export class CudaRoutedExperts {
         r.k,
         this.#experts,
         this.#experts.length,
-        this.sparse ? 1 : 0,
+        FORM[this.storage],
         this.outFeatures,
         y.handle,
         labels.handle,
@@ -176,7 +228,9 @@ export class CudaRoutedExperts {
     if (this.#freed) return;
     this.#freed = true;
     const lib = cuda();
-    if (this.sparse) { for (const id of this.#experts) if (id > 0) lib.lk_cuda_sp24_free(id); }
+    if (this.storage === "2:4") {
+      for (const id of this.#experts) if (id > 0) lib.lk_cuda_sp24_free(id);
+    }
     for (const b of [...this.#owned, this.#comp, this.#zoff, this.#cent]) b.dispose();
   }
 }

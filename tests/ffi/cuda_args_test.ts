@@ -66,12 +66,24 @@ Deno.test({
     refuses(l.lk_cuda_sp24_create(1, 32, 64, id, 0), ShapeError, "id_out holds 0 elements");
     refuses(l.lk_cuda_sp24_matmul(900077, 1, 16, 2), RangeError, "900077 is not a live 2:4 weight");
     refuses(l.lk_cuda_sp24_free(900078), RangeError, "900078 is not a live 2:4 weight");
+    // bitmap weights
+    refuses(
+      l.lk_cuda_bitmap_dense_bf16(1, 2, 3, 4, 0, 5),
+      ShapeError,
+      "rows=4 cols=0, expected rows >= 0, cols >= 1",
+    );
+    refuses(
+      l.lk_cuda_bitmap_dense_bf16(900311, 2, 3, 4, 9, 5),
+      RangeError,
+      "w bits is handle 900311, which is not a live device buffer",
+    );
     // the routed layer
     const experts = new Int32Array([1, 2]);
-    const routed = (e: number, sparse: number, len: number, m = 8) =>
-      l.lk_cuda_routed_bf16(900001, m, 64, 2, 2, 3, 4, e, experts, len, sparse, 32, 5, 6);
-    refuses(routed(2, 2, 2), RangeError, "sparse=2, expected 0 or 1");
-    refuses(routed(3, 0, 2), ShapeError, "2 experts given for 3 clusters");
+    const routed = (e: number, form: number, len: number, m = 8) =>
+      l.lk_cuda_routed_bf16(900001, m, 64, 2, 2, 3, 4, e, experts, len, form, 32, 5, 6);
+    refuses(routed(2, 3, 2), RangeError, "form=3, expected 0 (dense), 1 (2:4) or 2 (bitmap)");
+    refuses(routed(3, 0, 2), ShapeError, "2 expert handles given for 3 clusters, expected 3");
+    refuses(routed(2, 2, 2), ShapeError, "2 expert handles given for 2 clusters, expected 6");
     refuses(routed(2, 0, 2, -1), ShapeError, "m=-1 d=64 r=2 e=2 n=32, expected m >= 0");
     refuses(routed(2, 0, 2), RangeError, "is not a live device buffer");
   },

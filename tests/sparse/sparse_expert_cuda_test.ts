@@ -1,7 +1,9 @@
-// The routed expert layer on the GPU (skipped without one): 2:4 experts through cuSPARSELt and
-// dense bf16 experts through cuBLAS against the cpu layer on fresh random weights, with tokens
-// drawn near the centroids so that routing is unambiguous; a 2:4 product alone at awkward token
-// counts; a weight that is not 2:4 fails with one sentence.
+// The routed expert layer on the GPU (skipped without one): 2:4 experts through cuSPARSELt,
+// bitmap experts unpacked per expert and dense bf16 experts through cuBLAS against the cpu layer
+// on fresh random weights, with tokens drawn near the centroids so that routing is unambiguous; a
+// 2:4 product alone at awkward token counts; a weight that is not 2:4 fails with one sentence; the
+// bitmap unpacking bit for bit against the host's at awkward shapes, and bitmaps whose bits and
+// offsets disagree fail with one sentence.
 import { assert, assertEquals, assertThrows } from "@std/assert";
 import { check, cuda, DeviceBuffer } from "../../ffi/mod.ts";
 import { relativeL2Error } from "../../lib/core/numeric.ts";
@@ -17,6 +19,7 @@ import {
 } from "../../lib/sparse/sparse_expert_cuda.ts";
 import { SparseExpertLinear } from "../../lib/sparse/sparse_expert.ts";
 import { compressWeight } from "../../lib/kernels/sparse_weight.ts";
+import { bitmapFromDense, bitmapToDense } from "../../lib/kernels/spmm_bitmap.ts";
 import { freshSeed, NATIVE, randn } from "../_util.ts";
 
 const ignore = NATIVE.find((b) => b.backend === "cuda")!.ignore;
@@ -49,14 +52,16 @@ function clustered(rng: Rng, d: number, rank: number, k: number, m: number) {
 
 Deno.test({
   name:
-    "cuda routed layer: 2:4 experts on the sparse tensor cores and dense bf16 experts equal the cpu layer",
+    "cuda routed layer: 2:4 experts on the sparse tensor cores, bitmap and dense bf16 experts equal the cpu layer",
   ignore,
   fn() {
     const seed = freshSeed(), rng = new Rng(seed);
     const d = 256, n = 96, k = 4;
     for (const m of [1, 37, 300]) {
       const { router, x } = clustered(rng, d, 8, k, m);
-      for (const structured of [true, false]) {
+      for (
+        const [structured, storage] of [[true, "2:4"], [false, "bitmap"], [false, "dense"]] as const
+      ) {
         const experts = Array.from({ length: k }, () => {
           if (structured) return random24(rng, n, d);
           const w = randn(rng, n, d);
@@ -64,10 +69,14 @@ Deno.test({
           return w;
         });
         const cpu = new SparseExpertLinear(router, experts.map((w) => compressWeight(w)), "cpu");
-        using gpu = new CudaRoutedExperts(router, experts);
-        assertEquals(gpu.sparse, structured);
+        using gpu = new CudaRoutedExperts(
+          router,
+          experts,
+          storage === "dense" ? { storage } : {},
+        );
+        assertEquals(gpu.storage, storage);
         const got = gpu.forward(x), want = cpu.forward(x);
-        const at = `seed ${seed} m=${m} ${structured ? "2:4" : "dense"}`;
+        const at = `seed ${seed} m=${m} ${storage}`;
         assertEquals(Array.from(got.labels), Array.from(route(router, x)), at);
         const err = relativeL2Error(got.y.data, want.data);
         assert(err < 2e-2, `${at}: relative error ${err}`);
@@ -112,6 +121,61 @@ Deno.test({
       () => check(lib, lib.lk_cuda_sp24_create(db.handle, n, 100, id, 1)),
       Error,
       "multiples of 32",
+    );
+  },
+});
+
+Deno.test({
+  name:
+    "cuda bitmap unpacking equals the host's bit for bit at awkward shapes; inconsistent bitmaps fail",
+  ignore,
+  fn() {
+    const seed = freshSeed(), rng = new Rng(seed), lib = cuda();
+    for (const [rows, cols] of [[1, 1], [3, 7], [33, 9], [5, 300], [17, 2049], [64, 256]]) {
+      const w = randn(rng, rows!, cols!);
+      const keep = rng.uniform();
+      for (let i = 0; i < w.data.length; i++) if (rng.uniform() > keep) w.data[i] = 0;
+      const bm = bitmapFromDense(w);
+      using bits = DeviceBuffer.from(bm.bits), rp = DeviceBuffer.from(bm.rowPtr);
+      using val = toDeviceBf16(bm.val), out = DeviceBuffer.alloc("bf16", rows! * cols!);
+      check(
+        lib,
+        lib.lk_cuda_bitmap_dense_bf16(bits.handle, rp.handle, val.handle, rows!, cols!, out.handle),
+      );
+      using want = toDeviceBf16(bitmapToDense(bm).data as Float32Array);
+      const got = out.download(new Uint16Array(rows! * cols!));
+      assertEquals(
+        got,
+        want.download(new Uint16Array(rows! * cols!)),
+        `seed ${seed} ${rows}×${cols}`,
+      );
+    }
+    // a row offset one short, and a bit past the last column: one sentence each, naming the row
+    const bm = bitmapFromDense(randn(rng, 4, 12));
+    const rowPtr = Int32Array.from(bm.rowPtr);
+    rowPtr[2]! -= 1;
+    using bits = DeviceBuffer.from(bm.bits), rp = DeviceBuffer.from(rowPtr);
+    using val = toDeviceBf16(bm.val), out = DeviceBuffer.alloc("bf16", 48);
+    assertThrows(
+      () =>
+        check(
+          lib,
+          lib.lk_cuda_bitmap_dense_bf16(bits.handle, rp.handle, val.handle, 4, 12, out.handle),
+        ),
+      RangeError,
+      "row 1's set bits do not match its rowptr span",
+    );
+    const past = Uint8Array.from(bm.bits);
+    past[2 * 2 + 1]! |= 0x80; // row 2, column 15 of 12
+    using pb = DeviceBuffer.from(past), good = DeviceBuffer.from(bm.rowPtr);
+    assertThrows(
+      () =>
+        check(
+          lib,
+          lib.lk_cuda_bitmap_dense_bf16(pb.handle, good.handle, val.handle, 4, 12, out.handle),
+        ),
+      RangeError,
+      "row 2's set bits",
     );
   },
 });
