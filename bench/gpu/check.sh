@@ -3,7 +3,8 @@
 #   1. builds both native libraries (CUDA for sm_80 and sm_90a),
 #   2. runs the kernel and FFI tests with the cuda backend live,
 #   3. benchmarks our CUDA kernels against the cpu backend (correctness) and PyTorch (speed),
-# and prints a short table last. From the repository root, after ../shared/tools/gpu-pack.sh
+#      printing each figure as it is measured and a table at the end,
+#   4. times the bundled model on the ts, cpu and cuda backends (last: the first to lose). From the repository root, after ../shared/tools/gpu-pack.sh
 # here: carry [".gpu", "node_modules"], then `source .gpu/env.sh && bash bench/gpu/check.sh`.
 # Options: --quick (1024-sized problems). Writes $OUT/gpu_bench.json when OUT is set.
 set -uo pipefail
@@ -25,9 +26,10 @@ deno test --no-prompt --allow-read --allow-write --allow-env --allow-ffi=ffi/bui
 tests=${PIPESTATUS[0]}
 echo "== PyTorch peers"
 python3 bench/gpu/torch_peers.py $quick --out /tmp/lmkit_peers.json >/dev/null || echo "torch peers failed"
-echo "== model throughput (tokens/s; ts, cpu and cuda backends)"
-deno bench --no-prompt --allow-read=data --allow-ffi --allow-env bench/model_bench.ts 2>&1 | grep -A8 "tokens/s per case"
 echo "== lmkit cuda bench"
 deno run --no-prompt --allow-read --allow-write --allow-env --allow-ffi=ffi/build bench/gpu/gpu_check.ts \
   --peers /tmp/lmkit_peers.json ${OUT:+--out "$OUT/gpu_bench.json"} $quick
+# last: measured four times already (bench/gpu/RESULTS.md), so a short device lease loses it first
+echo "== model throughput (tokens/s; ts, cpu and cuda backends)"
+deno bench --no-prompt --allow-read=data --allow-ffi --allow-env bench/model_bench.ts 2>&1 | grep -A8 "tokens/s per case"
 exit $tests

@@ -50,6 +50,11 @@ interface Row {
   cpuMs: number;
 }
 const rows: Row[] = [];
+/** Records a row and prints it at once, so that a run cut short still shows what it measured. */
+function add(row: Row): void {
+  rows.push(row);
+  console.error(`measured: ${row.op} | ${row.shape} | ${row.ms.toFixed(3)} ms`);
+}
 const quick = values.quick ?? false;
 const N = quick ? 1024 : 4096;
 
@@ -66,7 +71,7 @@ for (const transB of [false, true]) {
   const ms = timeCuda(() =>
     check(lib, lib.lk_cuda_matmul_f32(da.handle, db.handle, dc.handle, N, N, N, transB ? 1 : 0))
   );
-  rows.push({
+  add({
     op: transB ? "matmul A·Bᵀ f32" : "matmul A·B f32",
     shape: `${N}³`,
     ms,
@@ -88,7 +93,7 @@ for (const acc of ["f32", "f64"] as const) {
   using dh = DeviceBuffer.alloc(acc, N * N);
   const fn = acc === "f64" ? lib.lk_cuda_gram_f64 : lib.lk_cuda_gram_f32;
   const ms = timeCuda(() => check(lib, fn(dx.handle, R, N, dh.handle, 1, 0)));
-  rows.push({
+  add({
     op: `gram XᵀX, ${acc} H`,
     shape: `X ${R}×${N}`,
     ms,
@@ -115,7 +120,7 @@ for (const n of quick ? [1024] : [1024, 4096]) {
     5,
   );
   // potrf n³/3 + trsm against the identity n³
-  rows.push({
+  add({
     op: "obs prepare f64",
     shape: `H ${n}×${n}`,
     ms,
@@ -175,7 +180,7 @@ try {
   console.error(
     `sparsegpt sweep ${n}: ${maskDiff} of ${n * n} mask entries differ from the cpu sweep`,
   );
-  rows.push({
+  add({
     op: "sparsegpt sweep f64 50%",
     shape: `${n}×${n}`,
     ms,
@@ -207,7 +212,7 @@ try {
     times.push(performance.now() - t1);
   }
   times.sort((a, b) => a - b);
-  rows.push({
+  add({
     op: "sparsegpt layer 50% (Hessian + prune)",
     shape: `${n}×${n}, ${seqs}×${toks} tokens`,
     ms: times[1]!,
@@ -254,7 +259,7 @@ try {
       check(lib, lib.lk_cuda_matmul_bf16(dx.handle, dw.handle, dense.handle, M, din, dout, 1))
     );
     const want = bf16ToHost(dense);
-    rows.push({
+    add({
       op: "routed: dense bf16 cuBLAS, all tokens",
       shape,
       ms: denseMs,
@@ -293,7 +298,7 @@ try {
         console.error(`routed ${storage} ${shape}: ${(e as Error).message}`);
         continue;
       }
-      rows.push({
+      add({
         op: label[storage],
         shape,
         ms,
@@ -313,7 +318,7 @@ try {
     const oneDense = timeCuda(() =>
       check(lib, lib.lk_cuda_matmul_bf16(xs.handle, dw.handle, ys.handle, mt, din, dout, 1))
     );
-    rows.push({
+    add({
       op: `one expert dense bf16, ${mt} tokens`,
       shape,
       ms: oneDense,
@@ -327,7 +332,7 @@ try {
       const oneSparse = timeCuda(() =>
         check(lib, lib.lk_cuda_sp24_matmul(id[0]!, xs.handle, mt, ys.handle))
       );
-      rows.push({
+      add({
         op: `one expert 2:4, ${mt} tokens`,
         shape,
         ms: oneSparse,
@@ -362,7 +367,7 @@ for (const [r, c, frac] of [[N, N, 0.1], [1, quick ? 1 << 20 : 1 << 24, 0.01]] a
   const ms = timeCuda(() =>
     check(lib, lib.lk_cuda_topk_f32(dx.handle, r, c, k, 1, di.handle, dv.handle, dt.handle))
   );
-  rows.push({
+  add({
     op: "top-k |x| (index mismatches as error)",
     shape: `${r}×${c}, k=${k}`,
     ms,
