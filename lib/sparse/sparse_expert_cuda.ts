@@ -64,6 +64,49 @@ export type ExpertStorage = "2:4" | "bitmap" | "dense";
 
 const FORM: Record<ExpertStorage, number> = { "dense": 0, "2:4": 1, "bitmap": 2 };
 
+/**
+ * The storage `CudaRoutedExperts` uses for `experts`: `requested` when given (checked: `"2:4"` needs
+ * every expert 2:4 with both sizes multiples of 32), else `"2:4"` where that holds and
+ * `"bitmap"` otherwise. Reads the stored forms, no device needed.
+ *
+ * @example
+ * ```ts
+ * import { expertStorage } from "./sparse_expert_cuda.ts";
+ * import { Matrix } from "../core/matrix.ts";
+ * const w = new Matrix(32, 32, new Float32Array(1024).map((_, i) => i % 4 < 2 ? 1 : 0));
+ * if (expertStorage([w, w]) !== "2:4") throw new Error("2:4 experts");
+ * const dense = new Matrix(32, 32, new Float32Array(1024).fill(1));
+ * if (expertStorage([w, dense]) !== "bitmap") throw new Error("mixed");
+ * ```
+ */
+export function expertStorage(
+  experts: readonly (Matrix | SparseWeight)[],
+  requested?: ExpertStorage,
+): ExpertStorage {
+  if (requested !== undefined && !Object.hasOwn(FORM, requested)) {
+    throw new RangeError(
+      `Unknown expert storage '${requested}', expected "2:4", "bitmap" or "dense"`,
+    );
+  }
+  const a = experts[0] && (experts[0] instanceof Matrix ? experts[0] : experts[0].matrix);
+  if (!a) throw new ShapeError("No experts given");
+  if (requested === "bitmap" || requested === "dense") return requested;
+  const fits = a.rows % 32 === 0 && a.cols % 32 === 0;
+  if (requested === undefined) return fits && experts.every(is24) ? "2:4" : "bitmap";
+  if (!fits) {
+    throw new ShapeError(
+      `2:4 experts on the sparse tensor cores need both sizes multiples of 32, got ${a.rows}×${a.cols}`,
+    );
+  }
+  const bad = experts.findIndex((e) => !is24(e));
+  if (bad >= 0) {
+    throw new RangeError(
+      `Expert ${bad} is not 2:4 (some group of 4 columns holds more than 2 nonzeros)`,
+    );
+  }
+  return "2:4";
+}
+
 /** The bitmap form of an expert, from its stored form where it is one. */
 function asBitmap(w: Matrix | SparseWeight): BitmapMatrix {
   if (w instanceof Matrix) return bitmapFromDense(w);
@@ -113,13 +156,7 @@ export class CudaRoutedExperts {
     ) {
       throw new ShapeError(`Experts must all be ${a.rows}×${router.dim}`);
     }
-    const fits = a.rows % 32 === 0 && a.cols % 32 === 0;
-    this.storage = options.storage ?? (fits && experts.every(is24) ? "2:4" : "bitmap");
-    if (!Object.hasOwn(FORM, this.storage)) {
-      throw new RangeError(
-        `Unknown expert storage '${this.storage}', expected "2:4", "bitmap" or "dense"`,
-      );
-    }
+    this.storage = expertStorage(experts, options.storage);
     this.inFeatures = a.cols;
     this.outFeatures = a.rows;
     this.#router = router;

@@ -6,6 +6,7 @@
 // offsets disagree fail with one sentence.
 import { assert, assertEquals, assertThrows } from "@std/assert";
 import { check, cuda, DeviceBuffer } from "../../ffi/mod.ts";
+import { ShapeError } from "../../lib/core/errors.ts";
 import { relativeL2Error } from "../../lib/core/numeric.ts";
 import type { Matrix } from "../../lib/core/matrix.ts";
 import { Rng } from "../../lib/core/rng.ts";
@@ -15,6 +16,7 @@ import { route } from "../../lib/sparse/router.ts";
 import {
   bf16ToHost,
   CudaRoutedExperts,
+  expertStorage,
   toDeviceBf16,
 } from "../../lib/sparse/sparse_expert_cuda.ts";
 import { SparseExpertLinear } from "../../lib/sparse/sparse_expert.ts";
@@ -49,6 +51,44 @@ function clustered(rng: Rng, d: number, rank: number, k: number, m: number) {
   }
   return { router, x };
 }
+
+Deno.test("expert storage on the GPU: 2:4 read from every stored form, checked when asked for", () => {
+  const seed = freshSeed(), rng = new Rng(seed), at = `seed ${seed}`;
+  const a = random24(rng, 64, 96), b = random24(rng, 64, 96);
+  for (
+    const forms of [
+      [a, b],
+      [compressWeight(a, { format: "nm", nm: { n: 2, m: 4 } }), compressWeight(b)],
+      [compressWeight(a, { format: "bitmap" }), compressWeight(b, { format: "block-sparse" })],
+      [compressWeight(a, { format: "csr" }), b],
+    ]
+  ) {
+    assertEquals(expertStorage(forms), "2:4", at);
+    assertEquals(expertStorage(forms, "dense"), "dense", at);
+    assertEquals(expertStorage(forms, "bitmap"), "bitmap", at);
+  }
+  // a third nonzero in one group of four: bitmap by default, a clear refusal when 2:4 is asked
+  const c = random24(rng, 64, 96);
+  const g = 4 * Math.floor(rng.uniform() * (c.data.length / 4));
+  c.data.fill(1, g, g + 3);
+  assertEquals(expertStorage([a, c]), "bitmap", at);
+  assertThrows(() => expertStorage([a, c], "2:4"), RangeError, "Expert 1 is not 2:4");
+  assertThrows(
+    () => expertStorage([compressWeight(a), compressWeight(c, { format: "bitmap" })], "2:4"),
+    RangeError,
+    "Expert 1 is not 2:4",
+  );
+  // 2:4 but 48 rows: not a cuSPARSELt shape
+  const d = random24(rng, 48, 96);
+  assertEquals(expertStorage([d]), "bitmap", at);
+  assertThrows(() => expertStorage([d], "2:4"), ShapeError, "multiples of 32, got 48×96");
+  assertThrows(
+    () => expertStorage([a], "csr" as unknown as "dense"),
+    RangeError,
+    "Unknown expert storage 'csr'",
+  );
+  assertThrows(() => expertStorage([]), ShapeError, "No experts given");
+});
 
 Deno.test({
   name:
