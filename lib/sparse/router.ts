@@ -179,6 +179,40 @@ export function fitRouter(x: Matrix, options: RouterOptions): Router {
   return router;
 }
 
+/**
+ * The centroids `fitRouter` fits after its PCA: k-means (k-means++ initialisation, seeded
+ * restarts, the best inertia kept) of tokens already in PCA coordinates, `z` n × `rank` row-major.
+ * Returns the k × rank centroids.
+ *
+ * @example
+ * ```ts
+ * import { fitCentroids } from "./router.ts";
+ * const z = Float64Array.of(-5, -5.1, -4.9, 5, 5.2, 4.8); // six tokens, rank 1
+ * const c = fitCentroids(z, 1, { k: 2 });
+ * if (Math.abs(Math.abs(c[0]! - c[1]!) - 10) > 0.1) throw new Error("wrong centroids");
+ * ```
+ */
+export function fitCentroids(
+  z: Float64Array,
+  rank: number,
+  options: Omit<RouterOptions, "rank">,
+): Float64Array {
+  const { k } = options;
+  if (!Number.isInteger(rank) || rank < 1 || z.length % rank !== 0) {
+    throw new ShapeError(
+      `Cannot read ${z.length} coordinates as tokens of rank ${rank}: expected a multiple of it`,
+    );
+  }
+  const n = z.length / rank;
+  if (!Number.isInteger(k) || k < 1) {
+    throw new RangeError(`Cannot fit ${k} clusters: expected a positive integer`);
+  }
+  if (k > n) {
+    throw new RangeError(`Cannot fit ${k} clusters to ${n} tokens: more experts than tokens`);
+  }
+  return kmeans(z, n, rank, k, { ...options, rank });
+}
+
 function kmeans(z: Float64Array, n: number, r: number, k: number, o: RouterOptions): Float64Array {
   const rng = new Rng(o.seed ?? 0), restarts = o.restarts ?? 10, maxIter = o.maxIter ?? 100;
   let best = new Float64Array(k * r), bestInertia = Infinity;

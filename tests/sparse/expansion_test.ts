@@ -1,5 +1,6 @@
 import { assert, assertClose, assertEquals, assertThrows } from "@std/assert";
-import { fitRouter, project, route } from "../../lib/sparse/router.ts";
+import { fitCentroids, fitRouter, project, route } from "../../lib/sparse/router.ts";
+import { ShapeError } from "../../lib/core/errors.ts";
 import { ExpertLinear, mlpFlopsPerToken, sparseExpand } from "../../lib/sparse/expansion.ts";
 import { matmulRef } from "../../lib/kernels/matmul.ts";
 import { LlamaModel } from "../../lib/model/llama.ts";
@@ -42,6 +43,12 @@ Deno.test("router: PCA finds the dominant direction and k-means separates well-s
     "more experts than tokens",
   );
   assertThrows(() => route(r, Matrix.zeros(2, 5)), Error, "expects rows of 4");
+  // the k-means step alone, on the projected tokens: the same centroids as the router's
+  const z = project(r, x);
+  assertEquals(fitCentroids(z, 1, { k: 3, seed: 1 }), r.centroids);
+  assertThrows(() => fitCentroids(z, 7, { k: 3 }), ShapeError, "300 coordinates");
+  assertThrows(() => fitCentroids(z, 1, { k: 301 }), RangeError, "301 clusters to 300 tokens");
+  assertThrows(() => fitCentroids(z, 1, { k: 1.5 }), RangeError, "expected a positive integer");
 });
 
 Deno.test("ExpertLinear sends each row through its cluster's expert", () => {
