@@ -6,10 +6,19 @@
 #      printing each figure as it is measured and a table at the end,
 #   4. times the bundled model on the ts, cpu and cuda backends (last: the first to lose). From the repository root, after ../shared/tools/gpu-pack.sh
 # here: carry [".gpu", "node_modules"], then `source .gpu/env.sh && bash bench/gpu/check.sh`.
-# Options: --quick (1024-sized problems). Writes $OUT/gpu_bench.json when OUT is set.
+# Options: --quick (1024-sized problems); --sparse (issue 4 only, for a short device lease: the
+# kernel, FFI and sparse tests, then SparseGPT and the routed layer against their PyTorch peers; no
+# dense-kernel rows, no model throughput). Writes $OUT/gpu_bench.json when OUT is set.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-quick=${1:-}
+quick="" sparse=""
+for a in "$@"; do
+  case $a in
+  --quick) quick=--quick ;;
+  --sparse) sparse=--sparse ;;
+  *) echo "check.sh: unknown option '$a', expected --quick or --sparse" >&2 && exit 2 ;;
+  esac
+done
 export NO_COLOR=1
 # cuBLAS/cuSOLVER/cuSPARSELt: the CUDA toolkit's, or the ones PyTorch ships
 for d in /usr/local/cuda/lib64 $(python3 -c 'import nvidia, os; print(" ".join(os.path.join(p, s, "lib") for p in nvidia.__path__ for s in os.listdir(p)))' 2>/dev/null); do
@@ -22,13 +31,17 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 echo "== build"
 bash ffi/build.sh --force || exit 1
 echo "== tests (cuda live)"
-deno test --no-prompt --allow-read --allow-write --allow-env --allow-ffi=ffi/build tests/kernels tests/ffi tests/model tests/sparse 2>&1 | grep -v ' ok ' | tail -60
+model_tests=tests/model # the bundled model on cuda, passed four times already: left out by --sparse
+[ -n "$sparse" ] && model_tests=""
+deno test --no-prompt --allow-read --allow-write --allow-env --allow-ffi=ffi/build tests/kernels tests/ffi \
+  $model_tests tests/sparse 2>&1 | grep -v ' ok ' | tail -60
 tests=${PIPESTATUS[0]}
 echo "== PyTorch peers"
-python3 bench/gpu/torch_peers.py $quick --out /tmp/lmkit_peers.json >/dev/null || echo "torch peers failed"
+python3 bench/gpu/torch_peers.py $quick $sparse --out /tmp/lmkit_peers.json >/dev/null || echo "torch peers failed"
 echo "== lmkit cuda bench"
 deno run --no-prompt --allow-read --allow-write --allow-env --allow-ffi=ffi/build bench/gpu/gpu_check.ts \
-  --peers /tmp/lmkit_peers.json ${OUT:+--out "$OUT/gpu_bench.json"} $quick
+  --peers /tmp/lmkit_peers.json ${OUT:+--out "$OUT/gpu_bench.json"} $quick $sparse
+[ -n "$sparse" ] && exit $tests
 # last: measured four times already (bench/gpu/RESULTS.md), so a short device lease loses it first
 echo "== model throughput (tokens/s; ts, cpu and cuda backends)"
 deno bench --no-prompt --allow-read=data --allow-ffi --allow-env bench/model_bench.ts 2>&1 | grep -A8 "tokens/s per case"

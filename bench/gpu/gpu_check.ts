@@ -19,7 +19,12 @@ import {
 import { keepNofM } from "../_prune.ts";
 
 const { values } = parseArgs({
-  options: { peers: { type: "string" }, out: { type: "string" }, quick: { type: "boolean" } },
+  options: {
+    peers: { type: "string" },
+    out: { type: "string" },
+    quick: { type: "boolean" },
+    sparse: { type: "boolean" }, // only issue 4's rows (SparseGPT, the routed layer)
+  },
 });
 const lib = cuda();
 const rng = new Rng(7);
@@ -58,76 +63,79 @@ function add(row: Row): void {
 const quick = values.quick ?? false;
 const N = quick ? 1024 : 4096;
 
-// matmul
-for (const transB of [false, true]) {
-  const a = randn(N, N), b = randn(N, N);
-  const t0 = performance.now();
-  const want = matmul(a, b, { backend: "cpu", transB });
-  const cpuMs = performance.now() - t0;
-  const got = matmul(a, b, { backend: "cuda", transB });
-  using da = DeviceBuffer.from(a.data);
-  using db = DeviceBuffer.from(b.data);
-  using dc = DeviceBuffer.alloc("f32", N * N);
-  const ms = timeCuda(() =>
-    check(lib, lib.lk_cuda_matmul_f32(da.handle, db.handle, dc.handle, N, N, N, transB ? 1 : 0))
-  );
-  add({
-    op: transB ? "matmul A·Bᵀ f32" : "matmul A·B f32",
-    shape: `${N}³`,
-    ms,
-    gflops: 2 * N ** 3 / ms / 1e6,
-    relErrVsCpu: relativeL2Error(got.data, want.data),
-    cpuMs,
-  });
-}
+// the dense kernels, measured four times already (bench/gpu/RESULTS.md)
+if (!values.sparse) {
+  // matmul
+  for (const transB of [false, true]) {
+    const a = randn(N, N), b = randn(N, N);
+    const t0 = performance.now();
+    const want = matmul(a, b, { backend: "cpu", transB });
+    const cpuMs = performance.now() - t0;
+    const got = matmul(a, b, { backend: "cuda", transB });
+    using da = DeviceBuffer.from(a.data);
+    using db = DeviceBuffer.from(b.data);
+    using dc = DeviceBuffer.alloc("f32", N * N);
+    const ms = timeCuda(() =>
+      check(lib, lib.lk_cuda_matmul_f32(da.handle, db.handle, dc.handle, N, N, N, transB ? 1 : 0))
+    );
+    add({
+      op: transB ? "matmul A·Bᵀ f32" : "matmul A·B f32",
+      shape: `${N}³`,
+      ms,
+      gflops: 2 * N ** 3 / ms / 1e6,
+      relErrVsCpu: relativeL2Error(got.data, want.data),
+      cpuMs,
+    });
+  }
 
-// Gram
-for (const acc of ["f32", "f64"] as const) {
-  const R = 2 * N, x = randn(R, N);
-  const mk = (): Matrix<MatrixData> => acc === "f64" ? Matrix.zeros64(N, N) : Matrix.zeros(N, N);
-  const t0 = performance.now();
-  const want = gramAccumulate(mk(), x, { backend: "cpu" });
-  const cpuMs = performance.now() - t0;
-  const got = gramAccumulate(mk(), x, { backend: "cuda" });
-  using dx = DeviceBuffer.from(x.data);
-  using dh = DeviceBuffer.alloc(acc, N * N);
-  const fn = acc === "f64" ? lib.lk_cuda_gram_f64 : lib.lk_cuda_gram_f32;
-  const ms = timeCuda(() => check(lib, fn(dx.handle, R, N, dh.handle, 1, 0)));
-  add({
-    op: `gram XᵀX, ${acc} H`,
-    shape: `X ${R}×${N}`,
-    ms,
-    gflops: R * N * N / ms / 1e6,
-    relErrVsCpu: relativeL2Error(got.data, want.data),
-    cpuMs,
-  });
-}
+  // Gram
+  for (const acc of ["f32", "f64"] as const) {
+    const R = 2 * N, x = randn(R, N);
+    const mk = (): Matrix<MatrixData> => acc === "f64" ? Matrix.zeros64(N, N) : Matrix.zeros(N, N);
+    const t0 = performance.now();
+    const want = gramAccumulate(mk(), x, { backend: "cpu" });
+    const cpuMs = performance.now() - t0;
+    const got = gramAccumulate(mk(), x, { backend: "cuda" });
+    using dx = DeviceBuffer.from(x.data);
+    using dh = DeviceBuffer.alloc(acc, N * N);
+    const fn = acc === "f64" ? lib.lk_cuda_gram_f64 : lib.lk_cuda_gram_f32;
+    const ms = timeCuda(() => check(lib, fn(dx.handle, R, N, dh.handle, 1, 0)));
+    add({
+      op: `gram XᵀX, ${acc} H`,
+      shape: `X ${R}×${N}`,
+      ms,
+      gflops: R * N * N / ms / 1e6,
+      relErrVsCpu: relativeL2Error(got.data, want.data),
+      cpuMs,
+    });
+  }
 
-// OBS preparation
-for (const n of quick ? [1024] : [1024, 4096]) {
-  const x = randn(2 * n, n);
-  const h = Matrix.zeros64(n, n);
-  gramAccumulate(h, x, { backend: "cuda", alpha: 1 / n, beta: 0 });
-  const t0 = performance.now();
-  const want = obsPrepare(h, { backend: "cpu" });
-  const cpuMs = performance.now() - t0;
-  const got = obsPrepare(h, { backend: "cuda" });
-  using dh = DeviceBuffer.alloc("f64", n * n);
-  const info = new Float64Array(2);
-  const ms = timeCuda(
-    () => check(lib, lib.lk_cuda_obs_prepare_f64(dh.handle, n, 0.01, 4, info, 2)),
-    () => dh.upload(h.data),
-    5,
-  );
-  // potrf n³/3 + trsm against the identity n³
-  add({
-    op: "obs prepare f64",
-    shape: `H ${n}×${n}`,
-    ms,
-    gflops: (4 / 3) * n ** 3 / ms / 1e6,
-    relErrVsCpu: relativeL2Error(got.u.data, want.u.data),
-    cpuMs,
-  });
+  // OBS preparation
+  for (const n of quick ? [1024] : [1024, 4096]) {
+    const x = randn(2 * n, n);
+    const h = Matrix.zeros64(n, n);
+    gramAccumulate(h, x, { backend: "cuda", alpha: 1 / n, beta: 0 });
+    const t0 = performance.now();
+    const want = obsPrepare(h, { backend: "cpu" });
+    const cpuMs = performance.now() - t0;
+    const got = obsPrepare(h, { backend: "cuda" });
+    using dh = DeviceBuffer.alloc("f64", n * n);
+    const info = new Float64Array(2);
+    const ms = timeCuda(
+      () => check(lib, lib.lk_cuda_obs_prepare_f64(dh.handle, n, 0.01, 4, info, 2)),
+      () => dh.upload(h.data),
+      5,
+    );
+    // potrf n³/3 + trsm against the identity n³
+    add({
+      op: "obs prepare f64",
+      shape: `H ${n}×${n}`,
+      ms,
+      gflops: (4 / 3) * n ** 3 / ms / 1e6,
+      relErrVsCpu: relativeL2Error(got.u.data, want.u.data),
+      cpuMs,
+    });
+  }
 }
 
 // SparseGPT: the column sweep alone (device-resident, against the cpu sweep on the same W and U),
@@ -349,32 +357,34 @@ try {
   console.error(`routed layer on cuda failed: ${(e as Error).message}`);
 }
 
-// top-k
-for (const [r, c, frac] of [[N, N, 0.1], [1, quick ? 1 << 20 : 1 << 24, 0.01]] as const) {
-  const x = randn(r, c), k = Math.max(1, Math.round(c * frac));
-  const t0 = performance.now();
-  const want = topk(x, k, { backend: "cpu" });
-  const cpuMs = performance.now() - t0;
-  const got = topk(x, k, { backend: "cuda" });
-  let mismatches = 0;
-  for (let i = 0; i < want.indices.length; i++) {
-    mismatches += want.indices[i] !== got.indices[i] ? 1 : 0;
+if (!values.sparse) {
+  // top-k
+  for (const [r, c, frac] of [[N, N, 0.1], [1, quick ? 1 << 20 : 1 << 24, 0.01]] as const) {
+    const x = randn(r, c), k = Math.max(1, Math.round(c * frac));
+    const t0 = performance.now();
+    const want = topk(x, k, { backend: "cpu" });
+    const cpuMs = performance.now() - t0;
+    const got = topk(x, k, { backend: "cuda" });
+    let mismatches = 0;
+    for (let i = 0; i < want.indices.length; i++) {
+      mismatches += want.indices[i] !== got.indices[i] ? 1 : 0;
+    }
+    using dx = DeviceBuffer.from(x.data);
+    using di = DeviceBuffer.alloc("i32", r * k);
+    using dv = DeviceBuffer.alloc("f32", r * k);
+    using dt = DeviceBuffer.alloc("f32", r);
+    const ms = timeCuda(() =>
+      check(lib, lib.lk_cuda_topk_f32(dx.handle, r, c, k, 1, di.handle, dv.handle, dt.handle))
+    );
+    add({
+      op: "top-k |x| (index mismatches as error)",
+      shape: `${r}×${c}, k=${k}`,
+      ms,
+      gflops: r * c * 4 / ms / 1e6,
+      relErrVsCpu: mismatches,
+      cpuMs,
+    });
   }
-  using dx = DeviceBuffer.from(x.data);
-  using di = DeviceBuffer.alloc("i32", r * k);
-  using dv = DeviceBuffer.alloc("f32", r * k);
-  using dt = DeviceBuffer.alloc("f32", r);
-  const ms = timeCuda(() =>
-    check(lib, lib.lk_cuda_topk_f32(dx.handle, r, c, k, 1, di.handle, dv.handle, dt.handle))
-  );
-  add({
-    op: "top-k |x| (index mismatches as error)",
-    shape: `${r}×${c}, k=${k}`,
-    ms,
-    gflops: r * c * 4 / ms / 1e6,
-    relErrVsCpu: mismatches,
-    cpuMs,
-  });
 }
 
 const peers: Record<string, number> = values.peers

@@ -26,26 +26,35 @@ def bench(fn, prep=None, reps=10):
 
 
 res = {}
-a = torch.randn(N, N, device=dev); b = torch.randn(N, N, device=dev)
-res[f"matmul A·B f32|{N}³"] = bench(lambda: a @ b)
-res[f"matmul A·Bᵀ f32|{N}³"] = bench(lambda: a @ b.T)
-x = torch.randn(2 * N, N, device=dev)
-res[f"gram XᵀX, f32 H|X {2*N}×{N}"] = bench(lambda: x.T @ x)
-xd = x.double()
-res[f"gram XᵀX, f64 H|X {2*N}×{N}"] = bench(lambda: (lambda y: y.T @ y)(x.double()))
-for n in ([1024] if quick else [1024, 4096]):
-    y = torch.randn(2 * n, n, device=dev, dtype=torch.float64)
-    H = y.T @ y / n
+# --sparse: only the issue-4 peers (SparseGPT, the routed layer), for a short device lease
+sparse_only = "--sparse" in sys.argv
 
-    def sparsegpt_prep():  # IST-DASLab/sparsegpt: cholesky, cholesky_inverse, cholesky(upper)
-        Hd = H.clone()
-        damp = 0.01 * torch.mean(torch.diag(Hd))
-        idx = torch.arange(n, device=dev)
-        Hd[idx, idx] += damp
-        L = torch.linalg.cholesky(Hd)
-        Hinv = torch.cholesky_inverse(L)
-        return torch.linalg.cholesky(Hinv, upper=True)
-    res[f"obs prepare f64|H {n}×{n}"] = bench(sparsegpt_prep, reps=5)
+
+def kernel_peers():
+    a = torch.randn(N, N, device=dev); b = torch.randn(N, N, device=dev)
+    res[f"matmul A·B f32|{N}³"] = bench(lambda: a @ b)
+    res[f"matmul A·Bᵀ f32|{N}³"] = bench(lambda: a @ b.T)
+    x = torch.randn(2 * N, N, device=dev)
+    res[f"gram XᵀX, f32 H|X {2*N}×{N}"] = bench(lambda: x.T @ x)
+    xd = x.double()
+    res[f"gram XᵀX, f64 H|X {2*N}×{N}"] = bench(lambda: (lambda y: y.T @ y)(x.double()))
+    for n in ([1024] if quick else [1024, 4096]):
+        y = torch.randn(2 * n, n, device=dev, dtype=torch.float64)
+        H = y.T @ y / n
+
+        def sparsegpt_prep():  # IST-DASLab/sparsegpt: cholesky, cholesky_inverse, cholesky(upper)
+            Hd = H.clone()
+            damp = 0.01 * torch.mean(torch.diag(Hd))
+            idx = torch.arange(n, device=dev)
+            Hd[idx, idx] += damp
+            L = torch.linalg.cholesky(Hd)
+            Hinv = torch.cholesky_inverse(L)
+            return torch.linalg.cholesky(Hinv, upper=True)
+        res[f"obs prepare f64|H {n}×{n}"] = bench(sparsegpt_prep, reps=5)
+
+
+if not sparse_only:
+    kernel_peers()
 
 
 def sparsegpt_layer(w, batches, sparsity, bs=128, percdamp=0.01):
@@ -159,7 +168,7 @@ try:
 except Exception as e:  # noqa: BLE001
     print(f"routed_peers failed: {e}", file=sys.stderr)
 torch.cuda.empty_cache()
-for r, c, frac in [(N, N, 0.1), (1, (1 << 20) if quick else (1 << 24), 0.01)]:
+for r, c, frac in [] if sparse_only else [(N, N, 0.1), (1, (1 << 20) if quick else (1 << 24), 0.01)]:
     t = torch.randn(r, c, device=dev); k = max(1, round(c * frac))
     res[f"top-k |x| (index mismatches as error)|{r}×{c}, k={k}"] = bench(lambda: torch.topk(t.abs(), k, dim=1))
 print(json.dumps(res, indent=1))
