@@ -17,6 +17,7 @@ import {
   toDeviceBf16,
 } from "../../lib/sparse/sparse_expert_cuda.ts";
 import { keepNofM } from "../_prune.ts";
+import { fitCentroids, project, type Router } from "../../lib/sparse/router.ts";
 
 const { values } = parseArgs({
   options: {
@@ -260,7 +261,8 @@ try {
     const shape = `${name} ${din}→${dout}, M=${M}, ${E} experts`;
     const w = new Matrix(dout, din, big.data); // the same 2:4 values, read in this shape
     const flops = 2 * M * din * dout;
-    using dx = toDeviceBf16(fill(M * din)), dw = toDeviceBf16(w.data as Float32Array);
+    const xh = fill(M * din);
+    using dx = toDeviceBf16(xh), dw = toDeviceBf16(w.data as Float32Array);
     using dense = DeviceBuffer.alloc("bf16", M * dout), dy = DeviceBuffer.alloc("bf16", M * dout);
     using dl = DeviceBuffer.alloc("i32", M);
     const denseMs = timeCuda(() =>
@@ -276,14 +278,18 @@ try {
       cpuMs: Number.NaN,
     });
     const r = din / 32;
-    const router = {
+    // random directions standing in for the PCA, then centroids fitted by k-means on these
+    // tokens, as Sparse Expansion fits them (and as bench/sparse_routed_bench.ts does on the CPU)
+    const base: Router = {
       mean: new Float64Array(din),
       components: Float64Array.from({ length: r * din }, () => rng.normal() / Math.sqrt(din)),
-      centroids: Float64Array.from({ length: E * r }, () => rng.normal()),
+      centroids: new Float64Array(E * r),
       dim: din,
       rank: r,
       k: E,
     };
+    const z = project(base, new Matrix(M, din, xh));
+    const router = { ...base, centroids: fitCentroids(z, r, { k: E, restarts: 1, seed: 5 }) };
     const experts = Array.from({ length: E }, () => w);
     const label = {
       "dense": "routed: dense experts (gather per cluster)",
@@ -314,10 +320,12 @@ try {
         relErrVsCpu: relativeL2Error(bf16ToHost(dy), want),
         cpuMs: Number.NaN,
       });
+      const count = new Array<number>(E).fill(0);
+      for (const l of dl.download(new Int32Array(M))) count[l]!++;
       console.error(
         `${shape}: routed ${storage} experts ${(denseMs / ms).toFixed(2)}× dense bf16 cuBLAS, ${
           (layer.expertBytes / 2 ** 30).toFixed(2)
-        } GiB of experts`,
+        } GiB of experts, ${Math.min(...count)}…${Math.max(...count)} tokens per expert`,
       );
     }
     // one expert's product alone (M/E tokens)

@@ -133,14 +133,24 @@ def routed_peers():
         out[f"routed: dense bf16 cuBLAS, all tokens|{shape}"] = bench(lambda: F.linear(x, w))
         r = din // 32
         comp = torch.randn(r, din, device=dev, dtype=torch.bfloat16) / din ** 0.5
-        cent = torch.randn(E, r, device=dev, dtype=torch.bfloat16)
+        # centroids fitted by k-means on these tokens (as Sparse Expansion fits them; gpu_check.ts
+        # does the same on the host): 30 Lloyd steps from distinct random tokens
+        zf = F.linear(x, comp).float()
+        cent = zf[torch.randperm(M, device=dev)[:E]].clone()
+        for _ in range(30):
+            lab = torch.cdist(zf, cent).argmin(dim=1)
+            cnt = torch.bincount(lab, minlength=E).clamp(min=1).unsqueeze(1).float()
+            new = torch.zeros_like(cent).index_add_(0, lab, zf) / cnt
+            cent = torch.where(torch.bincount(lab, minlength=E).unsqueeze(1) > 0, new, cent)
+        sizes = torch.bincount(torch.cdist(zf, cent).argmin(dim=1), minlength=E)
+        print(f"{shape}: peer split {int(sizes.min())}…{int(sizes.max())} tokens per expert", file=sys.stderr)
         g = w.view(dout, din // 4, 4)
         keep = g.abs().topk(2, dim=2).indices
         w24 = torch.zeros_like(g).scatter_(2, keep, g.gather(2, keep)).view(dout, din)
 
         def layer(expert):
             z = F.linear(x, comp)
-            labels = torch.cdist(z.float(), cent.float()).argmin(dim=1)
+            labels = torch.cdist(z.float(), cent).argmin(dim=1)
             y = torch.empty(M, dout, device=dev, dtype=torch.bfloat16)
             for c in range(E):
                 idx = (labels == c).nonzero().squeeze(1)
