@@ -42,7 +42,9 @@ Options:
   --calib-windows N    calibration windows of --context tokens (default 64)
   --context N          (default 256)
   --restarts N         k-means restarts (default 4)
-  --seed N             (default 0)
+  --seed LIST          seeds of the calibration windows and the k-means starts (default 0); with
+                       several, every method runs once per seed and the report adds the mean
+                       and standard deviation over seeds (the charts plot the means)
   --hessian f64|f32    element type of the layer Hessians (default f64; f32 is what the
                        authors' PyTorch code uses, twice as fast to accumulate on the cpu)
   --save DIR           save the pruned or expanded model (one configuration only); experts are
@@ -108,23 +110,26 @@ await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (ar
       }]
       : []),
   ]);
+  const seeds = [...new Set(values.seed.split(",").map((x) => intFlag("--seed", x.trim())))];
   if (
     values.save &&
-    (methods.length !== 1 || patterns.length !== 1 ||
+    (methods.length !== 1 || patterns.length !== 1 || seeds.length !== 1 ||
       (methods[0] === "expand" && experts.length !== 1))
   ) {
     throw new RangeError(
-      "--save needs exactly one method, one sparsity pattern and (for expand) one expert count",
+      "--save needs exactly one method, one sparsity pattern, one seed and (for expand) one expert count",
     );
   }
   const backend = selectBackend(values.backend);
   const base = await LlamaModel.load(values.model, { backend });
   const tok = await loadTokenizer(values.model, base.config);
-  const calib = calibrationWindows(await bundledDocuments(values.data), tok, {
-    count: intFlag("--calib-windows", values["calib-windows"], 1),
-    context: intFlag("--context", values.context, 2),
-    seed: intFlag("--seed", values.seed),
-  });
+  const docs = await bundledDocuments(values.data);
+  const windows = (seed: number) =>
+    calibrationWindows(docs, tok, {
+      count: intFlag("--calib-windows", values["calib-windows"], 1),
+      context: intFlag("--context", values.context, 2),
+      seed,
+    });
   const names = values.names.split(",").map((n) => n.trim()) as LinearName[];
   for (const n of names) {
     if (!(LINEAR_NAMES as readonly string[]).includes(n)) {
@@ -181,62 +186,88 @@ await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (ar
     ...mlpBytes(base),
   });
   console.error(`dense: ${denseMetric.toFixed(4)} ${metric}`);
-  for (const p of patterns) {
-    for (const method of methods) {
-      for (const e of method === "expand" ? experts : [1]) {
-        const t0 = performance.now();
-        using m = await LlamaModel.load(values.model, { backend });
-        const pat = p.nm ? { nm: p.nm } : { sparsity: p.sparsity! };
-        if (method === "expand") {
-          await sparseExpand(m, calib, {
+  let calibCount = 0;
+  for (const seed of seeds) {
+    const calib = windows(seed);
+    calibCount = calib.length;
+    for (const p of patterns) {
+      for (const method of methods) {
+        for (const e of method === "expand" ? experts : [1]) {
+          const t0 = performance.now();
+          using m = await LlamaModel.load(values.model, { backend });
+          const pat = p.nm ? { nm: p.nm } : { sparsity: p.sparsity! };
+          if (method === "expand") {
+            await sparseExpand(m, calib, {
+              experts: e,
+              ...pat,
+              restarts: intFlag("--restarts", values.restarts, 1),
+              hessian,
+              seed,
+            });
+          } else {
+            await pruneModel(m, calib, {
+              hessian,
+              method: method as PruneMethod,
+              ...pat,
+              names,
+            });
+          }
+          const q = measure(m), flops = mlpFlopsPerToken(m);
+          const label = method === "expand" ? `expand×${e}` : method;
+          rows.push({
+            method: label,
             experts: e,
-            ...pat,
-            restarts: intFlag("--restarts", values.restarts, 1),
-            hessian,
-            seed: intFlag("--seed", values.seed),
+            pattern: p.label,
+            seed,
+            [metric]: q,
+            mlpFlopsPerToken: flops.total,
+            routerFlops: flops.router,
+            ...mlpBytes(m),
+            seconds: (performance.now() - t0) / 1000,
           });
-        } else {
-          await pruneModel(m, calib, {
-            hessian,
-            method: method as PruneMethod,
-            ...pat,
-            names,
-          });
+          console.error(
+            `${seeds.length > 1 ? `seed ${seed} ` : ""}${p.label} ${label}: ${
+              q.toFixed(4)
+            } ${metric}, ${(flops.total / 1e6).toFixed(3)} MFLOP/token`,
+          );
+          if (values.save) await saveModel(m, values.model, values.save);
         }
-        const q = measure(m), flops = mlpFlopsPerToken(m);
-        const label = method === "expand" ? `expand×${e}` : method;
-        rows.push({
-          method: label,
-          experts: e,
-          pattern: p.label,
-          [metric]: q,
-          mlpFlopsPerToken: flops.total,
-          routerFlops: flops.router,
-          ...mlpBytes(m),
-          seconds: (performance.now() - t0) / 1000,
-        });
-        console.error(
-          `${p.label} ${label}: ${q.toFixed(4)} ${metric}, ${
-            (flops.total / 1e6).toFixed(3)
-          } MFLOP/token`,
-        );
-        if (values.save) await saveModel(m, values.model, values.save);
       }
     }
   }
+  // one row per method and pattern: the mean over seeds (and, with several, their spread)
+  const summary: Record<string, string | number>[] = [rows[0]!];
+  for (const r of rows.slice(1)) {
+    if (summary.some((x) => x.method === r.method && x.pattern === r.pattern)) continue;
+    const same = rows.filter((x) => x.method === r.method && x.pattern === r.pattern);
+    const v = same.map((x) => x[metric] as number), mean = v.reduce((a, b) => a + b, 0) / v.length;
+    const sd = v.length > 1
+      ? Math.sqrt(v.reduce((a, b) => a + (b - mean) ** 2, 0) / (v.length - 1))
+      : Number.NaN;
+    const flops = same.reduce((a, x) => a + (x.mlpFlopsPerToken as number), 0) / same.length;
+    const { seed: _seed, seconds: _s, ...rest } = r;
+    summary.push({
+      ...rest,
+      [metric]: mean,
+      mlpFlopsPerToken: flops,
+      ...(seeds.length > 1 ? { sd, seeds: v.length } : {}),
+    });
+  }
   const labels = [
-    ...new Set(rows.filter((r) => r.method !== "dense").map((r) => r.method as string)),
+    ...new Set(summary.filter((r) => r.method !== "dense").map((r) => r.method as string)),
   ];
   const unstructured = (r: Record<string, string | number>) => !String(r.pattern).includes(":");
   const chart = lineSvg(
     labels.map((l) => ({
       label: l,
-      points: rows.filter((r) => r.method === l && unstructured(r)).map((r) =>
+      points: summary.filter((r) => r.method === l && unstructured(r)).map((r) =>
         [Number(r.pattern), r[metric] as number] as [number, number]
       ),
     })),
     {
-      title: `Held-out ${metric} against MLP sparsity (dense ${denseMetric.toFixed(3)})`,
+      title: `Held-out ${metric} against MLP sparsity (dense ${denseMetric.toFixed(3)}${
+        seeds.length > 1 ? `; means over ${seeds.length} seeds` : ""
+      })`,
       xLabel: "sparsity",
       yLabel: metric,
       width: 640,
@@ -246,7 +277,7 @@ await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (ar
   const flopsChart = lineSvg(
     labels.map((l) => ({
       label: l,
-      points: rows.filter((r) => r.method === l).map((r) =>
+      points: summary.filter((r) => r.method === l).map((r) =>
         [(r.mlpFlopsPerToken as number) / 1e6, r[metric] as number] as [number, number]
       ),
     })),
@@ -270,12 +301,24 @@ await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (ar
   ];
   const md = [
     `# Sparse Expansion and one-shot baselines on \`${values.model}\``,
-    `MLP projections only; ${calib.length} calibration windows; held-out = golden.json validation batch; backend ${backend}. MLP weight bytes: "denseBytes" as dense f32 matrices (E copies for E experts), "bitmapBytes" as a bitmap + f32 values, the form in which --save writes experts (d·4 + 1/8 bytes per entry at density d; --save writes values in the source checkpoint's dtype, for F16 d·2 + 1/8; dense and pruned baselines are saved as plain dense checkpoints).`,
-    markdownTable(rows, cols),
+    `MLP projections only; ${calibCount} calibration windows${
+      seeds.length > 1 ? ` per seed (seeds ${seeds.join(", ")})` : ""
+    }; held-out = golden.json validation batch; backend ${backend}. MLP weight bytes: "denseBytes" as dense f32 matrices (E copies for E experts), "bitmapBytes" as a bitmap + f32 values, the form in which --save writes experts (d·4 + 1/8 bytes per entry at density d; --save writes values in the source checkpoint's dtype, for F16 d·2 + 1/8; dense and pruned baselines are saved as plain dense checkpoints).`,
+    markdownTable(rows, seeds.length > 1 ? ["seed", ...cols] : cols),
+    ...(seeds.length > 1
+      ? [
+        `Mean and sample standard deviation over the ${seeds.length} seeds:`,
+        markdownTable(summary, ["method", "pattern", metric, "sd", "seeds", "mlpFlopsPerToken"]),
+      ]
+      : []),
   ].join("\n\n");
   const files = await writeOutputs(values.out, {
-    "results.json": JSON.stringify({ model: values.model, backend, metric, rows }, null, 2),
-    "results.csv": stringify(rows, { columns: [...cols, "experts", "seconds"] }),
+    "results.json": JSON.stringify(
+      { model: values.model, backend, metric, seeds, rows, summary },
+      null,
+      2,
+    ),
+    "results.csv": stringify(rows, { columns: [...cols, "experts", "seed", "seconds"] }),
     "report.md": md + "\n",
     "report.html": htmlPage("Sparse Expansion", [
       `<pre>${md.replace(/</g, "&lt;")}</pre>`,

@@ -202,6 +202,49 @@ Deno.test("sparse_expand.ts --save writes a pruned checkpoint that loads back; b
   await Deno.remove(tmp, { recursive: true });
 });
 
+Deno.test("sparse_expand.ts --seed LIST runs every method per seed and reports mean ± sd", async () => {
+  const tmp = await Deno.makeTempDir();
+  const flags = TMP_FLAGS(tmp);
+  const args = ["--methods", "magnitude,wanda", "--sparsities", "0.7", "--calib-windows", "1"];
+  const r = await run("sparse_expand.ts", [...args, "--seed", "3, 5", "--out", `${tmp}/o`], flags);
+  assertEquals(r.code, 0, r.stderr);
+  const res = JSON.parse(await Deno.readTextFile(`${tmp}/o/results.json`));
+  assertEquals(res.seeds, [3, 5]);
+  assertEquals(
+    res.rows.map((x: { method: string; seed?: number }) => `${x.method}@${x.seed ?? "-"}`),
+    ["dense@-", "magnitude@3", "wanda@3", "magnitude@5", "wanda@5"],
+  );
+  type Row = { method: string; bitsPerByte: number; sd?: number; seeds?: number };
+  const per = (m: string) =>
+    res.rows.filter((x: Row) => x.method === m).map((x: Row) => x.bitsPerByte);
+  const sum = (m: string) => res.summary.find((x: Row) => x.method === m) as Row;
+  // magnitude ignores the calibration windows: the same score, sd 0
+  assertEquals(sum("magnitude").sd, 0);
+  const [w3, w5] = per("wanda");
+  assert(w3 !== w5, "wanda should depend on the calibration windows");
+  assertClose([sum("wanda").bitsPerByte], [(w3 + w5) / 2], { rtol: 1e-12 });
+  assertClose([sum("wanda").sd!], [Math.abs(w3 - w5) / Math.SQRT2], { rtol: 1e-9 });
+  assertEquals(sum("wanda").seeds, 2);
+  // a single seed of them reproduces its row
+  const one = await run("sparse_expand.ts", [...args, "--seed", "5", "--out", `${tmp}/o1`], flags);
+  assertEquals(one.code, 0, one.stderr);
+  const rows1 = JSON.parse(await Deno.readTextFile(`${tmp}/o1/results.json`)).rows;
+  assertEquals(rows1.find((x: Row) => x.method === "wanda").bitsPerByte, w5);
+  const save = await run("sparse_expand.ts", [
+    ...args.slice(0, 1),
+    "magnitude",
+    "--seed",
+    "1,2",
+    "--save",
+    `${tmp}/s`,
+    "--out",
+    `${tmp}/o2`,
+  ], flags);
+  assertEquals(save.code, 1);
+  assert(save.stderr.includes("--save needs exactly one method, one sparsity pattern, one seed"));
+  await Deno.remove(tmp, { recursive: true });
+});
+
 Deno.test("wasserstein_neurons.ts end to end on a small calibration set writes every table", async () => {
   const tmp = await Deno.makeTempDir();
   const flags = TMP_FLAGS(tmp);
