@@ -20,6 +20,7 @@ import { evaluateLoss } from "../lib/model/perplexity.ts";
 import { loadTokenizer } from "../lib/model/tokenizer.ts";
 import { htmlPage, lineSvg } from "../lib/report/svg.ts";
 import { markdownTable } from "../lib/report/markdown.ts";
+import { meanSd } from "../lib/stats/descriptive.ts";
 import { ExpertLinear, mlpFlopsPerToken, sparseExpand } from "../lib/sparse/expansion.ts";
 import { saveModel } from "../lib/sparse/expansion_io.ts";
 import { type PruneMethod, pruneModel } from "../lib/sparse/prune_model.ts";
@@ -240,17 +241,14 @@ await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (ar
   for (const r of rows.slice(1)) {
     if (summary.some((x) => x.method === r.method && x.pattern === r.pattern)) continue;
     const same = rows.filter((x) => x.method === r.method && x.pattern === r.pattern);
-    const v = same.map((x) => x[metric] as number), mean = v.reduce((a, b) => a + b, 0) / v.length;
-    const sd = v.length > 1
-      ? Math.sqrt(v.reduce((a, b) => a + (b - mean) ** 2, 0) / (v.length - 1))
-      : Number.NaN;
+    const [mean, sd] = meanSd(same.map((x) => x[metric] as number));
     const flops = same.reduce((a, x) => a + (x.mlpFlopsPerToken as number), 0) / same.length;
     const { seed: _seed, seconds: _s, ...rest } = r;
     summary.push({
       ...rest,
       [metric]: mean,
       mlpFlopsPerToken: flops,
-      ...(seeds.length > 1 ? { sd, seeds: v.length } : {}),
+      ...(seeds.length > 1 ? { sd, seeds: same.length } : {}),
     });
   }
   const labels = [

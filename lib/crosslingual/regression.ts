@@ -8,6 +8,7 @@
  */
 import { Matrix as MlMatrix, QrDecomposition } from "ml-matrix";
 import { Rng } from "../core/rng.ts";
+import { meanSd } from "../stats/descriptive.ts";
 
 /** The fit of `y` on the factors. */
 export interface FactorFit {
@@ -37,12 +38,6 @@ export interface FactorFitWithCi extends FactorFit {
   lmgCi: [number, number][];
   /** Confidence level, e.g. 0.95. */
   level: number;
-}
-
-function meanSd(v: readonly number[]): [number, number] {
-  const m = v.reduce((s, x) => s + x, 0) / v.length;
-  const ss = v.reduce((s, x) => s + (x - m) ** 2, 0);
-  return [m, Math.sqrt(ss / (v.length - 1))];
 }
 
 /** R² of y on the given columns of X (with an intercept), or null when X is rank-deficient. */

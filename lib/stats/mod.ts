@@ -1,8 +1,9 @@
 /**
- * Statistics shared by the analyses: distributions, the two-proportion test, rank correlations
- * and bootstrap intervals.
+ * Statistics shared by the analyses: mean and standard deviation, distributions, the
+ * two-proportion test, rank correlations and bootstrap intervals.
  *
  * @module
  */
+export * from "./descriptive.ts";
 export * from "./distributions.ts";
 export * from "./tests.ts";
