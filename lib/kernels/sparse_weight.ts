@@ -12,7 +12,7 @@
  *
  * @module
  */
-import type { Matrix } from "../core/matrix.ts";
+import { Matrix } from "../core/matrix.ts";
 import type { KernelOptions } from "./_backend.ts";
 import {
   blockSparseBytes,
@@ -194,6 +194,24 @@ export function sparseWeightBytes(w: SparseWeight): number {
     case "csr":
       return csrBytes(w.matrix);
   }
+}
+
+/**
+ * The bitmap form of a weight: a bitmap weight as it is held, any other form or a dense matrix
+ * through its dense form (exact zeros dropped).
+ *
+ * @example
+ * ```ts
+ * import { compressWeight, sparseWeightToBitmap } from "./sparse_weight.ts";
+ * import { Matrix } from "../core/matrix.ts";
+ * const w = Matrix.from([[0, 2, 0, 0], [1, 0, 0, 3]]);
+ * const b = sparseWeightToBitmap(compressWeight(w, { format: "csr" }));
+ * if (b.val.join() !== "2,1,3" || b.bits.join() !== "2,9") throw new Error("bitmap");
+ * ```
+ */
+export function sparseWeightToBitmap(w: Matrix | SparseWeight): BitmapMatrix {
+  if (w instanceof Matrix) return bitmapFromDense(w);
+  return w.format === "bitmap" ? w.matrix : bitmapFromDense(sparseWeightToDense(w));
 }
 
 /** The dense form. */

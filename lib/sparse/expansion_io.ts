@@ -28,13 +28,14 @@ import {
   toFloat32,
   writeSafetensors,
 } from "../io/safetensors.ts";
-import { bitmapFromDense, bitmapFromParts, type BitmapMatrix } from "../kernels/spmm_bitmap.ts";
+import { bitmapFromParts, type BitmapMatrix } from "../kernels/spmm_bitmap.ts";
 import { nmFromBitmap } from "../kernels/spmm_nm.ts";
 import {
   autoForm,
   blockSparseFromBitmap,
   compressWeight,
   type SparseWeight,
+  sparseWeightToBitmap,
   sparseWeightToDense,
 } from "../kernels/sparse_weight.ts";
 import { DenseLinear } from "../model/linear.ts";
@@ -82,14 +83,9 @@ function expertTensors(
   form: "bitmap" | "dense",
   dtype: FloatDType,
 ): Record<string, Tensor> {
-  if (!(w instanceof Matrix) && w.format === "bitmap" && form === "bitmap") {
-    return bitmapTensors(prefix, w.matrix, dtype);
-  }
+  if (form === "bitmap") return bitmapTensors(prefix, sparseWeightToBitmap(w), dtype);
   const d = w instanceof Matrix ? w : sparseWeightToDense(w);
-  if (form === "dense") {
-    return { [`${prefix}.weight`]: floatTensor([d.rows, d.cols], d.data as Float32Array, dtype) };
-  }
-  return bitmapTensors(prefix, bitmapFromDense(d), dtype);
+  return { [`${prefix}.weight`]: floatTensor([d.rows, d.cols], d.data as Float32Array, dtype) };
 }
 
 function bitmapTensors(prefix: string, b: BitmapMatrix, dtype: FloatDType): Record<string, Tensor> {

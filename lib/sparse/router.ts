@@ -132,12 +132,7 @@ export function route(router: Router, x: Matrix): Int32Array {
 export function fitRouter(x: Matrix, options: RouterOptions): Router {
   const d = x.cols, n = x.rows, { k } = options;
   const r = options.rank ?? Math.max(1, Math.floor(d / 32));
-  if (!Number.isInteger(k) || k < 1) {
-    throw new RangeError(`Cannot fit ${k} clusters: expected a positive integer`);
-  }
-  if (k > n) {
-    throw new RangeError(`Cannot fit ${k} clusters to ${n} tokens: more experts than tokens`);
-  }
+  checkClusters(k, n);
   if (!Number.isInteger(r) || r < 1 || r > d) {
     throw new RangeError(`PCA rank ${r} is outside [1, ${d}]`);
   }
@@ -204,13 +199,18 @@ export function fitCentroids(
     );
   }
   const n = z.length / rank;
+  checkClusters(k, n);
+  return kmeans(z, n, rank, k, { ...options, rank });
+}
+
+/** k must be a positive integer no larger than the number of tokens n. */
+function checkClusters(k: number, n: number): void {
   if (!Number.isInteger(k) || k < 1) {
     throw new RangeError(`Cannot fit ${k} clusters: expected a positive integer`);
   }
   if (k > n) {
     throw new RangeError(`Cannot fit ${k} clusters to ${n} tokens: more experts than tokens`);
   }
-  return kmeans(z, n, rank, k, { ...options, rank });
 }
 
 function kmeans(z: Float64Array, n: number, r: number, k: number, o: RouterOptions): Float64Array {

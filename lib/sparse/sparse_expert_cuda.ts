@@ -17,8 +17,12 @@
 import { check, cuda, DeviceBuffer } from "../../ffi/mod.ts";
 import { ShapeError } from "../core/errors.ts";
 import { Matrix } from "../core/matrix.ts";
-import { type SparseWeight, sparseWeightToDense } from "../kernels/sparse_weight.ts";
-import { bitmapFromDense, type BitmapMatrix } from "../kernels/spmm_bitmap.ts";
+import {
+  type SparseWeight,
+  sparseWeightToBitmap,
+  sparseWeightToDense,
+} from "../kernels/sparse_weight.ts";
+import type { BitmapMatrix } from "../kernels/spmm_bitmap.ts";
 import { nmPatternOf } from "../kernels/spmm_nm.ts";
 import type { Router } from "./router.ts";
 
@@ -107,12 +111,6 @@ export function expertStorage(
   return "2:4";
 }
 
-/** The bitmap form of an expert, from its stored form where it is one. */
-function asBitmap(w: Matrix | SparseWeight): BitmapMatrix {
-  if (w instanceof Matrix) return bitmapFromDense(w);
-  return w.format === "bitmap" ? w.matrix : bitmapFromDense(sparseWeightToDense(w));
-}
-
 /** Device copies of a router and its experts, and the routed product on them. */
 export class CudaRoutedExperts {
   /** How the experts are held on the device. */
@@ -175,27 +173,28 @@ export class CudaRoutedExperts {
     this.#experts = new Int32Array(per * k);
     const bitmaps = new Map<Matrix | SparseWeight, BitmapMatrix>();
     let bytes = 0;
+    // each buffer is owned (freed on failure) as soon as it exists
+    const own = (b: DeviceBuffer) => (this.#owned.push(b), b.handle);
     try {
       experts.forEach((e, c) => {
         if (this.storage === "bitmap") {
           let bm = bitmaps.get(e);
-          if (!bm) bitmaps.set(e, bm = asBitmap(e));
-          const parts = [DeviceBuffer.from(bm.bits), DeviceBuffer.from(bm.rowPtr)];
-          this.#owned.push(...parts);
-          parts.push(toDeviceBf16(bm.val));
-          this.#owned.push(parts[2]!);
-          parts.forEach((p, i) => this.#experts[3 * c + i] = p.handle);
+          if (!bm) bitmaps.set(e, bm = sparseWeightToBitmap(e));
+          this.#experts.set([
+            own(DeviceBuffer.from(bm.bits)),
+            own(DeviceBuffer.from(bm.rowPtr)),
+            own(toDeviceBf16(bm.val)),
+          ], 3 * c);
           bytes += bm.bits.byteLength + bm.rowPtr.byteLength + 2 * bm.val.length;
           return;
         }
         const w = e instanceof Matrix ? e : sparseWeightToDense(e);
-        const b = toDeviceBf16(w.data as Float32Array);
         if (this.storage === "dense") {
-          this.#owned.push(b);
-          this.#experts[c] = b.handle;
+          this.#experts[c] = own(toDeviceBf16(w.data as Float32Array));
           bytes += 2 * w.data.length;
           return;
         }
+        const b = toDeviceBf16(w.data as Float32Array);
         try {
           const id = new Int32Array(1);
           check(lib, lib.lk_cuda_sp24_create(b.handle, w.rows, w.cols, id, 1));
