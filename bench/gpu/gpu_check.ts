@@ -17,7 +17,7 @@ import {
   toDeviceBf16,
 } from "../../lib/sparse/sparse_expert_cuda.ts";
 import { keepNofM } from "../_prune.ts";
-import { fitCentroids, project, type Router } from "../../lib/sparse/router.ts";
+import { benchRouter, splitText } from "../_router.ts";
 
 const { values } = parseArgs({
   options: {
@@ -277,19 +277,8 @@ try {
       relErrVsCpu: Number.NaN,
       cpuMs: Number.NaN,
     });
-    const r = din / 32;
-    // random directions standing in for the PCA, then centroids fitted by k-means on these
-    // tokens, as Sparse Expansion fits them (and as bench/sparse_routed_bench.ts does on the CPU)
-    const base: Router = {
-      mean: new Float64Array(din),
-      components: Float64Array.from({ length: r * din }, () => rng.normal() / Math.sqrt(din)),
-      centroids: new Float64Array(E * r),
-      dim: din,
-      rank: r,
-      k: E,
-    };
-    const z = project(base, new Matrix(M, din, xh));
-    const router = { ...base, centroids: fitCentroids(z, r, { k: E, restarts: 1, seed: 5 }) };
+    // k-means centroids on these tokens, as bench/sparse_routed_bench.ts does on the CPU
+    const router = benchRouter(new Matrix(M, din, xh), E, rng);
     const experts = Array.from({ length: E }, () => w);
     const label = {
       "dense": "routed: dense experts (gather per cluster)",
@@ -320,12 +309,10 @@ try {
         relErrVsCpu: relativeL2Error(bf16ToHost(dy), want),
         cpuMs: Number.NaN,
       });
-      const count = new Array<number>(E).fill(0);
-      for (const l of dl.download(new Int32Array(M))) count[l]!++;
       console.error(
         `${shape}: routed ${storage} experts ${(denseMs / ms).toFixed(2)}× dense bf16 cuBLAS, ${
           (layer.expertBytes / 2 ** 30).toFixed(2)
-        } GiB of experts, ${Math.min(...count)}…${Math.max(...count)} tokens per expert`,
+        } GiB of experts, ${splitText(dl.download(new Int32Array(M)), E)}`,
       );
     }
     // one expert's product alone (M/E tokens)
