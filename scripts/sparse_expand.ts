@@ -125,12 +125,9 @@ await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (ar
   const base = await LlamaModel.load(values.model, { backend });
   const tok = await loadTokenizer(values.model, base.config);
   const docs = await bundledDocuments(values.data);
-  const windows = (seed: number) =>
-    calibrationWindows(docs, tok, {
-      count: intFlag("--calib-windows", values["calib-windows"], 1),
-      context: intFlag("--context", values.context, 2),
-      seed,
-    });
+  const count = intFlag("--calib-windows", values["calib-windows"], 1);
+  const context = intFlag("--context", values.context, 2);
+  const windows = (seed: number) => calibrationWindows(docs, tok, { count, context, seed });
   const names = values.names.split(",").map((n) => n.trim()) as LinearName[];
   for (const n of names) {
     if (!(LINEAR_NAMES as readonly string[]).includes(n)) {
