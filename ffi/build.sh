@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the native libraries into ffi/build/: the C library always, the CUDA library when nvcc
-# is on PATH (even without a GPU). Rebuilds only what changed. Usage: bash ffi/build.sh [--force]
+# is on PATH (even without a GPU), and the CUDA emulator (ffi/build/emu/) when a C++ compiler is.
+# Rebuilds only what changed. Usage: bash ffi/build.sh [--force]
 set -euo pipefail
 cd "$(dirname "$0")"
 mkdir -p build
@@ -27,4 +28,15 @@ if command -v nvcc >/dev/null 2>&1 && compgen -G "cuda/*.cu" >/dev/null; then
   fi
 elif ! command -v nvcc >/dev/null 2>&1; then
   echo "build: nvcc not found; the cuda backend is not built"
+fi
+# the CUDA emulator (the .cu compiled as C++ for the CPU, with mock cuBLAS/cuSOLVER/cuSPARSELt),
+# which lets `deno task test` run the cuda tests without a GPU (LMKIT_CUDA_EMU=1)
+if command -v "${CXX:-c++}" >/dev/null 2>&1 && compgen -G "cuda/*.cu" >/dev/null; then
+  if stale build/emu/liblmkit_cuda.so cuda emu include; then
+    echo "build: ${CXX:-c++} → ffi/build/emu/ (the CUDA emulator)"
+    rm -rf build/emu.tmp
+    bash emu/build.sh build/emu.tmp
+    rm -rf build/emu
+    mv build/emu.tmp build/emu
+  fi
 fi

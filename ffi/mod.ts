@@ -269,11 +269,23 @@ interface Loaded<T> {
   reason: string;
 }
 
+/**
+ * True when `LMKIT_CUDA_EMU=1` (and readable): the cuda backend is then the CUDA emulator,
+ * `ffi/build/emu/liblmkit_cuda.so` (ffi/emu/cuda_emu.h), which runs the CUDA library's host code
+ * and kernels on the CPU so that machines without a GPU can test them. It is for tests only: it
+ * emulates neither speed nor the tensor cores.
+ */
+export function cudaEmulated(): boolean {
+  const desc = { name: "env", variable: "LMKIT_CUDA_EMU" } as const;
+  return Deno.permissions.querySync(desc).state === "granted" &&
+    Deno.env.get("LMKIT_CUDA_EMU") === "1";
+}
+
 function load<S extends Deno.ForeignLibraryInterface>(
   name: string,
   symbols: S,
 ): Loaded<Deno.DynamicLibrary<S>["symbols"]> {
-  const path = `${BUILD_DIR}lib${name}.so`;
+  const path = `${BUILD_DIR}${name === "lmkit_cuda" && cudaEmulated() ? "emu/" : ""}lib${name}.so`;
   if (Deno.permissions.querySync({ name: "ffi", path }).state !== "granted") {
     return { lib: null, reason: `no --allow-ffi=ffi/build permission to load '${path}'` };
   }

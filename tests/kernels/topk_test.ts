@@ -66,13 +66,17 @@ for (const { backend, ignore } of NATIVE) {
   });
 }
 
-for (const backend of ["ts", "cpu"] as const) {
-  Deno.test(`topk ${backend}: bad k, NaN and wrong threshold count fail cleanly`, () => {
-    const x = Matrix.from([[1, 2, 3]]);
-    assertThrows(() => topk(x, 0, { backend }), RangeError, "expected 1 ≤ k ≤ 3");
-    assertThrows(() => topk(x, 4, { backend }), RangeError);
-    x.set(0, 1, NaN);
-    assertThrows(() => topk(x, 1, { backend }), NumericalError, "[0,1] is NaN");
-    assertThrows(() => thresholdMask(x, new Float32Array(2), { backend }), ShapeError);
+for (const { backend, ignore } of [{ backend: "ts" as const, ignore: false }, ...NATIVE]) {
+  Deno.test({
+    name: `topk ${backend}: bad k, NaN and wrong threshold count fail cleanly`,
+    ignore,
+    fn() {
+      const x = Matrix.from([[1, 2, 3]]);
+      assertThrows(() => topk(x, 0, { backend }), RangeError, "expected 1 ≤ k ≤ 3");
+      assertThrows(() => topk(x, 4, { backend }), RangeError);
+      x.set(0, 1, NaN);
+      assertThrows(() => topk(x, 1, { backend }), NumericalError, "[0,1] is NaN");
+      assertThrows(() => thresholdMask(x, new Float32Array(2), { backend }), ShapeError);
+    },
   });
 }

@@ -5,7 +5,7 @@
 // bitmap unpacking bit for bit against the host's at awkward shapes, and bitmaps whose bits and
 // offsets disagree fail with one sentence.
 import { assert, assertEquals, assertThrows } from "@std/assert";
-import { check, cuda, DeviceBuffer } from "../../ffi/mod.ts";
+import { check, cuda, cudaEmulated, DeviceBuffer } from "../../ffi/mod.ts";
 import { ShapeError } from "../../lib/core/errors.ts";
 import { relativeL2Error } from "../../lib/core/numeric.ts";
 import type { Matrix } from "../../lib/core/matrix.ts";
@@ -162,6 +162,30 @@ Deno.test({
       Error,
       "multiples of 32",
     );
+  },
+});
+
+Deno.test({
+  name:
+    "cuda 2:4 product (emulator only): where cuSPARSELt refuses opB = T, the column-major X layout gives the same product",
+  ignore: ignore || !cudaEmulated(),
+  fn() {
+    const seed = freshSeed(), rng = new Rng(seed), lib = cuda();
+    const n = 32, k = 64, w = random24(rng, n, k), x = randn(rng, 17, k);
+    const want = matmul(x, w, { transB: true, backend: "cpu" });
+    using wb = toDeviceBf16(w.data as Float32Array), xb = toDeviceBf16(x.data as Float32Array);
+    using yb = DeviceBuffer.alloc("bf16", 17 * n);
+    const id = new Int32Array(1);
+    Deno.env.set("LMKIT_EMU_LT_REFUSE_OPB_T", "1"); // read by the mock cuSPARSELt's plan set-up
+    try {
+      check(lib, lib.lk_cuda_sp24_create(wb.handle, n, k, id, 1));
+      check(lib, lib.lk_cuda_sp24_matmul(id[0]!, xb.handle, 17, yb.handle));
+      lib.lk_cuda_sp24_free(id[0]!);
+    } finally {
+      Deno.env.delete("LMKIT_EMU_LT_REFUSE_OPB_T");
+    }
+    const err = relativeL2Error(bf16ToHost(yb), want.data);
+    assert(err < 2e-2, `seed ${seed}: relative error ${err}`);
   },
 });
 

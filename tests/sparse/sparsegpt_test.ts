@@ -119,7 +119,7 @@ function layer(rng: Rng, rows: number, cols: number, tokens: number, deadCols = 
 // on the device: lk_cuda_sparsegpt_f64)
 const BACKENDS = ["ts", ...NATIVE.filter((b) => !b.ignore).map((b) => b.backend)] as const;
 
-Deno.test("SparseGPT equals an independent explicit-inverse OBS implementation (weights, masks, layer loss)", () => {
+Deno.test("SparseGPT on every backend (ts, cpu, cuda where present) equals an independent explicit-inverse OBS implementation (weights, masks, layer loss)", () => {
   const seed = freshSeed(), rng = new Rng(seed);
   const cases: {
     rows: number;

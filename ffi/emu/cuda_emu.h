@@ -1,0 +1,255 @@
+// lmkit's CUDA emulator: the subset of the CUDA runtime, device intrinsics and CUB that
+// ffi/cuda/lmkit_cuda.cu uses, run on the CPU. ffi/emu/build.sh compiles the .cu file as C++
+// with this header in place of the CUDA headers (kernel launches rewritten to emu::Cfg(...).launch),
+// so that the library's host code and kernels execute on a machine without a GPU.
+//
+// Each thread of a block is a fiber; fibers switch only at __syncthreads and warp shuffles, so a
+// block runs as CUDA's independent thread scheduling allows. Device memory is host memory that the
+// emulator tracks: every allocation ends at a guard page (an overrun faults, and the fault is
+// reported with the kernel, block and thread), starts filled with 0xff bytes (NaN in floats, -1 in
+// ints: reading memory nobody wrote shows), and cudaMemcpy, cudaMemset and the mock cuBLAS,
+// cuSOLVER and cuSPARSELt (ffi/emu/mocks.cpp) refuse a range outside a live allocation.
+// Timing, occupancy, memory coalescing and the tensor cores are not emulated.
+#pragma once
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <limits>
+#include <tuple>
+#include <utility>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __shared__ static
+
+// ---------------------------------------------------------------- vector types
+struct uint3 {
+  unsigned x, y, z;
+};
+struct dim3 {
+  unsigned x, y, z;
+  dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+struct alignas(16) uint4 {
+  unsigned x, y, z, w;
+};
+
+// ---------------------------------------------------------------- runtime API
+typedef enum cudaError {
+  cudaSuccess = 0,
+  cudaErrorInvalidValue = 1,
+  cudaErrorMemoryAllocation = 2,
+  cudaErrorInvalidConfiguration = 9,
+  cudaErrorInvalidDevicePointer = 17,
+  cudaErrorIllegalAddress = 700,
+  cudaErrorLaunchFailure = 719,
+} cudaError_t;
+enum cudaMemcpyKind {
+  cudaMemcpyHostToHost = 0,
+  cudaMemcpyHostToDevice = 1,
+  cudaMemcpyDeviceToHost = 2,
+  cudaMemcpyDeviceToDevice = 3,
+  cudaMemcpyDefault = 4,
+};
+typedef struct CUstream_st* cudaStream_t;
+struct cudaDeviceProp {
+  char name[256];
+  size_t totalGlobalMem;
+  int major, minor, multiProcessorCount;
+};
+typedef enum cudaDataType_t { CUDA_R_32F = 0, CUDA_R_64F = 1, CUDA_R_16F = 2, CUDA_R_16BF = 14 } cudaDataType;
+
+extern "C" {
+cudaError_t cudaMalloc(void** p, size_t bytes);
+cudaError_t cudaFree(void* p);
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind);
+cudaError_t cudaMemset(void* p, int value, size_t bytes);
+cudaError_t cudaDeviceSynchronize(void);
+cudaError_t cudaGetLastError(void);
+const char* cudaGetErrorString(cudaError_t e);
+cudaError_t cudaGetDeviceCount(int* n);
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device);
+// emulator services for the mocks: is [p, p + bytes) inside one live allocation?
+int emu_is_device(const void* p, size_t bytes);
+}
+template <typename T>
+cudaError_t cudaMalloc(T** p, size_t bytes) {
+  return cudaMalloc((void**)p, bytes);
+}
+
+// ---------------------------------------------------------------- threads and launches
+namespace emu {
+extern uint3 thread_idx, block_idx;
+extern dim3 block_dim, grid_dim;
+void syncthreads();
+// how many block barriers have opened (it also moves at each block's start): CUB's rule that a
+// TempStorage is reused only after a __syncthreads is checked against it
+unsigned long long barrier_epoch();
+// reports a kernel bug found by the shims and ends the launch (cudaGetLastError says so)
+[[noreturn]] void kernel_error(const char* what);
+// exchanges a value across the lanes of the calling thread's warp: every lane stores `v` and
+// receives the value lane `src(lane)` stored; a full-mask exchange needs all 32 lanes present
+unsigned long long warp_exchange(unsigned mask, unsigned long long v, int src);
+int lane();
+// runs body() once per thread of every block; false (and cudaGetLastError set) on a bad launch
+void run(const char* name, dim3 grid, dim3 block, void (*body)(void*), void* ctx);
+
+struct Cfg {
+  dim3 grid, block;
+  Cfg(dim3 g, dim3 b, size_t smem = 0, cudaStream_t = nullptr) : grid(g), block(b) { (void)smem; }
+  template <typename... P, typename... A>
+  void launch(const char* name, void (*kernel)(P...), A&&... a) {
+    // arguments are converted once, as a launch copies them, then each thread calls the kernel
+    struct Ctx {
+      void (*k)(P...);
+      std::tuple<P...> args;
+    } ctx{kernel, std::tuple<P...>(std::forward<A>(a)...)};
+    run(name, grid, block, [](void* c) {
+      Ctx* x = (Ctx*)c;
+      std::apply(x->k, x->args);
+    }, &ctx);
+  }
+};
+}  // namespace emu
+#define threadIdx (emu::thread_idx)
+#define blockIdx (emu::block_idx)
+#define blockDim (emu::block_dim)
+#define gridDim (emu::grid_dim)
+inline void __syncthreads() { emu::syncthreads(); }
+
+template <typename T>
+inline T emu_bits_to(unsigned long long u) {
+  T v;
+  memcpy(&v, &u, sizeof v);
+  return v;
+}
+template <typename T>
+inline unsigned long long emu_to_bits(T v) {
+  static_assert(sizeof(T) <= 8, "shuffles move at most 8 bytes");
+  unsigned long long u = 0;
+  memcpy(&u, &v, sizeof v);
+  return u;
+}
+template <typename T>
+inline T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
+  const int l = emu::lane(), base = l & ~(width - 1);
+  return emu_bits_to<T>(emu::warp_exchange(mask, emu_to_bits(v), base + (src & (width - 1))));
+}
+template <typename T>
+inline T __shfl_up_sync(unsigned mask, T v, unsigned d, int width = 32) {
+  const int l = emu::lane(), within = l & (width - 1);
+  return emu_bits_to<T>(emu::warp_exchange(mask, emu_to_bits(v), within >= (int)d ? l - (int)d : l));
+}
+
+// ---------------------------------------------------------------- intrinsics (one OS thread runs a
+// block's fibers, and fibers switch only at barriers, so plain read-modify-writes are atomic)
+template <typename T>
+inline T atomicAdd(T* p, T v) {
+  T old = *p;
+  *p = old + v;
+  return old;
+}
+template <typename T>
+inline T atomicMin(T* p, T v) {
+  T old = *p;
+  if (v < old) *p = v;
+  return old;
+}
+inline int __popc(unsigned v) { return __builtin_popcount(v); }
+inline unsigned __float_as_uint(float f) {
+  unsigned u;
+  memcpy(&u, &f, 4);
+  return u;
+}
+inline double __longlong_as_double(long long v) {
+  double d;
+  memcpy(&d, &v, 8);
+  return d;
+}
+inline int min(int a, int b) { return a < b ? a : b; }
+inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
+inline unsigned min(int a, unsigned b) { return min((unsigned)a, b); }
+inline unsigned min(unsigned a, int b) { return min(a, (unsigned)b); }
+
+// ---------------------------------------------------------------- bf16
+struct __nv_bfloat16 {
+  unsigned short x;
+};
+inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short u) { return __nv_bfloat16{u}; }
+inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 h) { return h.x; }
+inline float __bfloat162float(__nv_bfloat16 h) {
+  unsigned u = (unsigned)h.x << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+inline __nv_bfloat16 __float2bfloat16(float f) {  // round to nearest, ties to even; NaN stays NaN
+  unsigned u;
+  memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return __nv_bfloat16{(unsigned short)((u >> 16) | 0x40)};
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return __nv_bfloat16{(unsigned short)(u >> 16)};
+}
+
+// ---------------------------------------------------------------- CUB (the parts lmkit uses)
+namespace cub {
+// a collective may start on a TempStorage only after a block barrier since its last use ended
+inline void enter(unsigned long long& last_exit, const char* what) {
+  if (last_exit == emu::barrier_epoch()) emu::kernel_error(what);
+}
+template <typename T, int N>
+struct BlockScan {
+  struct TempStorage {
+    T in[N], out[N], total;
+    unsigned long long exit_epoch;
+  };
+  TempStorage& s;
+  explicit BlockScan(TempStorage& t) : s(t) {}
+  void ExclusiveSum(T v, T& out, T& total) {
+    const unsigned t = threadIdx.x;
+    enter(s.exit_epoch, "cub::BlockScan reuses its TempStorage without a __syncthreads in between");
+    s.in[t] = v;
+    __syncthreads();
+    if (t == 0) {
+      T acc = T();
+      for (unsigned i = 0; i < blockDim.x; i++) s.out[i] = acc, acc = acc + s.in[i];
+      s.total = acc;
+    }
+    __syncthreads();
+    out = s.out[t];
+    total = s.total;
+    s.exit_epoch = emu::barrier_epoch();
+  }
+};
+template <typename T, int N>
+struct BlockReduce {
+  struct TempStorage {
+    T in[N];
+    unsigned long long exit_epoch;
+  };
+  TempStorage& s;
+  explicit BlockReduce(TempStorage& t) : s(t) {}
+  // as in CUB, only thread 0 receives the sum; the others get a poison value
+  T Sum(T v) {
+    enter(s.exit_epoch, "cub::BlockReduce reuses its TempStorage without a __syncthreads in between");
+    s.in[threadIdx.x] = v;
+    __syncthreads();
+    s.exit_epoch = emu::barrier_epoch();
+    if (threadIdx.x != 0) return std::numeric_limits<T>::min();
+    T acc = T();
+    for (unsigned i = 0; i < blockDim.x; i++) acc = acc + s.in[i];
+    return acc;
+  }
+};
+struct DeviceRadixSort {
+  // ascending keys in CUB's radix order (-0 before +0, NaNs by their bits); temp == nullptr asks
+  // for the temporary storage size
+  static cudaError_t SortKeys(void* temp, size_t& temp_bytes, const double* in, double* out, int n,
+                              int begin_bit = 0, int end_bit = 64, cudaStream_t stream = nullptr);
+};
+}  // namespace cub

@@ -1,0 +1,377 @@
+// The CUDA emulator's runtime: tracked device memory with guard pages, kernel launches with one
+// fiber per thread, block barriers and warp exchanges. See cuda_emu.h.
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "cuda_emu.h"
+
+namespace emu {
+uint3 thread_idx, block_idx;
+dim3 block_dim, grid_dim;
+}  // namespace emu
+
+// ---------------------------------------------------------------- errors
+static cudaError_t last_error = cudaSuccess;
+static cudaError_t set_error(cudaError_t e, const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "cuda emulator: ");
+  vfprintf(stderr, fmt, ap);
+  fprintf(stderr, "\n");
+  va_end(ap);
+  last_error = e;
+  return e;
+}
+
+extern "C" cudaError_t cudaGetLastError(void) {
+  cudaError_t e = last_error;
+  last_error = cudaSuccess;
+  return e;
+}
+
+extern "C" const char* cudaGetErrorString(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorInvalidDevicePointer: return "invalid device pointer";
+    case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
+    case cudaErrorLaunchFailure: return "unspecified launch failure";
+  }
+  return "unknown error";
+}
+
+extern "C" cudaError_t cudaGetDeviceCount(int* n) {
+  *n = 1;
+  return cudaSuccess;
+}
+
+extern "C" cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
+  if (device != 0) return set_error(cudaErrorInvalidValue, "device %d does not exist", device);
+  memset(p, 0, sizeof *p);
+  snprintf(p->name, sizeof p->name, "lmkit CUDA emulator (CPU)");
+  p->totalGlobalMem = (size_t)8 << 30;
+  p->major = 9;
+  p->minor = 0;
+  p->multiProcessorCount = 1;
+  return cudaSuccess;
+}
+
+extern "C" cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+
+// ---------------------------------------------------------------- device memory
+// Each allocation is mapped on its own: its bytes, rounded up to 16 (the widest access a kernel
+// makes), end where an inaccessible guard page begins, so an overrun of 16 bytes or more faults.
+struct Alloc {
+  char* map;
+  size_t map_bytes, bytes;
+};
+static std::map<uintptr_t, Alloc> allocs;  // by start address
+static std::mutex mem_mu;
+static const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+
+extern "C" cudaError_t cudaMalloc(void** p, size_t bytes) {
+  const size_t rounded = (bytes + 15) / 16 * 16, data = (rounded + page - 1) / page * page;
+  void* m = mmap(nullptr, data + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return set_error(cudaErrorMemoryAllocation, "cannot map %zu bytes", bytes);
+  mprotect((char*)m + data, page, PROT_NONE);
+  char* start = (char*)m + data - rounded;
+  memset(start, 0xff, rounded);
+  std::lock_guard<std::mutex> g(mem_mu);
+  allocs[(uintptr_t)start] = Alloc{(char*)m, data + page, bytes};
+  *p = start;
+  return cudaSuccess;
+}
+
+extern "C" cudaError_t cudaFree(void* p) {
+  if (!p) return cudaSuccess;
+  std::lock_guard<std::mutex> g(mem_mu);
+  auto it = allocs.find((uintptr_t)p);
+  if (it == allocs.end())
+    return set_error(cudaErrorInvalidDevicePointer, "cudaFree(%p): not the start of a live allocation", p);
+  munmap(it->second.map, it->second.map_bytes);
+  allocs.erase(it);
+  return cudaSuccess;
+}
+
+extern "C" int emu_is_device(const void* p, size_t bytes) {
+  std::lock_guard<std::mutex> g(mem_mu);
+  auto it = allocs.upper_bound((uintptr_t)p);
+  if (it == allocs.begin()) return 0;
+  --it;
+  const uintptr_t a = (uintptr_t)p, s = it->first;
+  return a >= s && a - s <= it->second.bytes && bytes <= it->second.bytes - (a - s);
+}
+
+extern "C" cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+  if (bytes == 0) return cudaSuccess;
+  const bool dd = emu_is_device(dst, bytes), sd = emu_is_device(src, bytes);
+  bool ok = false;
+  switch (kind) {
+    case cudaMemcpyHostToDevice: ok = dd && !emu_is_device(src, 1); break;
+    case cudaMemcpyDeviceToHost: ok = sd && !emu_is_device(dst, 1); break;
+    case cudaMemcpyDeviceToDevice: ok = dd && sd; break;
+    default: ok = false;
+  }
+  if (!ok)
+    return set_error(cudaErrorInvalidValue,
+                     "cudaMemcpy(%p, %p, %zu bytes, kind %d): a range is not where the kind says "
+                     "(destination %s, source %s)",
+                     dst, src, bytes, (int)kind, dd ? "on the device" : "not a whole device range",
+                     sd ? "on the device" : "not a whole device range");
+  memmove(dst, src, bytes);
+  return cudaSuccess;
+}
+
+extern "C" cudaError_t cudaMemset(void* p, int value, size_t bytes) {
+  if (bytes == 0) return cudaSuccess;
+  if (!emu_is_device(p, bytes))
+    return set_error(cudaErrorInvalidValue, "cudaMemset(%p, %zu bytes): not inside one allocation", p, bytes);
+  memset(p, value, bytes);
+  return cudaSuccess;
+}
+
+// ---------------------------------------------------------------- fibers
+namespace {
+enum State { READY, AT_BLOCK, AT_WARP, DONE };
+struct Fiber {
+  ucontext_t ctx;
+  State state;
+  uint3 tid;
+  int lane, warp;
+};
+struct Block {
+  std::vector<Fiber> f;
+  std::vector<int> warp_waiting, warp_size, warp_live;
+  std::vector<unsigned long long> slots;  // one per thread: the value it put into an exchange
+  int block_waiting = 0, live = 0;
+};
+ucontext_t sched_ctx;
+Block* blk = nullptr;
+Fiber* cur = nullptr;
+void (*cur_body)(void*) = nullptr;
+void* cur_ctx = nullptr;
+const char* cur_name = "";
+std::vector<char*> stacks;
+const size_t stack_bytes = 256 << 10;
+sigjmp_buf fault_jmp;
+volatile sig_atomic_t in_kernel = 0;
+void* fault_addr = nullptr;
+struct sigaction old_segv, old_bus;
+
+unsigned long long epoch = 1;
+
+void fiber_main() {
+  cur_body(cur_ctx);
+  cur->state = DONE;
+  blk->live--;
+  blk->warp_live[cur->warp]--;
+  swapcontext(&cur->ctx, &sched_ctx);
+}
+
+void yield() { swapcontext(&cur->ctx, &sched_ctx); }
+
+void on_fault(int sig, siginfo_t* si, void* uc) {
+  if (in_kernel) {
+    fault_addr = si->si_addr;
+    in_kernel = 0;
+    siglongjmp(fault_jmp, 1);
+  }
+  sigaction(sig, sig == SIGSEGV ? &old_segv : &old_bus, nullptr);  // not ours: the default action
+  (void)uc;
+}
+
+char* stack_for(size_t i) {
+  while (stacks.size() <= i) {
+    void* s = mmap(nullptr, stack_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (s == MAP_FAILED) return nullptr;
+    stacks.push_back((char*)s);
+  }
+  return stacks[i];
+}
+}  // namespace
+
+namespace emu {
+int lane() { return cur->lane; }
+unsigned long long barrier_epoch() { return epoch; }
+
+void kernel_error(const char* what) {
+  set_error(cudaErrorLaunchFailure, "%s: block (%u,%u,%u) thread (%u,%u,%u): %s", cur_name, block_idx.x, block_idx.y,
+            block_idx.z, thread_idx.x, thread_idx.y, thread_idx.z, what);
+  siglongjmp(fault_jmp, 2);
+}
+
+void syncthreads() {
+  cur->state = AT_BLOCK;
+  blk->block_waiting++;
+  yield();
+}
+
+unsigned long long warp_exchange(unsigned mask, unsigned long long v, int src) {
+  Block& b = *blk;
+  const int w = cur->warp, base = w * 32;
+  if (mask != 0xffffffffu) kernel_error("a warp exchange with a partial mask (only full masks are emulated)");
+  if (b.warp_size[w] != 32) kernel_error("a full-mask warp exchange in a warp of fewer than 32 threads");
+  b.slots[(size_t)base + cur->lane] = v;
+  cur->state = AT_WARP;
+  b.warp_waiting[w]++;
+  yield();
+  const unsigned long long r = b.slots[(size_t)base + (src & 31)];
+  // a second meeting, so that no lane overwrites its slot before every lane has read
+  cur->state = AT_WARP;
+  b.warp_waiting[w]++;
+  yield();
+  return r;
+}
+
+void run(const char* name, dim3 grid, dim3 block, void (*body)(void*), void* ctx) {
+  const unsigned long long threads = (unsigned long long)block.x * block.y * block.z;
+  if (!threads || threads > 1024 || block.x > 1024 || block.y > 1024 || block.z > 64 || !grid.x || !grid.y ||
+      !grid.z || grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535) {
+    set_error(cudaErrorInvalidConfiguration, "%s<<<(%u,%u,%u), (%u,%u,%u)>>>: invalid configuration", name, grid.x,
+              grid.y, grid.z, block.x, block.y, block.z);
+    return;
+  }
+  cur_body = body;
+  cur_ctx = ctx;
+  cur_name = name;
+  grid_dim = grid;
+  block_dim = block;
+  Block b;
+  b.f.resize(threads);
+  const int warps = (int)((threads + 31) / 32);
+  b.slots.resize(threads);
+  b.warp_size.assign(warps, 32);
+  if (threads % 32) b.warp_size[warps - 1] = (int)(threads % 32);
+  for (size_t i = 0; i < threads; i++) {
+    if (!stack_for(i)) {
+      set_error(cudaErrorMemoryAllocation, "%s: cannot map fiber stacks", name);
+      return;
+    }
+  }
+  blk = &b;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_fault;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGSEGV, &sa, &old_segv);
+  sigaction(SIGBUS, &sa, &old_bus);
+  uint3 bid{0, 0, 0};
+  volatile bool failed = false;
+  const int jumped = sigsetjmp(fault_jmp, 1);
+  if (jumped) {
+    failed = true;
+    if (jumped == 1)
+      set_error(cudaErrorIllegalAddress, "%s: block (%u,%u,%u) thread (%u,%u,%u) touched %p, outside every allocation",
+                name, block_idx.x, block_idx.y, block_idx.z, thread_idx.x, thread_idx.y, thread_idx.z, fault_addr);
+  }
+  for (; !failed && bid.z < grid.z; bid.z++, bid.y = 0)
+    for (; !failed && bid.y < grid.y; bid.y++, bid.x = 0)
+      for (; !failed && bid.x < grid.x; bid.x++) {
+        block_idx = bid;
+        epoch++;
+        b.live = (int)threads;
+        b.block_waiting = 0;
+        b.warp_waiting.assign(warps, 0);
+        b.warp_live = b.warp_size;
+        for (size_t i = 0; i < threads; i++) {
+          Fiber& f = b.f[i];
+          f.tid = uint3{(unsigned)(i % block.x), (unsigned)(i / block.x % block.y), (unsigned)(i / block.x / block.y)};
+          f.lane = (int)(i % 32);
+          f.warp = (int)(i / 32);
+          f.state = READY;
+          getcontext(&f.ctx);
+          f.ctx.uc_stack.ss_sp = stacks[i];
+          f.ctx.uc_stack.ss_size = stack_bytes;
+          f.ctx.uc_link = nullptr;
+          makecontext(&f.ctx, fiber_main, 0);
+        }
+        while (b.live > 0) {
+          bool progress = false;
+          for (size_t i = 0; i < threads; i++) {
+            Fiber& f = b.f[i];
+            if (f.state != READY) continue;
+            cur = &f;
+            thread_idx = f.tid;
+            in_kernel = 1;
+            swapcontext(&sched_ctx, &f.ctx);
+            in_kernel = 0;
+            progress = true;
+          }
+          // a block barrier opens when every live thread waits at it
+          if (b.block_waiting > 0 && b.block_waiting == b.live) {
+            for (auto& f : b.f)
+              if (f.state == AT_BLOCK) f.state = READY;
+            b.block_waiting = 0;
+            epoch++;
+            progress = true;
+          }
+          for (int w = 0; w < warps; w++) {
+            if (b.warp_waiting[w] == 0 || b.warp_waiting[w] != b.warp_live[w]) continue;
+            if (b.warp_live[w] != b.warp_size[w]) {
+              set_error(cudaErrorLaunchFailure, "%s: block (%u,%u,%u) warp %d: a full-mask exchange after lanes exited",
+                        name, bid.x, bid.y, bid.z, w);
+              failed = true;
+              break;
+            }
+            for (int l = 0; l < b.warp_size[w]; l++)
+              if (b.f[(size_t)w * 32 + l].state == AT_WARP) b.f[(size_t)w * 32 + l].state = READY;
+            b.warp_waiting[w] = 0;
+            progress = true;
+          }
+          if (failed) break;
+          if (!progress) {
+            set_error(cudaErrorLaunchFailure,
+                      "%s: block (%u,%u,%u) deadlocks: %d of %d live threads wait at __syncthreads, the rest at "
+                      "warp exchanges",
+                      name, bid.x, bid.y, bid.z, b.block_waiting, b.live);
+            failed = true;
+            break;
+          }
+        }
+      }
+  in_kernel = 0;
+  sigaction(SIGSEGV, &old_segv, nullptr);
+  sigaction(SIGBUS, &old_bus, nullptr);
+  blk = nullptr;
+  cur = nullptr;
+}
+}  // namespace emu
+
+// ---------------------------------------------------------------- CUB's radix sort
+cudaError_t cub::DeviceRadixSort::SortKeys(void* temp, size_t& temp_bytes, const double* in, double* out, int n,
+                                           int begin_bit, int end_bit, cudaStream_t) {
+  if (!temp) {
+    temp_bytes = (size_t)(n > 0 ? n : 1) * 8 + 256;
+    return cudaSuccess;
+  }
+  if (n < 0 || begin_bit != 0 || end_bit != 64) return set_error(cudaErrorInvalidValue, "SortKeys: bad arguments");
+  if (!emu_is_device(temp, temp_bytes) || temp_bytes < (size_t)n * 8 + 256 || !emu_is_device(in, (size_t)n * 8) ||
+      !emu_is_device(out, (size_t)n * 8))
+    return set_error(cudaErrorInvalidValue, "SortKeys: a buffer is not a device range of the size needed");
+  std::vector<unsigned long long> k((size_t)n);
+  for (int i = 0; i < n; i++) {
+    unsigned long long u;
+    memcpy(&u, in + i, 8);
+    k[i] = (u >> 63) ? ~u : u | (1ull << 63);
+  }
+  std::sort(k.begin(), k.end());
+  for (int i = 0; i < n; i++) {
+    unsigned long long u = (k[i] >> 63) ? k[i] & ~(1ull << 63) : ~k[i];
+    memcpy(out + i, &u, 8);
+  }
+  return cudaSuccess;
+}
