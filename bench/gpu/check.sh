@@ -8,7 +8,8 @@
 # here: carry [".gpu", "node_modules"], then `source .gpu/env.sh && bash bench/gpu/check.sh`.
 # Options: --quick (1024-sized problems); --sparse (issue 4 only, for a short device lease: the
 # kernel, FFI and sparse tests, then SparseGPT and the routed layer against their PyTorch peers; no
-# dense-kernel rows, no model throughput). Writes $OUT/gpu_bench.json when OUT is set.
+# dense-kernel rows, no model throughput). Writes $OUT/gpu_bench.json when OUT is set. Without a GPU,
+# tests/ffi/gpu_check_test.ts runs gpu_check.ts --tiny on the CUDA emulator (deno task test).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 quick="" sparse=""

@@ -24,6 +24,9 @@ const { values } = parseArgs({
     peers: { type: "string" },
     out: { type: "string" },
     quick: { type: "boolean" },
+    // a dry run at small sizes (every row, no meaningful time): for the CUDA emulator in CI, so
+    // that the script reaches a GPU lease known to run
+    tiny: { type: "boolean" },
     sparse: { type: "boolean" }, // only issue 4's rows (SparseGPT, the routed layer)
   },
 });
@@ -61,8 +64,8 @@ function add(row: Row): void {
   rows.push(row);
   console.error(`measured: ${row.op} | ${row.shape} | ${row.ms.toFixed(3)} ms`);
 }
-const quick = values.quick ?? false;
-const N = quick ? 1024 : 4096;
+const quick = values.quick ?? false, tiny = values.tiny ?? false;
+const N = tiny ? 128 : quick ? 1024 : 4096;
 
 // the dense kernels, measured four times already (bench/gpu/RESULTS.md)
 if (!values.sparse) {
@@ -112,7 +115,7 @@ if (!values.sparse) {
   }
 
   // OBS preparation
-  for (const n of quick ? [1024] : [1024, 4096]) {
+  for (const n of tiny ? [N] : quick ? [1024] : [1024, 4096]) {
     const x = randn(2 * n, n);
     const h = Matrix.zeros64(n, n);
     gramAccumulate(h, x, { backend: "cuda", alpha: 1 / n, beta: 0 });
@@ -143,7 +146,8 @@ if (!values.sparse) {
 // then the whole layer as a user runs it (Hessian of the calibration batches on the device, OBS
 // preparation and sweep on the device, host transfers included)
 try {
-  const n = quick ? 1024 : 4096, seqs = quick ? 16 : 128, toks = 512;
+  const n = tiny ? 256 : quick ? 1024 : 4096, seqs = tiny ? 2 : quick ? 16 : 128;
+  const toks = tiny ? 64 : 512;
   const w = new Matrix(n, n, rng.normalArray(n * n, 0.02));
   const x = randn(toks, n);
   const h = Matrix.zeros64(n, n);
@@ -240,8 +244,8 @@ try {
 // experts share one weight, so the routed outputs must equal the dense product (the error column
 // here is against the dense bf16 product on the GPU, not the cpu).
 try {
-  const M = quick ? 1024 : 4096, E = 16;
-  const din0 = quick ? 2048 : 8192, dout0 = quick ? 7168 : 28672;
+  const M = tiny ? 512 : quick ? 1024 : 4096, E = 16;
+  const din0 = tiny ? 256 : quick ? 2048 : 8192, dout0 = tiny ? 512 : quick ? 7168 : 28672;
   // uniform values of unit variance from a xorshift (timing inputs: ten times faster to make than
   // normals, which took about 12 s for the 235M weights on the CPU while the GPU waited)
   let st = 0x9e3779b9;
@@ -354,7 +358,8 @@ try {
 
 if (!values.sparse) {
   // top-k
-  for (const [r, c, frac] of [[N, N, 0.1], [1, quick ? 1 << 20 : 1 << 24, 0.01]] as const) {
+  const wide = tiny ? 1 << 15 : quick ? 1 << 20 : 1 << 24; // ≥ 16384: the many-blocks path
+  for (const [r, c, frac] of [[N, N, 0.1], [1, wide, 0.01]] as const) {
     const x = randn(r, c), k = Math.max(1, Math.round(c * frac));
     const t0 = performance.now();
     const want = topk(x, k, { backend: "cpu" });

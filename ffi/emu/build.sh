@@ -8,7 +8,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 out=$1
 mkdir -p "$out"
 CXX=${CXX:-c++}
-flags=(-std=c++17 -O1 -g -fPIC -fno-strict-aliasing -Wall -Wno-unused-function -Wno-unused-parameter -Wno-parentheses -I"$here")
+flags=(-std=c++17 -O1 -g -march=native -fPIC -fno-strict-aliasing -Wall -Wno-unused-function -Wno-unused-parameter -Wno-parentheses -I"$here")
 rpath=(-Wl,--disable-new-dtags,-rpath,'$ORIGIN')
 # the .cu source as C++: CUDA and CUB includes dropped (cuda_emu.h stands in), and each
 # `kernel<<<config>>>(args)` rewritten as `emu::Cfg(config).launch("kernel", kernel, args)`

@@ -175,18 +175,26 @@ EXPORT int cublasGemmEx(void*, int ta, int tb, int m, int n, int k, const void* 
   NEED_MATRIX(fn, "C", c, m, n, ldc, ce);
   const float al = *(const float*)alpha, be = *(const float*)beta;
   const __nv_bfloat16 *A = (const __nv_bfloat16*)a, *B = (const __nv_bfloat16*)b;
-  for (long j = 0; j < n; j++)
+  // op(A) in f32 column by column; each column of C accumulated in f32 over q in order
+  std::vector<float> ac((size_t)m * k), col((size_t)m);
+  for (long q = 0; q < k; q++)
+    for (long i = 0; i < m; i++) ac[(size_t)q * m + i] = (float)bf(A, lda, ta, i, q);
+  for (long j = 0; j < n; j++) {
+    std::fill(col.begin(), col.end(), 0.0f);
+    for (long q = 0; q < k; q++) {
+      const float bq = (float)bf(B, ldb, tb, q, j), *aq = &ac[(size_t)q * m];
+      for (long i = 0; i < m; i++) col[i] = fmaf(aq[i], bq, col[i]);
+    }
     for (long i = 0; i < m; i++) {
-      float s = 0;  // f32 accumulation
-      for (long q = 0; q < k; q++) s = fmaf((float)bf(A, lda, ta, i, q), (float)bf(B, ldb, tb, q, j), s);
       if (ce == 4) {
         float* cij = (float*)c + j * ldc + i;
-        *cij = al * s + (be == 0 ? 0.0f : be * *cij);
+        *cij = al * col[i] + (be == 0 ? 0.0f : be * *cij);
       } else {
         __nv_bfloat16* cij = (__nv_bfloat16*)c + j * ldc + i;
-        *cij = __float2bfloat16(al * s + (be == 0 ? 0.0f : be * __bfloat162float(*cij)));
+        *cij = __float2bfloat16(al * col[i] + (be == 0 ? 0.0f : be * __bfloat162float(*cij)));
       }
     }
+  }
   return OK;
 }
 

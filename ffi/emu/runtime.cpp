@@ -144,10 +144,73 @@ extern "C" cudaError_t cudaMemset(void* p, int value, size_t bytes) {
 }
 
 // ---------------------------------------------------------------- fibers
+// A context switch: on x86-64 a few instructions that keep the callee-saved registers, MXCSR and
+// the x87 control word on the stack being left (ucontext's switch makes a signal-mask system call,
+// which made the emulator several times slower); elsewhere ucontext.
+#if defined(__x86_64__)
+extern "C" __attribute__((visibility("hidden"))) void emu_switch(void** save_sp, void* to_sp);
+asm(R"(
+  .text
+  .globl emu_switch
+  .hidden emu_switch
+  .type emu_switch, @function
+emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size emu_switch, .-emu_switch
+)");
+struct Context {
+  void* sp;
+};
+static void switch_to(Context* from, Context* to) { emu_switch(&from->sp, to->sp); }
+// a context that starts entry() on the given stack (entry must never return)
+static void make_context(Context* c, char* stack, size_t bytes, void (*entry)()) {
+  uintptr_t top = ((uintptr_t)stack + bytes) & ~(uintptr_t)15;
+  uint64_t* ret = (uint64_t*)(top - 16);  // 16-aligned: rsp ≡ 8 (mod 16) at entry, as after a call
+  ret[0] = (uint64_t)(uintptr_t)entry;
+  uint64_t* sp = ret - 7;                  // MXCSR and control word, then r15 … rbp
+  uint32_t csr[2] = {0x1f80u, 0x037fu};
+  memcpy(sp, csr, 8);
+  for (int i = 1; i < 7; i++) sp[i] = 0;
+  c->sp = sp;
+}
+#else
+struct Context {
+  ucontext_t uc;
+};
+static void switch_to(Context* from, Context* to) { swapcontext(&from->uc, &to->uc); }
+static void make_context(Context* c, char* stack, size_t bytes, void (*entry)()) {
+  getcontext(&c->uc);
+  c->uc.uc_stack.ss_sp = stack;
+  c->uc.uc_stack.ss_size = bytes;
+  c->uc.uc_link = nullptr;
+  makecontext(&c->uc, entry, 0);
+}
+#endif
+
 namespace {
 enum State { READY, AT_BLOCK, AT_WARP, DONE };
 struct Fiber {
-  ucontext_t ctx;
+  Context ctx;
   State state;
   uint3 tid;
   int lane, warp;
@@ -158,7 +221,7 @@ struct Block {
   std::vector<unsigned long long> slots;  // one per thread: the value it put into an exchange
   int block_waiting = 0, live = 0;
 };
-ucontext_t sched_ctx;
+Context sched_ctx;
 Block* blk = nullptr;
 Fiber* cur = nullptr;
 void (*cur_body)(void*) = nullptr;
@@ -178,10 +241,10 @@ void fiber_main() {
   cur->state = DONE;
   blk->live--;
   blk->warp_live[cur->warp]--;
-  swapcontext(&cur->ctx, &sched_ctx);
+  switch_to(&cur->ctx, &sched_ctx);
 }
 
-void yield() { swapcontext(&cur->ctx, &sched_ctx); }
+void yield() { switch_to(&cur->ctx, &sched_ctx); }
 
 void on_fault(int sig, siginfo_t* si, void* uc) {
   if (in_kernel) {
@@ -293,11 +356,7 @@ void run(const char* name, dim3 grid, dim3 block, void (*body)(void*), void* ctx
           f.lane = (int)(i % 32);
           f.warp = (int)(i / 32);
           f.state = READY;
-          getcontext(&f.ctx);
-          f.ctx.uc_stack.ss_sp = stacks[i];
-          f.ctx.uc_stack.ss_size = stack_bytes;
-          f.ctx.uc_link = nullptr;
-          makecontext(&f.ctx, fiber_main, 0);
+          make_context(&f.ctx, stacks[i], stack_bytes, fiber_main);
         }
         while (b.live > 0) {
           bool progress = false;
@@ -307,7 +366,7 @@ void run(const char* name, dim3 grid, dim3 block, void (*body)(void*), void* ctx
             cur = &f;
             thread_idx = f.tid;
             in_kernel = 1;
-            swapcontext(&sched_ctx, &f.ctx);
+            switch_to(&sched_ctx, &f.ctx);
             in_kernel = 0;
             progress = true;
           }
