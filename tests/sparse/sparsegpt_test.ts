@@ -150,6 +150,29 @@ Deno.test("SparseGPT on every backend (ts, cpu, cuda where present) equals an in
   }
 });
 
+Deno.test("SparseGPT N:M on every backend (ts, cpu, cuda where present): equal scores in a group prune its lowest-indexed weights", () => {
+  // H = I: U is diagonal with equal entries, so every weight of a group scores alike and the error
+  // compensation moves nothing; magnitudes differ between groups, signs at random
+  const seed = freshSeed(), rng = new Rng(seed), rows = 5, cols = 48;
+  const h = Matrix.zeros64(cols, cols);
+  for (let j = 0; j < cols; j++) h.set(j, j, 1);
+  const w = Matrix.zeros(rows, cols);
+  for (let i = 0; i < rows * cols; i++) {
+    w.data[i] = (rng.uniform() < 0.5 ? -1 : 1) * (1 + Math.floor(i / 8) % 3);
+  }
+  for (const [n, m] of [[2, 4], [1, 4], [4, 8]] as const) {
+    for (const backend of BACKENDS) {
+      const got = sparseGpt(w, h, { nm: [n, m], backend });
+      const at = `seed ${seed} ${n}:${m} ${backend}`;
+      for (let i = 0; i < rows * cols; i++) {
+        const pruned = i % cols % m < n;
+        assertEquals(got.mask[i], pruned ? 1 : 0, `${at}: mask at ${i}`);
+        assertEquals(got.weight.data[i], pruned ? 0 : w.data[i], `${at}: weight at ${i}`);
+      }
+    }
+  }
+});
+
 Deno.test("SparseGPT: exact sparsity, N:M groups, dense rows kept, and a lower loss than magnitude", () => {
   const rng = new Rng(freshSeed());
   const { w, x, h } = layer(rng, 16, 256, 600);
