@@ -469,11 +469,18 @@ export class DeviceBuffer {
   /** Number of elements. */
   readonly length: number;
   #freed = false;
+  static #live = 0;
 
   private constructor(handle: number, dtype: keyof typeof DeviceDType, length: number) {
     this.handle = handle;
     this.dtype = dtype;
     this.length = length;
+    DeviceBuffer.#live++;
+  }
+
+  /** How many device buffers are allocated and not yet disposed (for leak checks). */
+  static get live(): number {
+    return DeviceBuffer.#live;
   }
 
   /** Allocates `length` elements of `dtype` on the device. */
@@ -524,6 +531,7 @@ export class DeviceBuffer {
   dispose(): void {
     if (this.#freed) return;
     this.#freed = true;
+    DeviceBuffer.#live--;
     check(cuda(), cuda().lk_cuda_free(this.handle));
   }
 

@@ -302,7 +302,8 @@ export async function loadExpandedModel(
         }
         experts.push(await loadExpert(ctx, prefix, dir, form));
       }
-      return new SparseExpertLinear(router, experts, ctx.backend === "ts" ? "ts" : "cpu");
+      // on cuda the routed layer runs on the device (CudaRoutedExperts, bf16)
+      return new SparseExpertLinear(router, experts, ctx.backend);
     },
   });
 }

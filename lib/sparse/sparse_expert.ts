@@ -96,9 +96,17 @@ export class SparseExpertLinear implements Linear {
     );
   }
 
-  /** Frees the GPU copies made by a forward on the cuda backend (a no-op otherwise). */
-  [Symbol.dispose](): void {
+  /**
+   * Frees the GPU copies made by a forward on the cuda backend (a no-op otherwise); the model's
+   * `dispose()` calls it for every layer.
+   */
+  dispose(): void {
     this.#gpu?.[Symbol.dispose]();
     this.#gpu = undefined;
+  }
+
+  /** For `using`. */
+  [Symbol.dispose](): void {
+    this.dispose();
   }
 }

@@ -7,6 +7,8 @@ import { LlamaModel } from "../../lib/model/llama.ts";
 import { Matrix } from "../../lib/core/matrix.ts";
 import { Rng } from "../../lib/core/rng.ts";
 import { freshSeed, randn } from "../_util.ts";
+import { availableBackends, DeviceBuffer } from "../../ffi/mod.ts";
+import { relativeL2Error } from "../../lib/core/numeric.ts";
 import { golden, MODEL_DIR } from "../model/_golden.ts";
 
 Deno.test("router: PCA finds the dominant direction and k-means separates well-spaced blobs", () => {
@@ -266,4 +268,72 @@ Deno.test("an expanded model saves compressed and loads back with the same logit
   assert(up.experts.every((e) => e.format === "nm" && e.matrix.n === 2 && e.matrix.m === 4));
   assertClose(nm.forward(ids).data, want24, { rtol: 1e-4, atol: 1e-4 });
   await Deno.remove(root, { recursive: true });
+});
+
+Deno.test({
+  name:
+    "an expanded model saved and loaded on cuda (bitmap and 2:4 experts routed on the device in bf16) gives the cpu logits",
+  ignore: !availableBackends().cuda.ok,
+  async fn() {
+    const { saveModel, loadExpandedModel } = await import("../../lib/sparse/expansion_io.ts");
+    const { SparseExpertLinear } = await import("../../lib/sparse/sparse_expert.ts");
+    const { expertStorage } = await import("../../lib/sparse/sparse_expert_cuda.ts");
+    const m = await LlamaModel.load(MODEL_DIR, { backend: "cpu" });
+    await sparseExpand(m, golden.val_batch.sequences.slice(0, 2), {
+      experts: 2,
+      sparsity: 0.5,
+      restarts: 1,
+      progress: false,
+    });
+    const ids = golden.prompts[1]!.input_ids;
+    const root = await Deno.makeTempDir();
+    try {
+      for (const pattern of ["bitmap", "2:4"] as const) {
+        if (pattern === "2:4") {
+          // every expert made 2:4 (two of each four kept): held as 2:4 weights on the device
+          for (const b of m.blocks) {
+            for (const n of ["gate_proj", "up_proj", "down_proj"] as const) {
+              for (const e of (b.linears[n] as ExpertLinear).experts) {
+                for (let i = 0; i < e.data.length; i++) {
+                  if (i % 4 < 2) e.data[i] = 0;
+                  else if (e.data[i] === 0) e.data[i] = 0.01;
+                }
+              }
+            }
+          }
+        }
+        const want = m.forward(ids).data;
+        await saveModel(m, MODEL_DIR, `${root}/${pattern}`, { dtype: "F32" });
+        const live = DeviceBuffer.live;
+        const onGpu = await loadExpandedModel(`${root}/${pattern}`, { backend: "cuda" });
+        for (const b of onGpu.blocks) {
+          for (const l of Object.values(b.linears)) {
+            if (!(l instanceof SparseExpertLinear)) continue;
+            assertEquals(expertStorage(l.experts), pattern, "the storage the device layer takes");
+          }
+        }
+        const got = onGpu.forward(ids).data;
+        // bf16 weights and activations in the routed layers: about 2⁻⁸ relative per product
+        const err = relativeL2Error(got, want);
+        assert(err < 1e-2, `${pattern}: relative L2 error ${err}`);
+        // and the same next-token choice at nearly every position
+        const vocab = got.length / ids.length;
+        let same = 0;
+        for (let t = 0; t < ids.length; t++) {
+          const arg = (a: ArrayLike<number>) => {
+            let best = 0;
+            for (let v = 1; v < vocab; v++) if (a[t * vocab + v]! > a[t * vocab + best]!) best = v;
+            return best;
+          };
+          same += arg(got) === arg(want) ? 1 : 0;
+        }
+        assert(same >= 0.9 * ids.length, `${pattern}: ${same} of ${ids.length} argmaxes agree`);
+        // the model's dispose frees every device copy, the routed layers' included
+        onGpu.dispose();
+        assertEquals(DeviceBuffer.live, live, `${pattern}: device buffers left after dispose`);
+      }
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
 });
