@@ -297,7 +297,11 @@ function load<S extends Deno.ForeignLibraryInterface>(
       lib: null,
       reason: missing
         ? `'${path}' is not built (run \`deno task build\`${
-          name.includes("cuda") ? " where nvcc is installed" : ""
+          path.includes("/emu/")
+            ? " where a C++ compiler is installed"
+            : name.includes("cuda")
+            ? " where nvcc is installed"
+            : ""
         })`
         : `cannot load '${path}': ${(e as Error).message}`,
     };
