@@ -226,6 +226,7 @@ const cudaSymbols = {
   lk_cuda_sp24_create: { parameters: ["i32", "i32", "i32", "buffer", "f64"], result: "i32" },
   lk_cuda_sp24_free: { parameters: ["i32"], result: "i32" },
   lk_cuda_sp24_matmul: { parameters: ["i32", "i32", "i32", "i32"], result: "i32" },
+  lk_cuda_sp24_set_search: { parameters: ["i32"], result: "i32" },
   lk_cuda_bitmap_dense_bf16: {
     parameters: ["i32", "i32", "i32", "i32", "i32", "i32"],
     result: "i32",

@@ -14,6 +14,7 @@ import { sparseGpt } from "../../lib/sparse/sparsegpt.ts";
 import {
   bf16ToHost,
   CudaRoutedExperts,
+  setSp24Search,
   toDeviceBf16,
 } from "../../lib/sparse/sparse_expert_cuda.ts";
 import { keepNofM } from "../_prune.ts";
@@ -287,26 +288,32 @@ try {
     const label = {
       "dense": "routed: dense experts (gather per cluster)",
       "2:4": "routed: 2:4 experts",
+      "2:4 tuned": "routed: 2:4 experts, plans tuned by cusparseLtMatmulSearch",
       "bitmap": "routed: bitmap experts (unpacked per expert)",
     } as const;
-    for (const storage of ["dense", "2:4", "bitmap"] as const) {
+    for (const variant of ["dense", "2:4", "2:4 tuned", "bitmap"] as const) {
+      const storage = variant === "2:4 tuned" ? "2:4" : variant;
       let layer: CudaRoutedExperts;
       try {
         layer = new CudaRoutedExperts(router, experts, { storage });
       } catch (e) {
-        console.error(`routed ${storage} ${shape}: ${(e as Error).message}`);
+        console.error(`routed ${variant} ${shape}: ${(e as Error).message}`);
         continue;
       }
       using _ = layer;
       let ms: number;
       try {
+        // the warm-up product makes (and, tuned, searches) each expert's plan
+        setSp24Search(variant === "2:4 tuned");
         ms = timeCuda(() => layer.forwardDevice(dx, M, dy, dl));
       } catch (e) {
-        console.error(`routed ${storage} ${shape}: ${(e as Error).message}`);
+        console.error(`routed ${variant} ${shape}: ${(e as Error).message}`);
         continue;
+      } finally {
+        setSp24Search(false);
       }
       add({
-        op: label[storage],
+        op: label[variant],
         shape,
         ms,
         gflops: flops / ms / 1e6,
@@ -314,7 +321,7 @@ try {
         cpuMs: Number.NaN,
       });
       console.error(
-        `${shape}: routed ${storage} experts ${(denseMs / ms).toFixed(2)}× dense bf16 cuBLAS, ${
+        `${shape}: routed ${variant} experts ${(denseMs / ms).toFixed(2)}× dense bf16 cuBLAS, ${
           (layer.expertBytes / 2 ** 30).toFixed(2)
         } GiB of experts, ${splitText(dl.download(new Int32Array(M)), E)}`,
       );
@@ -333,23 +340,28 @@ try {
       relErrVsCpu: Number.NaN,
       cpuMs: Number.NaN,
     });
-    const id = new Int32Array(1);
-    try {
-      check(lib, lib.lk_cuda_sp24_create(dw.handle, dout, din, id, 1));
-      const oneSparse = timeCuda(() =>
-        check(lib, lib.lk_cuda_sp24_matmul(id[0]!, xs.handle, mt, ys.handle))
-      );
-      add({
-        op: `one expert 2:4, ${mt} tokens`,
-        shape,
-        ms: oneSparse,
-        gflops: 2 * mt * din * dout / oneSparse / 1e6,
-        relErrVsCpu: Number.NaN,
-        cpuMs: Number.NaN,
-      });
-      lib.lk_cuda_sp24_free(id[0]!);
-    } catch (e) {
-      console.error(`one expert 2:4 ${shape}: ${(e as Error).message}`);
+    for (const tuned of [false, true]) {
+      const id = new Int32Array(1);
+      try {
+        check(lib, lib.lk_cuda_sp24_create(dw.handle, dout, din, id, 1));
+        setSp24Search(tuned);
+        const oneSparse = timeCuda(() =>
+          check(lib, lib.lk_cuda_sp24_matmul(id[0]!, xs.handle, mt, ys.handle))
+        );
+        add({
+          op: `one expert 2:4${tuned ? " tuned" : ""}, ${mt} tokens`,
+          shape,
+          ms: oneSparse,
+          gflops: 2 * mt * din * dout / oneSparse / 1e6,
+          relErrVsCpu: Number.NaN,
+          cpuMs: Number.NaN,
+        });
+      } catch (e) {
+        console.error(`one expert 2:4${tuned ? " tuned" : ""} ${shape}: ${(e as Error).message}`);
+      } finally {
+        setSp24Search(false);
+        if (id[0]) lib.lk_cuda_sp24_free(id[0]);
+      }
     }
   }
 } catch (e) {

@@ -1034,6 +1034,8 @@ struct Lt {
   int (*prune_check2)(const LtOpaque*, const LtOpaque*, int, int, const void*, int*, cudaStream_t);
   int (*compressed_size2)(const LtOpaque*, const LtOpaque*, size_t*, size_t*);
   int (*compress2)(const LtOpaque*, const LtOpaque*, int, int, const void*, void*, void*, cudaStream_t);
+  int (*search)(const LtOpaque*, LtOpaque*, const void*, const void*, const void*, const void*, const void*, void*,
+                void*, cudaStream_t*, int32_t);  // optional: lk_cuda_sp24_set_search
   LtOpaque* h = nullptr;
   int ver = 0;
   char name[48] = "";
@@ -1064,6 +1066,7 @@ static void load_lt() {
   *(void**)&L.prune_check2 = dlsym(h, "cusparseLtSpMMAPruneCheck2");
   *(void**)&L.compressed_size2 = dlsym(h, "cusparseLtSpMMACompressedSize2");
   *(void**)&L.compress2 = dlsym(h, "cusparseLtSpMMACompress2");
+  *(void**)&L.search = dlsym(h, "cusparseLtMatmulSearch");
   if (!(L.init && L.version && L.dense && L.structured && L.desc_destroy && L.matmul_desc && L.alg_init &&
         L.plan_init && L.plan_destroy && L.workspace && L.matmul && L.prune_check2 && L.compressed_size2 &&
         L.compress2)) {
@@ -1201,9 +1204,20 @@ static int sp24_padded(int m) {
   return (m + g - 1) / g * g;
 }
 
+// Whether a new plan is tuned by cusparseLtMatmulSearch on its first product (timing every
+// algorithm cuSPARSELt has for the shape) instead of taking the default algorithm.
+static int sp24_search = 0;
+
+extern "C" int32_t lk_cuda_sp24_set_search(int32_t on) {
+  if (on != 0 && on != 1) return fail(LK_EARG, "lk_cuda_sp24_set_search: on=%d, expected 0 or 1", on);
+  sp24_search = on;
+  return LK_OK;
+}
+
 // D[n, m] = W · Xᵀ for X[m, k] (m a multiple of 16), bf16, row-major
 static int32_t sp24_run(const char* fn, Sp24* s, const bf16* x, int m, bf16* d) {
   Sp24Plan* p = nullptr;
+  bool fresh = false;
   for (auto& q : s->plans)
     if (q.m == m) p = &q;
   if (!p) {
@@ -1240,6 +1254,7 @@ static int32_t sp24_run(const char* fn, Sp24* s, const bf16* x, int m, bf16* d) 
       if (!what) {
         s->plans.push_back(q);
         p = &s->plans.back();
+        fresh = true;
         break;
       }
       snprintf(why + strlen(why), sizeof why - strlen(why), "%s%s failed (status %d) with %s", layout ? "; " : "", what,
@@ -1257,6 +1272,22 @@ static int32_t sp24_run(const char* fn, Sp24* s, const bf16* x, int m, bf16* d) 
     if (!p) return fail(LK_EBACKEND, "%s: W %d×%d and %d tokens: %s", fn, s->n, s->k, m, why);
   }
   const float one = 1, zero = 0;
+  if (fresh && sp24_search) {
+    if (!L.search) return fail(LK_EBACKEND, "%s: %s has no cusparseLtMatmulSearch", fn, L.name);
+    if (int st = L.search(L.h, p->plan, &one, s->compressed, x, &zero, d, d, p->ws, nullptr, 0))
+      return fail(LK_EBACKEND, "%s: cusparseLtMatmulSearch failed with status %d", fn, st);
+    // the algorithm chosen may want a larger workspace than the default did
+    size_t ws = 0;
+    if (int st = L.workspace(L.h, p->plan, &ws))
+      return fail(LK_EBACKEND, "%s: cusparseLtMatmulGetWorkspace after the search failed with status %d", fn, st);
+    if (ws > p->ws_bytes) {
+      cudaFree(p->ws);
+      p->ws = nullptr;
+      p->ws_bytes = 0;
+      if (cudaMalloc(&p->ws, ws)) return fail(LK_ENOMEM, "%s: cannot allocate a %zu-byte workspace", fn, ws);
+      p->ws_bytes = ws;
+    }
+  }
   int st = L.matmul(L.h, p->plan, &one, s->compressed, x, &zero, d, d, p->ws, nullptr, 0);
   if (st) return fail(LK_EBACKEND, "%s: cusparseLtMatmul failed with status %d", fn, st);
   return LK_OK;

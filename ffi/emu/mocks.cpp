@@ -424,9 +424,20 @@ EXPORT int cusparseLtSpMMACompress2(const void* h, const void* sd, int is_a, int
     for (int64_t j = 0; j < m.cols; j++) dst[i * m.cols + j] = ((const __nv_bfloat16*)in)[idx(m, i, j)];
   return LT_OK;
 }
+static int lt_matmul(const char* fn, const void* h, const void* plan, const void* alpha, const void* a, const void* b,
+                     const void* beta, const void* c, void* d, void* ws, cudaStream_t* streams, int32_t nstreams);
 EXPORT int cusparseLtMatmul(const void* h, const void* plan, const void* alpha, const void* a, const void* b,
                             const void* beta, const void* c, void* d, void* ws, cudaStream_t* streams, int32_t nstreams) {
-  const char* fn = "cusparseLtMatmul";
+  return lt_matmul("cusparseLtMatmul", h, plan, alpha, a, b, beta, c, d, ws, streams, nstreams);
+}
+// the search times every algorithm, each writing D; here there is one algorithm
+EXPORT int cusparseLtMatmulSearch(const void* h, void* plan, const void* alpha, const void* a, const void* b,
+                                  const void* beta, const void* c, void* d, void* ws, cudaStream_t* streams,
+                                  int32_t nstreams) {
+  return lt_matmul("cusparseLtMatmulSearch", h, plan, alpha, a, b, beta, c, d, ws, streams, nstreams);
+}
+static int lt_matmul(const char* fn, const void* h, const void* plan, const void* alpha, const void* a, const void* b,
+                     const void* beta, const void* c, void* d, void* ws, cudaStream_t* streams, int32_t nstreams) {
   if (!handle_ok(h)) return LT_NOT_INIT;
   if (!plan || ((const Plan*)plan)->magic != MAGIC_PLAN) return refuse(LT_INVALID, fn, "not a live plan");
   if (nstreams < 0 || (nstreams > 0 && !streams)) return LT_INVALID;

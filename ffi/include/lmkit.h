@@ -145,6 +145,9 @@ int32_t lk_cuda_sp24_create(int32_t w, int32_t n, int32_t k, int32_t* id_out, do
 int32_t lk_cuda_sp24_free(int32_t id);
 /* bf16 Y[m,n] = X[m,k]·Wᵀ for a 2:4 weight. */
 int32_t lk_cuda_sp24_matmul(int32_t id, int32_t x, int32_t m, int32_t y);
+/* on = 1: each new 2:4 plan (one per weight and padded token count) is tuned by
+ * cusparseLtMatmulSearch on its first product; 0 (the default): cuSPARSELt's default algorithm. */
+int32_t lk_cuda_sp24_set_search(int32_t on);
 /* A bitmap weight W[rows,cols] unpacked into bf16 out[rows,cols]: bits (u8, rows × ⌈cols/8⌉, bit
  * q of byte b of a row marks column 8b + q), rowptr (i32, rows + 1 offsets into val), val (bf16,
  * the stored values row by row). A row whose set bits disagree with its rowptr span, or whose

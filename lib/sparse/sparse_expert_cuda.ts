@@ -46,6 +46,23 @@ export function bf16ToHost(b: DeviceBuffer): Float32Array {
   return f.download(new Float32Array(b.length));
 }
 
+/**
+ * Whether 2:4 products are tuned: with `true`, each new cuSPARSELt plan (one per 2:4 weight and
+ * padded token count, made on its first product) times every algorithm cuSPARSELt has for its
+ * shape (`cusparseLtMatmulSearch`) and keeps the fastest; with `false` (the default) it takes
+ * cuSPARSELt's default algorithm. A search costs a few dozen products once per plan. Affects plans
+ * made after the call.
+ *
+ * @example Tune the 2:4 experts' products (where a GPU is present)
+ * ```ts ignore
+ * import { setSp24Search } from "./sparse_expert_cuda.ts";
+ * setSp24Search(true);
+ * ```
+ */
+export function setSp24Search(on: boolean): void {
+  check(cuda(), cuda().lk_cuda_sp24_set_search(on ? 1 : 0));
+}
+
 const TWO_FOUR = [{ n: 2, m: 4 }];
 
 /**

@@ -31,9 +31,9 @@ Deno.test({
       const { rows } = JSON.parse(await Deno.readTextFile(out)) as {
         rows: { op: string; shape: string; ms: number; relErrVsCpu: number | null }[];
       };
-      // matmul ×2, gram ×2, obs, SparseGPT sweep and layer, 2 × (dense, 3 routed, 2 one-expert),
+      // matmul ×2, gram ×2, obs, SparseGPT sweep and layer, 2 × (dense, 4 routed, 3 one-expert),
       // top-k ×2
-      assertEquals(rows.length, 21, rows.map((x) => x.op).join("; "));
+      assertEquals(rows.length, 25, rows.map((x) => x.op).join("; "));
       for (const row of rows) {
         const at = `${row.op} | ${row.shape}`;
         assert(row.ms > 0, `${at}: ${row.ms} ms`);

@@ -17,6 +17,7 @@ import {
   bf16ToHost,
   CudaRoutedExperts,
   expertStorage,
+  setSp24Search,
   toDeviceBf16,
 } from "../../lib/sparse/sparse_expert_cuda.ts";
 import { SparseExpertLinear } from "../../lib/sparse/sparse_expert.ts";
@@ -138,7 +139,9 @@ Deno.test({
     const id = new Int32Array(1);
     check(lib, lib.lk_cuda_sp24_create(wb.handle, n, k, id, 1));
     try {
-      for (const m of [1, 3, 17, 129]) {
+      // 300 and 520 tokens: plans tuned by cusparseLtMatmulSearch, then back to the default
+      for (const m of [1, 3, 17, 129, 300, 520]) {
+        setSp24Search(m >= 300 && m < 500);
         const x = randn(rng, m, k);
         using xb = toDeviceBf16(x.data as Float32Array), yb = DeviceBuffer.alloc("bf16", m * n);
         check(lib, lib.lk_cuda_sp24_matmul(id[0]!, xb.handle, m, yb.handle));
@@ -148,8 +151,10 @@ Deno.test({
         assert(err < 2e-2, `seed ${seed} m=${m}: relative error ${err}`);
       }
     } finally {
+      setSp24Search(false);
       lib.lk_cuda_sp24_free(id[0]!);
     }
+    assertThrows(() => check(lib, lib.lk_cuda_sp24_set_search(2)), RangeError, "expected 0 or 1");
     const dense = randn(rng, n, k);
     using db = toDeviceBf16(dense.data as Float32Array);
     assertThrows(
