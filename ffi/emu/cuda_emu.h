@@ -25,7 +25,10 @@
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
-#define __shared__ static
+// __shared__ variables are function statics gathered in one section, which the runtime fills
+// with 0xff bytes before every block (shared memory starts undefined on a GPU, not as the
+// previous block left it)
+#define __shared__ static __attribute__((section("emu_shared")))
 
 // ---------------------------------------------------------------- vector types
 struct uint3 {
@@ -98,6 +101,8 @@ unsigned long long warp_exchange(unsigned mask, unsigned long long v, int src);
 int lane();
 // runs body() once per thread of every block; false (and cudaGetLastError set) on a bad launch
 void run(const char* name, dim3 grid, dim3 block, void (*body)(void*), void* ctx);
+// a library's __shared__ section, poisoned before each block
+void register_shared(char* begin, char* end);
 
 struct Cfg {
   dim3 grid, block;
@@ -116,6 +121,16 @@ struct Cfg {
   }
 };
 }  // namespace emu
+// the section's bounds in the library that includes this header (null where it has none)
+extern "C" char __start_emu_shared[] __attribute__((weak, visibility("hidden")));
+extern "C" char __stop_emu_shared[] __attribute__((weak, visibility("hidden")));
+namespace {
+struct EmuSharedRegistration {
+  EmuSharedRegistration() {
+    if (__start_emu_shared && __stop_emu_shared) emu::register_shared(__start_emu_shared, __stop_emu_shared);
+  }
+} emu_shared_registration;
+}  // namespace
 #define threadIdx (emu::thread_idx)
 #define blockIdx (emu::block_idx)
 #define blockDim (emu::block_dim)

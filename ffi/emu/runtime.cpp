@@ -267,6 +267,13 @@ char* stack_for(size_t i) {
 }  // namespace
 
 namespace emu {
+static std::vector<std::pair<char*, char*>> shared_sections;
+void register_shared(char* begin, char* end) {
+  for (auto& r : shared_sections)
+    if (r.first == begin) return;
+  shared_sections.emplace_back(begin, end);
+}
+
 int lane() { return cur->lane; }
 unsigned long long barrier_epoch() { return epoch; }
 
@@ -346,6 +353,7 @@ void run(const char* name, dim3 grid, dim3 block, void (*body)(void*), void* ctx
       for (; !failed && bid.x < grid.x; bid.x++) {
         block_idx = bid;
         epoch++;
+        for (auto& r : shared_sections) memset(r.first, 0xff, (size_t)(r.second - r.first));
         b.live = (int)threads;
         b.block_waiting = 0;
         b.warp_waiting.assign(warps, 0);
