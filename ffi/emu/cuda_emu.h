@@ -38,8 +38,25 @@ struct dim3 {
   unsigned x, y, z;
   dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
 };
-struct alignas(16) uint4 {
+namespace emu {
+[[noreturn]] void kernel_error(const char* what);
+}
+// A GPU faults on a 16-byte access that is not 16-byte aligned; x86 does not, so uint4 checks
+// the address of every copy it is read from or written to (no alignas: the compiler must not
+// assume the alignment the check is about)
+struct uint4 {
   unsigned x, y, z, w;
+  uint4() = default;
+  uint4(const uint4& o) : x(o.x), y(o.y), z(o.z), w(o.w) { check(&o); }
+  uint4& operator=(const uint4& o) {
+    check(this);
+    check(&o);
+    x = o.x, y = o.y, z = o.z, w = o.w;
+    return *this;
+  }
+  static void check(const void* p) {
+    if ((uintptr_t)p & 15) emu::kernel_error("a 16-byte access at an address that is not 16-byte aligned");
+  }
 };
 
 // ---------------------------------------------------------------- runtime API

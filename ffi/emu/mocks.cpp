@@ -67,20 +67,33 @@ static int gemm(const char* fn, int ta, int tb, int m, int n, int k, const T* al
   NEED_MATRIX(fn, "A", a, ta ? k : m, ta ? m : k, lda, sizeof(T));
   NEED_MATRIX(fn, "B", b, tb ? n : k, tb ? k : n, ldb, sizeof(T));
   NEED_MATRIX(fn, "C", c, m, n, ldc, sizeof(T));
-  // op(A) copied column by column, then each column of C as a sum of A's columns
-  std::vector<double> ac((size_t)m * k), col((size_t)m);
+  // op(A) copied column by column, then four columns of C at a time as sums of A's columns,
+  // accumulated in T (cuBLAS's sgemm accumulates in f32 too)
+  std::vector<T> ac((size_t)m * k), col((size_t)m * 4);
   for (long q = 0; q < k; q++)
-    for (long i = 0; i < m; i++) ac[(size_t)q * m + i] = at(a, lda, ta, i, q);
-  for (long j = 0; j < n; j++) {
-    std::fill(col.begin(), col.end(), 0.0);
+    for (long i = 0; i < m; i++) ac[(size_t)q * m + i] = (T)at(a, lda, ta, i, q);
+  for (long j0 = 0; j0 < n; j0 += 4) {
+    const long nj = n - j0 < 4 ? n - j0 : 4;
+    std::fill(col.begin(), col.end(), T(0));
+    T* c0 = &col[0];
+    T *c1 = c0 + m, *c2 = c1 + m, *c3 = c2 + m;
     for (long q = 0; q < k; q++) {
-      const double bq = at(b, ldb, tb, q, j), *aq = &ac[(size_t)q * m];
-      for (long i = 0; i < m; i++) col[i] += aq[i] * bq;
+      const T* aq = &ac[(size_t)q * m];
+      T bq[4] = {0, 0, 0, 0};
+      for (long jj = 0; jj < nj; jj++) bq[jj] = (T)at(b, ldb, tb, q, j0 + jj);
+      for (long i = 0; i < m; i++) {  // one load of A feeds four columns
+        const T v = aq[i];
+        c0[i] += v * bq[0];
+        c1[i] += v * bq[1];
+        c2[i] += v * bq[2];
+        c3[i] += v * bq[3];
+      }
     }
-    for (long i = 0; i < m; i++) {
-      T* cij = c + j * ldc + i;
-      *cij = (T)(*alpha * col[i] + (*beta == 0 ? 0.0 : *beta * (double)*cij));
-    }
+    for (long jj = 0; jj < nj; jj++)
+      for (long i = 0; i < m; i++) {
+        T* cij = c + (j0 + jj) * ldc + i;
+        *cij = (T)(*alpha * col[(size_t)jj * m + i] + (*beta == 0 ? T(0) : *beta * *cij));
+      }
   }
   return OK;
 }

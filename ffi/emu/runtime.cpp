@@ -268,6 +268,7 @@ char* stack_for(size_t i) {
 
 namespace emu {
 static std::vector<std::pair<char*, char*>> shared_sections;
+static bool launch_syncs = false;  // the running kernel has reached a __syncthreads
 void register_shared(char* begin, char* end) {
   for (auto& r : shared_sections)
     if (r.first == begin) return;
@@ -284,6 +285,7 @@ void kernel_error(const char* what) {
 }
 
 void syncthreads() {
+  launch_syncs = true;
   cur->state = AT_BLOCK;
   blk->block_waiting++;
   yield();
@@ -341,6 +343,8 @@ void run(const char* name, dim3 grid, dim3 block, void (*body)(void*), void* ctx
   sigaction(SIGBUS, &sa, &old_bus);
   uint3 bid{0, 0, 0};
   volatile bool failed = false;
+  bool first_block = true;
+  launch_syncs = false;
   const int jumped = sigsetjmp(fault_jmp, 1);
   if (jumped) {
     failed = true;
@@ -353,7 +357,11 @@ void run(const char* name, dim3 grid, dim3 block, void (*body)(void*), void* ctx
       for (; !failed && bid.x < grid.x; bid.x++) {
         block_idx = bid;
         epoch++;
-        for (auto& r : shared_sections) memset(r.first, 0xff, (size_t)(r.second - r.first));
+        // before the first block, and before each later one once the kernel has shown that it
+        // shares (by a barrier): a grid-stride kernel over millions of blocks pays nothing
+        if (first_block || launch_syncs)
+          for (auto& r : shared_sections) memset(r.first, 0xff, (size_t)(r.second - r.first));
+        first_block = false;
         b.live = (int)threads;
         b.block_waiting = 0;
         b.warp_waiting.assign(warps, 0);
