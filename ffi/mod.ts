@@ -270,6 +270,16 @@ interface Loaded<T> {
   reason: string;
 }
 
+/** The folder under ffi/build of the emulated CUDA library, or undefined when not emulating. */
+function emulatorDir(): string | undefined {
+  const desc = { name: "env", variable: "LMKIT_CUDA_EMU" } as const;
+  if (Deno.permissions.querySync(desc).state !== "granted") return undefined;
+  const v = Deno.env.get("LMKIT_CUDA_EMU");
+  if (v === "1") return "emu";
+  // another build of the emulator (ffi/emu/seeded_bugs.ts builds into ffi/build/emu-seeded)
+  return v && /^emu-[\w-]+$/.test(v) ? v : undefined;
+}
+
 /**
  * True when `LMKIT_CUDA_EMU=1` (and readable): the cuda backend is then the CUDA emulator,
  * `ffi/build/emu/liblmkit_cuda.so` (ffi/emu/cuda_emu.h), which runs the CUDA library's host code
@@ -277,16 +287,15 @@ interface Loaded<T> {
  * emulates neither speed nor the tensor cores.
  */
 export function cudaEmulated(): boolean {
-  const desc = { name: "env", variable: "LMKIT_CUDA_EMU" } as const;
-  return Deno.permissions.querySync(desc).state === "granted" &&
-    Deno.env.get("LMKIT_CUDA_EMU") === "1";
+  return emulatorDir() !== undefined;
 }
 
 function load<S extends Deno.ForeignLibraryInterface>(
   name: string,
   symbols: S,
 ): Loaded<Deno.DynamicLibrary<S>["symbols"]> {
-  const path = `${BUILD_DIR}${name === "lmkit_cuda" && cudaEmulated() ? "emu/" : ""}lib${name}.so`;
+  const emu = name === "lmkit_cuda" ? emulatorDir() : undefined;
+  const path = `${BUILD_DIR}${emu ? `${emu}/` : ""}lib${name}.so`;
   if (Deno.permissions.querySync({ name: "ffi", path }).state !== "granted") {
     return { lib: null, reason: `no --allow-ffi=ffi/build permission to load '${path}'` };
   }
@@ -298,7 +307,7 @@ function load<S extends Deno.ForeignLibraryInterface>(
       lib: null,
       reason: missing
         ? `'${path}' is not built (run \`deno task build\`${
-          path.includes("/emu/")
+          emu
             ? " where a C++ compiler is installed"
             : name.includes("cuda")
             ? " where nvcc is installed"

@@ -2,17 +2,19 @@
 # Builds the CUDA emulator into ffi/build/emu/: ffi/cuda/*.cu compiled as C++ against cuda_emu.h
 # (liblmkit_cuda.so), the emulator's runtime (libcudaemu.so) and the mock cuBLAS, cuSOLVER and
 # cuSPARSELt (libcublas.so.13, libcusolver.so.12, libcusparseLt.so.0), found through $ORIGIN before
-# any real library. Needs only a C++17 compiler. Usage: bash ffi/emu/build.sh OUT_DIR
+# any real library. Needs only a C++17 compiler. Usage: bash ffi/emu/build.sh OUT_DIR [CU_DIR]
+# (CU_DIR: where the .cu sources are, default ffi/cuda; ffi/emu/seeded_bugs.ts builds altered copies)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=$1
+cu_dir=${2:-$here/../cuda}
 mkdir -p "$out"
 CXX=${CXX:-c++}
 flags=(-std=c++17 -O1 -g -march=native -fPIC -fno-strict-aliasing -Wall -Wno-unused-function -Wno-unused-parameter -Wno-parentheses -I"$here")
 rpath=(-Wl,--disable-new-dtags,-rpath,'$ORIGIN')
 # the .cu source as C++: CUDA and CUB includes dropped (cuda_emu.h stands in), and each
 # `kernel<<<config>>>(args)` rewritten as `emu::Cfg(config).launch("kernel", kernel, args)`
-for cu in "$here"/../cuda/*.cu; do
+for cu in "$cu_dir"/*.cu; do
   perl -0777 -pe '
     s{^#include <(cuda_bf16\.h|cuda_runtime\.h|library_types\.h|cub/[^>]+)>\n}{}mg;
     s{\b([A-Za-z_]\w*(?:<[\w:]+>)?)\s*<<<(.*?)>>>\s*\(}{emu::Cfg($2).launch("$1", $1, }sg;
