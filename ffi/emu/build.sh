@@ -20,9 +20,17 @@ for cu in "$cu_dir"/*.cu; do
     s{\b([A-Za-z_]\w*(?:<[\w:]+>)?)\s*<<<(.*?)>>>\s*\(}{emu::Cfg($2).launch("$1", $1, }sg;
   ' "$cu" >"$out/$(basename "${cu%.cu}").emu.cpp"
 done
+# EMU_SANITIZE=thread: the emulated library under ThreadSanitizer (GPU threads as TSan fibers; the
+# runtime itself stays uninstrumented and annotates); load with LD_PRELOAD=libtsan.so.2
+kflags=()
+if [ "${EMU_SANITIZE:-}" = thread ]; then
+  kflags=(-fsanitize=thread)
+  flags+=(-DEMU_TSAN)
+fi
 $CXX "${flags[@]}" -shared -o "$out/libcudaemu.so" "$here/runtime.cpp"
 $CXX "${flags[@]}" -O2 -shared -o "$out/libcublas.so.13" "$here/mocks.cpp" -L"$out" -lcudaemu "${rpath[@]}"
 cp "$out/libcublas.so.13" "$out/libcusolver.so.12"
 cp "$out/libcublas.so.13" "$out/libcusparseLt.so.0"
-$CXX "${flags[@]}" -include cuda_emu.h -shared -o "$out/liblmkit_cuda.so" "$out"/*.emu.cpp -L"$out" -lcudaemu \
+$CXX "${flags[@]}" "${kflags[@]}" -include cuda_emu.h -shared -o "$out/liblmkit_cuda.so" "$out"/*.emu.cpp \
+  -L"$out" -lcudaemu \
   -ldl -lpthread "${rpath[@]}"

@@ -118,8 +118,9 @@ unsigned long long warp_exchange(unsigned mask, unsigned long long v, int src);
 int lane();
 // runs body() once per thread of every block; false (and cudaGetLastError set) on a bad launch
 void run(const char* name, dim3 grid, dim3 block, void (*body)(void*), void* ctx);
-// a library's __shared__ section, poisoned before each block
+// a library's __shared__ section, poisoned before each block (unregistered when it is unloaded)
 void register_shared(char* begin, char* end);
+void unregister_shared(char* begin);
 
 struct Cfg {
   dim3 grid, block;
@@ -145,6 +146,9 @@ namespace {
 struct EmuSharedRegistration {
   EmuSharedRegistration() {
     if (__start_emu_shared && __stop_emu_shared) emu::register_shared(__start_emu_shared, __stop_emu_shared);
+  }
+  ~EmuSharedRegistration() {
+    if (__start_emu_shared) emu::unregister_shared(__start_emu_shared);
   }
 } emu_shared_registration;
 }  // namespace
@@ -178,18 +182,23 @@ inline T __shfl_up_sync(unsigned mask, T v, unsigned d, int width = 32) {
   return emu_bits_to<T>(emu::warp_exchange(mask, emu_to_bits(v), within >= (int)d ? l - (int)d : l));
 }
 
-// ---------------------------------------------------------------- intrinsics (one OS thread runs a
-// block's fibers, and fibers switch only at barriers, so plain read-modify-writes are atomic)
+// ---------------------------------------------------------------- intrinsics
+// Fibers switch only at barriers, so plain read-modify-writes would do; they are real atomics so
+// that the ThreadSanitizer build (EMU_SANITIZE=thread) tells them from races.
 template <typename T>
 inline T atomicAdd(T* p, T v) {
-  T old = *p;
-  *p = old + v;
+  T old, sum;
+  __atomic_load(p, &old, __ATOMIC_RELAXED);
+  do sum = old + v;
+  while (!__atomic_compare_exchange(p, &old, &sum, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
   return old;
 }
 template <typename T>
 inline T atomicMin(T* p, T v) {
-  T old = *p;
-  if (v < old) *p = v;
+  T old;
+  __atomic_load(p, &old, __ATOMIC_RELAXED);
+  while (v < old && !__atomic_compare_exchange(p, &old, &v, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+  }
   return old;
 }
 inline int __popc(unsigned v) { return __builtin_popcount(v); }
@@ -255,7 +264,7 @@ struct BlockScan {
     __syncthreads();
     out = s.out[t];
     total = s.total;
-    s.exit_epoch = emu::barrier_epoch();
+    if (t == 0) s.exit_epoch = emu::barrier_epoch();
   }
 };
 template <typename T, int N>
@@ -271,7 +280,7 @@ struct BlockReduce {
     enter(s.exit_epoch, "cub::BlockReduce reuses its TempStorage without a __syncthreads in between");
     s.in[threadIdx.x] = v;
     __syncthreads();
-    s.exit_epoch = emu::barrier_epoch();
+    if (threadIdx.x == 0) s.exit_epoch = emu::barrier_epoch();
     if (threadIdx.x != 0) return std::numeric_limits<T>::min();
     T acc = T();
     for (unsigned i = 0; i < blockDim.x; i++) acc = acc + s.in[i];

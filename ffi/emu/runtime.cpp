@@ -16,6 +16,23 @@
 
 #include "cuda_emu.h"
 
+// ThreadSanitizer annotations (build with EMU_SANITIZE=thread: ffi/emu/build.sh): every GPU thread
+// is a TSan fiber; a switch into a fiber carries the scheduler's history, a switch back carries
+// nothing, and only barriers, warp exchanges and the end of a block order one GPU thread after
+// another, so that two threads touching the same memory between barriers is reported as a race.
+#if defined(EMU_TSAN)
+extern "C" {
+void* __tsan_get_current_fiber(void);
+void* __tsan_create_fiber(unsigned flags);
+void __tsan_switch_to_fiber(void* fiber, unsigned flags);
+void __tsan_acquire(void* addr);
+void __tsan_release(void* addr);
+}
+#define TSAN(x) x
+#else
+#define TSAN(x)
+#endif
+
 namespace emu {
 uint3 thread_idx, block_idx;
 dim3 block_dim, grid_dim;
@@ -211,6 +228,7 @@ namespace {
 enum State { READY, AT_BLOCK, AT_WARP, DONE };
 struct Fiber {
   Context ctx;
+  void* tsan;
   State state;
   uint3 tid;
   int lane, warp;
@@ -236,15 +254,22 @@ struct sigaction old_segv, old_bus;
 
 unsigned long long epoch = 1;
 
+TSAN(void* tsan_host = nullptr; std::vector<void*> tsan_fibers; char block_done;)
+
 void fiber_main() {
   cur_body(cur_ctx);
   cur->state = DONE;
   blk->live--;
   blk->warp_live[cur->warp]--;
+  TSAN(__tsan_release(&block_done));
+  TSAN(__tsan_switch_to_fiber(tsan_host, 1));
   switch_to(&cur->ctx, &sched_ctx);
 }
 
-void yield() { switch_to(&cur->ctx, &sched_ctx); }
+void yield() {
+  TSAN(__tsan_switch_to_fiber(tsan_host, 1));  // 1: no happens-before from a GPU thread
+  switch_to(&cur->ctx, &sched_ctx);
+}
 
 void on_fault(int sig, siginfo_t* si, void* uc) {
   if (in_kernel) {
@@ -274,6 +299,10 @@ void register_shared(char* begin, char* end) {
     if (r.first == begin) return;
   shared_sections.emplace_back(begin, end);
 }
+void unregister_shared(char* begin) {
+  for (size_t i = 0; i < shared_sections.size(); i++)
+    if (shared_sections[i].first == begin) shared_sections.erase(shared_sections.begin() + (long)i--);
+}
 
 int lane() { return cur->lane; }
 unsigned long long barrier_epoch() { return epoch; }
@@ -288,7 +317,9 @@ void syncthreads() {
   launch_syncs = true;
   cur->state = AT_BLOCK;
   blk->block_waiting++;
+  TSAN(__tsan_release(blk));
   yield();
+  TSAN(__tsan_acquire(blk));
 }
 
 unsigned long long warp_exchange(unsigned mask, unsigned long long v, int src) {
@@ -299,12 +330,16 @@ unsigned long long warp_exchange(unsigned mask, unsigned long long v, int src) {
   b.slots[(size_t)base + cur->lane] = v;
   cur->state = AT_WARP;
   b.warp_waiting[w]++;
+  TSAN(__tsan_release(&b.warp_waiting[w]));
   yield();
+  TSAN(__tsan_acquire(&b.warp_waiting[w]));
   const unsigned long long r = b.slots[(size_t)base + (src & 31)];
   // a second meeting, so that no lane overwrites its slot before every lane has read
   cur->state = AT_WARP;
   b.warp_waiting[w]++;
+  TSAN(__tsan_release(&b.warp_waiting[w]));
   yield();
+  TSAN(__tsan_acquire(&b.warp_waiting[w]));
   return r;
 }
 
@@ -333,6 +368,9 @@ void run(const char* name, dim3 grid, dim3 block, void (*body)(void*), void* ctx
       return;
     }
   }
+  TSAN(tsan_host = __tsan_get_current_fiber());
+  TSAN(while (tsan_fibers.size() < threads) tsan_fibers.push_back(__tsan_create_fiber(0)));
+  TSAN(for (size_t i = 0; i < threads; i++) b.f[i].tsan = tsan_fibers[i]);
   blk = &b;
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
@@ -374,6 +412,7 @@ void run(const char* name, dim3 grid, dim3 block, void (*body)(void*), void* ctx
           f.state = READY;
           make_context(&f.ctx, stacks[i], stack_bytes, fiber_main);
         }
+        TSAN(__tsan_acquire(&block_done));  // earlier blocks happened before this one
         while (b.live > 0) {
           bool progress = false;
           for (size_t i = 0; i < threads; i++) {
@@ -382,6 +421,7 @@ void run(const char* name, dim3 grid, dim3 block, void (*body)(void*), void* ctx
             cur = &f;
             thread_idx = f.tid;
             in_kernel = 1;
+            TSAN(__tsan_switch_to_fiber(f.tsan, 0));  // 0: the scheduler's history goes along
             switch_to(&sched_ctx, &f.ctx);
             in_kernel = 0;
             progress = true;
@@ -419,6 +459,7 @@ void run(const char* name, dim3 grid, dim3 block, void (*body)(void*), void* ctx
         }
       }
   in_kernel = 0;
+  TSAN(__tsan_acquire(&block_done));  // the host reads what the kernel wrote
   sigaction(SIGSEGV, &old_segv, nullptr);
   sigaction(SIGBUS, &old_bus, nullptr);
   blk = nullptr;

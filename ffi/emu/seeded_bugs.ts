@@ -15,6 +15,8 @@ interface Bug {
   /** test files, and the filter of test names (default "cuda") */
   tests: string[];
   filter?: string;
+  /** a race the fixed schedule hides: run under ThreadSanitizer (ffi/emu/race_check.sh) */
+  tsan?: boolean;
 }
 
 const TOPK = ["tests/kernels/topk_test.ts"], EXPERT = ["tests/sparse/sparse_expert_cuda_test.ts"];
@@ -82,6 +84,14 @@ const BUGS: Bug[] = [
     tests: TOPK,
   },
   {
+    name: "wide top-k: histogram cleared while thread 0 may still read it (race)",
+    from: "    s.remaining = rem;\n    st[row] = s;\n  }\n  __syncthreads();",
+    to: "    s.remaining = rem;\n    st[row] = s;\n  }",
+    tests: TOPK,
+    filter: "wide rows",
+    tsan: true,
+  },
+  {
     name: "gather without the zero padding rows",
     from: "xs[t] = i < m ? x[(size_t)rows[i] * d + t % d] : __float2bfloat16(0.0f);",
     to: "xs[t] = x[(size_t)rows[i] * d + t % d];",
@@ -144,6 +154,22 @@ const BUGS: Bug[] = [
 ];
 
 const root = new URL("../../", import.meta.url).pathname;
+const dec = new TextDecoder();
+/** ThreadSanitizer's runtime, or "" where it is not installed. */
+async function libtsan(): Promise<string> {
+  const r = await new Deno.Command("c++", {
+    args: ["-print-file-name=libtsan.so"],
+    stdout: "piped",
+  })
+    .output().catch(() => null);
+  if (!r?.success) return "";
+  try {
+    return await Deno.realPath(dec.decode(r.stdout).trim());
+  } catch {
+    return "";
+  }
+}
+const tsan = await libtsan();
 const out = `${root}ffi/build/emu-seeded`, src = `${out}/src`;
 const original = await Deno.readTextFile(`${root}ffi/cuda/lmkit_cuda.cu`);
 const only = Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args; // `deno task … -- NAME`
@@ -152,7 +178,6 @@ if (!chosen.length) {
   console.error(`No seeded bug's name contains ${only.map((o) => `'${o}'`).join(" or ")}`);
   Deno.exit(2);
 }
-const dec = new TextDecoder();
 let bad = 0;
 for (const bug of chosen) {
   const at = original.indexOf(bug.from);
@@ -163,8 +188,13 @@ for (const bug of chosen) {
   }
   await Deno.mkdir(src, { recursive: true });
   await Deno.writeTextFile(`${src}/lmkit_cuda.cu`, original.replace(bug.from, bug.to));
+  if (bug.tsan && !tsan) {
+    console.log(`skipped ${bug.name}: ThreadSanitizer's runtime (libtsan) is not installed`);
+    continue;
+  }
   const build = await new Deno.Command("bash", {
     args: [`${root}ffi/emu/build.sh`, out, src],
+    env: bug.tsan ? { EMU_SANITIZE: "thread" } : {},
     stdout: "null",
     stderr: "piped",
   }).output();
@@ -187,13 +217,27 @@ for (const bug of chosen) {
       ...bug.tests,
     ],
     cwd: root,
-    env: { LMKIT_CUDA_EMU: "emu-seeded", NO_COLOR: "1" },
+    env: {
+      LMKIT_CUDA_EMU: "emu-seeded",
+      NO_COLOR: "1",
+      ...(bug.tsan
+        ? {
+          LD_PRELOAD: tsan,
+          LD_LIBRARY_PATH: out, // TSan's dlopen interceptor hides the library's $ORIGIN
+          TSAN_OPTIONS: "ignore_noninstrumented_modules=1 halt_on_error=1 exitcode=66",
+        }
+        : {}),
+    },
     stdout: "piped",
     stderr: "piped",
   }).output();
   const text = dec.decode(run.stdout) + dec.decode(run.stderr);
-  const why = text.split("\n").find((l) => l.startsWith("cuda emulator:")) ?? "";
-  if (run.success) bad++;
+  const why = text.split("\n").find((l) =>
+    l.startsWith("cuda emulator:") || l.startsWith("WARNING: ThreadSanitizer")
+  ) ?? "";
+  if (run.success) {
+    bad++;
+  }
   console.log(`${run.success ? "MISSED " : "caught "} ${bug.name}${why ? `  (${why})` : ""}`);
 }
 await Deno.remove(out, { recursive: true }).catch(() => {});
