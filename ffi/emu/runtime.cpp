@@ -90,7 +90,9 @@ extern "C" cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
 
 // ---------------------------------------------------------------- device memory
 // Each allocation is mapped on its own: its bytes, rounded up to 16 (the widest access a kernel
-// makes), end where an inaccessible guard page begins, so an overrun of 16 bytes or more faults.
+// makes), end where an inaccessible guard page begins, so a read or write 16 bytes or more past the
+// end faults. The 64 bytes before the start and the rounding slack after the end hold a canary,
+// checked after every kernel: a smaller stray write on either side is reported too.
 struct Alloc {
   char* map;
   size_t map_bytes, bytes;
@@ -98,18 +100,43 @@ struct Alloc {
 static std::map<uintptr_t, Alloc> allocs;  // by start address
 static std::mutex mem_mu;
 static const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+static const size_t FRONT = 64;
+static const unsigned char CANARY = 0xa5;
 
 extern "C" cudaError_t cudaMalloc(void** p, size_t bytes) {
-  const size_t rounded = (bytes + 15) / 16 * 16, data = (rounded + page - 1) / page * page;
+  const size_t rounded = (bytes + 15) / 16 * 16, data = (rounded + FRONT + page - 1) / page * page;
   void* m = mmap(nullptr, data + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (m == MAP_FAILED) return set_error(cudaErrorMemoryAllocation, "cannot map %zu bytes", bytes);
   mprotect((char*)m + data, page, PROT_NONE);
   char* start = (char*)m + data - rounded;
-  memset(start, 0xff, rounded);
+  memset(start - FRONT, CANARY, FRONT);
+  memset(start, 0xff, bytes);
+  memset(start + bytes, CANARY, rounded - bytes);
   std::lock_guard<std::mutex> g(mem_mu);
   allocs[(uintptr_t)start] = Alloc{(char*)m, data + page, bytes};
   *p = start;
   return cudaSuccess;
+}
+
+// after a kernel: were the canaries around any allocation written? (restored once reported)
+static void check_canaries(const char* kernel) {
+  std::lock_guard<std::mutex> g(mem_mu);
+  for (auto& [a, al] : allocs) {
+    char* start = (char*)a;
+    const size_t tail = (al.bytes + 15) / 16 * 16 - al.bytes;
+    for (int side = 0; side < 2; side++) {
+      char* c = side ? start + al.bytes : start - FRONT;
+      const size_t n = side ? tail : FRONT;
+      size_t hit = n;
+      for (size_t i = 0; i < n && hit == n; i++)
+        if ((unsigned char)c[i] != CANARY) hit = i;
+      if (hit == n) continue;
+      set_error(cudaErrorIllegalAddress, "%s wrote %s the %zu-byte allocation at %p (byte %s%zu)", kernel,
+                side ? "past the end of" : "before the start of", al.bytes, (void*)start, side ? "+" : "-",
+                side ? al.bytes + hit : FRONT - hit);
+      memset(c, CANARY, n);
+    }
+  }
 }
 
 extern "C" cudaError_t cudaFree(void* p) {
@@ -460,6 +487,7 @@ void run(const char* name, dim3 grid, dim3 block, void (*body)(void*), void* ctx
       }
   in_kernel = 0;
   TSAN(__tsan_acquire(&block_done));  // the host reads what the kernel wrote
+  check_canaries(name);
   sigaction(SIGSEGV, &old_segv, nullptr);
   sigaction(SIGBUS, &old_bus, nullptr);
   blk = nullptr;

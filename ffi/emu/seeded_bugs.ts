@@ -104,6 +104,12 @@ const BUGS: Bug[] = [
     tests: EXPERT,
   },
   {
+    name: "bf16 → f32 conversion writes one element past the end",
+    from: "i < n; i += (size_t)gridDim.x * blockDim.x)\n    y[i] = __bfloat162float(x[i]);",
+    to: "i <= n; i += (size_t)gridDim.x * blockDim.x)\n    y[i] = __bfloat162float(x[i]);",
+    tests: EXPERT,
+  },
+  {
     name: "Cholesky of the wrong triangle",
     from: "if (B.potrf(B.sh, CUBLAS_FILL_UPPER, n, work",
     to: "if (B.potrf(B.sh, CUBLAS_FILL_LOWER, n, work",
