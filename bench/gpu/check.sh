@@ -30,7 +30,7 @@ for d in /usr/local/cuda/lib64 $(python3 -c 'import nvidia, os; print(" ".join(o
 done
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 echo "== build"
-bash ffi/build.sh --force || exit 1
+LMKIT_BUILD_EMU=0 bash ffi/build.sh --force || exit 1
 echo "== tests (cuda live)"
 model_tests=tests/model # the bundled model on cuda, passed four times already: left out by --sparse
 [ -n "$sparse" ] && model_tests=""
