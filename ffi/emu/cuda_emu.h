@@ -6,10 +6,13 @@
 // Each thread of a block is a fiber; fibers switch only at __syncthreads and warp shuffles, so a
 // block runs as CUDA's independent thread scheduling allows. Device memory is host memory that the
 // emulator tracks: every allocation ends at a guard page (an overrun faults, and the fault is
-// reported with the kernel, block and thread), starts filled with 0xff bytes (NaN in floats, -1 in
-// ints: reading memory nobody wrote shows), and cudaMemcpy, cudaMemset and the mock cuBLAS,
-// cuSOLVER and cuSPARSELt (ffi/emu/mocks.cpp) refuse a range outside a live allocation.
-// Timing, occupancy, memory coalescing and the tensor cores are not emulated.
+// reported with the kernel, block and thread) with canaries around it for smaller stray writes,
+// starts filled with 0xff bytes (NaN in floats, -1 in ints: reading memory nobody wrote shows), and
+// cudaMemcpy, cudaMemset and the mock cuBLAS, cuSOLVER and cuSPARSELt (ffi/emu/mocks.cpp) refuse a
+// range outside a live allocation. Shared memory is poisoned per block, 16-byte vector accesses
+// must be aligned, CUB's TempStorage reuse rule is checked, and built with EMU_SANITIZE=thread the
+// fibers are ThreadSanitizer fibers (ffi/emu/race_check.sh). Timing, occupancy, memory coalescing
+// and the tensor cores are not emulated.
 #pragma once
 #include <math.h>
 #include <stddef.h>
@@ -116,7 +119,7 @@ unsigned long long barrier_epoch();
 // receives the value lane `src(lane)` stored; a full-mask exchange needs all 32 lanes present
 unsigned long long warp_exchange(unsigned mask, unsigned long long v, int src);
 int lane();
-// runs body() once per thread of every block; false (and cudaGetLastError set) on a bad launch
+// runs body() once per thread of every block; a bad launch or a fault sets cudaGetLastError
 void run(const char* name, dim3 grid, dim3 block, void (*body)(void*), void* ctx);
 // a library's __shared__ section, poisoned before each block (unregistered when it is unloaded)
 void register_shared(char* begin, char* end);
