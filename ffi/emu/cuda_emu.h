@@ -42,6 +42,7 @@ struct dim3 {
   dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
 };
 namespace emu {
+// reports a kernel bug found by the shims and ends the launch (cudaGetLastError says so)
 [[noreturn]] void kernel_error(const char* what);
 }
 // A GPU faults on a 16-byte access that is not 16-byte aligned; x86 does not, so uint4 checks
@@ -113,8 +114,6 @@ void syncthreads();
 // how many block barriers have opened (it also moves at each block's start): CUB's rule that a
 // TempStorage is reused only after a __syncthreads is checked against it
 unsigned long long barrier_epoch();
-// reports a kernel bug found by the shims and ends the launch (cudaGetLastError says so)
-[[noreturn]] void kernel_error(const char* what);
 // exchanges a value across the lanes of the calling thread's warp: every lane stores `v` and
 // receives the value lane `src(lane)` stored; a full-mask exchange needs all 32 lanes present
 unsigned long long warp_exchange(unsigned mask, unsigned long long v, int src);

@@ -179,6 +179,21 @@ const tsan = await libtsan();
 const out = `${root}ffi/build/emu-seeded`, src = `${out}/src`;
 const original = await Deno.readTextFile(`${root}ffi/cuda/lmkit_cuda.cu`);
 const only = Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args; // `deno task … -- NAME`
+if (only.includes("-h") || only.includes("--help")) {
+  console.log(
+    `seeded_bugs.ts — do the cuda tests catch ${BUGS.length} seeded CUDA bugs on the emulator?
+
+Usage: deno task cuda-seeded-bugs [-- NAME...]
+
+  NAME        run only the bugs whose name contains it (several allowed)
+  -h, --help  this text
+
+Each bug is seeded into a copy of ffi/cuda/lmkit_cuda.cu, built into ffi/build/emu-seeded/ (under
+ThreadSanitizer for races) and checked against the cuda tests that should notice; one line per
+bug as it finishes. Exit 1 if a bug is missed or its entry no longer applies.`,
+  );
+  Deno.exit(0);
+}
 const chosen = BUGS.filter((b) => !only.length || only.some((o) => b.name.includes(o)));
 if (!chosen.length) {
   console.error(`No seeded bug's name contains ${only.map((o) => `'${o}'`).join(" or ")}`);

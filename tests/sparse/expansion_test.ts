@@ -108,13 +108,8 @@ Deno.test("sparseExpand on the bundled model: every expert pruned, routers share
   assert(logits.data.every(Number.isFinite));
 });
 
-Deno.test("an expanded model saves compressed and loads back with the same logits; broken expert checkpoints fail clearly", async () => {
-  const { saveModel, loadExpandedModel } = await import("../../lib/sparse/expansion_io.ts");
-  const { SparseExpertLinear } = await import("../../lib/sparse/sparse_expert.ts");
-  const { SafetensorsFile, writeSafetensors, f16ToF32, f32ToF16 } = await import(
-    "../../lib/io/safetensors.ts"
-  );
-  const { FormatError } = await import("../../lib/core/errors.ts");
+/** The bundled model on cpu with every MLP expanded into 2 experts at 50 % (2 calibration windows). */
+async function expandedBundled(): Promise<LlamaModel> {
   const m = await LlamaModel.load(MODEL_DIR, { backend: "cpu" });
   await sparseExpand(m, golden.val_batch.sequences.slice(0, 2), {
     experts: 2,
@@ -122,6 +117,17 @@ Deno.test("an expanded model saves compressed and loads back with the same logit
     restarts: 1,
     progress: false,
   });
+  return m;
+}
+
+Deno.test("an expanded model saves compressed and loads back with the same logits; broken expert checkpoints fail clearly", async () => {
+  const { saveModel, loadExpandedModel } = await import("../../lib/sparse/expansion_io.ts");
+  const { SparseExpertLinear } = await import("../../lib/sparse/sparse_expert.ts");
+  const { SafetensorsFile, writeSafetensors, f16ToF32, f32ToF16 } = await import(
+    "../../lib/io/safetensors.ts"
+  );
+  const { FormatError } = await import("../../lib/core/errors.ts");
+  const m = await expandedBundled();
   const ids = golden.prompts[1]!.input_ids;
   const want = m.forward(ids).data;
   const root = await Deno.makeTempDir();
@@ -278,13 +284,7 @@ Deno.test({
     const { saveModel, loadExpandedModel } = await import("../../lib/sparse/expansion_io.ts");
     const { SparseExpertLinear } = await import("../../lib/sparse/sparse_expert.ts");
     const { expertStorage } = await import("../../lib/sparse/sparse_expert_cuda.ts");
-    const m = await LlamaModel.load(MODEL_DIR, { backend: "cpu" });
-    await sparseExpand(m, golden.val_batch.sequences.slice(0, 2), {
-      experts: 2,
-      sparsity: 0.5,
-      restarts: 1,
-      progress: false,
-    });
+    const m = await expandedBundled();
     const ids = golden.prompts[1]!.input_ids;
     const root = await Deno.makeTempDir();
     try {
