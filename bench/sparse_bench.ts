@@ -1,7 +1,8 @@
 // SparseGPT on one 4096×4096 layer with 128 × 512 calibration tokens (`deno task bench`): the
 // Hessian accumulated batch by batch (H = 2/N·Σxxᵀ, in f64 and in f32), then the prune (OBS preparation +
 // column sweep) at 50 % unstructured, on the cpu backend. The authors' PyTorch code takes about
-// 32 s for this on PyTorch's CPU backend on these machines (issue 4), 0.69 s on an H200.
+// 32 s for this on PyTorch's CPU backend on these machines (issue 4; measured here with PyTorch
+// 1.13: 19.9 s, `bench/gpu/torch_peers.py --device cpu --sparse`), 0.69 s on an H200.
 import { Matrix } from "../lib/core/matrix.ts";
 import { Rng } from "../lib/core/rng.ts";
 import { HessianAccumulator } from "../lib/kernels/gram.ts";

@@ -33,11 +33,5 @@ fi
 # which lets `deno task test` run the cuda tests without a GPU (LMKIT_CUDA_EMU=1)
 # (LMKIT_BUILD_EMU=0 skips it: bench/gpu/check.sh, on a leased GPU, has no use for it)
 if [ "${LMKIT_BUILD_EMU:-1}" != 0 ] && command -v "${CXX:-c++}" >/dev/null 2>&1 && compgen -G "cuda/*.cu" >/dev/null; then
-  if stale build/emu/liblmkit_cuda.so cuda emu include; then
-    echo "build: ${CXX:-c++} → ffi/build/emu/ (the CUDA emulator)"
-    rm -rf build/emu.tmp
-    bash emu/build.sh build/emu.tmp
-    rm -rf build/emu
-    mv build/emu.tmp build/emu
-  fi
+  bash emu/build.sh $force build/emu
 fi

@@ -1,7 +1,11 @@
 """PyTorch peers for bench/gpu/gpu_check.ts: the same ops on the same card, median of 10 timed
 runs after a warm-up (CUDA events). Prints and writes {"<op>|<shape>": ms}. TF32 is off so that
-f32 matmul is full f32, like ours."""
-import json, sys
+f32 matmul is full f32, like ours.
+
+--device cpu runs the same peers on PyTorch's CPU backend (wall-clock timing), for the same-machine
+SparseGPT figure of issue 4 and to try this script where there is no GPU:
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3 bench/gpu/torch_peers.py --device cpu --sparse"""
+import json, sys, time
 import torch
 
 torch.backends.cuda.matmul.allow_tf32 = False
@@ -9,17 +13,31 @@ torch.backends.cudnn.allow_tf32 = False
 quick = "--quick" in sys.argv
 out = sys.argv[sys.argv.index("--out") + 1] if "--out" in sys.argv else None
 N = 1024 if quick else 4096
-dev = "cuda"
+dev = sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else "cuda"
+if dev not in ("cuda", "cpu"):
+    sys.exit(f"torch_peers.py: unknown --device '{dev}', expected cuda or cpu")
+if dev == "cpu":
+    torch.set_num_threads(int(sys.argv[sys.argv.index("--threads") + 1]) if "--threads" in sys.argv else 2)
+
+
+def sync():
+    if dev == "cuda":
+        torch.cuda.synchronize()
 
 
 def bench(fn, prep=None, reps=10):
+    if dev == "cpu":
+        reps = min(reps, 3)  # seconds, not milliseconds, per call on two cores
     if prep: prep()
-    fn(); torch.cuda.synchronize()
+    fn(); sync()
     ts = []
     for _ in range(reps):
         if prep: prep()
+        if dev == "cpu":
+            t0 = time.perf_counter(); fn(); ts.append((time.perf_counter() - t0) * 1e3)
+            continue
         s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        torch.cuda.synchronize(); s.record(); fn(); e.record(); torch.cuda.synchronize()
+        sync(); s.record(); fn(); e.record(); sync()
         ts.append(s.elapsed_time(e))
     ts.sort()
     return ts[len(ts) // 2]
@@ -122,17 +140,20 @@ def routed_peers():
         from torch.sparse import to_sparse_semi_structured
     except ImportError:
         to_sparse_semi_structured = None
+        print(f"semi-structured 2:4 unavailable: PyTorch {torch.__version__} has no to_sparse_semi_structured", file=sys.stderr)
     M, E = (1024, 16) if quick else (4096, 16)
+    # on the CPU in f32, the precision of lmkit's cpu routed layer (bench/sparse_routed_bench.ts)
+    dtype, dense_label = (torch.bfloat16, "bf16 cuBLAS") if dev == "cuda" else (torch.float32, "f32 PyTorch CPU")
     out = {}
     for name, din, dout in [("up", 8192, 28672), ("down", 28672, 8192)]:
         if quick:
             din, dout = din // 4, dout // 4
         shape = f"{name} {din}→{dout}, M={M}, {E} experts"
-        x = torch.randn(M, din, device=dev, dtype=torch.bfloat16)
-        w = torch.randn(dout, din, device=dev, dtype=torch.bfloat16)
-        out[f"routed: dense bf16 cuBLAS, all tokens|{shape}"] = bench(lambda: F.linear(x, w))
+        x = torch.randn(M, din, device=dev, dtype=dtype)
+        w = torch.randn(dout, din, device=dev, dtype=dtype)
+        out[f"routed: dense {dense_label}, all tokens|{shape}"] = bench(lambda: F.linear(x, w))
         r = din // 32
-        comp = torch.randn(r, din, device=dev, dtype=torch.bfloat16) / din ** 0.5
+        comp = torch.randn(r, din, device=dev, dtype=dtype) / din ** 0.5
         # centroids fitted by k-means on these tokens (as Sparse Expansion fits them; gpu_check.ts
         # does the same on the host): 30 Lloyd steps from distinct random tokens
         zf = F.linear(x, comp).float()
@@ -151,7 +172,7 @@ def routed_peers():
         def layer(expert):
             z = F.linear(x, comp)
             labels = torch.cdist(z.float(), cent).argmin(dim=1)
-            y = torch.empty(M, dout, device=dev, dtype=torch.bfloat16)
+            y = torch.empty(M, dout, device=dev, dtype=dtype)
             for c in range(E):
                 idx = (labels == c).nonzero().squeeze(1)
                 if idx.numel() == 0:

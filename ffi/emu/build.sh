@@ -2,14 +2,25 @@
 # Builds the CUDA emulator into ffi/build/emu/: ffi/cuda/*.cu compiled as C++ against cuda_emu.h
 # (liblmkit_cuda.so), the emulator's runtime (libcudaemu.so) and the mock cuBLAS, cuSOLVER and
 # cuSPARSELt (libcublas.so.13, libcusolver.so.12, libcusparseLt.so.0), found through $ORIGIN before
-# any real library. Needs only a C++17 compiler. Usage: bash ffi/emu/build.sh OUT_DIR [CU_DIR]
+# any real library. Needs only a C++17 compiler. Usage: bash ffi/emu/build.sh [--force] OUT_DIR [CU_DIR]
 # (CU_DIR: where the .cu sources are, default ffi/cuda; ffi/emu/seeded_bugs.ts builds altered copies)
+# Does nothing when OUT_DIR's library is newer than every source (unless --force); otherwise builds
+# in OUT_DIR.tmp and then replaces OUT_DIR, so that an interrupted build leaves no half library.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-out=$1
+force=""
+[ "${1:-}" = --force ] && force=1 && shift
+dest=$1
 cu_dir=${2:-$here/../cuda}
-mkdir -p "$out"
+if [ -z "$force" ] && [ -e "$dest/liblmkit_cuda.so" ] &&
+  [ -z "$(find "$cu_dir" "$here" "$here/../include" -newer "$dest/liblmkit_cuda.so" | head -1)" ]; then
+  exit 0
+fi
 CXX=${CXX:-c++}
+echo "build: $CXX${EMU_SANITIZE:+ -fsanitize=$EMU_SANITIZE} → $dest/ (the CUDA emulator)"
+out=$dest.tmp
+rm -rf "$out"
+mkdir -p "$out"
 flags=(-std=c++17 -O1 -g -march=native -fPIC -fno-strict-aliasing -Wall -Wno-unused-function -Wno-unused-parameter -Wno-parentheses -I"$here")
 rpath=(-Wl,--disable-new-dtags,-rpath,'$ORIGIN')
 # the .cu source as C++: CUDA and CUB includes dropped (cuda_emu.h stands in), and each
@@ -34,3 +45,5 @@ cp "$out/libcublas.so.13" "$out/libcusparseLt.so.0"
 $CXX "${flags[@]}" "${kflags[@]}" -include cuda_emu.h -shared -o "$out/liblmkit_cuda.so" "$out"/*.emu.cpp \
   -L"$out" -lcudaemu \
   -ldl -lpthread "${rpath[@]}"
+rm -rf "$dest"
+mv "$out" "$dest"

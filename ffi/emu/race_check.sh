@@ -12,13 +12,7 @@ if [ ! -f "$tsan" ]; then
   exit 0
 fi
 out=ffi/build/emu-tsan
-if [ ! -e "$out/liblmkit_cuda.so" ] || [ -n "$(find ffi/emu ffi/cuda ffi/include -newer "$out/liblmkit_cuda.so" | head -1)" ]; then
-  echo "build: ${CXX:-c++} -fsanitize=thread → $out/ (the CUDA emulator under ThreadSanitizer)"
-  rm -rf "$out.tmp"
-  EMU_SANITIZE=thread bash ffi/emu/build.sh "$out.tmp"
-  rm -rf "$out"
-  mv "$out.tmp" "$out"
-fi
+EMU_SANITIZE=thread bash ffi/emu/build.sh "$out"
 # LD_LIBRARY_PATH: TSan's dlopen interceptor hides the library's $ORIGIN from the loader
 LMKIT_CUDA_EMU=emu-tsan LD_LIBRARY_PATH="$out" LD_PRELOAD="$tsan" \
   TSAN_OPTIONS="ignore_noninstrumented_modules=1 halt_on_error=1 exitcode=66" \

@@ -214,7 +214,7 @@ for (const bug of chosen) {
     continue;
   }
   const build = await new Deno.Command("bash", {
-    args: [`${root}ffi/emu/build.sh`, out, src],
+    args: [`${root}ffi/emu/build.sh`, "--force", out, src],
     env: bug.tsan ? { EMU_SANITIZE: "thread" } : {},
     stdout: "null",
     stderr: "piped",
