@@ -6,6 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")"
 mkdir -p build
 force=${1:-}
+case $force in
+"" | --force) ;;
+*) echo "build.sh: unknown option '$force', expected --force or nothing" >&2 && exit 2 ;;
+esac
 stale() { # stale OUTPUT INPUTS...: true when OUTPUT is missing or older than any input
   local out=$1; shift
   [ "$force" = "--force" ] || [ ! -e "$out" ] || [ -n "$(find "$@" -newer "$out" 2>/dev/null | head -1)" ]

@@ -154,16 +154,26 @@ def routed_peers():
         out[f"routed: dense {dense_label}, all tokens|{shape}"] = bench(lambda: F.linear(x, w))
         r = din // 32
         comp = torch.randn(r, din, device=dev, dtype=dtype) / din ** 0.5
-        # centroids fitted by k-means on these tokens (as Sparse Expansion fits them; gpu_check.ts
-        # does the same on the host): 30 Lloyd steps from distinct random tokens
+        # centroids fitted by k-means on these tokens as Sparse Expansion fits them (and as
+        # gpu_check.ts and bench/sparse_routed_bench.ts do on the host, lib/sparse/router.ts):
+        # k-means++ initialisation, then Lloyd steps until no label changes (at most 100)
         zf = F.linear(x, comp).float()
-        cent = zf[torch.randperm(M, device=dev)[:E]].clone()
-        for _ in range(30):
-            lab = torch.cdist(zf, cent).argmin(dim=1)
-            cnt = torch.bincount(lab, minlength=E).clamp(min=1).unsqueeze(1).float()
-            new = torch.zeros_like(cent).index_add_(0, lab, zf) / cnt
-            cent = torch.where(torch.bincount(lab, minlength=E).unsqueeze(1) > 0, new, cent)
-        sizes = torch.bincount(torch.cdist(zf, cent).argmin(dim=1), minlength=E)
+        gen = torch.Generator(device=dev).manual_seed(5)
+        cent = zf[torch.randint(M, (1,), device=dev, generator=gen)]
+        d2 = torch.cdist(zf, cent).squeeze(1) ** 2
+        for _ in range(E - 1):
+            c = zf[torch.multinomial(d2, 1, generator=gen)]
+            cent = torch.cat([cent, c])
+            d2 = torch.minimum(d2, torch.cdist(zf, c).squeeze(1) ** 2)
+        lab = torch.cdist(zf, cent).argmin(dim=1)
+        for _ in range(100):
+            cnt = torch.bincount(lab, minlength=E)
+            new = torch.zeros_like(cent).index_add_(0, lab, zf) / cnt.clamp(min=1).unsqueeze(1).float()
+            cent = torch.where(cnt.unsqueeze(1) > 0, new, cent)
+            lab, prev = torch.cdist(zf, cent).argmin(dim=1), lab
+            if torch.equal(lab, prev):
+                break
+        sizes = torch.bincount(lab, minlength=E)
         print(f"{shape}: peer split {int(sizes.min())}…{int(sizes.max())} tokens per expert", file=sys.stderr)
         g = w.view(dout, din // 4, 4)
         keep = g.abs().topk(2, dim=2).indices
