@@ -24,6 +24,10 @@ import { meanSd } from "../lib/stats/descriptive.ts";
 import { ExpertLinear, mlpFlopsPerToken, sparseExpand } from "../lib/sparse/expansion.ts";
 import { saveModel } from "../lib/sparse/expansion_io.ts";
 import { type PruneMethod, pruneModel } from "../lib/sparse/prune_model.ts";
+import { checkModelPattern } from "../lib/sparse/mod.ts";
+import { checkClusters } from "../lib/sparse/router.ts";
+
+const MLP = ["gate_proj", "up_proj", "down_proj"] as const;
 
 const USAGE = `
 sparse_expand.ts — sparsify the MLPs of a Llama model and compare methods on held-out quality.
@@ -157,7 +161,7 @@ await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (ar
   const mlpBytes = (m: LlamaModel) => {
     let denseBytes = 0, bitmapBytes = 0;
     for (const b of m.blocks) {
-      for (const name of ["gate_proj", "up_proj", "down_proj"] as const) {
+      for (const name of MLP) {
         const l = b.linears[name];
         const mats = l instanceof ExpertLinear
           ? l.experts
@@ -173,6 +177,18 @@ await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (ar
     }
     return { denseBytes, bitmapBytes };
   };
+  // every pattern and expert count checked against the model and the calibration tokens before
+  // the first run, not when its turn comes minutes later
+  const calibs = new Map(seeds.map((seed) => [seed, windows(seed)]));
+  const pruned = methods.includes("expand") ? [...new Set([...names, ...MLP])] : names;
+  for (const p of patterns) {
+    checkModelPattern(base, pruned, p.nm ? { nm: p.nm } : { sparsity: p.sparsity! });
+  }
+  if (methods.includes("expand")) {
+    for (const calib of calibs.values()) {
+      checkClusters(Math.max(...experts), calib.reduce((a, s) => a + s.length, 0));
+    }
+  }
   const rows: Record<string, string | number>[] = [];
   const denseMetric = measure(base), denseFlops = mlpFlopsPerToken(base).total;
   rows.push({
@@ -186,7 +202,7 @@ await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (ar
   console.error(`dense: ${denseMetric.toFixed(4)} ${metric}`);
   let calibCount = 0;
   for (const seed of seeds) {
-    const calib = windows(seed);
+    const calib = calibs.get(seed)!;
     calibCount = calib.length;
     for (const p of patterns) {
       for (const method of methods) {

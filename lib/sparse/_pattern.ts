@@ -1,5 +1,6 @@
 // Private: validation of the sparsity pattern options shared by every pruner.
 import { ShapeError } from "../core/errors.ts";
+import type { LinearName, LlamaModel } from "../model/llama.ts";
 
 /** Unstructured fraction, or N zeros in every M consecutive inputs of a row. */
 export interface PatternOptions {
@@ -40,4 +41,38 @@ export function checkPattern(rows: number, cols: number, o: PatternOptions): Pat
     throw new RangeError(`Sparsity ${s} is outside (0, 1)`);
   }
   return { sparsity: s, n: 0, m: 0, rows: prunable };
+}
+
+/**
+ * Checks the pattern against the projections `names` of every block of `model`, before a whole-model
+ * pass spends calibration time or replaces a layer (an N:M pattern whose M does not divide one
+ * projection's columns would otherwise fail only when that projection's turn came).
+ *
+ * @example
+ * ```ts
+ * import { LlamaModel } from "../model/llama.ts";
+ * import { checkModelPattern } from "./_pattern.ts";
+ * const model = await LlamaModel.load("data/models/tinyllama-bytes", { backend: "ts" });
+ * checkModelPattern(model, ["up_proj"], { nm: [2, 4] }); // fine
+ * let msg = "";
+ * try { checkModelPattern(model, ["up_proj"], { nm: [3, 7] }); } catch (e) { msg = (e as Error).message; }
+ * if (!msg.startsWith("Block 0 up_proj: N:M pattern 3:7 needs M to divide")) throw new Error(msg);
+ * ```
+ */
+export function checkModelPattern(
+  model: LlamaModel,
+  names: readonly LinearName[],
+  o: PatternOptions,
+): void {
+  model.blocks.forEach((blk, l) => {
+    for (const name of names) {
+      const lin = blk.linears[name];
+      try {
+        checkPattern(lin.outFeatures, lin.inFeatures, o);
+      } catch (e) {
+        if (e instanceof ShapeError) throw new ShapeError(`Block ${l} ${name}: ${e.message}`);
+        throw e;
+      }
+    }
+  });
 }

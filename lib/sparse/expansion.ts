@@ -13,7 +13,8 @@ import { HessianAccumulator } from "../kernels/gram.ts";
 import { type Backend, matmul } from "../kernels/mod.ts";
 import { DenseLinear, type Linear } from "../model/linear.ts";
 import { KVCache, type LinearName, type LlamaModel } from "../model/llama.ts";
-import { fitRouter, route, routedForward, type Router } from "./router.ts";
+import { checkClusters, fitRouter, route, routedForward, type Router } from "./router.ts";
+import { checkModelPattern } from "./_pattern.ts";
 import { sparseGpt } from "./sparsegpt.ts";
 
 /**
@@ -93,6 +94,9 @@ export async function sparseExpand(
   options: ExpansionOptions,
 ): Promise<void> {
   const L = model.config.numLayers, backend = model.backend === "ts" ? "ts" : "cpu";
+  // bad options fail here, before any layer is replaced (the model is expanded in place)
+  checkModelPattern(model, ["gate_proj", "up_proj", "down_proj"], pattern(options));
+  checkClusters(options.experts, calibration.reduce((a, s) => a + s.length, 0));
   let hidden = calibration.map((s) => model.embedTokens(s));
   const bar = progress(
     "sparse expansion",

@@ -12,4 +12,4 @@ export * from "./expansion.ts";
 export * from "./expansion_io.ts";
 export * from "./sparse_expert.ts";
 export * from "./sparse_expert_cuda.ts";
-export type { PatternOptions } from "./_pattern.ts";
+export { checkModelPattern, type PatternOptions } from "./_pattern.ts";

@@ -9,7 +9,7 @@ import { HessianAccumulator } from "../kernels/gram.ts";
 import { runCalibration } from "../model/calibration.ts";
 import { DenseLinear } from "../model/linear.ts";
 import { LINEAR_NAMES, type LinearName, type LlamaModel } from "../model/llama.ts";
-import type { PatternOptions } from "./_pattern.ts";
+import { checkModelPattern, type PatternOptions } from "./_pattern.ts";
 import { magnitudePrune, wandaPrune } from "./baselines.ts";
 import { type PruneResult, sparseGpt } from "./sparsegpt.ts";
 
@@ -79,6 +79,7 @@ export async function pruneModel(
   const pattern: PatternOptions = options.nm
     ? { nm: options.nm }
     : { sparsity: options.sparsity as number };
+  checkModelPattern(model, names, pattern);
   const report: PrunedLayer[] = [];
   let acc = new Map<LinearName, HessianAccumulator>();
   const backend = model.backend === "ts" ? "ts" : "cpu";

@@ -203,8 +203,19 @@ export function fitCentroids(
   return kmeans(z, n, rank, k, { ...options, rank });
 }
 
-/** k must be a positive integer no larger than the number of tokens n. */
-function checkClusters(k: number, n: number): void {
+/**
+ * Throws unless `k` clusters can be fitted to `n` tokens: k a positive integer no larger than n.
+ *
+ * @example
+ * ```ts
+ * import { checkClusters } from "./router.ts";
+ * checkClusters(4, 100); // fine
+ * let msg = "";
+ * try { checkClusters(16, 8); } catch (e) { msg = (e as Error).message; }
+ * if (!msg.includes("more experts than tokens")) throw new Error(msg);
+ * ```
+ */
+export function checkClusters(k: number, n: number): void {
   if (!Number.isInteger(k) || k < 1) {
     throw new RangeError(`Cannot fit ${k} clusters: expected a positive integer`);
   }

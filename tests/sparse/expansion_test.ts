@@ -1,10 +1,11 @@
-import { assert, assertClose, assertEquals, assertThrows } from "@std/assert";
+import { assert, assertClose, assertEquals, assertRejects, assertThrows } from "@std/assert";
 import { fitCentroids, fitRouter, project, route } from "../../lib/sparse/router.ts";
 import { ShapeError } from "../../lib/core/errors.ts";
 import { ExpertLinear, mlpFlopsPerToken, sparseExpand } from "../../lib/sparse/expansion.ts";
 import { matmulRef } from "../../lib/kernels/matmul.ts";
 import { LlamaModel } from "../../lib/model/llama.ts";
 import { Matrix } from "../../lib/core/matrix.ts";
+import { DenseLinear } from "../../lib/model/linear.ts";
 import { Rng } from "../../lib/core/rng.ts";
 import { freshSeed, randn } from "../_util.ts";
 import { availableBackends, DeviceBuffer } from "../../ffi/mod.ts";
@@ -106,6 +107,38 @@ Deno.test("sparseExpand on the bundled model: every expert pruned, routers share
   assert(after.router > 0);
   const logits = m.forward(golden.prompts[0]!.input_ids, { lastOnly: true });
   assert(logits.data.every(Number.isFinite));
+});
+
+Deno.test("sparseExpand refuses a pattern or expert count that does not fit before it replaces any layer", async () => {
+  // gate/up take 16 columns, down 8: a 2:16 pattern fits gate and up but not down, so checking each
+  // projection only when its turn came would leave gate and up expanded and down not
+  const lin = (rows: number, cols: number) => new DenseLinear(Matrix.zeros(rows, cols));
+  const mlp = { gate_proj: lin(8, 16), up_proj: lin(8, 16), down_proj: lin(16, 8) };
+  const model = {
+    backend: "ts",
+    config: { numLayers: 2 },
+    blocks: [{ linears: { ...mlp } }, { linears: { ...mlp } }],
+  } as unknown as LlamaModel;
+  await assertRejects(
+    () => sparseExpand(model, [[1, 2, 3]], { experts: 2, nm: [2, 16], progress: false }),
+    ShapeError,
+    "Block 0 down_proj: N:M pattern 2:16 needs M to divide the 8 columns",
+  );
+  await assertRejects(
+    () => sparseExpand(model, [[1, 2], [3]], { experts: 4, sparsity: 0.5, progress: false }),
+    RangeError,
+    "Cannot fit 4 clusters to 3 tokens: more experts than tokens",
+  );
+  await assertRejects(
+    () => sparseExpand(model, [[1, 2, 3]], { experts: 2, sparsity: 1, progress: false }),
+    RangeError,
+    "Sparsity 1 is outside (0, 1)",
+  );
+  for (const b of model.blocks) {
+    for (const [name, l] of Object.entries(mlp)) {
+      assertEquals(b.linears[name as keyof typeof mlp], l, `${name} was replaced`);
+    }
+  }
 });
 
 /** The bundled model on cpu with every MLP expanded into 2 experts at 50 % (2 calibration windows). */

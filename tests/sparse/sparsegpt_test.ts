@@ -248,6 +248,17 @@ Deno.test("pruners reject bad patterns, shapes and names with clear errors", asy
     RangeError,
     "Unknown pruning method 'obs'",
   );
+  // a pattern that does not fit a projection: refused before the calibration pass starts (the
+  // model here has no blocks to run, only shapes)
+  const shaped = {
+    backend: "ts",
+    blocks: [{ linears: { up_proj: { outFeatures: 768, inFeatures: 256 } } }],
+  } as unknown as Parameters<typeof pruneModel>[0];
+  await assertRejects(
+    () => pruneModel(shaped, [[1, 2]], { method: "sparsegpt", nm: [1, 3], names: ["up_proj"] }),
+    ShapeError,
+    "Block 0 up_proj: N:M pattern 1:3 needs M to divide the 256 columns",
+  );
   assertThrows(
     () => magnitudePrune(w, { sparsity: 0.5, prunableRows: new Uint8Array(3) }),
     ShapeError,
