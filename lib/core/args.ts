@@ -22,8 +22,7 @@ export function intFlag(
 ): number {
   const n = Number(value);
   if (value === undefined || value.trim() === "" || !Number.isInteger(n) || n < min || n > max) {
-    const range = max === Infinity ? `≥ ${min}` : `in [${min}, ${max}]`;
-    throw new RangeError(`${flag} '${value}' is not an integer ${range}`);
+    throw new RangeError(`${flag} '${value}' is not an integer${rangeText(min, max)}`);
   }
   return n;
 }
@@ -37,7 +36,13 @@ export function numFlag(
 ): number {
   const n = Number(value);
   if (value === undefined || value.trim() === "" || !Number.isFinite(n) || n < min || n > max) {
-    throw new RangeError(`${flag} '${value}' is not a number in [${min}, ${max}]`);
+    throw new RangeError(`${flag} '${value}' is not a number${rangeText(min, max)}`);
   }
   return n;
+}
+
+/** " in [min, max]", " ≥ min", " ≤ max" or "" (no bound). */
+function rangeText(min: number, max: number): string {
+  if (min === -Infinity) return max === Infinity ? "" : ` ≤ ${max}`;
+  return max === Infinity ? ` ≥ ${min}` : ` in [${min}, ${max}]`;
 }

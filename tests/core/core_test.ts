@@ -1,5 +1,6 @@
 import { assertAlmostEquals, assertEquals, assertNotEquals, assertThrows } from "@std/assert";
 import { Matrix } from "../../lib/core/matrix.ts";
+import { intFlag, numFlag } from "../../lib/core/args.ts";
 import { Rng } from "../../lib/core/rng.ts";
 import { ShapeError } from "../../lib/core/errors.ts";
 import { progress } from "../../lib/core/progress.ts";
@@ -86,4 +87,25 @@ Deno.test("assertClose: passes within the bound, names the context of a failure"
   );
   assertThrows(() => assertClose([1], [1, 2], { msg: "ts" }), Error, "ts: Length mismatch");
   assertThrows(() => assertClose([NaN], [1]), Error, "NaN mismatch at 0");
+});
+
+Deno.test("intFlag and numFlag: values in range parse; others name the flag, the value and the range", () => {
+  assertEquals(intFlag("--n", " 12 ", 1), 12);
+  assertEquals(intFlag("--seed", "-3"), -3);
+  assertEquals(numFlag("--p", "0.25", 0, 1), 0.25);
+  const cases: [() => number, string][] = [
+    [() => intFlag("--seed", "x"), "--seed 'x' is not an integer"],
+    [() => intFlag("--n", "0", 1), "--n '0' is not an integer ≥ 1"],
+    [() => intFlag("--n", "2.5", 1, 9), "--n '2.5' is not an integer in [1, 9]"],
+    [() => intFlag("--k", "12", -Infinity, 10), "--k '12' is not an integer ≤ 10"],
+    [() => intFlag("--n", undefined, 1), "--n 'undefined' is not an integer ≥ 1"],
+    [() => numFlag("--x", "NaN"), "--x 'NaN' is not a number"],
+    [() => numFlag("--x", "Infinity"), "--x 'Infinity' is not a number"],
+    [() => numFlag("--p", "1.5", 0, 1), "--p '1.5' is not a number in [0, 1]"],
+    [() => numFlag("--t", "", 0), "--t '' is not a number ≥ 0"],
+  ];
+  for (const [f, msg] of cases) {
+    const e = assertThrows(f, RangeError);
+    assertEquals(e.message, msg);
+  }
 });

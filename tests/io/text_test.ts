@@ -46,6 +46,15 @@ Deno.test("readCsv: bad rows and missing columns name the file and line", async 
   );
   const r = await temp("d.csv", 'a,b\n1,"unterminated\n');
   await assertRejects(() => Array.fromAsync(readCsv(r)), FormatError, `'${r}'`);
+  // a missing file: its path and what is wrong, in one sentence, as NotFound still
+  const readers: ((p: string) => AsyncIterable<unknown>)[] = [readCsv, readJsonl, readLines];
+  for (const read of readers) {
+    const err = await assertRejects(
+      () => Array.fromAsync(read(`${r}.missing`)),
+      Deno.errors.NotFound,
+    );
+    assertEquals(err.message, `'${r}.missing' does not exist`);
+  }
 });
 
 Deno.test("readCsv reads headerless TSV with named columns and literal quotes", async () => {
