@@ -36,11 +36,21 @@ export async function runScript(
     await main(args);
   } catch (e) {
     const err = e as Error;
-    console.error(`error: ${err?.message ?? String(e)}`);
+    console.error(`error: ${plainMessage(e)}`);
     const debug = { name: "env", variable: "LMKIT_DEBUG" } as const;
     if (Deno.permissions.querySync(debug).state === "granted" && Deno.env.get("LMKIT_DEBUG")) {
       console.error(err?.stack);
     }
     Deno.exit(1);
   }
+}
+
+/**
+ * The error's message, with the system's wording for a missing file ("No such file or directory
+ * (os error 2): readfile 'x.txt'") said plainly: "'x.txt' does not exist".
+ */
+function plainMessage(e: unknown): string {
+  const message = (e as Error)?.message ?? String(e);
+  const missing = e instanceof Deno.errors.NotFound && /\(os error 2\): \w+ '(.*)'$/.exec(message);
+  return missing ? `'${missing[1]}' does not exist` : message;
 }

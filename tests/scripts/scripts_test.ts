@@ -79,6 +79,14 @@ Deno.test("perplexity.ts: a record without the field fails in one sentence and w
     g.stderr.trim(),
     `error: '${tmp}/golden.json' has no val_batch.sequences array of token id lists`,
   );
+  // a file that is not there: said plainly by the script harness, not in the system's words
+  const m = await run(
+    "perplexity.ts",
+    ["--text", `${tmp}/none.txt`, "--out", `${tmp}/out`],
+    TMP_FLAGS(tmp),
+  );
+  assertEquals(m.code, 1);
+  assertEquals(m.stderr.trim(), `error: '${tmp}/none.txt' does not exist`);
   await Deno.remove(tmp, { recursive: true });
 });
 
