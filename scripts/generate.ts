@@ -24,7 +24,8 @@ Options:
                        Sparse Expansion checkpoint from sparse_expand.ts --save; a folder
                        outside data/ needs --allow-read=DIR as well
   --prompt TEXT        (default "The city of Paris is in France.")
-  --max-new-tokens N   (default 50)
+  --max-new-tokens N   (default 50; prompt and new tokens together at most the model's
+                       max_position_embeddings)
   --temperature T      0 = greedy (default 0)
   --top-k K            sample among the K most likely tokens
   --top-p P            nucleus sampling threshold in (0, 1]
@@ -55,12 +56,26 @@ await runScript({ name: "generate.ts", usage: USAGE, needs: [] }, async (args) =
   requirePermissions("generate.ts", [{ name: "read", path: values.model }]);
   const backend: Backend = selectBackend(values.backend);
   const maxNewTokens = intFlag("--max-new-tokens", values["max-new-tokens"], 0);
-  const temperature = numFlag("--temperature", values.temperature, 0);
+  // every option checked before the prompt is printed
+  const sampling = {
+    temperature: numFlag("--temperature", values.temperature, 0),
+    seed: intFlag("--seed", values.seed),
+    ...(values["top-k"] !== undefined ? { topK: intFlag("--top-k", values["top-k"], 1) } : {}),
+    ...(values["top-p"] !== undefined
+      ? { topP: numFlag("--top-p", values["top-p"], 1e-9, 1) }
+      : {}),
+  };
   // dense, pruned or Sparse Expansion checkpoints; experts held as bitmaps, the fastest form for
   // decoding a few tokens at a time
   const model = await loadExpandedModel(values.model, { backend, experts: "bitmap" });
   const tok = await loadTokenizer(values.model, model.config);
   const prompt = tok.encode(values.prompt);
+  const context = model.config.maxPositionEmbeddings;
+  if (prompt.length + maxNewTokens > context) {
+    throw new RangeError(
+      `${prompt.length} prompt tokens + --max-new-tokens ${maxNewTokens} exceed the model's context of ${context} positions (max_position_embeddings): past it the output is noise`,
+    );
+  }
   if (!values.json) {
     console.error(`model ${values.model} · backend ${backend} · ${prompt.length} prompt tokens`);
     Deno.stdout.writeSync(new TextEncoder().encode(values.prompt));
@@ -68,12 +83,7 @@ await runScript({ name: "generate.ts", usage: USAGE, needs: [] }, async (args) =
   const t0 = performance.now();
   const ids = generate(model, prompt, {
     maxNewTokens,
-    temperature,
-    seed: intFlag("--seed", values.seed),
-    ...(values["top-k"] !== undefined ? { topK: intFlag("--top-k", values["top-k"], 1) } : {}),
-    ...(values["top-p"] !== undefined
-      ? { topP: numFlag("--top-p", values["top-p"], 1e-9, 1) }
-      : {}),
+    ...sampling,
     ...(values["stop-at-eos"] ? { stopIds: model.config.eosTokenIds } : {}),
     ...(values.json ? {} : {
       onToken: (() => {

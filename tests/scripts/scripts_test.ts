@@ -90,6 +90,23 @@ Deno.test("perplexity.ts: a record without the field fails in one sentence and w
   await Deno.remove(tmp, { recursive: true });
 });
 
+Deno.test("generate.ts: bad options fail in one sentence before the prompt is printed", async () => {
+  const flags = ["--allow-read=data", "--allow-ffi=ffi/build", "--allow-env=LMKIT_BACKEND"];
+  const k = await run("generate.ts", ["--top-k", "0"], flags);
+  assertEquals([k.code, k.stdout, k.stderr.trim()], [
+    1,
+    "",
+    "error: --top-k '0' is not an integer ≥ 1",
+  ]);
+  const long = await run("generate.ts", ["--prompt", "Hi", "--max-new-tokens", "510"], flags);
+  assertEquals(long.code, 1);
+  assertEquals(long.stdout, "");
+  assertEquals(
+    long.stderr.trim(),
+    "error: 3 prompt tokens + --max-new-tokens 510 exceed the model's context of 512 positions (max_position_embeddings): past it the output is noise",
+  );
+});
+
 Deno.test("generate.ts --json reproduces the golden greedy continuation", async () => {
   const r = await run("generate.ts", ["--json"], [
     "--allow-read=data",
