@@ -88,6 +88,10 @@ await runScript({ name: "wasserstein_neurons.ts", usage: USAGE, needs: [] }, asy
   const percent = numFlag("--percent", values.percent, 1e-9, 99.999);
   const sparsity = numFlag("--sparsity", values.sparsity, 1e-9, 1 - 1e-9);
   const seed = intFlag("--seed", values.seed);
+  // every option checked before the measurement (minutes) starts
+  const heldout = intFlag("--heldout", values.heldout, 1);
+  const draws = intFlag("--random-draws", values["random-draws"], 1);
+  const experts = intFlag("--experts", values.experts, 1);
   const method = values.method as PruneMethod;
   if (!["sparsegpt", "wanda", "magnitude"].includes(method)) {
     throw new RangeError(`--method '${values.method}' is not one of sparsegpt, wanda, magnitude`);
@@ -147,10 +151,7 @@ await runScript({ name: "wasserstein_neurons.ts", usage: USAGE, needs: [] }, asy
         );
       }),
     );
-    const held: number[][] = golden.val_batch.sequences.slice(
-      0,
-      intFlag("--heldout", values.heldout, 1),
-    );
+    const held: number[][] = golden.val_batch.sequences.slice(0, heldout);
     const measure = (m: LlamaModel) => {
       const r = evaluateLoss(m, held, { byteLevel: tok.byteLevel });
       if (!tok.byteLevel) metricName = "nats/token";
@@ -159,7 +160,6 @@ await runScript({ name: "wasserstein_neurons.ts", usage: USAGE, needs: [] }, asy
     ablation.push({ variant: "dense", metric: measure(model) });
     const rng = new Rng(seed + 1);
     const I = model.config.intermediateSize;
-    const draws = intFlag("--random-draws", values["random-draws"], 1);
     const randomSels = Array.from({ length: draws }, () =>
       new Map(
         gate.map((l) => [
@@ -230,7 +230,6 @@ await runScript({ name: "wasserstein_neurons.ts", usage: USAGE, needs: [] }, asy
     }
     // Sparse Expansion at the same sparsity: quality, and how far the Wasserstein neurons' outputs
     // moved from the dense model's compared with plain pruning (the paper reports a large drop)
-    const experts = intFlag("--experts", values.experts, 1);
     console.error(`ablation: Sparse Expansion ×${experts}`);
     using se = await LlamaModel.load(values.model, { backend });
     await sparseExpand(se, calib, { experts, sparsity, restarts: 4, seed });

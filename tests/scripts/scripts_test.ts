@@ -309,6 +309,14 @@ Deno.test("wasserstein_neurons.ts end to end on a small calibration set writes e
   );
   assertEquals(bad.code, 1);
   assertEquals(bad.stderr.trim(), "error: --percent '150' is not a number in [1e-9, 99.999]");
+  // the ablation's options are checked before the measurement, not minutes later when used
+  const experts = await run(
+    "wasserstein_neurons.ts",
+    ["--experts", "0", "--out", `${tmp}/o2`],
+    flags,
+  );
+  assertEquals(experts.code, 1);
+  assertEquals(experts.stderr.trim(), "error: --experts '0' is not an integer ≥ 1");
   // --no-ablation: the neuron tables only, no empty ablation tables
   const only = await run(
     "wasserstein_neurons.ts",
