@@ -178,6 +178,9 @@ async function hfFile(path: string): Promise<SubwordTokenizer> {
   try {
     json = JSON.parse(await Deno.readTextFile(path));
   } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new Deno.errors.NotFound(`Tokenizer file '${path}' does not exist`);
+    }
     throw new FormatError(`Cannot read tokenizer '${path}': ${(e as Error).message}`);
   }
   const { Tokenizer } = await import("@huggingface/tokenizers");

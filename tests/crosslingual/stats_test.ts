@@ -114,6 +114,11 @@ Deno.test("an HF tokenizer.json loads by path; unknown names and broken files fa
     `Cannot read tokenizer '${bad}'`,
   );
   await Deno.remove(bad);
+  await assertRejects(
+    () => loadSubwordTokenizer(`hf:${bad}`),
+    Deno.errors.NotFound,
+    `Tokenizer file '${bad}' does not exist`,
+  );
 });
 
 Deno.test("vocabulary overlap: hand cases", () => {
