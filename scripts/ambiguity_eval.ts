@@ -280,6 +280,7 @@ await runScript({ name: "ambiguity_eval.ts", usage: USAGE, needs: [] }, async (a
     backoffMs: intFlag("--backoff-ms", values["backoff-ms"], 0),
     timeoutMs: numFlag("--timeout", values.timeout, 0.001) * 1000,
   };
+  const concurrency = intFlag("--concurrency", values.concurrency, 1);
   const host = new ChatClient(clientOptions).host;
   const answersDir = answers.includes("/") ? answers.slice(0, answers.lastIndexOf("/")) : ".";
   requirePermissions("ambiguity_eval.ts", [
@@ -320,7 +321,7 @@ await runScript({ name: "ambiguity_eval.ts", usage: USAGE, needs: [] }, async (a
   let lastLog = Date.now();
   const summary = await runLive(items, keyed, {
     out: answers,
-    concurrency: intFlag("--concurrency", values.concurrency, 1),
+    concurrency,
     ...(values.system === undefined
       ? {}
       : { systemPrompt: values.system === "" ? null : values.system }),
