@@ -178,9 +178,7 @@ async function hfFile(path: string): Promise<SubwordTokenizer> {
   try {
     json = JSON.parse(await Deno.readTextFile(path));
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new Deno.errors.NotFound(`Tokenizer file '${path}' does not exist`);
-    }
+    if (e instanceof Deno.errors.NotFound) throw e; // scripts say it plainly (runScript)
     throw new FormatError(`Cannot read tokenizer '${path}': ${(e as Error).message}`);
   }
   const { Tokenizer } = await import("@huggingface/tokenizers");

@@ -9,13 +9,7 @@ import { parse } from "csv-parse";
 import { FormatError } from "../core/errors.ts";
 
 async function openStream(path: string): Promise<ReadableStream<Uint8Array>> {
-  const file = await Deno.open(path, { read: true }).catch((e) => {
-    // the system's "No such file or directory (os error 2): open '…'" names the file, not the fault
-    if (e instanceof Deno.errors.NotFound) {
-      throw new Deno.errors.NotFound(`'${path}' does not exist`);
-    }
-    throw e;
-  });
+  const file = await Deno.open(path, { read: true });
   const s = file.readable;
   return path.endsWith(".gz") ? s.pipeThrough(new DecompressionStream("gzip")) : s;
 }

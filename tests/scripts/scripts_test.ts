@@ -167,6 +167,16 @@ Deno.test("sparse_expand.ts --save writes a pruned checkpoint that loads back; b
     nm.stderr.trim(),
     "error: Block 0 gate_proj: N:M pattern 3:7 needs M to divide the 256 columns",
   );
+  const data = await run(
+    "sparse_expand.ts",
+    ["--data", `${tmp}/none`, "--out", `${tmp}/o5`],
+    flags,
+  );
+  assertEquals(data.code, 1);
+  assertEquals(
+    data.stderr.trim(),
+    `error: '${tmp}/none/toxic_spans/acl2022_raw/comments.csv' does not exist`,
+  );
   const names = await run(
     "sparse_expand.ts",
     ["--names", "gate_proj,mlp.up", "--out", `${tmp}/o4`],
