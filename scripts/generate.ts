@@ -9,7 +9,7 @@ import { intFlag, numFlag } from "../lib/core/args.ts";
 import { requirePermissions } from "../lib/core/permissions.ts";
 import { runScript } from "../lib/core/script.ts";
 import { type Backend, selectBackend } from "../ffi/mod.ts";
-import { generate } from "../lib/model/generate.ts";
+import { checkGenerationLength, generate } from "../lib/model/generate.ts";
 import { loadExpandedModel } from "../lib/sparse/expansion_io.ts";
 import { loadTokenizer } from "../lib/model/tokenizer.ts";
 
@@ -70,12 +70,7 @@ await runScript({ name: "generate.ts", usage: USAGE, needs: [] }, async (args) =
   const model = await loadExpandedModel(values.model, { backend, experts: "bitmap" });
   const tok = await loadTokenizer(values.model, model.config);
   const prompt = tok.encode(values.prompt);
-  const context = model.config.maxPositionEmbeddings;
-  if (prompt.length + maxNewTokens > context) {
-    throw new RangeError(
-      `${prompt.length} prompt tokens + --max-new-tokens ${maxNewTokens} exceed the model's context of ${context} positions (max_position_embeddings): past it the output is noise`,
-    );
-  }
+  checkGenerationLength(model.config, prompt.length, maxNewTokens); // before the prompt is printed
   if (!values.json) {
     console.error(`model ${values.model} · backend ${backend} · ${prompt.length} prompt tokens`);
     Deno.stdout.writeSync(new TextEncoder().encode(values.prompt));

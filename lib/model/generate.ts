@@ -5,6 +5,7 @@
  * @module
  */
 import { Rng } from "../core/rng.ts";
+import type { LlamaConfig } from "./config.ts";
 import { KVCache, type LlamaModel } from "./llama.ts";
 
 /** Options of {@linkcode generate}. */
@@ -63,7 +64,35 @@ export function sample(
 }
 
 /**
- * Continues `prompt` (token ids) by up to `maxNewTokens` ids and returns the new ids.
+ * Throws unless a prompt of `promptTokens` ids and `maxNewTokens` new ones fit the model's context
+ * (max_position_embeddings): past it the rotary positions are ones the model never saw and its
+ * output turns to noise (the bundled model's does).
+ *
+ * @example
+ * ```ts
+ * import { checkGenerationLength } from "./generate.ts";
+ * checkGenerationLength({ maxPositionEmbeddings: 512 }, 12, 500); // fits exactly
+ * let msg = "";
+ * try { checkGenerationLength({ maxPositionEmbeddings: 512 }, 12, 501); } catch (e) { msg = (e as Error).message; }
+ * if (!msg.includes("exceed the model's context of 512 positions")) throw new Error(msg);
+ * ```
+ */
+export function checkGenerationLength(
+  config: Pick<LlamaConfig, "maxPositionEmbeddings">,
+  promptTokens: number,
+  maxNewTokens: number,
+): void {
+  const context = config.maxPositionEmbeddings;
+  if (promptTokens + maxNewTokens > context) {
+    throw new RangeError(
+      `${promptTokens} prompt tokens + ${maxNewTokens} new tokens exceed the model's context of ${context} positions (max_position_embeddings)`,
+    );
+  }
+}
+
+/**
+ * Continues `prompt` (token ids) by up to `maxNewTokens` ids and returns the new ids. Prompt and
+ * new ids together must fit the model's context ({@linkcode checkGenerationLength}).
  *
  * @example
  * ```ts
@@ -84,6 +113,7 @@ export function generate(
     throw new RangeError(`Cannot generate ${maxNewTokens} tokens: expected an integer ≥ 0`);
   }
   if (!(temperature >= 0)) throw new RangeError(`Temperature ${temperature} is not ≥ 0`);
+  checkGenerationLength(model.config, prompt.length, maxNewTokens);
   const rng = new Rng(seed);
   const cache = new KVCache(model.config, prompt.length + maxNewTokens);
   const out: number[] = [];

@@ -193,6 +193,16 @@ Deno.test("generate: sampling with a seed is reproducible and stops at a stop id
   });
   assertEquals(b, a.slice(0, a.indexOf(stop) + 1));
   assertThrows(() => generate(m, prompt, { maxNewTokens: -1 }), RangeError);
+  // prompt + new tokens beyond max_position_embeddings (512): refused, up to it: fine
+  const fill = 512 - prompt.length;
+  assertThrows(
+    () => generate(m, prompt, { maxNewTokens: fill + 1 }),
+    RangeError,
+    `${prompt.length} prompt tokens + ${
+      fill + 1
+    } new tokens exceed the model's context of 512 positions`,
+  );
+  assertEquals(generate(m, prompt, { maxNewTokens: fill }).length, fill);
 });
 
 Deno.test("perplexity: windows, JSONL token streams and bits per byte", async () => {

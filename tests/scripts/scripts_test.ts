@@ -103,7 +103,7 @@ Deno.test("generate.ts: bad options fail in one sentence before the prompt is pr
   assertEquals(long.stdout, "");
   assertEquals(
     long.stderr.trim(),
-    "error: 3 prompt tokens + --max-new-tokens 510 exceed the model's context of 512 positions (max_position_embeddings): past it the output is noise",
+    "error: 3 prompt tokens + 510 new tokens exceed the model's context of 512 positions (max_position_embeddings)",
   );
 });
 
