@@ -35,7 +35,8 @@ Options:
   --model DIR          HF checkpoint folder (default data/models/tinyllama-bytes); Sparse
                        Expansion checkpoints written by sparse_expand.ts --save load too
   --field NAME         JSONL field (default text)
-  --context N          tokens per window (default 256)
+  --context N          tokens per window (default 256; at most the model's
+                       max_position_embeddings)
   --stride N           start a window every N tokens (default: --context, no overlap)
   --max-windows N      evaluate at most N windows (default all)
   --backend B          ts | cpu | cuda
@@ -75,9 +76,9 @@ await runScript({ name: "perplexity.ts", usage: USAGE, needs: [] }, async (args)
     { name: "read", path: values.out },
   ]);
   const backend = selectBackend(values.backend);
-  const context = intFlag("--context", values.context, 1);
-  const stride = values.stride === undefined ? context : intFlag("--stride", values.stride, 1);
   const model = await loadExpandedModel(values.model, { backend }); // dense, pruned or expanded
+  const context = intFlag("--context", values.context, 1, model.config.maxPositionEmbeddings);
+  const stride = values.stride === undefined ? context : intFlag("--stride", values.stride, 1);
   const tok = await loadTokenizer(values.model, model.config);
   let seqs: number[][], source: string;
   if (input) {

@@ -45,7 +45,7 @@ Options:
   --nm N:M             also an N:M pattern, e.g. 2:4
   --experts LIST       expert counts for expand (default 2,4; the paper uses up to 16)
   --calib-windows N    calibration windows of --context tokens (default 64)
-  --context N          (default 256)
+  --context N          (default 256; at most the model's max_position_embeddings − 1)
   --restarts N         k-means restarts (default 4)
   --seed LIST          seeds of the calibration windows and the k-means starts (default 0); with
                        several, every method runs once per seed and the report adds the mean
@@ -130,7 +130,8 @@ await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (ar
   const tok = await loadTokenizer(values.model, base.config);
   const docs = await bundledDocuments(values.data);
   const count = intFlag("--calib-windows", values["calib-windows"], 1);
-  const context = intFlag("--context", values.context, 2);
+  // a calibration window is context + 1 tokens, all within the model's positions
+  const context = intFlag("--context", values.context, 2, base.config.maxPositionEmbeddings - 1);
   const windows = (seed: number) => calibrationWindows(docs, tok, { count, context, seed });
   const names = values.names.split(",").map((n) => n.trim()) as LinearName[];
   for (const n of names) {

@@ -39,7 +39,8 @@ Options:
   --model DIR          HF checkpoint folder (default data/models/tinyllama-bytes)
   --data DIR           folder with the bundled corpora for calibration (default data)
   --calib-windows N    calibration windows (default 64)
-  --context N          tokens per window (default 256)
+  --context N          tokens per window (default 256; at most the model's
+                       max_position_embeddings − 1)
   --percent P          top-P% neurons per layer (default 3)
   --sparsity S         ablation sparsity in (0, 1) (default 0.7)
   --method M           ablation pruner: sparsegpt | wanda | magnitude (default sparsegpt)
@@ -100,7 +101,8 @@ await runScript({ name: "wasserstein_neurons.ts", usage: USAGE, needs: [] }, asy
   const tok = await loadTokenizer(values.model, model.config);
   const calib = calibrationWindows(await bundledDocuments(values.data), tok, {
     count: intFlag("--calib-windows", values["calib-windows"], 1),
-    context: intFlag("--context", values.context, 2),
+    // a calibration window is context + 1 tokens, all within the model's positions
+    context: intFlag("--context", values.context, 2, model.config.maxPositionEmbeddings - 1),
     seed,
   });
   console.error(

@@ -40,6 +40,16 @@ Deno.test("KV cache: prefill + one token at a time gives the full forward's logi
     RangeError,
     "Token id 300 at position 0 is outside the vocabulary",
   );
+  // past max_position_embeddings (512): refused, whether in one run or through a cache
+  assertEquals(m.forward(new Array(512).fill(65), { lastOnly: true }).rows, 1);
+  assertThrows(
+    () => m.forward(new Array(513).fill(65), { lastOnly: true }),
+    RangeError,
+    "Position 512 is past the model's context of 512 positions (max_position_embeddings)",
+  );
+  const long = new KVCache(m.config, 600);
+  m.forward(new Array(512).fill(65), { cache: long, lastOnly: true });
+  assertThrows(() => m.forward([65], { cache: long }), RangeError, "Position 512 is past");
 });
 
 Deno.test("hooks: every linear is observed with the right shapes; replacing outputs and the residual stream intervenes", async () => {
