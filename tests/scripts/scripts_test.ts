@@ -312,21 +312,17 @@ Deno.test("wasserstein_neurons.ts end to end on a small calibration set writes e
   const csv = (await Deno.readTextFile(`${tmp}/out/neurons.csv`)).trim().split("\n");
   assertEquals(csv.length, 1 + 12 * 768);
   assert((await Deno.readTextFile(`${tmp}/out/report.html`)).includes("<svg"));
-  const bad = await run(
-    "wasserstein_neurons.ts",
-    ["--percent", "150", "--out", `${tmp}/o2`],
-    flags,
-  );
-  assertEquals(bad.code, 1);
-  assertEquals(bad.stderr.trim(), "error: --percent '150' is not a number in [1e-9, 99.999]");
-  // the ablation's options are checked before the measurement, not minutes later when used
-  const experts = await run(
-    "wasserstein_neurons.ts",
-    ["--experts", "0", "--out", `${tmp}/o2`],
-    flags,
-  );
-  assertEquals(experts.code, 1);
-  assertEquals(experts.stderr.trim(), "error: --experts '0' is not an integer ≥ 1");
+  // bad options, the ablation's too: refused before the measurement, not minutes later when used
+  for (
+    const [args, message] of [
+      [["--percent", "150"], "--percent '150' is not a number in [1e-9, 99.999]"],
+      [["--experts", "0"], "--experts '0' is not an integer ≥ 1"],
+      [["--context", "512"], "--context '512' is not an integer in [2, 511]"],
+    ] as const
+  ) {
+    const bad = await run("wasserstein_neurons.ts", [...args, "--out", `${tmp}/o2`], flags);
+    assertEquals([bad.code, bad.stderr.trim()], [1, `error: ${message}`]);
+  }
   // --no-ablation: the neuron tables only, no empty ablation tables
   const only = await run(
     "wasserstein_neurons.ts",
