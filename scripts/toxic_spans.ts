@@ -130,11 +130,11 @@ await runScript({ name: "toxic_spans.ts", usage: USAGE, needs: [] }, async (args
     ? { thetas: [0, 0.2, 0.4, 0.6, 0.8], minOccurrences: [1, 5], fills: [0, 1] }
     : DEFAULT_GRID;
   const notes: string[] = [];
-  const shared = granted({ name: "read", path: values.shared }) && await exists(values.shared)
-    ? values.shared
-    : undefined;
+  const readable = granted({ name: "read", path: values.shared });
+  const shared = readable && await exists(values.shared) ? values.shared : undefined;
   if (!shared) {
-    notes.push(`'${values.shared}' is not readable here: HurtLex and OffensEval are left out.`);
+    const why = readable ? "does not exist" : "is not readable here (no read permission for it)";
+    notes.push(`'${values.shared}' ${why}: HurtLex and OffensEval are left out.`);
   }
 
   // ---- data

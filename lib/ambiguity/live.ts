@@ -94,7 +94,8 @@ async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
 /**
  * Answers every item not yet in `options.out`. On the first item that fails for good (retries
  * spent, or an error such as HTTP 401), no new items start, those in flight finish and are
- * saved, and the error is thrown with the count of answers kept.
+ * saved, and the error is thrown with the count of answers kept. The answers file is created
+ * at the first answer: a run that answers nothing leaves none behind.
  */
 export async function runLive(
   items: readonly AmbiguityItem[],
@@ -120,7 +121,8 @@ export async function runLive(
   const system = options.systemPrompt === undefined
     ? "You are a helpful assistant."
     : options.systemPrompt;
-  const file = await Deno.open(options.out, { append: true, create: true });
+  // opened at the first answer, so that a run whose first request fails leaves no empty file
+  let file: Deno.FsFile | undefined;
   const enc = new TextEncoder();
   let next = 0, answered = 0;
   let failure: Error | undefined;
@@ -145,7 +147,10 @@ export async function runLive(
         if (parsed.choice !== null) results.choice = parsed.choice;
         if (parsed.explanation !== null) results.explanation = parsed.explanation;
         const line = JSON.stringify(itemRecord({ ...item, responses, results })) + "\n";
-        writing = writing.then(() => writeAll(file, enc.encode(line)));
+        writing = writing.then(async () => {
+          file ??= await Deno.open(options.out, { append: true, create: true });
+          await writeAll(file, enc.encode(line));
+        });
         await writing;
         answered++;
         options.onItem?.(answered, todo.length);
@@ -158,7 +163,8 @@ export async function runLive(
     const n = Math.max(1, Math.min(options.concurrency ?? 4, todo.length));
     await Promise.all(Array.from({ length: n }, worker));
   } finally {
-    file.close();
+    await writing.catch(() => {});
+    file?.close();
   }
   if (failure) {
     const kept = items.length - todo.length + answered;

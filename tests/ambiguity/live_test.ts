@@ -154,6 +154,20 @@ Deno.test("runLive: a failed run keeps its answers and a rerun asks only for the
   }
 });
 
+Deno.test("runLive: an endpoint that never answers leaves no answers file behind", async () => {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  const out = await temp();
+  const c = new ChatClient({ baseUrl: `http://127.0.0.1:${port}/v1`, model: "m", ...fast });
+  await assertRejects(
+    () => runLive(testItems("direct", 2), c, { out, concurrency: 2 }),
+    ChatApiError,
+    `cannot connect`,
+  );
+  await assertRejects(() => Deno.stat(out), Deno.errors.NotFound);
+});
+
 Deno.test("readAnswers: a cut-off last line is dropped, a bad line elsewhere names file and line", async () => {
   const out = await temp();
   const [a, b] = testItems("direct", 1).map((it) =>

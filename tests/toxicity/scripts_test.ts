@@ -112,5 +112,13 @@ Deno.test("toxic_spans.ts --quick writes every table; a malformed span list fail
     `error: '${data}/toxic_spans/semeval2021/tsd_train.csv' line 3: malformed span list '[0 1]' (expected a JSON list of character offsets)`,
   );
   assertEquals(await exists(`${tmp}/out2`), false);
+  // a --shared folder that is not there: the run goes on without it and says why
+  r = await runDeno([...flags, "--quick", "--shared", `${tmp}/none`, "--out", `${tmp}/out3`]);
+  assertEquals(r.code, 0, r.stderr);
+  const report = await Deno.readTextFile(`${tmp}/out3/report.md`);
+  assert(
+    report.includes(`'${tmp}/none' does not exist: HurtLex and OffensEval are left out.`),
+    report.slice(0, 2000),
+  );
   await Deno.remove(tmp, { recursive: true });
 });
