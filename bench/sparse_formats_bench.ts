@@ -1,6 +1,6 @@
 // Stored forms of a pruned expert, measured on one per-expert product of the routed 70B layer
 // (`deno task bench`): Y = X·Wᵀ with X 256 × 8192 (the 4096 tokens split among 16 experts) and
-// W 28672 × 8192, random weights at 50 %, 2:4, 4:8, 70 % and 90 %. Each form's C kernel against the
+// W 28672 × 8192, random weights at 50 %, 2:4, 4:8, 65 %, 70 % and 90 %. Each form's C kernel against the
 // dense cpu matmul (OpenBLAS sgemm) on the same X and W; the stored bytes are in each name.
 // CSR is left out at 50–70 % (about 4 s per call, bench/RESULTS.md). Each pattern also times one
 // token (decoding), where the bytes read decide.
@@ -26,7 +26,7 @@ const w = new Matrix(N, K, rng.normalArray(N * K));
 const share = (bytes: number) => `${(bytes / DENSE_BYTES).toFixed(3)} of dense bytes`;
 
 const opts = { backend: "cpu" } as const;
-for (const pattern of ["50%", "2:4", "4:8", "70%", "90%"]) {
+for (const pattern of ["50%", "2:4", "4:8", "65%", "70%", "90%"]) {
   const group = `${M}×${K}·(${N}×${K})ᵀ at ${pattern}`;
   Deno.bench({
     name: `dense cpu matmul (${(2 * M * K * N / 1e9).toFixed(0)} GFLOP)`,

@@ -30,6 +30,62 @@ typedef double vd_t __attribute__((vector_size(VBYTES)));
 #define G sg
 #define SRC_F32_ALLOWED 0
 #include "gemm_tmpl.h"
+
+/* Y = X·Wᵀ with W written by `fill` straight into the packed B panels (see internal.h). X is
+ * packed once, whole: k block pc holds the mpad × kc slice at xp + pc·mpad, MR-row slivers of
+ * kc × MR. For each NC × KC block of W the threads fill their own slivers (the same static split
+ * as the products that read them, so each thread reads what it wrote), then run the micro-kernel
+ * over all tokens, MC at a time so that the block of X stays in L2. */
+_Static_assert(NR == LK_FILL_NR, "lk_fill_fn's slivers are the f32 micro-kernel's");
+
+int lk_sgemm_nt_fill(int m, int n, int k, const float* x, ptrdiff_t ldx, lk_fill_fn fill,
+                     void* ctx, float* y, ptrdiff_t ldy) {
+  if (m <= 0 || n <= 0) return 0;
+  const int mpad = (m + MR - 1) / MR * MR;
+  float* xp = lk_alloc(sizeof(float) * (size_t)mpad * k);
+  float* bp = lk_alloc(sizeof(float) * (size_t)LK_FILL_KC * NC);
+  if (!xp || !bp) {
+    free(xp);
+    free(bp);
+    return 1;
+  }
+#pragma omp parallel for schedule(static) collapse(2)
+  for (int pc = 0; pc < k; pc += LK_FILL_KC)
+    for (int is = 0; is < mpad; is += MR) {
+      const int kc = k - pc < LK_FILL_KC ? k - pc : LK_FILL_KC, mr = m - is < MR ? m - is : MR;
+      sg_pack_a(mr, kc, x + is * ldx + pc, 0, ldx, 1, xp + (size_t)pc * mpad + (size_t)is * kc);
+    }
+  for (int jc = 0; jc < n; jc += NC) {
+    const int nc = n - jc < NC ? n - jc : NC, nsl = (nc + NR - 1) / NR;
+    for (int pc = 0; pc < k; pc += LK_FILL_KC) {
+      const int kc = k - pc < LK_FILL_KC ? k - pc : LK_FILL_KC;
+      const float* xb = xp + (size_t)pc * mpad;
+      const float beta = pc == 0 ? 0.0f : 1.0f;
+#pragma omp parallel
+      {
+#pragma omp for schedule(static)
+        for (int s = 0; s < nsl; s++) {
+          const int nr = nc - s * NR < NR ? nc - s * NR : NR;
+          fill(ctx, jc + s * NR, nr, pc, kc, bp + (size_t)s * NR * kc);
+        }
+        for (int ic = 0; ic < mpad; ic += MC) {
+          const int ie = mpad - ic < MC ? mpad : ic + MC;
+#pragma omp for schedule(static) nowait
+          for (int s = 0; s < nsl; s++) {
+            const int nr = nc - s * NR < NR ? nc - s * NR : NR;
+            for (int ir = ic; ir < ie; ir += MR)
+              sg_micro(kc, xb + (size_t)ir * kc, bp + (size_t)s * NR * kc,
+                       y + (ptrdiff_t)ir * ldy + jc + s * NR, ldy, m - ir < MR ? m - ir : MR, nr,
+                       1.0f, beta);
+          }
+        }
+      }
+    }
+  }
+  free(xp);
+  free(bp);
+  return 0;
+}
 #undef T
 #undef V
 #undef VL

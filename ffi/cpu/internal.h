@@ -34,6 +34,22 @@ void lk_sgemm(int m, int n, int k, float alpha, const float* a, ptrdiff_t rsa, p
  * products when it is loaded, else the own GEMM. */
 void lk_sgemm_nt(int m, int n, int k, const float* a, ptrdiff_t lda, const float* b, ptrdiff_t ldb,
                  float beta, float* c, ptrdiff_t ldc);
+/* Writes rows j0 … j0+nj−1 (nj ≤ LK_FILL_NR), columns p0 … p0+kc−1 of a weight W into the GEMM's
+ * packed layout, dst[p·LK_FILL_NR + j] = W[j0+j, p0+p], rows nj … LK_FILL_NR−1 zero. Called with
+ * p0 = 0, LK_FILL_KC, 2·LK_FILL_KC, … in order for each row (a fill may carry per-row state from
+ * one call to the next), each row by one thread at a time. */
+typedef void (*lk_fill_fn)(void* ctx, int j0, int nj, int p0, int kc, float* dst);
+#if defined(__AVX512F__)
+#define LK_FILL_NR 32
+#else
+#define LK_FILL_NR 16
+#endif
+#define LK_FILL_KC 512 /* twice the GEMM's KC: half the passes over Y (bench/RESULTS.md) */
+/* Y[m,n] = X[m,k]·Wᵀ (leading dimensions ldx, ldy) with W produced by `fill`: the route of a
+ * weight stored compressed, decompressed straight into the panels the GEMM reads. Returns 1 when
+ * it cannot allocate its m·k + KC·NC floats of scratch, else 0. */
+int lk_sgemm_nt_fill(int m, int n, int k, const float* x, ptrdiff_t ldx, lk_fill_fn fill,
+                     void* ctx, float* y, ptrdiff_t ldy);
 /* f64 GEMM; A and B may be f32 (a_f32/b_f32 set), converted to f64 when packed. */
 void lk_dgemm(int m, int n, int k, double alpha, const void* a, int a_f32, ptrdiff_t rsa,
               ptrdiff_t csa, const void* b, int b_f32, ptrdiff_t rsb, ptrdiff_t csb, double beta,

@@ -164,16 +164,14 @@ int32_t lk_cpu_bsc_matmul_f32(const float* x, double x_len, const int32_t* blk_p
   return LK_OK;
 }
 
-/* ---- Dense-panel route for bitmap and packed N:M weights ----
- * The weight is decompressed panel by panel (PN rows × about PK columns, 2 MB, cache-resident)
- * into a dense scratch that the GEMM multiplies by the token block. It does the dense number of
- * FLOPs at GEMM speed while only the compressed form is stored: what 50 % or N:M sparsity can
- * give on a CPU whose dense GEMM runs far faster than any sparse loop (bench/RESULTS.md). */
+/* ---- Dense route for bitmap (and, for a few tokens, packed N:M) weights ----
+ * From FEW tokens up a bitmap weight is decompressed straight into the packed panels of the own
+ * GEMM (lk_sgemm_nt_fill): the dense number of FLOPs at GEMM speed while only the compressed form
+ * is stored, which is what 50 % unstructured sparsity can give on a CPU whose dense GEMM runs far
+ * faster than any sparse loop (bench/RESULTS.md). */
 #ifdef __AVX512F__
 #include <immintrin.h>
 #endif
-#define PN 512
-#define PK 1024 /* a multiple of 64, so that bitmap panels start on whole bytes */
 
 typedef struct {
   int32_t k;
@@ -190,10 +188,8 @@ typedef struct {
   int32_t keep, group, idx_bits;
 } packed_w;
 
-/* Writes columns c0..c0+nc of row r into dst; *off is the row's value offset at c0, advanced. */
-typedef void (*unpack_fn)(const packed_w* w, int32_t r, int32_t c0, int32_t nc, int64_t* off,
-                          float* dst);
-
+/* Writes columns c0..c0+nc of bitmap row r into dst (c0 a multiple of 8); *off is the row's value
+ * offset at c0, advanced. */
 static void unpack_bitmap(const packed_w* w, int32_t r, int32_t c0, int32_t nc, int64_t* off,
                           float* dst) {
   const uint8_t* b = w->bits + (int64_t)r * w->row_bytes + c0 / 8;
@@ -216,77 +212,115 @@ static void unpack_bitmap(const packed_w* w, int32_t r, int32_t c0, int32_t nc, 
   *off = o;
 }
 
-static void unpack_nm(const packed_w* w, int32_t r, int32_t c0, int32_t nc, int64_t* off,
-                      float* dst) {
+/* Writes row r of a packed N:M weight, all k columns, into dst. */
+static void unpack_nm_row(const packed_w* w, int32_t r, float* dst) {
   const int keep = w->keep, grp = w->group, ib = w->idx_bits, mask = (1 << ib) - 1;
-  int64_t q = (int64_t)(c0 / grp) * keep; /* number of the first kept entry within the row */
-  const float* v = w->val + (int64_t)r * (w->k / grp) * keep + q;
+  const float* v = w->val + (int64_t)r * (w->k / grp) * keep;
   const uint8_t* ix = w->idx + (int64_t)r * w->idx_row_bytes;
-  memset(dst, 0, sizeof(float) * (size_t)nc);
-  if (keep == 2 && grp == 4) { /* 2:4: one nibble per group; c0 % 8 == 0, so q % 4 == 0 */
-    const uint8_t* ib4 = ix + q / 4;
-    for (int32_t g = 0; g < nc / 4; g++) {
-      const int nib = (ib4[g >> 1] >> ((g & 1) * 4)) & 15;
-      dst[4 * g + (nib & 3)] = v[2 * g];
-      dst[4 * g + (nib >> 2)] = v[2 * g + 1];
-    }
-    return;
-  }
-  for (int32_t g = 0; g < nc; g += grp)
+  memset(dst, 0, sizeof(float) * (size_t)w->k);
+  int64_t q = 0; /* number of the kept entry within the row */
+  for (int32_t g = 0; g < w->k; g += grp)
     for (int j = 0; j < keep; j++, q++) dst[g + ((ix[(q * ib) >> 3] >> ((q * ib) & 7)) & mask)] = *v++;
 }
 
-static int32_t panel_matmul(const char* fn, const float* x, float* y, int32_t m, int32_t k,
-                            int32_t n, const packed_w* w, unpack_fn unpack, int32_t pk) {
-  if (m == 0 || n == 0) return LK_OK;
-  if (m < FEW) { /* a few tokens (decoding): one row of W at a time, then m dot products */
-    int failed = 0;
+/* y = x·Wᵀ for m < FEW tokens (decoding), one row of W at a time: the row is decompressed, then
+ * m dot products. The route of packed N:M patterns other than 2:4 and 4:8. */
+static int32_t nm_rows_few(const char* fn, const float* x, float* y, int32_t m, int32_t k,
+                           int32_t n, const packed_w* w) {
+  int failed = 0;
 #pragma omp parallel
-    {
-      float* row = lk_alloc(sizeof(float) * (size_t)k);
-      if (!row) {
+  {
+    float* row = lk_alloc(sizeof(float) * (size_t)k);
+    if (!row) {
 #pragma omp atomic write
-        failed = 1;
-      }
+      failed = 1;
+    }
 #pragma omp for schedule(static)
-      for (int32_t r = 0; r < n; r++) {
-        if (!row) continue;
-        int64_t o = w->row_ptr ? w->row_ptr[r] : 0;
-        for (int32_t pc = 0; pc < k; pc += pk) unpack(w, r, pc, k - pc < pk ? k - pc : pk, &o, row + pc);
-        for (int32_t i = 0; i < m; i++) {
-          const float* xi = x + (size_t)i * k;
-          float s = 0;
+    for (int32_t r = 0; r < n; r++) {
+      if (!row) continue;
+      unpack_nm_row(w, r, row);
+      for (int32_t i = 0; i < m; i++) {
+        const float* xi = x + (size_t)i * k;
+        float s = 0;
 #pragma omp simd reduction(+ : s)
-          for (int32_t c = 0; c < k; c++) s += xi[c] * row[c];
-          y[(size_t)i * n + r] = s;
-        }
+        for (int32_t c = 0; c < k; c++) s += xi[c] * row[c];
+        y[(size_t)i * n + r] = s;
       }
-      free(row);
     }
-    return failed ? lk_fail(LK_ENOMEM, "%s: cannot allocate a row of %d floats", fn, k) : LK_OK;
+    free(row);
   }
-  float* panel = lk_alloc(sizeof(float) * (size_t)PN * pk);
-  int64_t* off = lk_alloc(sizeof(int64_t) * PN);
-  if (!panel || !off) {
-    free(panel);
-    free(off);
-    return lk_fail(LK_ENOMEM, "%s: cannot allocate the %d×%d weight panel", fn, PN, pk);
-  }
-  for (int32_t jc = 0; jc < n; jc += PN) {
-    int32_t np = n - jc < PN ? n - jc : PN;
-    for (int32_t i = 0; i < np; i++) off[i] = w->row_ptr ? w->row_ptr[jc + i] : 0;
-    for (int32_t pc = 0; pc < k; pc += pk) {
-      int32_t kp = k - pc < pk ? k - pc : pk;
-#pragma omp parallel for schedule(static)
-      for (int32_t i = 0; i < np; i++) unpack(w, jc + i, pc, kp, &off[i], panel + (size_t)i * kp);
-      /* the own GEMM, not OpenBLAS: its threads would fight the OpenMP threads that unpack
-       * (3.5× slower than dense when tried) */
-      lk_sgemm(m, np, kp, 1.0f, x + pc, k, 1, panel, 1, kp, pc == 0 ? 0.0f : 1.0f, y + jc, n, 0);
+  return failed ? lk_fail(LK_ENOMEM, "%s: cannot allocate a row of %d floats", fn, k) : LK_OK;
+}
+
+/* lk_fill_fn of a bitmap weight: off[r] is row r's value offset at the next column block. */
+typedef struct {
+  const packed_w* w;
+  int64_t* off;
+} bitmap_fill_ctx;
+
+#ifdef __AVX512F__
+/* Transposes the 16 × 16 floats in r[0..15] (rows) in place: at block size b = 8, 4, 2, 1 rows i
+ * and i+b (i & b = 0) exchange the b × b blocks off the diagonal of every 2b × 2b block. */
+static inline __attribute__((always_inline)) void transpose16(__m512* r) {
+#pragma GCC unroll 4
+  for (int b = 8; b >= 1; b /= 2) {
+    int lo[16], hi[16];
+    for (int t = 0; t < 16; t++) {
+      const int base = t / (2 * b) * 2 * b, in = t % (2 * b);
+      lo[t] = in < b ? base + in : 16 + base + in - b;
+      hi[t] = in < b ? base + b + in : 16 + base + in;
     }
+    const __m512i ilo = _mm512_loadu_si512(lo), ihi = _mm512_loadu_si512(hi);
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++)
+      if (!(i & b)) {
+        const __m512 a = r[i], c = r[i + b];
+        r[i] = _mm512_permutex2var_ps(a, ilo, c);
+        r[i + b] = _mm512_permutex2var_ps(a, ihi, c);
+      }
   }
-  free(panel);
-  free(off);
-  return LK_OK;
+}
+#endif
+
+/* lk_fill_fn of a bitmap weight: with AVX-512, 16 rows × 16 columns at a time are expand-loaded
+ * into registers, transposed there and stored as 16 sliver rows; the rest row by row. */
+static void bitmap_fill(void* ctx, int j0, int nj, int p0, int kc, float* dst) {
+  const bitmap_fill_ctx* f = ctx;
+  const packed_w* w = f->w;
+  int c = 0;
+#ifdef __AVX512F__
+  const int c16 = kc / 16 * 16;
+  for (int g = 0; g < LK_FILL_NR; g += 16) {
+    const int rows = nj - g < 0 ? 0 : (nj - g < 16 ? nj - g : 16);
+    const uint8_t* b[16];
+    int64_t o[16];
+    for (int i = 0; i < 16; i++) {
+      b[i] = i < rows ? w->bits + (int64_t)(j0 + g + i) * w->row_bytes + p0 / 8 : NULL;
+      o[i] = i < rows ? f->off[j0 + g + i] : 0;
+    }
+    for (int cc = 0; cc < c16; cc += 16) {
+      __m512 r[16];
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; i++) {
+        uint16_t mk = 0;
+        if (i < rows) memcpy(&mk, b[i] + cc / 8, 2);
+        r[i] = _mm512_maskz_expandloadu_ps(mk, w->val + o[i]);
+        o[i] += __builtin_popcount(mk);
+      }
+      transpose16(r);
+#pragma GCC unroll 16
+      for (int t = 0; t < 16; t++) _mm512_storeu_ps(dst + (size_t)(cc + t) * LK_FILL_NR + g, r[t]);
+    }
+    for (int i = 0; i < rows; i++) f->off[j0 + g + i] = o[i];
+  }
+  c = c16;
+#endif
+  if (c == kc) return;
+  float row[LK_FILL_KC];
+  for (int j = 0; j < LK_FILL_NR; j++) {
+    if (j < nj) unpack_bitmap(w, j0 + j, p0 + c, kc - c, &f->off[j0 + j], row);
+    for (int p = c; p < kc; p++) dst[p * LK_FILL_NR + j] = j < nj ? row[p - c] : 0.0f;
+  }
 }
 
 /* Bitmap byte of two 2:4 groups from their packed index byte (positions p0 < p1 of each group in
@@ -423,7 +457,14 @@ int32_t lk_cpu_bitmap_matmul_f32(const float* x, double x_len, const uint8_t* bi
     return first_bad < n ? check_bitmap_rows(fn, bits, rb, row_ptr, n, k, first_bad) : LK_OK;
   }
   if ((st = check_bitmap_rows(fn, bits, rb, row_ptr, n, k, 0))) return st;
-  return panel_matmul(fn, x, y, m, k, n, &w, unpack_bitmap, PK);
+  if (m == 0 || n == 0) return LK_OK;
+  int64_t* off = lk_alloc(sizeof(int64_t) * (size_t)n);
+  if (!off) return lk_fail(LK_ENOMEM, "%s: cannot allocate %d row offsets", fn, n);
+  for (int32_t r = 0; r < n; r++) off[r] = row_ptr[r];
+  bitmap_fill_ctx ctx = {.w = &w, .off = off};
+  const int failed = lk_sgemm_nt_fill(m, n, k, x, k, bitmap_fill, &ctx, y, n);
+  free(off);
+  return failed ? lk_fail(LK_ENOMEM, "%s: cannot allocate the packed %d×%d tokens", fn, m, k) : LK_OK;
 }
 
 /* ---- Tokens-as-lanes route for packed N:M, 8 tokens or more ----
@@ -569,5 +610,5 @@ int32_t lk_cpu_nm_matmul_f32(const float* x, double x_len, const uint8_t* idx, d
     }
     return LK_OK;
   }
-  return panel_matmul(fn, x, y, m, k, n, &w, unpack_nm, PK - PK % group);
+  return nm_rows_few(fn, x, y, m, k, n, &w);
 }

@@ -4,8 +4,8 @@
  * that the CPU benchmark (`bench/sparse_formats_bench.ts`, 256 × 8192 × 28672 per-expert
  * products) found fastest ({@linkcode autoForm}): packed N:M for 2:4 and 4:8 weights (1.34–1.43×
  * dense at 2:4, 1.33× at 4:8: only the kept entries are multiplied), block-sparse below
- * {@linkcode BLOCK_SPARSE_MAX_DENSITY} (1.4× dense at 70 %, 3.3–3.8× at 90 %), else the bitmap
- * (about 0.9× dense at 50 % with 0.53 of the bytes, where block-sparse is 0.89×). That choice is for
+ * {@linkcode BLOCK_SPARSE_MAX_DENSITY} (1.4× dense at 70 %, 3.3× at 90 %), else the bitmap
+ * (1.0–1.1× dense at 50 % with 0.53 of the bytes, where block-sparse is 0.9×). That choice is for
  * batched tokens; for decoding (fewer than 8 tokens) the bitmap is the fastest form at every
  * unstructured sparsity (one token: 1.37× dense at 50 %, 3.2× at 90 %), so ask for it there;
  * packed 2:4 decodes as fast as the bitmap (its index bytes are read as bitmap bytes).
@@ -58,10 +58,11 @@ export const SPARSE_FORMATS: readonly SparseFormat[] = ["bitmap", "block-sparse"
 
 /**
  * Density (kept / all entries) below which `"auto"` stores block-sparse instead of a bitmap. On
- * the benchmark machine the two kernels cross between 50 % sparsity (bitmap 740 ms, block-sparse
- * 791 ms) and 55 % (785 ms and 701 ms).
+ * the benchmark machine the two kernels cross at about 65 % sparsity: at 60 % the bitmap took
+ * 616–653 ms and block-sparse 635–833 ms, at 65 % 621–640 and 572–752 ms, at 68 % 604 and 521 ms
+ * (bench/RESULTS.md).
  */
-export const BLOCK_SPARSE_MAX_DENSITY = 0.48;
+export const BLOCK_SPARSE_MAX_DENSITY = 0.35;
 
 /** Options of {@linkcode compressWeight}. */
 export interface CompressOptions {

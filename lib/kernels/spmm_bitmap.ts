@@ -2,8 +2,9 @@
  * Sparse weights as a bitmap, the most compact of the stored forms: one bit per entry marks the
  * stored entries, and their values follow row by row. A weight at density d costs d·4 + 1/8
  * bytes per entry (f32 values), e.g. 2.125 at 50 % or 2:4 and 0.525 at 90 %, against 4 dense and
- * 7·d for block-sparse. The product `Y = X·Wᵀ` decompresses W panel by panel into a cache-sized
- * dense scratch that the GEMM multiplies (cpu), or walks the bits (ts reference).
+ * 7·d for block-sparse. The product `Y = X·Wᵀ` decompresses W, 32 rows × 512 columns at a time,
+ * straight into the packed panels of the C GEMM (cpu; for fewer than 8 tokens it reads each row's
+ * bits and values once instead), or walks the bits (ts reference).
  *
  * @module
  */

@@ -247,7 +247,7 @@ export async function loadExpandedModel(
   options: Omit<LoadOptions, "linearLoader"> & {
     /**
      * The form experts are held in: `"auto"` (default; packed N:M for 2:4 and 4:8 experts,
-     * block-sparse below density 0.48, else the bitmap: fastest for batched tokens, see
+     * block-sparse below density 0.35, else the bitmap: fastest for batched tokens, see
      * `autoForm`) or `"bitmap"` (fastest for decoding a few tokens).
      */
     experts?: "auto" | "bitmap";

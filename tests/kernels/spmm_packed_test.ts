@@ -62,7 +62,10 @@ Deno.test("bitmap product: cpu and ts equal the dense product across panels", ()
   const cases: [number[], number, number][] = [
     [[...AWKWARD], 17, 3],
     [[...AWKWARD], 33, 129],
-    [[1, 3, 70], 1100, 2100], // 3 row panels of 512, 3 column panels of 1024, k % 8 = 4
+    // the GEMM route's blocks: W rows in panels of 2048 (and slivers of 32), columns in blocks
+    // of 256, tokens in blocks of 128 (and slivers of 8); each with a partial last one
+    [[1, 3, 70], 1100, 2100], // 9 column blocks, the last of 52 (k % 8 = 4)
+    [[9, 135], 2100, 300], // 2 row panels (2048 + 52), 2 token blocks (128 + 7)
     [[5], 513, 1024],
   ];
   for (const [ms, n, k] of cases) {
