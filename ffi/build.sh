@@ -14,14 +14,7 @@ stale() { # stale OUTPUT INPUTS...: true when OUTPUT is missing or older than an
   local out=$1; shift
   [ "$force" = "--force" ] || [ ! -e "$out" ] || [ -n "$(find "$@" -newer "$out" 2>/dev/null | head -1)" ]
 }
-CC=${CC:-cc}
-cpu_src=(cpu/*.c)
-if stale build/liblmkit_cpu.so cpu include; then
-  echo "build: $CC → ffi/build/liblmkit_cpu.so"
-  $CC -O3 -march=native -ffp-contract=fast -fopenmp -fPIC -shared -std=gnu11 -Wall -Wextra \
-    -Wno-unused-parameter -Wl,-z,nodelete -o build/liblmkit_cpu.so.tmp "${cpu_src[@]}" -ldl -lm -lpthread
-  mv build/liblmkit_cpu.so.tmp build/liblmkit_cpu.so
-fi
+bash cpu/build.sh $force build/liblmkit_cpu.so
 if command -v nvcc >/dev/null 2>&1 && compgen -G "cuda/*.cu" >/dev/null; then
   if stale build/liblmkit_cuda.so cuda include; then
     echo "build: nvcc → ffi/build/liblmkit_cuda.so (sm_80, sm_90a)"

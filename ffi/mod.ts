@@ -290,12 +290,28 @@ export function cudaEmulated(): boolean {
   return emulatorDir() !== undefined;
 }
 
+/**
+ * The folder under ffi/build of another build of the CPU library (`LMKIT_CPU_BUILD=cpu-avx2`:
+ * built without AVX-512 by ffi/cpu/avx2_check.sh, for tests), or undefined for the main build.
+ */
+function cpuBuildDir(): string | undefined {
+  const desc = { name: "env", variable: "LMKIT_CPU_BUILD" } as const;
+  if (Deno.permissions.querySync(desc).state !== "granted") return undefined;
+  const v = Deno.env.get("LMKIT_CPU_BUILD");
+  if (!v) return undefined;
+  if (!/^cpu-[\w-]+$/.test(v)) {
+    throw new RangeError(`LMKIT_CPU_BUILD '${v}' is not a folder name of the form cpu-NAME`);
+  }
+  return v;
+}
+
 function load<S extends Deno.ForeignLibraryInterface>(
   name: string,
   symbols: S,
 ): Loaded<Deno.DynamicLibrary<S>["symbols"]> {
-  const emu = name === "lmkit_cuda" ? emulatorDir() : undefined;
-  const path = `${BUILD_DIR}${emu ? `${emu}/` : ""}lib${name}.so`;
+  const sub = name === "lmkit_cuda" ? emulatorDir() : cpuBuildDir();
+  const path = `${BUILD_DIR}${sub ? `${sub}/` : ""}lib${name}.so`;
+  const emu = name === "lmkit_cuda" ? sub : undefined;
   if (Deno.permissions.querySync({ name: "ffi", path }).state !== "granted") {
     return { lib: null, reason: `no --allow-ffi=ffi/build permission to load '${path}'` };
   }
@@ -306,12 +322,16 @@ function load<S extends Deno.ForeignLibraryInterface>(
     return {
       lib: null,
       reason: missing
-        ? `'${path}' is not built (run \`deno task build\`${
-          emu
-            ? " where a C++ compiler is installed"
-            : name.includes("cuda")
-            ? " where nvcc is installed"
-            : ""
+        ? `'${path}' is not built (run ${
+          sub && !emu
+            ? "`bash ffi/cpu/avx2_check.sh`"
+            : `\`deno task build\`${
+              emu
+                ? " where a C++ compiler is installed"
+                : name.includes("cuda")
+                ? " where nvcc is installed"
+                : ""
+            }`
         })`
         : `cannot load '${path}': ${(e as Error).message}`,
     };

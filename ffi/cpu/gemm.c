@@ -68,8 +68,8 @@ int lk_sgemm_nt_fill(int m, int n, int k, const float* x, ptrdiff_t ldx, lk_fill
           const int nr = nc - s * NR < NR ? nc - s * NR : NR;
           fill(ctx, jc + s * NR, nr, pc, kc, bp + (size_t)s * NR * kc);
         }
-        for (int ic = 0; ic < mpad; ic += MC) {
-          const int ie = mpad - ic < MC ? mpad : ic + MC;
+        for (int ic = 0; ic < mpad; ic += MC / MR * MR) { /* whole slivers: MR need not divide MC */
+          const int ie = mpad - ic < MC / MR * MR ? mpad : ic + MC / MR * MR;
 #pragma omp for schedule(static) nowait
           for (int s = 0; s < nsl; s++) {
             const int nr = nc - s * NR < NR ? nc - s * NR : NR;

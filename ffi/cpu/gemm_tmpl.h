@@ -163,7 +163,8 @@ static void CAT(G, _parallel)(int m, int n, int k, T alpha, const void* a, int a
       u0 = (int)((long)units * t / nt);
       u1 = (int)((long)units * (t + 1) / nt);
     }
-    T* ap = lk_alloc(sizeof(T) * (size_t)MC * KC);
+    /* pack_a fills whole MR-row slivers: MC rounded up (128 rows are 22 slivers of 6 without AVX-512) */
+    T* ap = lk_alloc(sizeof(T) * (size_t)((MC + MR - 1) / MR * MR) * KC);
     T* bp = lk_alloc(sizeof(T) * (size_t)KC * NC);
     if (ap && bp && u1 > u0) {
       if (by_rows) {

@@ -103,11 +103,11 @@ export function density(w: Matrix): number {
  * ```ts
  * import { compressWeight, sparseMatmulT } from "./sparse_weight.ts";
  * import { Matrix } from "../core/matrix.ts";
- * const w = Matrix.from([[0, 2, 0, 0], [1, 0, 0, 3]]);
- * const sw = compressWeight(w); // density 0.375 → block-sparse
+ * const w = Matrix.from([[0, 2, 0, 0], [0, 0, 0, 3]]);
+ * const sw = compressWeight(w); // density 0.25 → block-sparse
  * if (sw.format !== "block-sparse") throw new Error(sw.format);
  * const y = sparseMatmulT(Matrix.from([[1, 2, 3, 4]]), sw, { backend: "ts" });
- * if (y.data.join() !== "4,13") throw new Error("wrong product");
+ * if (y.data.join() !== "4,12") throw new Error("wrong product");
  * ```
  */
 export function compressWeight(w: Matrix, options: CompressOptions = {}): SparseWeight {
