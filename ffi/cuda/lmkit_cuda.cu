@@ -1446,7 +1446,8 @@ extern "C" int32_t lk_cuda_bitmap_dense_bf16(int32_t hbits, int32_t hrowptr, int
 }
 
 // ---- the routed layer
-// labels[t] = argmin_c ‖z_t − zoff − cent_c‖² (ties to the lower c), counts[c] += 1
+// labels[t] = argmin_c ‖z_t − zoff − cent_c‖², or without centroids (cent null, r = e: z holds one
+// linear score per cluster) argmax_c z_tc − zoff_c; ties to the lower c; counts[c] += 1
 __global__ void nearest_centroid(const float* z, const float* zoff, const float* cent, int m, int r, int e,
                                  int* labels, int* counts) {
   const int t = blockIdx.x * blockDim.x + threadIdx.x;
@@ -1454,6 +1455,15 @@ __global__ void nearest_centroid(const float* z, const float* zoff, const float*
   const float* zt = z + (size_t)t * r;
   int best = 0;
   float bd = 0;
+  if (!cent) {
+    for (int c = 0; c < e; c++) {
+      const float s = zt[c] - zoff[c];
+      if (c == 0 || s > bd) bd = s, best = c;
+    }
+    labels[t] = best;
+    atomicAdd(&counts[best], 1);
+    return;
+  }
   for (int c = 0; c < e; c++) {
     float s = 0;
     for (int j = 0; j < r; j++) {
@@ -1521,7 +1531,13 @@ extern "C" int32_t lk_cuda_routed_bf16(int32_t hx, int32_t m, int32_t d, int32_t
   if (int32_t st = get(fn, "x", hx, 4, (double)m * d, &x)) return st;
   if (int32_t st = get(fn, "components", hcomp, 4, (double)r * d, &comp)) return st;
   if (int32_t st = get(fn, "zoff", hzoff, 0, r, &zoff)) return st;
-  if (int32_t st = get(fn, "centroids", hcent, 0, (double)e * r, &cent)) return st;
+  if (hcent == 0) {  // no centroids: the components are the router's e score weights
+    if (r != e)
+      return fail(LK_EARG, "%s: without centroids the %d components must be the %d clusters' score weights", fn, r, e);
+    cent = nullptr;
+  } else if (int32_t st = get(fn, "centroids", hcent, 0, (double)e * r, &cent)) {
+    return st;
+  }
   if (int32_t st = get(fn, "y", hy, 4, (double)m * n, &y)) return st;
   if (int32_t st = get(fn, "labels", hlabels, 2, m, &labels)) return st;
   const bool sparse = form == 1;
@@ -1563,7 +1579,7 @@ extern "C" int32_t lk_cuda_routed_bf16(int32_t hx, int32_t m, int32_t d, int32_t
   float* z = (float*)((char*)rs_small.p + 8);
   int* counts = (int*)((char*)rs_small.p + 8 + zb);
   int *off = counts + e, *cursor = off + e, *perm = cursor + e;
-  // z = x · componentsᵀ in f32 (bf16 inputs), then the nearest centroid
+  // z = x · componentsᵀ in f32 (bf16 inputs), then the nearest centroid (or the top score)
   {
     const float one = 1, zero = 0;
     int st = B.gemm_ex(B.h, CUBLAS_OP_T, CUBLAS_OP_N, r, m, d, &one, comp, CUDA_R_16BF, d, x, CUDA_R_16BF, d, &zero,

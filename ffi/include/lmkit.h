@@ -156,7 +156,9 @@ int32_t lk_cuda_bitmap_dense_bf16(int32_t bits, int32_t rowptr, int32_t val, int
                                   int32_t cols, int32_t out);
 /* The routed Sparse Expansion layer on bf16 X[m,d]: z = X·componentsᵀ (components bf16 [r,d]),
  * labels[t] = argmin_c ‖z_t − zoff − centroid_c‖² (zoff = mean·componentsᵀ, f32 [r]; centroids
- * f32 [e,r]; ties to the lower c), then per cluster Y[rows] = X[rows]·W_cᵀ, W_c n×d given by
+ * f32 [e,r]; ties to the lower c) or, with centroids = 0 (no buffer) and r = e, the components
+ * being the clusters' score weights, labels[t] = argmax_c z_tc − zoff_c (zoff = minus the score
+ * offsets), then per cluster Y[rows] = X[rows]·W_cᵀ, W_c n×d given by
  * form: 0 = the bf16 buffer experts[c]; 1 = the 2:4 weight experts[c]; 2 = the bitmap weight
  * experts[3c], experts[3c+1], experts[3c+2] (bits, rowptr, val as for lk_cuda_bitmap_dense_bf16),
  * unpacked into a scratch just before its product (experts without tokens are not read). */

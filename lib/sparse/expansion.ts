@@ -201,7 +201,12 @@ function identity(d: number): Matrix<Float64Array> {
   return m;
 }
 
-/** Multiply-adds per token of the model's MLPs (and routers), counting only nonzero weights. */
+/**
+ * FLOPs per token (two per multiply-add) of the model's MLPs and routers, counting only nonzero
+ * weights. A router counts as the paper counts it, 2·d·r for the projection and 3·k·r for the k
+ * distances, also where `route` evaluates the same rule as k linear scores (2·d·k; see
+ * `routerScores`).
+ */
 export function mlpFlopsPerToken(
   model: LlamaModel,
 ): { expert: number; router: number; total: number } {

@@ -1,6 +1,7 @@
 /**
  * The routed expert layer on the GPU: tokens in bf16 on the device, the router's projection
- * through cuBLAS (f32 accumulation), the nearest centroid, tokens grouped by cluster, one product
+ * through cuBLAS (f32 accumulation; with fewer clusters than PCA dimensions, the k linear scores of
+ * `routerScores` instead), the nearest centroid, tokens grouped by cluster, one product
  * per expert and a scatter back, all in one call of the CUDA library (`lk_cuda_routed_bf16`).
  * How the experts live on the device ({@linkcode ExpertStorage}): experts that are all 2:4 run on
  * the sparse tensor cores through cuSPARSELt; other experts stay bitmaps (bf16 values, so E experts
@@ -24,7 +25,7 @@ import {
 } from "../kernels/sparse_weight.ts";
 import type { BitmapMatrix } from "../kernels/spmm_bitmap.ts";
 import { nmPatternOf } from "../kernels/spmm_nm.ts";
-import type { Router } from "./router.ts";
+import { type Router, routerScores } from "./router.ts";
 
 /** Uploads f32 values and converts them to a new bf16 device buffer. */
 export function toDeviceBf16(data: Float32Array): DeviceBuffer {
@@ -144,7 +145,10 @@ export class CudaRoutedExperts {
   readonly #router: Router;
   readonly #comp: DeviceBuffer;
   readonly #zoff: DeviceBuffer;
-  readonly #cent: DeviceBuffer;
+  /** The centroids, or null when the router runs as k linear scores (k < rank). */
+  readonly #cent: DeviceBuffer | null;
+  /** Rows of #comp: the PCA rank, or k for the score form. */
+  readonly #rows: number;
   readonly #experts: Int32Array;
   readonly #owned: DeviceBuffer[] = [];
   #freed = false;
@@ -176,16 +180,27 @@ export class CudaRoutedExperts {
     this.outFeatures = a.rows;
     this.#router = router;
     const lib = cuda(), { dim, rank, k } = router;
-    // z = (x − mean)·Cᵀ = x·Cᵀ − mean·Cᵀ: the second term once, in f64
-    const zoff = new Float32Array(rank);
-    for (let j = 0; j < rank; j++) {
-      let s = 0;
-      for (let i = 0; i < dim; i++) s += router.mean[i]! * router.components[j * dim + i]!;
-      zoff[j] = s;
+    if (k < rank) {
+      // fewer clusters than PCA dimensions: the nearest centroid as the top of k linear scores
+      // (routerScores), one k × d product on the device instead of the r × d projection
+      const { w, bias } = routerScores(router);
+      this.#rows = k;
+      this.#comp = toDeviceBf16(w.data as Float32Array);
+      this.#zoff = DeviceBuffer.from(Float32Array.from(bias, (b) => -b));
+      this.#cent = null;
+    } else {
+      // z = (x − mean)·Cᵀ = x·Cᵀ − mean·Cᵀ: the second term once, in f64
+      const zoff = new Float32Array(rank);
+      for (let j = 0; j < rank; j++) {
+        let s = 0;
+        for (let i = 0; i < dim; i++) s += router.mean[i]! * router.components[j * dim + i]!;
+        zoff[j] = s;
+      }
+      this.#rows = rank;
+      this.#comp = toDeviceBf16(Float32Array.from(router.components));
+      this.#zoff = DeviceBuffer.from(zoff);
+      this.#cent = DeviceBuffer.from(Float32Array.from(router.centroids.subarray(0, k * rank)));
     }
-    this.#comp = toDeviceBf16(Float32Array.from(router.components));
-    this.#zoff = DeviceBuffer.from(zoff);
-    this.#cent = DeviceBuffer.from(Float32Array.from(router.centroids.subarray(0, k * rank)));
     const per = this.storage === "bitmap" ? 3 : 1;
     this.#experts = new Int32Array(per * k);
     const bitmaps = new Map<Matrix | SparseWeight, BitmapMatrix>();
@@ -247,9 +262,9 @@ export class CudaRoutedExperts {
         m,
         this.inFeatures,
         this.#comp.handle,
-        r.rank,
+        this.#rows,
         this.#zoff.handle,
-        this.#cent.handle,
+        this.#cent?.handle ?? 0,
         r.k,
         this.#experts,
         this.#experts.length,
@@ -284,6 +299,6 @@ export class CudaRoutedExperts {
     if (this.storage === "2:4") {
       for (const id of this.#experts) if (id > 0) lib.lk_cuda_sp24_free(id);
     }
-    for (const b of [...this.#owned, this.#comp, this.#zoff, this.#cent]) b.dispose();
+    for (const b of [...this.#owned, this.#comp, this.#zoff, this.#cent]) b?.dispose();
   }
 }

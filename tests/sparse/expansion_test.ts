@@ -54,6 +54,44 @@ Deno.test("router: PCA finds the dominant direction and k-means separates well-s
   assertThrows(() => fitCentroids(z, 1, { k: 1.5 }), RangeError, "expected a positive integer");
 });
 
+Deno.test("router: wide layers route by k linear scores exactly as by the nearest centroid", () => {
+  // d ≥ 4096 with f32 tokens and k < r takes the score route; the reference is the f64 projection
+  // and f64 distances (a Float64 copy of the tokens takes project's exact path)
+  const seed = freshSeed(), rng = new Rng(seed);
+  const d = 4103, r = 24, k = 5, m = 67;
+  const unit = (n: number, scale: number) =>
+    Float64Array.from(rng.normalArray(n), (v) => v * scale);
+  const mean = unit(d, 0.3), components = unit(r * d, 1 / Math.sqrt(d));
+  const x = new Matrix(m, d, Float32Array.from(rng.normalArray(m * d)));
+  const probe = new Matrix(k, d, Float64Array.from(x.data.subarray(0, k * d)));
+  const router = { mean, components, centroids: new Float64Array(k * r), dim: d, rank: r, k };
+  router.centroids.set(project(router, probe)); // centroids at the first k tokens' projections
+  for (let i = 0; i < k * r; i++) router.centroids[i]! += 0.3 * rng.normal();
+  const z = project(router, new Matrix(m, d, Float64Array.from(x.data)));
+  const labels = route(router, x);
+  let nearTies = 0;
+  for (let t = 0; t < m; t++) {
+    const dist = Array.from({ length: k }, (_, c) => {
+      let s = 0;
+      for (let i = 0; i < r; i++) s += (z[t * r + i]! - router.centroids[c * r + i]!) ** 2;
+      return s;
+    });
+    const want = dist.indexOf(Math.min(...dist));
+    if (labels[t] === want) continue;
+    // only a near tie may differ: f32 scores against f64 distances
+    nearTies++;
+    assert(
+      Math.abs(dist[labels[t]!]! - dist[want]!) < 1e-4 * dist[want]!,
+      `seed ${seed} token ${t}: routed to ${labels[t]} (distance ${
+        dist[labels[t]!]
+      }), nearest ${want} (${dist[want]})`,
+    );
+  }
+  assert(nearTies <= 1, `seed ${seed}: ${nearTies} tokens routed differently`);
+  assertEquals(new Set(labels).size > 1, true, `seed ${seed}: every token in one cluster`);
+  assertThrows(() => route(router, Matrix.zeros(2, d - 1)), ShapeError, `expects rows of ${d}`);
+});
+
 Deno.test("ExpertLinear sends each row through its cluster's expert", () => {
   const rng = new Rng(freshSeed());
   const x = Matrix.from([[-5, 0], [5, 0], [-5.1, 0.1], [4.9, -0.1]]);

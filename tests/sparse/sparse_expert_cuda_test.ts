@@ -98,8 +98,9 @@ Deno.test({
   fn() {
     const seed = freshSeed(), rng = new Rng(seed);
     const d = 256, n = 96, k = 4;
-    for (const m of [1, 37, 300]) {
-      const { router, x } = clustered(rng, d, 8, k, m);
+    // rank 8 > k: the router runs as k linear scores; rank 3 < k: projection and centroids
+    for (const [m, rank] of [[1, 8], [37, 3], [300, 8], [300, 3]] as const) {
+      const { router, x } = clustered(rng, d, rank, k, m);
       for (
         const [structured, storage] of [[true, "2:4"], [false, "bitmap"], [false, "dense"]] as const
       ) {
@@ -117,7 +118,7 @@ Deno.test({
         );
         assertEquals(gpu.storage, storage);
         const got = gpu.forward(x), want = cpu.forward(x);
-        const at = `seed ${seed} m=${m} ${storage}`;
+        const at = `seed ${seed} m=${m} rank=${rank} ${storage}`;
         assertEquals(Array.from(got.labels), Array.from(route(router, x)), at);
         const err = relativeL2Error(got.y.data, want.data);
         assert(err < 2e-2, `${at}: relative error ${err}`);
@@ -125,6 +126,36 @@ Deno.test({
         assert(relativeL2Error(layer.forward(x).data, want.data) < 2e-2, at);
       }
     }
+    // the score form (no centroids) needs one score row per cluster
+    const lib = cuda(), zeros = (n: number) => new Float32Array(n);
+    using bx = toDeviceBf16(zeros(2 * 64)), bc = toDeviceBf16(zeros(3 * 64));
+    using bw = toDeviceBf16(zeros(32 * 64)), bz = DeviceBuffer.from(zeros(3));
+    using by = DeviceBuffer.alloc("bf16", 2 * 32), bl = DeviceBuffer.alloc("i32", 2);
+    const experts = Int32Array.from({ length: 4 }, () => bw.handle);
+    assertThrows(
+      () =>
+        check(
+          lib,
+          lib.lk_cuda_routed_bf16(
+            bx.handle,
+            2,
+            64,
+            bc.handle,
+            3,
+            bz.handle,
+            0,
+            4,
+            experts,
+            4,
+            0,
+            32,
+            by.handle,
+            bl.handle,
+          ),
+        ),
+      Error,
+      "without centroids the 3 components must be the 4 clusters' score weights",
+    );
   },
 });
 
