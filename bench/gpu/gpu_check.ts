@@ -246,7 +246,8 @@ try {
 // here is against the dense bf16 product on the GPU, not the cpu).
 try {
   const M = tiny ? 512 : quick ? 1024 : 4096, E = 16;
-  const din0 = tiny ? 256 : quick ? 2048 : 8192, dout0 = tiny ? 512 : quick ? 7168 : 28672;
+  // tiny: up routes by centroids (rank 8 < 16 experts), down by scores (rank 32 > 16)
+  const din0 = tiny ? 256 : quick ? 2048 : 8192, dout0 = tiny ? 1024 : quick ? 7168 : 28672;
   // uniform values of unit variance from a xorshift (timing inputs: ten times faster to make than
   // normals, which took about 12 s for the 235M weights on the CPU while the GPU waited)
   let st = 0x9e3779b9;
