@@ -1,6 +1,6 @@
 // The C library checks every shape and buffer length itself, before touching memory, and reports
 // through lk_last_error (the TypeScript wrappers check too; these calls bypass them).
-import { assertEquals } from "@std/assert";
+import { assert, assertEquals } from "@std/assert";
 import { cpu } from "../../ffi/mod.ts";
 
 const lib = cpu();
@@ -154,4 +154,35 @@ Deno.test("C SparseGPT sweep: pattern, block, buffers and U's diagonal are check
   );
   assertEquals(run({ n: 2, m: 4, block: 4 }), 0);
   assertEquals(mask.reduce((a, b) => a + b, 0), rows * cols / 2);
+});
+
+Deno.test("LMKIT_CPU_BUILD names a cpu-* build of the C library, or fails in one sentence", async () => {
+  const load = async (value: string) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "eval",
+        "import { cpuLibrary } from './ffi/mod.ts'; console.log(cpuLibrary().reason);",
+      ],
+      cwd: new URL("../../", import.meta.url).pathname,
+      env: { LMKIT_CPU_BUILD: value, NO_COLOR: "1" },
+      stdin: "null",
+    }).output();
+    const dec = new TextDecoder();
+    return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+  };
+  const bad = await load("../elsewhere");
+  assertEquals(bad.code, 1);
+  assert(
+    bad.stderr.includes(
+      "LMKIT_CPU_BUILD '../elsewhere' is not a folder name of the form cpu-NAME",
+    ),
+    bad.stderr,
+  );
+  const missing = await load("cpu-never-built");
+  assertEquals(missing.code, 0, missing.stderr);
+  assert(
+    /cpu-never-built\/liblmkit_cpu\.so' is not built \(run `bash ffi\/cpu\/avx2_check\.sh`\)/
+      .test(missing.stdout),
+    missing.stdout,
+  );
 });
