@@ -309,9 +309,8 @@ function load<S extends Deno.ForeignLibraryInterface>(
   name: string,
   symbols: S,
 ): Loaded<Deno.DynamicLibrary<S>["symbols"]> {
-  const sub = name === "lmkit_cuda" ? emulatorDir() : cpuBuildDir();
+  const isCuda = name === "lmkit_cuda", sub = isCuda ? emulatorDir() : cpuBuildDir();
   const path = `${BUILD_DIR}${sub ? `${sub}/` : ""}lib${name}.so`;
-  const emu = name === "lmkit_cuda" ? sub : undefined;
   if (Deno.permissions.querySync({ name: "ffi", path }).state !== "granted") {
     return { lib: null, reason: `no --allow-ffi=ffi/build permission to load '${path}'` };
   }
@@ -323,15 +322,9 @@ function load<S extends Deno.ForeignLibraryInterface>(
       lib: null,
       reason: missing
         ? `'${path}' is not built (run ${
-          sub && !emu
-            ? "`bash ffi/cpu/avx2_check.sh`"
-            : `\`deno task build\`${
-              emu
-                ? " where a C++ compiler is installed"
-                : name.includes("cuda")
-                ? " where nvcc is installed"
-                : ""
-            }`
+          !isCuda
+            ? sub ? "`bash ffi/cpu/avx2_check.sh`" : "`deno task build`"
+            : `\`deno task build\` where ${sub ? "a C++ compiler" : "nvcc"} is installed`
         })`
         : `cannot load '${path}': ${(e as Error).message}`,
     };

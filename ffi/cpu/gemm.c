@@ -41,7 +41,7 @@ _Static_assert(NR == LK_FILL_NR, "lk_fill_fn's slivers are the f32 micro-kernel'
 int lk_sgemm_nt_fill(int m, int n, int k, const float* x, ptrdiff_t ldx, lk_fill_fn fill,
                      void* ctx, float* y, ptrdiff_t ldy) {
   if (m <= 0 || n <= 0) return 0;
-  const int mpad = (m + MR - 1) / MR * MR;
+  const int mpad = (m + MR - 1) / MR * MR, mcb = MC / MR * MR; /* whole slivers: MR need not divide MC */
   float* xp = lk_alloc(sizeof(float) * (size_t)mpad * k);
   float* bp = lk_alloc(sizeof(float) * (size_t)LK_FILL_KC * NC);
   if (!xp || !bp) {
@@ -68,8 +68,8 @@ int lk_sgemm_nt_fill(int m, int n, int k, const float* x, ptrdiff_t ldx, lk_fill
           const int nr = nc - s * NR < NR ? nc - s * NR : NR;
           fill(ctx, jc + s * NR, nr, pc, kc, bp + (size_t)s * NR * kc);
         }
-        for (int ic = 0; ic < mpad; ic += MC / MR * MR) { /* whole slivers: MR need not divide MC */
-          const int ie = mpad - ic < MC / MR * MR ? mpad : ic + MC / MR * MR;
+        for (int ic = 0; ic < mpad; ic += mcb) {
+          const int ie = mpad - ic < mcb ? mpad : ic + mcb;
 #pragma omp for schedule(static) nowait
           for (int s = 0; s < nsl; s++) {
             const int nr = nc - s * NR < NR ? nc - s * NR : NR;

@@ -44,6 +44,29 @@ export interface RouterOptions {
 const f32Components = new WeakMap<Router, { c: Matrix; meanProj: Float64Array }>();
 
 /**
+ * The input mean in PCA coordinates, mean·Cᵀ (r values, f64): what `(x − mean)·Cᵀ` subtracts
+ * when computed as `x·Cᵀ − mean·Cᵀ`.
+ *
+ * @example
+ * ```ts
+ * import { projectedMean } from "./router.ts";
+ * const router = { mean: Float64Array.of(1, 2), components: Float64Array.of(0, 1),
+ *   centroids: Float64Array.of(0), dim: 2, rank: 1, k: 1 };
+ * if (projectedMean(router)[0] !== 2) throw new Error("mean·Cᵀ");
+ * ```
+ */
+export function projectedMean(router: Router): Float64Array {
+  const { dim: d, rank: r, mean, components } = router;
+  const out = new Float64Array(r);
+  for (let i = 0; i < r; i++) {
+    let sum = 0;
+    for (let j = 0; j < d; j++) sum += mean[j]! * components[i * d + j]!;
+    out[i] = sum;
+  }
+  return out;
+}
+
+/**
  * Projects rows of `x` (tokens × d) to PCA coordinates (tokens × r, f64). For model widths
  * d ≥ 4096 and f32 inputs the product runs through the matmul kernel in f32 (X·Cᵀ − mean·Cᵀ);
  * below that, exactly in f64 (the bundled model's widths keep their exact routing).
@@ -54,13 +77,7 @@ export function project(router: Router, x: Matrix<MatrixData>): Float64Array {
   if (d >= 4096 && x.data instanceof Float32Array && x.rows > 0) {
     let f = f32Components.get(router);
     if (!f) {
-      const meanProj = new Float64Array(r);
-      for (let i = 0; i < r; i++) {
-        let sum = 0;
-        for (let j = 0; j < d; j++) sum += mean[j]! * components[i * d + j]!;
-        meanProj[i] = sum;
-      }
-      f = { c: new Matrix(r, d, Float32Array.from(components)), meanProj };
+      f = { c: new Matrix(r, d, Float32Array.from(components)), meanProj: projectedMean(router) };
       f32Components.set(router, f);
     }
     const z = matmul(x as Matrix, f.c, { transB: true });
@@ -136,19 +153,17 @@ export interface RouterScores {
 export function routerScores(router: Router): RouterScores {
   let f = scoreCache.get(router);
   if (f) return f;
-  const { dim: d, rank: r, k, mean, components, centroids } = router;
-  const w64 = new Float64Array(k * d), bias = new Float64Array(k);
+  const { dim: d, rank: r, k, components, centroids } = router;
+  const w64 = new Float64Array(k * d), bias = new Float64Array(k), pm = projectedMean(router);
   for (let c = 0; c < k; c++) {
     const wc = w64.subarray(c * d, (c + 1) * d);
-    let norm = 0;
+    let b = 0; // (Cᵀz_c)·μ + ‖z_c‖²/2 = z_c·(mean·Cᵀ) + ‖z_c‖²/2
     for (let i = 0; i < r; i++) {
       const zi = centroids[c * r + i]!, ci = components.subarray(i * d, (i + 1) * d);
-      norm += zi * zi;
+      b += zi * (pm[i]! + zi / 2);
       for (let j = 0; j < d; j++) wc[j]! += zi * ci[j]!;
     }
-    let wm = 0;
-    for (let j = 0; j < d; j++) wm += wc[j]! * mean[j]!;
-    bias[c] = -wm - norm / 2;
+    bias[c] = -b;
   }
   f = { w: new Matrix(k, d, Float32Array.from(w64)), bias };
   scoreCache.set(router, f);

@@ -25,7 +25,7 @@ import {
 } from "../kernels/sparse_weight.ts";
 import type { BitmapMatrix } from "../kernels/spmm_bitmap.ts";
 import { nmPatternOf } from "../kernels/spmm_nm.ts";
-import { type Router, routerScores } from "./router.ts";
+import { projectedMean, type Router, routerScores } from "./router.ts";
 
 /** Uploads f32 values and converts them to a new bf16 device buffer. */
 export function toDeviceBf16(data: Float32Array): DeviceBuffer {
@@ -179,7 +179,7 @@ export class CudaRoutedExperts {
     this.inFeatures = a.cols;
     this.outFeatures = a.rows;
     this.#router = router;
-    const lib = cuda(), { dim, rank, k } = router;
+    const lib = cuda(), { rank, k } = router;
     if (k < rank) {
       // fewer clusters than PCA dimensions: the nearest centroid as the top of k linear scores
       // (routerScores), one k × d product on the device instead of the r × d projection
@@ -190,15 +190,9 @@ export class CudaRoutedExperts {
       this.#cent = null;
     } else {
       // z = (x − mean)·Cᵀ = x·Cᵀ − mean·Cᵀ: the second term once, in f64
-      const zoff = new Float32Array(rank);
-      for (let j = 0; j < rank; j++) {
-        let s = 0;
-        for (let i = 0; i < dim; i++) s += router.mean[i]! * router.components[j * dim + i]!;
-        zoff[j] = s;
-      }
       this.#rows = rank;
       this.#comp = toDeviceBf16(Float32Array.from(router.components));
-      this.#zoff = DeviceBuffer.from(zoff);
+      this.#zoff = DeviceBuffer.from(Float32Array.from(projectedMean(router)));
       this.#cent = DeviceBuffer.from(Float32Array.from(router.centroids.subarray(0, k * rank)));
     }
     const per = this.storage === "bitmap" ? 3 : 1;
