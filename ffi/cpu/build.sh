@@ -6,8 +6,13 @@
 # renames it, so that an interrupted build leaves no half library.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+usage="usage: bash ffi/cpu/build.sh [--force] OUT [CFLAGS...]"
 force=""
 [ "${1:-}" = --force ] && force=1 && shift
+case ${1:-} in
+-h | --help) echo "$usage" && exit 0 ;;
+"" | -*) echo "build.sh: expected the library's path, got '${1:-}'; $usage" >&2 && exit 2 ;;
+esac
 out=$1
 shift
 if [ -z "$force" ] && [ -e "$out" ] &&
