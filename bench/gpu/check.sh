@@ -31,7 +31,9 @@ done
 # bench/gpu/pack.sh's copy of the npm packages the check imports, used as it is (no network there)
 deno_flags=""
 if [ -d .gpu/node_modules ] && [ ! -e node_modules ]; then
-  cp -a .gpu/node_modules node_modules && deno_flags="--node-modules-dir=manual --no-check"
+  # "manual" in this throwaway copy's deno.json reaches the deno processes that tests spawn too
+  cp -a .gpu/node_modules node_modules && deno_flags="--no-check" &&
+    sed -i 's/"nodeModulesDir": "auto"/"nodeModulesDir": "manual"/' deno.json
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 echo "== build"

@@ -1159,7 +1159,10 @@ extern "C" int32_t lk_cuda_sp24_create(int32_t hw, int32_t n, int32_t k, int32_t
   int st = L.structured(L.h, s->wd, n, k, k, 16, CUDA_R_16BF, LT_ORDER_ROW, LT_SPARSITY_50);
   if (st) return bad(LK_EBACKEND, "cusparseLtStructuredDescriptorInit failed", st);
   wd_ok = true;
-  if (cudaMalloc(&valid, sizeof(int))) return bad(LK_ENOMEM, "cannot allocate a flag", 0);
+  // the check only raises the flag (seen on an H200 with cuSPARSELt 0.8: a fresh allocation's
+  // leftover bytes came back as the verdict), so it starts at 0 = "2:4"
+  if (cudaMalloc(&valid, sizeof(int)) || cudaMemset(valid, 0, sizeof(int)))
+    return bad(LK_ENOMEM, "cannot allocate a flag", 0);
   st = L.prune_check2(L.h, s->wd, 1, LT_OP_N, w, valid, nullptr);
   if (st) return bad(LK_EBACKEND, "cusparseLtSpMMAPruneCheck2 failed", st);
   int hv = 1;

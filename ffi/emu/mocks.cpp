@@ -405,7 +405,8 @@ EXPORT int cusparseLtSpMMAPruneCheck2(const void* h, const void* sd, int is_a, i
   const Mat& m = *(const Mat*)sd;
   if (!emu_is_device(in, mat_bytes(m)) || !emu_is_device(valid, sizeof(int)))
     return refuse(LT_INVALID, fn, "the matrix or the flag is not device memory of the described size");
-  *valid = not_24(m, op, (const __nv_bfloat16*)in);
+  // as the real check does (seen on an H200): it raises the flag and never clears it
+  if (not_24(m, op, (const __nv_bfloat16*)in)) *valid = 1;
   return LT_OK;
 }
 EXPORT int cusparseLtSpMMACompressedSize2(const void* h, const void* sd, size_t* comp, size_t* buf) {
