@@ -8,16 +8,18 @@
 # here: bash bench/gpu/pack.sh, carry [".gpu"], then `source .gpu/env.sh && bash bench/gpu/check.sh`.
 # Options: --quick (1024-sized problems); --sparse (issue 4 only, for a short device lease: the
 # kernel, FFI and sparse tests, then SparseGPT and the routed layer against their PyTorch peers; no
-# dense-kernel rows, no model throughput). Writes $OUT/gpu_bench.json when OUT is set. Without a GPU,
+# dense-kernel rows, no model throughput); --routed (after the build, only the routed layer's rows,
+# its 2:4 rows twice with default and tuned plans alternating: a second look at tuning on a short lease). Writes $OUT/gpu_bench.json when OUT is set. Without a GPU,
 # tests/ffi/gpu_check_test.ts runs gpu_check.ts --tiny on the CUDA emulator (deno task test).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-quick="" sparse=""
+quick="" sparse="" routed=""
 for a in "$@"; do
   case $a in
   --quick) quick=--quick ;;
   --sparse) sparse=--sparse ;;
-  *) echo "check.sh: unknown option '$a', expected --quick or --sparse" >&2 && exit 2 ;;
+  --routed) routed=--routed ;;
+  *) echo "check.sh: unknown option '$a', expected --quick, --sparse or --routed" >&2 && exit 2 ;;
   esac
 done
 export NO_COLOR=1
@@ -38,6 +40,10 @@ fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 echo "== build"
 LMKIT_BUILD_EMU=0 bash ffi/build.sh --force || exit 1
+if [ -n "$routed" ]; then # build, then the routed layer's rows alone: no tests, no peers
+  deno run $deno_flags --no-prompt --allow-read --allow-env --allow-ffi=ffi/build bench/gpu/gpu_check.ts --routed $quick
+  exit
+fi
 echo "== tests (cuda live)"
 model_tests=tests/model # the bundled model on cuda, passed four times already: left out by --sparse
 [ -n "$sparse" ] && model_tests=""

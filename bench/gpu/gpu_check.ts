@@ -29,17 +29,24 @@ const { values } = parseArgs({
     // that the script reaches a GPU lease known to run
     tiny: { type: "boolean" },
     sparse: { type: "boolean" }, // only issue 4's rows (SparseGPT, the routed layer)
+    // only the routed layer, its 2:4 rows twice (default and tuned plans alternating), with the
+    // time of each first product (plans made; searched when tuned)
+    routed: { type: "boolean" },
   },
 });
 const lib = cuda();
 const rng = new Rng(7);
 const randn = (r: number, c: number) => new Matrix(r, c, rng.normalArray(r * c));
 
+/** Wall time in ms of the last timeCuda's warm-up (prep, run, sync). */
+let warmMs = 0;
 /** Median device time in ms of `run`, with `prep` (untimed) before each repetition. */
 function timeCuda(run: () => void, prep: () => void = () => {}, reps = 10): number {
+  const t0 = performance.now();
   prep();
   run();
   cudaSync();
+  warmMs = performance.now() - t0;
   const ts: number[] = [];
   for (let r = 0; r < reps; r++) {
     prep();
@@ -69,7 +76,7 @@ const quick = values.quick ?? false, tiny = values.tiny ?? false;
 const N = tiny ? 128 : quick ? 1024 : 4096;
 
 // the dense kernels, measured four times already (bench/gpu/RESULTS.md)
-if (!values.sparse) {
+if (!values.sparse && !values.routed) {
   // matmul
   for (const transB of [false, true]) {
     const a = randn(N, N), b = randn(N, N);
@@ -146,96 +153,98 @@ if (!values.sparse) {
 // SparseGPT: the column sweep alone (device-resident, against the cpu sweep on the same W and U),
 // then the whole layer as a user runs it (Hessian of the calibration batches on the device, OBS
 // preparation and sweep on the device, host transfers included)
-try {
-  const n = tiny ? 256 : quick ? 1024 : 4096, seqs = tiny ? 2 : quick ? 16 : 128;
-  const toks = tiny ? 64 : 512;
-  const w = new Matrix(n, n, rng.normalArray(n * n, 0.02));
-  const x = randn(toks, n);
-  const h = Matrix.zeros64(n, n);
-  gramAccumulate(h, x, { backend: "cuda", alpha: 2 / toks, beta: 0 });
-  const { u } = obsPrepare(h, { backend: "cuda" });
-  const w64 = Float64Array.from(w.data), all = new Uint8Array(n).fill(1);
-  const cpuW = w64.slice(), cpuMask = new Uint8Array(n * n);
-  const t0 = performance.now();
-  const cpuLib = cpu();
-  check(
-    cpuLib,
-    cpuLib.lk_cpu_sparsegpt_f64(
-      cpuW,
-      cpuW.length,
-      u.data,
-      u.data.length,
-      n,
-      n,
-      0.5,
-      0,
-      0,
-      all,
-      n,
-      128,
-      cpuMask,
-      cpuMask.length,
-    ),
-  );
-  const cpuMs = performance.now() - t0;
-  using dw = DeviceBuffer.from(w64), du = DeviceBuffer.from(u.data), dp = DeviceBuffer.from(all);
-  using dm = DeviceBuffer.alloc("u8", n * n);
-  const sweep = () =>
+if (!values.routed) {
+  try {
+    const n = tiny ? 256 : quick ? 1024 : 4096, seqs = tiny ? 2 : quick ? 16 : 128;
+    const toks = tiny ? 64 : 512;
+    const w = new Matrix(n, n, rng.normalArray(n * n, 0.02));
+    const x = randn(toks, n);
+    const h = Matrix.zeros64(n, n);
+    gramAccumulate(h, x, { backend: "cuda", alpha: 2 / toks, beta: 0 });
+    const { u } = obsPrepare(h, { backend: "cuda" });
+    const w64 = Float64Array.from(w.data), all = new Uint8Array(n).fill(1);
+    const cpuW = w64.slice(), cpuMask = new Uint8Array(n * n);
+    const t0 = performance.now();
+    const cpuLib = cpu();
     check(
-      lib,
-      lib.lk_cuda_sparsegpt_f64(dw.handle, du.handle, n, n, 0.5, 0, 0, dp.handle, 128, dm.handle),
+      cpuLib,
+      cpuLib.lk_cpu_sparsegpt_f64(
+        cpuW,
+        cpuW.length,
+        u.data,
+        u.data.length,
+        n,
+        n,
+        0.5,
+        0,
+        0,
+        all,
+        n,
+        128,
+        cpuMask,
+        cpuMask.length,
+      ),
     );
-  const ms = timeCuda(sweep, () => dw.upload(w64), 5);
-  dw.upload(w64);
-  sweep();
-  const gotW = dw.download(new Float64Array(n * n)), gotMask = dm.download(new Uint8Array(n * n));
-  let maskDiff = 0;
-  for (let i = 0; i < gotMask.length; i++) maskDiff += gotMask[i] !== cpuMask[i] ? 1 : 0;
-  console.error(
-    `sparsegpt sweep ${n}: ${maskDiff} of ${n * n} mask entries differ from the cpu sweep`,
-  );
-  add({
-    op: "sparsegpt sweep f64 50%",
-    shape: `${n}×${n}`,
-    ms,
-    gflops: n ** 3 / ms / 1e6, // the lazy updates: about rows·cols² multiply-adds
-    relErrVsCpu: relativeL2Error(gotW, cpuW),
-    cpuMs,
-  });
-  // the whole layer: 128 batches of 512 tokens through the device Gram, then sparseGpt on cuda
-  using dx = DeviceBuffer.from(x.data);
-  const layer = () => {
-    using dh = DeviceBuffer.alloc("f32", n * n);
-    for (let s = 0; s < seqs; s++) {
+    const cpuMs = performance.now() - t0;
+    using dw = DeviceBuffer.from(w64), du = DeviceBuffer.from(u.data), dp = DeviceBuffer.from(all);
+    using dm = DeviceBuffer.alloc("u8", n * n);
+    const sweep = () =>
       check(
         lib,
-        lib.lk_cuda_gram_f32(dx.handle, toks, n, dh.handle, 2 / ((s + 1) * toks), s / (s + 1)),
+        lib.lk_cuda_sparsegpt_f64(dw.handle, du.handle, n, n, 0.5, 0, 0, dp.handle, 128, dm.handle),
       );
-    }
-    const hh = dh.download(new Float32Array(n * n));
-    return sparseGpt(w, new Matrix(n, n, Float64Array.from(hh)), {
-      sparsity: 0.5,
-      backend: "cuda",
+    const ms = timeCuda(sweep, () => dw.upload(w64), 5);
+    dw.upload(w64);
+    sweep();
+    const gotW = dw.download(new Float64Array(n * n)), gotMask = dm.download(new Uint8Array(n * n));
+    let maskDiff = 0;
+    for (let i = 0; i < gotMask.length; i++) maskDiff += gotMask[i] !== cpuMask[i] ? 1 : 0;
+    console.error(
+      `sparsegpt sweep ${n}: ${maskDiff} of ${n * n} mask entries differ from the cpu sweep`,
+    );
+    add({
+      op: "sparsegpt sweep f64 50%",
+      shape: `${n}×${n}`,
+      ms,
+      gflops: n ** 3 / ms / 1e6, // the lazy updates: about rows·cols² multiply-adds
+      relErrVsCpu: relativeL2Error(gotW, cpuW),
+      cpuMs,
     });
-  };
-  layer();
-  const times: number[] = [];
-  for (let r = 0; r < 3; r++) {
-    const t1 = performance.now();
+    // the whole layer: 128 batches of 512 tokens through the device Gram, then sparseGpt on cuda
+    using dx = DeviceBuffer.from(x.data);
+    const layer = () => {
+      using dh = DeviceBuffer.alloc("f32", n * n);
+      for (let s = 0; s < seqs; s++) {
+        check(
+          lib,
+          lib.lk_cuda_gram_f32(dx.handle, toks, n, dh.handle, 2 / ((s + 1) * toks), s / (s + 1)),
+        );
+      }
+      const hh = dh.download(new Float32Array(n * n));
+      return sparseGpt(w, new Matrix(n, n, Float64Array.from(hh)), {
+        sparsity: 0.5,
+        backend: "cuda",
+      });
+    };
     layer();
-    times.push(performance.now() - t1);
+    const times: number[] = [];
+    for (let r = 0; r < 3; r++) {
+      const t1 = performance.now();
+      layer();
+      times.push(performance.now() - t1);
+    }
+    times.sort((a, b) => a - b);
+    add({
+      op: "sparsegpt layer 50% (Hessian + prune)",
+      shape: `${n}×${n}, ${seqs}×${toks} tokens`,
+      ms: times[1]!,
+      gflops: (seqs * toks * n * n + n ** 3) / times[1]! / 1e6,
+      relErrVsCpu: Number.NaN, // checked by the sweep row and tests/sparse on cuda
+      cpuMs: Number.NaN,
+    });
+  } catch (e) { // a failure here must not cost the rest of the run its figures
+    console.error(`sparsegpt on cuda failed: ${(e as Error).message}`);
   }
-  times.sort((a, b) => a - b);
-  add({
-    op: "sparsegpt layer 50% (Hessian + prune)",
-    shape: `${n}×${n}, ${seqs}×${toks} tokens`,
-    ms: times[1]!,
-    gflops: (seqs * toks * n * n + n ** 3) / times[1]! / 1e6,
-    relErrVsCpu: Number.NaN, // checked by the sweep row and tests/sparse on cuda
-    cpuMs: Number.NaN,
-  });
-} catch (e) { // a failure here must not cost the rest of the run its figures
-  console.error(`sparsegpt on cuda failed: ${(e as Error).message}`);
 }
 
 // The routed Sparse Expansion layer at Llama-2-70B MLP shapes (issue 4), bf16, device-resident:
@@ -292,7 +301,11 @@ try {
       "2:4 tuned": "routed: 2:4 experts, plans tuned by cusparseLtMatmulSearch",
       "bitmap": "routed: bitmap experts (unpacked per expert)",
     } as const;
-    for (const variant of ["dense", "2:4", "2:4 tuned", "bitmap"] as const) {
+    type Variant = keyof typeof label;
+    const variants: Variant[] = values.routed
+      ? ["dense", "2:4", "2:4 tuned", "2:4", "2:4 tuned"]
+      : ["dense", "2:4", "2:4 tuned", "bitmap"];
+    for (const variant of variants) {
       const storage = variant === "2:4 tuned" ? "2:4" : variant;
       let layer: CudaRoutedExperts;
       try {
@@ -307,6 +320,7 @@ try {
         // the warm-up product makes (and, tuned, searches) each expert's plan
         setSp24Search(variant === "2:4 tuned");
         ms = timeCuda(() => layer.forwardDevice(dx, M, dy, dl));
+        console.error(`routed ${variant} ${shape}: first product ${warmMs.toFixed(1)} ms`);
       } catch (e) {
         console.error(`routed ${variant} ${shape}: ${(e as Error).message}`);
         continue;
@@ -369,7 +383,7 @@ try {
   console.error(`routed layer on cuda failed: ${(e as Error).message}`);
 }
 
-if (!values.sparse) {
+if (!values.sparse && !values.routed) {
   // top-k
   const wide = tiny ? 1 << 15 : quick ? 1 << 20 : 1 << 24; // ≥ 16384: the many-blocks path
   for (const [r, c, frac] of [[N, N, 0.1], [1, wide, 0.01]] as const) {
