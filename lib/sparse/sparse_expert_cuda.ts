@@ -52,10 +52,10 @@ export function bf16ToHost(b: DeviceBuffer): Float32Array {
  * padded token count, made on its first product) times every algorithm cuSPARSELt has for its
  * shape (`cusparseLtMatmulSearch`) and keeps the fastest; with `false` (the default) it takes
  * cuSPARSELt's default algorithm. A search costs a few dozen products once per plan. Affects plans
- * made after the call. Measured once on an H200 (bench/gpu/RESULTS.md), the routed layer at
- * Llama-2-70B shapes with 16 experts and 4,096 tokens went from 0.46× to 0.70× of dense bf16 (up)
- * and from 0.43× to 0.58× (down) with tuning, while one expert of exactly 256 tokens was no faster:
- * left off by default until more runs say whether the gain holds.
+ * made after the call. On an H200 (bench/gpu/RESULTS.md) the routed layer at Llama-2-70B shapes
+ * with 16 experts and 4,096 tokens ran 1.5–1.65× faster tuned (up: 0.35–0.46× → 0.57–0.70× of dense
+ * bf16 over three runs; down: 0.43× → 0.58×), but the search took about 4 s for one layer's 16
+ * plans: off by default, because a large model loads far more plans than a long run repays.
  *
  * @example Tune the 2:4 experts' products (where a GPU is present)
  * ```ts ignore
