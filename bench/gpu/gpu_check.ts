@@ -293,7 +293,8 @@ try {
       cpuMs: Number.NaN,
     });
     // k-means centroids on these tokens, as bench/sparse_routed_bench.ts does on the CPU
-    const router = benchRouter(new Matrix(M, din, xh), E, rng);
+    // its own seed: the same split with and without the rows before (--sparse, --routed)
+    const router = benchRouter(new Matrix(M, din, xh), E, new Rng(11));
     const experts = Array.from({ length: E }, () => w);
     const label = {
       "dense": "routed: dense experts (gather per cluster)",
