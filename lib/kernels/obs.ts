@@ -45,9 +45,62 @@ export interface ObsResult {
  * ```
  */
 export function obsPrepare(h: Matrix<Float64Array>, options: ObsOptions = {}): ObsResult {
-  const { percdamp = 0.01, maxTries = 4 } = options;
+  const { percdamp, maxTries } = checkObs(h, options);
   const n = h.rows;
-  if (h.cols !== n || n < 1) {
+  const backend = resolve(options);
+  if (backend === "ts") return obsPrepareRef(h, percdamp, maxTries);
+  if (backend === "cuda") {
+    const r = obsPrepareDevice(h, options);
+    using d = r.u;
+    return { ...r, u: new Matrix(n, n, d.download(new Float64Array(n * n))) };
+  }
+  const u = new Matrix(n, n, Float64Array.from(h.data));
+  const info = new Float64Array(2);
+  const lib = cpu();
+  check(lib, lib.lk_cpu_obs_prepare_f64(u.data, u.data.length, n, percdamp, maxTries, info, 2));
+  return { u, percdamp: info[0] as number, dead: info[1] as number };
+}
+
+/** Result of {@linkcode obsPrepareDevice}: {@linkcode ObsResult} with U left on the GPU. */
+export interface ObsDeviceResult extends Omit<ObsResult, "u"> {
+  /** U (n × n, f64, row-major) in device memory; the caller disposes of it. */
+  u: DeviceBuffer;
+}
+
+/**
+ * {@linkcode obsPrepare} on the cuda backend with U left in device memory, for a kernel that reads
+ * it next (SparseGPT's sweep): H goes up once and U never comes back to the host. Options as
+ * obsPrepare's, less `backend`; throws `BackendUnavailableError` without a GPU.
+ *
+ * @example Prepare on the GPU and keep U there (where a GPU is present)
+ * ```ts ignore
+ * import { obsPrepareDevice } from "./obs.ts";
+ * import { Matrix } from "../core/matrix.ts";
+ * const r = obsPrepareDevice(new Matrix(2, 2, new Float64Array([4, 0, 0, 1])));
+ * using u = r.u;
+ * console.log(u.download(new Float64Array(4)), r.percdamp);
+ * ```
+ */
+export function obsPrepareDevice(
+  h: Matrix<Float64Array>,
+  options: Omit<ObsOptions, "backend"> = {},
+): ObsDeviceResult {
+  const { percdamp, maxTries } = checkObs(h, options);
+  const lib = cuda();
+  const d = DeviceBuffer.from(h.data); // prepared in place there; h itself is not touched
+  const info = new Float64Array(2);
+  try {
+    check(lib, lib.lk_cuda_obs_prepare_f64(d.handle, h.rows, percdamp, maxTries, info, 2));
+  } catch (e) {
+    d[Symbol.dispose]();
+    throw e;
+  }
+  return { u: d, percdamp: info[0] as number, dead: info[1] as number };
+}
+
+function checkObs(h: Matrix<Float64Array>, options: Omit<ObsOptions, "backend">) {
+  const { percdamp = 0.01, maxTries = 4 } = options;
+  if (h.cols !== h.rows || h.rows < 1) {
     throw new ShapeError(`Cannot prepare OBS from a ${h.rows}×${h.cols} H: expected square, n ≥ 1`);
   }
   if (!(percdamp >= 0) || !Number.isFinite(percdamp)) {
@@ -56,20 +109,7 @@ export function obsPrepare(h: Matrix<Float64Array>, options: ObsOptions = {}): O
   if (!Number.isInteger(maxTries) || maxTries < 1) {
     throw new RangeError(`Cannot use maxTries=${maxTries}: expected an integer ≥ 1`);
   }
-  const backend = resolve(options);
-  if (backend === "ts") return obsPrepareRef(h, percdamp, maxTries);
-  const u = new Matrix(n, n, Float64Array.from(h.data));
-  const info = new Float64Array(2);
-  if (backend === "cpu") {
-    const lib = cpu();
-    check(lib, lib.lk_cpu_obs_prepare_f64(u.data, u.data.length, n, percdamp, maxTries, info, 2));
-  } else {
-    const lib = cuda();
-    using d = DeviceBuffer.from(u.data);
-    check(lib, lib.lk_cuda_obs_prepare_f64(d.handle, n, percdamp, maxTries, info, 2));
-    d.download(u.data);
-  }
-  return { u, percdamp: info[0] as number, dead: info[1] as number };
+  return { percdamp, maxTries };
 }
 
 /** In-place lower Cholesky of a row-major f64 matrix; returns false when not positive definite. */

@@ -11,7 +11,7 @@
 import { ShapeError } from "../core/errors.ts";
 import { Matrix } from "../core/matrix.ts";
 import { check, cpu, cpuLibrary, cuda, DeviceBuffer } from "../../ffi/mod.ts";
-import { type KernelOptions, obsPrepare, selectBackend } from "../kernels/mod.ts";
+import { type KernelOptions, obsPrepare, obsPrepareDevice, selectBackend } from "../kernels/mod.ts";
 import { checkPattern, type PatternOptions } from "./_pattern.ts";
 
 /** Options of {@linkcode sparseGpt}. */
@@ -71,22 +71,17 @@ export function sparseGpt(
   }
   const B = p.n > 0 ? Math.max(p.m, B0 - B0 % p.m) : B0;
   const W = Float64Array.from(weight.data);
-  const H = new Matrix(cols, cols, Float64Array.from(hessian.data));
   for (let j = 0; j < cols; j++) {
-    if (H.data[j * cols + j] === 0) { for (let r = 0; r < rows; r++) W[r * cols + j] = 0; // dead input
-     }
+    if (hessian.data[j * cols + j] !== 0) continue;
+    for (let r = 0; r < rows; r++) W[r * cols + j] = 0; // a dead input
   }
-  const prep = obsPrepare(H, {
-    percdamp: options.percdamp ?? 0.01,
-    maxTries: 6,
-    ...(options.backend ? { backend: options.backend } : {}),
-  });
-  const U = prep.u.data;
+  const obs = { percdamp: options.percdamp ?? 0.01, maxTries: 6 };
   const mask = new Uint8Array(rows * cols);
   const backend = selectBackend(options.backend);
   if (backend === "cuda" && B <= 128) {
-    const lib = cuda();
-    using dw = DeviceBuffer.from(W), du = DeviceBuffer.from(U), dp = DeviceBuffer.from(p.rows);
+    // U stays on the device between the preparation and the sweep
+    const lib = cuda(), prep = obsPrepareDevice(hessian, obs);
+    using du = prep.u, dw = DeviceBuffer.from(W), dp = DeviceBuffer.from(p.rows);
     using dm = DeviceBuffer.alloc("u8", rows * cols);
     check(
       lib,
@@ -107,6 +102,8 @@ export function sparseGpt(
     dm.download(mask);
     return { weight: new Matrix(rows, cols, Float32Array.from(W)), mask, percdamp: prep.percdamp };
   }
+  const prep = obsPrepare(hessian, { ...obs, backend });
+  const U = prep.u.data;
   if (backend !== "ts" && cpuLibrary().lib) {
     const lib = cpu();
     check(

@@ -1,10 +1,10 @@
 import { assertAlmostEquals, assertClose, assertEquals, assertThrows } from "@std/assert";
-import { obsPrepare, obsPrepareRef } from "../../lib/kernels/obs.ts";
+import { obsPrepare, obsPrepareDevice, obsPrepareRef } from "../../lib/kernels/obs.ts";
 import { gramRef } from "../../lib/kernels/gram.ts";
 import { Matrix } from "../../lib/core/matrix.ts";
 import { NumericalError, ShapeError } from "../../lib/core/errors.ts";
 import { Rng } from "../../lib/core/rng.ts";
-import { cpu } from "../../ffi/mod.ts";
+import { cpu, DeviceBuffer } from "../../ffi/mod.ts";
 import { AWKWARD, freshSeed, NATIVE, randn } from "../_util.ts";
 
 /** A Hessian like a layer's: 2/N·XᵀX of correlated inputs, with some dead columns. */
@@ -95,6 +95,11 @@ for (const { backend, ignore } of [{ backend: "ts" as const, ignore: false }, ..
       assertThrows(() => obsPrepare(h, { backend }), NumericalError, "[1,2] is NaN");
       assertThrows(() => obsPrepare(Matrix.zeros64(2, 3), { backend }), ShapeError);
       assertThrows(() => obsPrepare(Matrix.zeros64(2, 2), { percdamp: -1, backend }), RangeError);
+      if (backend === "cuda") { // a failed preparation frees the H it uploaded
+        const live = DeviceBuffer.live;
+        assertThrows(() => obsPrepareDevice(h), NumericalError, "[1,2] is NaN");
+        assertEquals(DeviceBuffer.live, live);
+      }
     },
   });
 }
