@@ -19,6 +19,7 @@ for a in "$@"; do
   --quick) quick=--quick ;;
   --sparse) sparse=--sparse ;;
   --routed) routed=--routed ;;
+  -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' && exit 0 ;;
   *) echo "check.sh: unknown option '$a', expected --quick, --sparse or --routed" >&2 && exit 2 ;;
   esac
 done

@@ -2,11 +2,16 @@
 # Prepares .gpu/ for bench/gpu/check.sh on a GPU machine without network or Deno: the Deno binary
 # (../shared/tools/gpu-pack.sh) and .gpu/node_modules, a copy of only the npm packages that the
 # check and its tests import (node_modules itself is over what may travel). check.sh puts that
-# copy in place and runs Deno with --node-modules-dir=manual, so that Deno installs nothing.
+# copy in place and sets nodeModulesDir to "manual" in the device's copy of deno.json, so that Deno
+# installs nothing there.
 # Usage, from the repository root: bash bench/gpu/pack.sh; then carry [".gpu"].
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-[ $# -eq 0 ] || { echo "pack.sh takes no arguments (it packs for bench/gpu/check.sh)"; exit 2; }
+case "${1:-}" in
+"") ;;
+-h | --help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//' && exit 0 ;;
+*) echo "pack.sh: unexpected argument '$1'; it takes none (it packs for bench/gpu/check.sh)" >&2 && exit 2 ;;
+esac
 bash ../shared/tools/gpu-pack.sh
 deno install >/dev/null # node_modules complete here, to copy from
 rm -rf .gpu/node_modules && mkdir -p .gpu/node_modules/.deno

@@ -3,7 +3,12 @@ the token count swept (an expert of the routed layer sees about M/16 tokens). Py
 cuSPARSELt binding (torch._cslt_compress / _cslt_sparse_mm, W as the sparse A operand: D = W·Xᵀ,
 the layout lmkit's lk_cuda_sp24_matmul uses). Median of 20 timed products after 5 warm-ups.
 Usage on a GPU machine: python3 bench/gpu/sp24_crossover.py"""
-import torch
+import sys
+
+if len(sys.argv) > 1:
+    print(__doc__, file=sys.stderr if sys.argv[1] not in ("-h", "--help") else sys.stdout)
+    sys.exit(0 if sys.argv[1] in ("-h", "--help") else 2)
+import torch  # noqa: E402 (after --help, which needs no GPU)
 
 torch.manual_seed(0)
 def median_ms(fn, reps=20):
