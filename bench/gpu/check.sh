@@ -4,12 +4,13 @@
 #   2. runs the kernel and FFI tests with the cuda backend live,
 #   3. benchmarks our CUDA kernels against the cpu backend (correctness) and PyTorch (speed),
 #      printing each figure as it is measured and a table at the end,
-#   4. times the bundled model on the ts, cpu and cuda backends (last: the first to lose). From the repository root, after
-# here: bash bench/gpu/pack.sh, carry [".gpu"], then `source .gpu/env.sh && bash bench/gpu/check.sh`.
-# Options: --quick (1024-sized problems); --sparse (issue 4 only, for a short device lease: the
-# kernel, FFI and sparse tests, then SparseGPT and the routed layer against their PyTorch peers; no
-# dense-kernel rows, no model throughput); --routed (after the build, only the routed layer's rows,
-# its 2:4 rows twice with default and tuned plans alternating: a second look at tuning on a short lease). Writes $OUT/gpu_bench.json when OUT is set. Without a GPU,
+#   4. times the bundled model on the ts, cpu and cuda backends (last: the first to lose).
+# From the repository root: `bash bench/gpu/pack.sh` here, carry [".gpu"], then on the GPU machine
+# `source .gpu/env.sh && bash bench/gpu/check.sh`. Options: --quick (1024-sized problems); --sparse
+# (issue 4 only, for a short device lease: the kernel, FFI and sparse tests, then SparseGPT and the
+# routed layer against their PyTorch peers; no dense-kernel rows, no model throughput); --routed
+# (after the build only the routed layer's rows, its 2:4 rows twice with default and tuned plans
+# alternating). Writes $OUT/gpu_bench.json when OUT is set. Without a GPU,
 # tests/ffi/gpu_check_test.ts runs gpu_check.ts --tiny on the CUDA emulator (deno task test).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,7 +20,7 @@ for a in "$@"; do
   --quick) quick=--quick ;;
   --sparse) sparse=--sparse ;;
   --routed) routed=--routed ;;
-  -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' && exit 0 ;;
+  -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' && exit 0 ;;
   *) echo "check.sh: unknown option '$a', expected --quick, --sparse or --routed" >&2 && exit 2 ;;
   esac
 done
