@@ -1036,6 +1036,9 @@ struct Lt {
   int (*compress2)(const LtOpaque*, const LtOpaque*, int, int, const void*, void*, void*, cudaStream_t);
   int (*search)(const LtOpaque*, LtOpaque*, const void*, const void*, const void*, const void*, const void*, void*,
                 void*, cudaStream_t*, int32_t);  // optional: lk_cuda_sp24_set_search
+  // optional: a search's choice read back and given to the next plan of the same problem
+  int (*alg_get)(const LtOpaque*, const LtOpaque*, int, void*, size_t);
+  int (*alg_set)(const LtOpaque*, LtOpaque*, int, const void*, size_t);
   LtOpaque* h = nullptr;
   int ver = 0;
   char name[48] = "";
@@ -1067,6 +1070,8 @@ static void load_lt() {
   *(void**)&L.compressed_size2 = dlsym(h, "cusparseLtSpMMACompressedSize2");
   *(void**)&L.compress2 = dlsym(h, "cusparseLtSpMMACompress2");
   *(void**)&L.search = dlsym(h, "cusparseLtMatmulSearch");
+  *(void**)&L.alg_get = dlsym(h, "cusparseLtMatmulAlgGetAttribute");
+  *(void**)&L.alg_set = dlsym(h, "cusparseLtMatmulAlgSetAttribute");
   if (!(L.init && L.version && L.dense && L.structured && L.desc_destroy && L.matmul_desc && L.alg_init &&
         L.plan_init && L.plan_destroy && L.workspace && L.matmul && L.prune_check2 && L.compressed_size2 &&
         L.compress2)) {
@@ -1099,7 +1104,8 @@ static int32_t need_lt(const char* fn) {
 // A 2:4 weight W[n,k] (bf16, pruned along k) compressed for the sparse tensor cores, with one
 // plan per padded token count m (products D[n,m] = W · Xᵀ for X[m,k], all row-major).
 struct Sp24Plan {
-  int m = 0;
+  int m = 0, layout = 0;
+  bool tuned = false;  // made with a configuration an earlier search chose
   LtOpaque *xd = nullptr, *dd = nullptr, *mm = nullptr, *alg = nullptr, *plan = nullptr;
   void* ws = nullptr;
   size_t ws_bytes = 0;
@@ -1211,10 +1217,53 @@ static int sp24_padded(int m) {
 // algorithm cuSPARSELt has for the shape) instead of taking the default algorithm.
 static int sp24_search = 0;
 
+// What a search chose, by problem (W n × k, padded m, X layout): the algorithm attributes
+// CONFIG_ID, SPLIT_K, SPLIT_K_MODE and SPLIT_K_BUFFERS (cusparseLtMatmulAlgAttribute_t 0, 3, 4, 5).
+// The experts of a routed layer share their shape, so one search serves all of them (on an H200 a
+// search took about 0.26 s per plan, 4 s for a layer's 16 experts).
+static const int sp24_attrs[4] = {0, 3, 4, 5};
+struct Sp24Tuned {
+  int n, k, m, layout;
+  int value[4];
+};
+static std::vector<Sp24Tuned> sp24_tuned;  // guarded by table_mu
+
+static const Sp24Tuned* sp24_tuned_find(int n, int k, int m, int layout) {
+  for (auto& t : sp24_tuned)
+    if (t.n == n && t.k == k && t.m == m && t.layout == layout) return &t;
+  return nullptr;
+}
+
 extern "C" int32_t lk_cuda_sp24_set_search(int32_t on) {
   if (on != 0 && on != 1) return fail(LK_EARG, "lk_cuda_sp24_set_search: on=%d, expected 0 or 1", on);
   sp24_search = on;
   return LK_OK;
+}
+
+// Gives a new plan's algorithm selection what a search chose for the same problem; false when no
+// search has (or an attribute is refused: the plan is then searched, which sets them all anew).
+static bool sp24_apply_tuned(const Sp24* s, int m, int layout, LtOpaque* alg) {
+  if (!L.alg_set) return false;
+  int value[4];
+  {
+    std::lock_guard<std::mutex> g(table_mu);
+    const Sp24Tuned* t = sp24_tuned_find(s->n, s->k, m, layout);
+    if (!t) return false;
+    memcpy(value, t->value, sizeof value);
+  }
+  for (int i = 0; i < 4; i++)
+    if (L.alg_set(L.h, alg, sp24_attrs[i], &value[i], sizeof(int))) return false;
+  return true;
+}
+
+// Keeps what a search chose for this problem (nothing when an attribute cannot be read back).
+static void sp24_keep_tuned(const Sp24* s, int m, int layout, const LtOpaque* alg) {
+  if (!L.alg_get) return;
+  Sp24Tuned t{s->n, s->k, m, layout, {0, 0, 0, 0}};
+  for (int i = 0; i < 4; i++)
+    if (L.alg_get(L.h, alg, sp24_attrs[i], &t.value[i], sizeof(int))) return;
+  std::lock_guard<std::mutex> g(table_mu);
+  if (!sp24_tuned_find(t.n, t.k, t.m, t.layout)) sp24_tuned.push_back(t);
 }
 
 // D[n, m] = W · Xᵀ for X[m, k] (m a multiple of 16), bf16, row-major
@@ -1248,13 +1297,16 @@ static int32_t sp24_run(const char* fn, Sp24* s, const bf16* x, int m, bf16* d) 
         what = "cusparseLtMatmulDescriptorInit";
       else if ((st = L.alg_init(L.h, q.alg, q.mm, LT_ALG_DEFAULT)))
         what = "cusparseLtMatmulAlgSelectionInit";
-      else if ((alg_ok = true, st = L.plan_init(L.h, q.plan, q.mm, q.alg)))
+      // a configuration an earlier search chose for this problem, when there is one
+      else if ((alg_ok = true, q.tuned = sp24_search && sp24_apply_tuned(s, m, layout, q.alg),
+                st = L.plan_init(L.h, q.plan, q.mm, q.alg)))
         what = "cusparseLtMatmulPlanInit";
       else if ((plan_ok = true, st = L.workspace(L.h, q.plan, &q.ws_bytes)))
         what = "cusparseLtMatmulGetWorkspace";
       else if (q.ws_bytes && cudaMalloc(&q.ws, q.ws_bytes))
         what = "workspace allocation";
       if (!what) {
+        q.layout = layout;
         s->plans.push_back(q);
         p = &s->plans.back();
         fresh = true;
@@ -1275,10 +1327,11 @@ static int32_t sp24_run(const char* fn, Sp24* s, const bf16* x, int m, bf16* d) 
     if (!p) return fail(LK_EBACKEND, "%s: W %d×%d and %d tokens: %s", fn, s->n, s->k, m, why);
   }
   const float one = 1, zero = 0;
-  if (fresh && sp24_search) {
+  if (fresh && sp24_search && !p->tuned) {
     if (!L.search) return fail(LK_EBACKEND, "%s: %s has no cusparseLtMatmulSearch", fn, L.name);
     if (int st = L.search(L.h, p->plan, &one, s->compressed, x, &zero, d, d, p->ws, nullptr, 0))
       return fail(LK_EBACKEND, "%s: cusparseLtMatmulSearch failed with status %d", fn, st);
+    sp24_keep_tuned(s, m, p->layout, p->alg);
     // the algorithm chosen may want a larger workspace than the default did
     size_t ws = 0;
     if (int st = L.workspace(L.h, p->plan, &ws))

@@ -263,14 +263,23 @@ struct Mm {
   int magic, opA, opB;
   Mat a, b, c, d;
 };
+// attributes 0 CONFIG_ID, 1 CONFIG_MAX_ID, 2 SEARCH_ITERATIONS, 3 SPLIT_K, 4 SPLIT_K_MODE,
+// 5 SPLIT_K_BUFFERS (cusparseLtMatmulAlgAttribute_t), all int
 struct Alg {
   int magic;
   Mm mm;
+  int attr[6];
 };
 struct Plan {
   int magic;
   Mm mm;
+  Alg* alg;  // the selection it was made from: a search writes its choice there
 };
+// Searches run so far, and the configuration the last product ran with (tests read them to see a
+// search's choice reused, not repeated)
+static int lt_searches = 0, lt_last_config = -1;
+EXPORT int emu_lt_searches() { return lt_searches; }
+EXPORT int emu_lt_last_config() { return lt_last_config; }
 struct CompHeader {
   int magic;
   int64_t rows, cols;
@@ -342,8 +351,29 @@ EXPORT int cusparseLtMatmulAlgSelectionInit(const void* h, void* alg, const void
   if (!handle_ok(h)) return LT_NOT_INIT;
   if (!mm || ((const Mm*)mm)->magic != MAGIC_MM || which != 0)
     return refuse(LT_INVALID, "cusparseLtMatmulAlgSelectionInit", "not a live matmul descriptor");
-  Alg x{MAGIC_ALG, *(const Mm*)mm};
+  Alg x{MAGIC_ALG, *(const Mm*)mm, {0, 3, 5, 1, 0, 1}};
   memcpy(alg, &x, sizeof x);
+  return LT_OK;
+}
+static int alg_attr(const char* fn, const void* h, const void* alg, int attr, size_t size, bool set) {
+  if (!handle_ok(h)) return LT_NOT_INIT;
+  if (!alg || ((const Alg*)alg)->magic != MAGIC_ALG) return refuse(LT_INVALID, fn, "not a live selection");
+  if (attr < 0 || attr > 5 || size != sizeof(int) || (set && attr == 1))
+    return refuse(LT_INVALID, fn, "attribute %d with %zu bytes", attr, size);
+  return LT_OK;
+}
+EXPORT int cusparseLtMatmulAlgGetAttribute(const void* h, const void* alg, int attr, void* data, size_t size) {
+  if (int st = alg_attr("cusparseLtMatmulAlgGetAttribute", h, alg, attr, size, false)) return st;
+  memcpy(data, &((const Alg*)alg)->attr[attr], sizeof(int));
+  return LT_OK;
+}
+EXPORT int cusparseLtMatmulAlgSetAttribute(const void* h, void* alg, int attr, const void* data, size_t size) {
+  if (int st = alg_attr("cusparseLtMatmulAlgSetAttribute", h, alg, attr, size, true)) return st;
+  int v;
+  memcpy(&v, data, sizeof v);
+  if (attr == 0 && (v < 0 || v >= ((Alg*)alg)->attr[1]))
+    return refuse(LT_INVALID, "cusparseLtMatmulAlgSetAttribute", "config %d of %d", v, ((Alg*)alg)->attr[1]);
+  ((Alg*)alg)->attr[attr] = v;
   return LT_OK;
 }
 EXPORT int cusparseLtMatmulAlgSelectionDestroy(const void* alg) {
@@ -356,7 +386,7 @@ EXPORT int cusparseLtMatmulPlanInit(const void* h, void* plan, const void* mm, c
   if (!handle_ok(h)) return LT_NOT_INIT;
   if (!mm || ((const Mm*)mm)->magic != MAGIC_MM || !alg || ((const Alg*)alg)->magic != MAGIC_ALG)
     return refuse(LT_INVALID, "cusparseLtMatmulPlanInit", "not a live descriptor and selection");
-  Plan x{MAGIC_PLAN, *(const Mm*)mm};
+  Plan x{MAGIC_PLAN, *(const Mm*)mm, (Alg*)alg};
   memcpy(plan, &x, sizeof x);
   return LT_OK;
 }
@@ -444,17 +474,29 @@ EXPORT int cusparseLtMatmul(const void* h, const void* plan, const void* alpha, 
                             const void* beta, const void* c, void* d, void* ws, cudaStream_t* streams, int32_t nstreams) {
   return lt_matmul("cusparseLtMatmul", h, plan, alpha, a, b, beta, c, d, ws, streams, nstreams);
 }
-// the search times every algorithm, each writing D; here there is one algorithm
+// the search times every algorithm, each writing D, and writes its choice into the selection the
+// plan was made from; here every algorithm computes the same, and the "fastest" is config 2 with
+// a split-k of 2
 EXPORT int cusparseLtMatmulSearch(const void* h, void* plan, const void* alpha, const void* a, const void* b,
                                   const void* beta, const void* c, void* d, void* ws, cudaStream_t* streams,
                                   int32_t nstreams) {
-  return lt_matmul("cusparseLtMatmulSearch", h, plan, alpha, a, b, beta, c, d, ws, streams, nstreams);
+  int st = lt_matmul("cusparseLtMatmulSearch", h, plan, alpha, a, b, beta, c, d, ws, streams, nstreams);
+  if (st) return st;
+  Alg* alg = ((Plan*)plan)->alg;
+  if (!alg || alg->magic != MAGIC_ALG)
+    return refuse(LT_INVALID, "cusparseLtMatmulSearch", "the plan's selection was destroyed");
+  alg->attr[0] = 2;
+  alg->attr[3] = 2;
+  lt_searches++;
+  return LT_OK;
 }
 static int lt_matmul(const char* fn, const void* h, const void* plan, const void* alpha, const void* a, const void* b,
                      const void* beta, const void* c, void* d, void* ws, cudaStream_t* streams, int32_t nstreams) {
   if (!handle_ok(h)) return LT_NOT_INIT;
   if (!plan || ((const Plan*)plan)->magic != MAGIC_PLAN) return refuse(LT_INVALID, fn, "not a live plan");
   if (nstreams < 0 || (nstreams > 0 && !streams)) return LT_INVALID;
+  const Alg* sel = ((const Plan*)plan)->alg;
+  lt_last_config = sel && sel->magic == MAGIC_ALG ? sel->attr[0] : -1;
   const Mm& mm = ((const Plan*)plan)->mm;
   const CompHeader* hd = (const CompHeader*)a;
   if (!emu_is_device(a, sizeof(CompHeader)) || hd->magic != MAGIC_COMP || hd->rows != mm.a.rows || hd->cols != mm.a.cols)

@@ -146,7 +146,10 @@ int32_t lk_cuda_sp24_free(int32_t id);
 /* bf16 Y[m,n] = X[m,k]·Wᵀ for a 2:4 weight. */
 int32_t lk_cuda_sp24_matmul(int32_t id, int32_t x, int32_t m, int32_t y);
 /* on = 1: each new 2:4 plan (one per weight and padded token count) is tuned by
- * cusparseLtMatmulSearch on its first product; 0 (the default): cuSPARSELt's default algorithm. */
+ * cusparseLtMatmulSearch on its first product, once per problem (n, k, padded m, layout): a later
+ * weight of the same shape takes the configuration that search chose (read back with
+ * cusparseLtMatmulAlgGetAttribute) instead of searching again; 0 (the default): cuSPARSELt's
+ * default algorithm. */
 int32_t lk_cuda_sp24_set_search(int32_t on);
 /* A bitmap weight W[rows,cols] unpacked into bf16 out[rows,cols]: bits (u8, rows × ⌈cols/8⌉, bit
  * q of byte b of a row marks column 8b + q), rowptr (i32, rows + 1 offsets into val), val (bf16,

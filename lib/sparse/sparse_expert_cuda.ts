@@ -52,10 +52,13 @@ export function bf16ToHost(b: DeviceBuffer): Float32Array {
  * padded token count, made on its first product) times every algorithm cuSPARSELt has for its
  * shape (`cusparseLtMatmulSearch`) and keeps the fastest; with `false` (the default) it takes
  * cuSPARSELt's default algorithm. A search costs a few dozen products once per plan. Affects plans
- * made after the call. On an H200 (bench/gpu/RESULTS.md) the routed layer at Llama-2-70B shapes
- * with 16 experts and 4,096 tokens ran 1.5–1.65× faster tuned (up: 0.35–0.46× → 0.57–0.70× of dense
- * bf16 over three runs; down: 0.43× → 0.58×), but the search took about 4 s for one layer's 16
- * plans: off by default, because a large model loads far more plans than a long run repays.
+ * made after the call. A search runs once per problem (weight shape, padded token count): the
+ * next weight of the same shape takes its choice. On an H200 (bench/gpu/RESULTS.md) the routed
+ * layer at Llama-2-70B shapes with 16 experts and 4,096 tokens ran 1.5–1.65× faster tuned (up:
+ * 0.35–0.46× → 0.57–0.70× of dense bf16 over three runs; down: 0.43× → 0.58×), but with a search
+ * per expert the first product took about 4 s; whether sharing the choice keeps that speed at a
+ * sixteenth of the cost is for the next GPU run (`bench/gpu/check.sh --routed`) to say, so it
+ * stays off by default.
  *
  * @example Tune the 2:4 experts' products (where a GPU is present)
  * ```ts ignore

@@ -203,6 +203,61 @@ Deno.test({
 
 Deno.test({
   name:
+    "cuda 2:4 tuning (emulator only): one search per problem, its choice reused by the next weight of the same shape",
+  ignore: ignore || !cudaEmulated(),
+  fn() {
+    const seed = freshSeed(), rng = new Rng(seed), lib = cuda();
+    const emu = Deno.env.get("LMKIT_CUDA_EMU") === "1" ? "emu" : Deno.env.get("LMKIT_CUDA_EMU");
+    // the mock cuSPARSELt the library loaded (the same file, so the same instance) counts searches
+    const lt = Deno.dlopen(
+      new URL(`../../ffi/build/${emu}/libcusparseLt.so.0`, import.meta.url).pathname,
+      {
+        emu_lt_searches: { parameters: [], result: "i32" },
+        emu_lt_last_config: { parameters: [], result: "i32" }, // the mock's search picks config 2
+      },
+    );
+    // shapes no other test uses: the choices are kept for the whole process
+    const k = 160, ws = [random24(rng, 96, k), random24(rng, 96, k), random24(rng, 128, k)];
+    const ids = ws.map((w) => {
+      using wb = toDeviceBf16(w.data as Float32Array);
+      const id = new Int32Array(1);
+      check(lib, lib.lk_cuda_sp24_create(wb.handle, w.rows, k, id, 1));
+      return id[0]!;
+    });
+    const product = (i: number, m: number) => {
+      const x = randn(rng, m, k), w = ws[i]!;
+      using xb = toDeviceBf16(x.data as Float32Array), yb = DeviceBuffer.alloc("bf16", m * w.rows);
+      check(lib, lib.lk_cuda_sp24_matmul(ids[i]!, xb.handle, m, yb.handle));
+      const err = relativeL2Error(bf16ToHost(yb), matmul(x, w, { transB: true }).data);
+      assert(err < 2e-2, `seed ${seed} weight ${i} m=${m}: relative error ${err}`);
+    };
+    const searches = () => lt.symbols.emu_lt_searches();
+    try {
+      setSp24Search(true);
+      const s0 = searches();
+      product(0, 40); // 48 padded tokens: searched
+      assertEquals(searches() - s0, 1);
+      product(1, 37); // the same problem (48 padded) on another weight: the choice reused
+      assertEquals(lt.symbols.emu_lt_last_config(), 2);
+      product(1, 40); // its plan exists already
+      assertEquals(searches() - s0, 1);
+      product(0, 70); // 80 padded tokens: a new problem
+      product(2, 40); // another shape
+      assertEquals(searches() - s0, 3);
+      setSp24Search(false);
+      product(2, 90); // untuned plans are not searched
+      assertEquals(searches() - s0, 3);
+      assertEquals(lt.symbols.emu_lt_last_config(), 0);
+    } finally {
+      setSp24Search(false);
+      for (const id of ids) lib.lk_cuda_sp24_free(id);
+      lt.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
     "cuda 2:4 product (emulator only): where cuSPARSELt refuses opB = T, the column-major X layout gives the same product",
   ignore: ignore || !cudaEmulated(),
   fn() {
