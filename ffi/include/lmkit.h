@@ -111,6 +111,63 @@ int32_t lk_cpu_sparsegpt_f64(double* w, double w_len, const double* u, double u_
                              const uint8_t* prunable, double prunable_len, int32_t block,
                              uint8_t* mask, double mask_len);
 
+/* ---- training: the backward of every forward op, and AdamW (CPU) ---- */
+/* C[m,n] = op(A)·op(B) + beta·C with op(A) = A[m,k] (trans_a = 0) or A[k,m]ᵀ (trans_a = 1) and
+ * op(B) = B[k,n] (trans_b = 0) or B[n,k]ᵀ (trans_b = 1); beta is 0 (overwrite) or 1 (accumulate:
+ * the weight gradient dW += dYᵀ·X of a linear layer). */
+int32_t lk_cpu_gemm_f32(const float* a, double a_len, const float* b, double b_len, float* c,
+                        double c_len, int32_t m, int32_t k, int32_t n, int32_t trans_a,
+                        int32_t trans_b, double beta);
+/* RMSNorm of each row of X[rows,cols]: rstd[r] = 1/sqrt(mean_i x_ri² + eps) (sum in f64),
+ * y_ri = (x_ri·rstd[r])·w_i (HF's order: normalise, round to f32, then scale). eps > 0. */
+int32_t lk_cpu_rmsnorm_f32(const float* x, double x_len, const float* w, double w_len, float* y,
+                           double y_len, float* rstd, double rstd_len, int32_t rows, int32_t cols,
+                           double eps);
+/* Its backward, given the forward's rstd: with x̂ = x·rstd and g = dy∘w,
+ * dx_r = rstd[r]·(g_r − x̂_r·mean_i(g_ri·x̂_ri)) (overwritten), dw += Σ_r dy_r∘x̂_r (accumulated). */
+int32_t lk_cpu_rmsnorm_bwd_f32(const float* dy, double dy_len, const float* x, double x_len,
+                               const float* w, double w_len, const float* rstd, double rstd_len,
+                               float* dx, double dx_len, float* dw, double dw_len, int32_t rows,
+                               int32_t cols);
+/* Rotary embedding in place on X[t, heads·d] (HF rotate_half layout: element i pairs with
+ * i + d/2 in each head) with cos, sin [t, d/2]: dir = 1 rotates by +angle (forward), dir = −1 by
+ * −angle (the transpose: the backward of the forward). d even. */
+int32_t lk_cpu_rope_f32(float* x, double x_len, const float* cos, double cos_len, const float* sin,
+                        double sin_len, int32_t t, int32_t heads, int32_t d, int32_t dir);
+/* Backward of causal GQA attention over one whole sequence of t positions (the forward is
+ * lk_cpu_attention_f32 with start = 0, cap = t): q, dout [t, heads·d]; k, v [kv_heads, t, d];
+ * dq [t, heads·d], dk, dv [kv_heads, t, d] are overwritten. With P the softmax of q·kᵀ/√d
+ * (recomputed), dP = dout·vᵀ, dS = P∘(dP − rowsum(P∘dP)): dq = dS·k/√d, dk = Σ_group dSᵀ·q/√d,
+ * dv = Σ_group Pᵀ·dout. */
+int32_t lk_cpu_attention_bwd_f32(const float* q, double q_len, const float* k, double k_len,
+                                 const float* v, double v_len, const float* dout, double dout_len,
+                                 float* dq, double dq_len, float* dk, double dk_len, float* dv,
+                                 double dv_len, int32_t t, int32_t heads, int32_t kv_heads,
+                                 int32_t d);
+/* Backward of out = silu(gate)·up: with s = σ(gate), dgate = dout·up·s·(1 + gate·(1 − s)),
+ * dup = dout·gate·s (both overwritten). */
+int32_t lk_cpu_swiglu_bwd_f32(const float* gate, double gate_len, const float* up, double up_len,
+                              const float* dout, double dout_len, float* dgate, double dgate_len,
+                              float* dup, double dup_len, double n);
+/* Embedding backward (scatter-add): dtable[ids[i], :] += dh[i, :] for i < t; every id is checked
+ * to lie in [0, vocab) before anything is written. */
+int32_t lk_cpu_embedding_bwd_f32(const int32_t* ids, double ids_len, const float* dh,
+                                 double dh_len, float* dtable, double dtable_len, int32_t t,
+                                 int32_t vocab, int32_t d);
+/* Softmax cross-entropy of logits[rows, vocab] against targets[rows] (−1: ignored, e.g. padding;
+ * others checked in [0, vocab)): loss[r] = logsumexp(logits_r) − logits_r[target] (0 when
+ * ignored, f64 sums), dlogits_r = scale·(softmax(logits_r) − onehot(target)) (a zero row when
+ * ignored). NaN or ±Inf in a used row fails with LK_ENUMERICAL naming the row. */
+int32_t lk_cpu_cross_entropy_f32(const float* logits, double logits_len, const int32_t* targets,
+                                 double targets_len, float* loss, double loss_len, float* dlogits,
+                                 double dlogits_len, int32_t rows, int32_t vocab, double scale);
+/* One AdamW step on n parameters, in place: m = b1·m + (1 − b1)·g; v = b2·v + (1 − b2)·g²;
+ * p = p·(1 − lr·wd) − (lr/bc1)·m/(sqrt(v)/sqrt(bc2) + eps), with bc1 = 1 − b1^step and
+ * bc2 = 1 − b2^step given by the caller (torch.optim.AdamW's order and grouping). */
+int32_t lk_cpu_adamw_f32(float* p, double p_len, const float* g, double g_len, float* m,
+                         double m_len, float* v, double v_len, double n, double lr, double b1,
+                         double b2, double eps, double wd, double bc1, double bc2);
+
 /* ---- CUDA library ---- */
 /* out[0] = number of visible devices (0 when none or no driver). */
 int32_t lk_cuda_device_count(int32_t* out, double out_len);
@@ -169,6 +226,26 @@ int32_t lk_cuda_routed_bf16(int32_t x, int32_t m, int32_t d, int32_t components,
                             int32_t zoff, int32_t centroids, int32_t e, const int32_t* experts,
                             double experts_len, int32_t form, int32_t n, int32_t y,
                             int32_t labels);
+/* ---- training kernels on device buffers (f32; ids and targets i32), as the cpu ones ---- */
+int32_t lk_cuda_gemm_f32(int32_t a, int32_t b, int32_t c, int32_t m, int32_t k, int32_t n,
+                         int32_t trans_a, int32_t trans_b, double beta);
+int32_t lk_cuda_rmsnorm_f32(int32_t x, int32_t w, int32_t y, int32_t rstd, int32_t rows,
+                            int32_t cols, double eps);
+int32_t lk_cuda_rmsnorm_bwd_f32(int32_t dy, int32_t x, int32_t w, int32_t rstd, int32_t dx,
+                                int32_t dw, int32_t rows, int32_t cols);
+int32_t lk_cuda_rope_f32(int32_t x, int32_t cos, int32_t sin, int32_t t, int32_t heads, int32_t d,
+                         int32_t dir);
+int32_t lk_cuda_attention_bwd_f32(int32_t q, int32_t k, int32_t v, int32_t dout, int32_t dq,
+                                  int32_t dk, int32_t dv, int32_t t, int32_t heads,
+                                  int32_t kv_heads, int32_t d);
+int32_t lk_cuda_swiglu_bwd_f32(int32_t gate, int32_t up, int32_t dout, int32_t dgate, int32_t dup,
+                               double n);
+int32_t lk_cuda_embedding_bwd_f32(int32_t ids, int32_t dh, int32_t dtable, int32_t t,
+                                  int32_t vocab, int32_t d);
+int32_t lk_cuda_cross_entropy_f32(int32_t logits, int32_t targets, int32_t loss, int32_t dlogits,
+                                  int32_t rows, int32_t vocab, double scale);
+int32_t lk_cuda_adamw_f32(int32_t p, int32_t g, int32_t m, int32_t v, double n, double lr,
+                          double b1, double b2, double eps, double wd, double bc1, double bc2);
 /* Waits for queued work; ms_out[0] = milliseconds since the previous lk_cuda_sync. */
 int32_t lk_cuda_sync(double* ms_out, double ms_len);
 

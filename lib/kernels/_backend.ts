@@ -1,5 +1,13 @@
 // Private helpers shared by the kernel files: backend resolution and argument checks.
-import { type Backend, selectBackend } from "../../ffi/mod.ts";
+import {
+  type Backend,
+  check,
+  cuda,
+  type CudaLib,
+  type DevArray,
+  DeviceBuffer,
+  selectBackend,
+} from "../../ffi/mod.ts";
 import { ShapeError } from "../core/errors.ts";
 import { Matrix } from "../core/matrix.ts";
 
@@ -57,5 +65,33 @@ export function rowTimesTokens(
     let s = 0;
     for (let j = 0; j < q; j++) s += val[p0 + j]! * xd[i * k + cols[j]!]!;
     y.data[i * n + o] = s;
+  }
+}
+
+/**
+ * Runs one cuda entry point on device copies of `bufs` (every buffer uploaded, so that outputs
+ * which accumulate start from their host contents) and downloads those listed in `outs`: the
+ * cuda path of a kernel whose data lives on the host (the training ops; a GPU-resident training
+ * path keeps the buffers on the device instead).
+ */
+export function runOnDevice(
+  bufs: DevArray[],
+  outs: readonly number[],
+  call: (lib: CudaLib, handles: number[]) => number,
+): void {
+  const lib = cuda(), dev: DeviceBuffer[] = [];
+  try {
+    for (const b of bufs) dev.push(DeviceBuffer.from(b));
+    check(lib, call(lib, dev.map((d) => d.handle)));
+    for (const i of outs) dev[i]!.download(bufs[i]!);
+  } finally {
+    for (const d of dev) d.dispose();
+  }
+}
+
+/** Throws unless `a` holds exactly `n` elements (the named argument of `fn`). */
+export function expectLength(fn: string, name: string, a: { length: number }, n: number): void {
+  if (a.length !== n) {
+    throw new ShapeError(`${fn}: ${name} has ${a.length} elements, expected ${n}`);
   }
 }

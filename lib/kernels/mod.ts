@@ -24,3 +24,9 @@ export {
   DeviceDType,
   selectBackend,
 } from "../../ffi/mod.ts";
+export * from "./gemm.ts";
+export * from "./rmsnorm.ts";
+export * from "./rope.ts";
+export * from "./embedding.ts";
+export * from "./cross_entropy.ts";
+export * from "./adamw.ts";
