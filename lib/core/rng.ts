@@ -54,6 +54,39 @@ export class Rng {
     this.#s3 = sm();
   }
 
+  /**
+   * The generator's whole state (four 32-bit words and the spare normal draw, or null), to be
+   * saved with a checkpoint and given back to {@linkcode Rng.fromState}.
+   */
+  state(): [number, number, number, number, number | null] {
+    return [this.#s0, this.#s1, this.#s2, this.#s3, this.#spare ?? null];
+  }
+
+  /** A generator that continues exactly where the one whose {@linkcode Rng.state} this is was. */
+  static fromState(state: readonly unknown[]): Rng {
+    const words = state.slice(0, 4), spare = state[4];
+    if (
+      state.length !== 5 ||
+      !words.every((w) => Number.isInteger(w) && Math.abs(w as number) < 2 ** 32) ||
+      !(spare === null || typeof spare === "number")
+    ) {
+      throw new TypeError(
+        `Cannot restore an Rng from ${
+          JSON.stringify(state)
+        }: expected four 32-bit integers and a number or null`,
+      );
+    }
+    const r = new Rng(0);
+    [r.#s0, r.#s1, r.#s2, r.#s3] = words.map((w) => (w as number) | 0) as [
+      number,
+      number,
+      number,
+      number,
+    ];
+    r.#spare = spare === null ? undefined : spare;
+    return r;
+  }
+
   /** The next 32-bit unsigned integer. */
   nextUint32(): number {
     const result = Math.imul(rotl(Math.imul(this.#s1, 5), 7), 9) >>> 0;

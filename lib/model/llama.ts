@@ -419,24 +419,7 @@ export class LlamaModel {
    * is noise (the bundled model's held-out bits/byte go from 1.8 to 4.6 at 1,000-token windows).
    */
   ropeTable(positions: readonly number[]): RopeTable {
-    const context = this.config.maxPositionEmbeddings;
-    const last = positions.reduce((a, p) => Math.max(a, p), -1);
-    if (last >= context) {
-      throw new RangeError(
-        `Position ${last} is past the model's context of ${context} positions (max_position_embeddings)`,
-      );
-    }
-    const half = this.config.headDim / 2, inv = this.#invFreq;
-    const cos = new Float32Array(positions.length * half),
-      sin = new Float32Array(positions.length * half);
-    positions.forEach((p, t) => {
-      for (let i = 0; i < half; i++) {
-        const a = Math.fround(p * (inv[i] as number)); // HF computes the angle in float32
-        cos[t * half + i] = Math.cos(a);
-        sin[t * half + i] = Math.sin(a);
-      }
-    });
-    return { cos, sin };
+    return ropeTable(this.config, positions, this.#invFreq);
   }
 
   #rope(x: Matrix, table: RopeTable, heads: number): void {
@@ -465,6 +448,36 @@ export class LlamaModel {
   [Symbol.dispose](): void {
     this.dispose();
   }
+}
+
+/**
+ * cos and sin of every rotary angle at `positions` (T × headDim/2 each), as HF computes them (the
+ * angle in f32); a position at or past max_position_embeddings throws (see
+ * {@linkcode LlamaModel.ropeTable}).
+ */
+export function ropeTable(
+  config: LlamaConfig,
+  positions: readonly number[],
+  invFreq: Float64Array = ropeInvFreq(config),
+): RopeTable {
+  const context = config.maxPositionEmbeddings;
+  const last = positions.reduce((a, p) => Math.max(a, p), -1);
+  if (last >= context) {
+    throw new RangeError(
+      `Position ${last} is past the model's context of ${context} positions (max_position_embeddings)`,
+    );
+  }
+  const half = config.headDim / 2;
+  const cos = new Float32Array(positions.length * half),
+    sin = new Float32Array(positions.length * half);
+  positions.forEach((p, t) => {
+    for (let i = 0; i < half; i++) {
+      const a = Math.fround(p * invFreq[i]!); // HF computes the angle in float32
+      cos[t * half + i] = Math.cos(a);
+      sin[t * half + i] = Math.sin(a);
+    }
+  });
+  return { cos, sin };
 }
 
 /** HF RMSNorm: x·rsqrt(mean(x²) + eps)·w per row, computed in f32 precision or better. */

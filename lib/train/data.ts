@@ -1,0 +1,162 @@
+/**
+ * Token batches for training: sequences right-padded to one length, with the positions that must
+ * not count in the loss marked, and a seeded sampler of training windows that can be saved and
+ * resumed exactly.
+ *
+ * @module
+ */
+import { ShapeError } from "../core/errors.ts";
+import { Rng } from "../core/rng.ts";
+import { IGNORE_TARGET } from "../kernels/mod.ts";
+
+/**
+ * `rows` sequences of `seqLen` positions: `inputs[r·seqLen + t]` is the token at position t of
+ * sequence r, `targets[…]` the token it must predict or {@linkcode IGNORE_TARGET} (padding).
+ */
+export interface TokenBatch {
+  /** Sequences. */
+  readonly rows: number;
+  /** Positions per sequence. */
+  readonly seqLen: number;
+  /** rows × seqLen input ids. */
+  readonly inputs: Int32Array;
+  /** rows × seqLen target ids, −1 where ignored. */
+  readonly targets: Int32Array;
+}
+
+/**
+ * A batch from whole token sequences (each predicts its tokens 1..n from the ones before),
+ * right-padded with `padId` to the longest.
+ *
+ * @example
+ * ```ts
+ * import { batchFromSequences } from "./data.ts";
+ * const b = batchFromSequences([[256, 72, 105], [256, 33]], 257);
+ * if (b.seqLen !== 2 || b.targets.join() !== "72,105,33,-1" || b.inputs.join() !== "256,72,256,257") {
+ *   throw new Error("wrong batch");
+ * }
+ * ```
+ */
+export function batchFromSequences(seqs: readonly (readonly number[])[], padId = 0): TokenBatch {
+  if (seqs.length === 0) throw new RangeError("Cannot make a batch of no sequences");
+  seqs.forEach((s, i) => {
+    if (s.length < 2) {
+      throw new RangeError(`Sequence ${i} has ${s.length} tokens: nothing to predict`);
+    }
+  });
+  const seqLen = Math.max(...seqs.map((s) => s.length - 1)), rows = seqs.length;
+  const inputs = new Int32Array(rows * seqLen).fill(padId);
+  const targets = new Int32Array(rows * seqLen).fill(IGNORE_TARGET);
+  seqs.forEach((s, r) => {
+    for (let t = 0; t + 1 < s.length; t++) {
+      inputs[r * seqLen + t] = s[t]!;
+      targets[r * seqLen + t] = s[t + 1]!;
+    }
+  });
+  return { rows, seqLen, inputs, targets };
+}
+
+/** Checks the lengths of a batch's arrays. */
+export function checkBatch(b: TokenBatch): void {
+  if (!Number.isInteger(b.rows) || !Number.isInteger(b.seqLen) || b.rows < 1 || b.seqLen < 1) {
+    throw new RangeError(`A batch of ${b.rows} × ${b.seqLen} positions is empty or malformed`);
+  }
+  if (b.inputs.length !== b.rows * b.seqLen || b.targets.length !== b.rows * b.seqLen) {
+    throw new ShapeError(
+      `A ${b.rows} × ${b.seqLen} batch has ${b.inputs.length} inputs and ${b.targets.length} targets, expected ${
+        b.rows * b.seqLen
+      } of each`,
+    );
+  }
+}
+
+/** The number of targets that count (not {@linkcode IGNORE_TARGET}). */
+export function countTargets(b: TokenBatch): number {
+  let n = 0;
+  for (const t of b.targets) if (t !== IGNORE_TARGET) n++;
+  return n;
+}
+
+/** Where a {@linkcode WindowSampler} stands: enough to continue it exactly. */
+export interface SamplerState {
+  /** Passes over the windows begun. */
+  epoch: number;
+  /** Windows of this epoch already handed out. */
+  cursor: number;
+  /** The RNG's state before it shuffled this epoch's order. */
+  rng: [number, number, number, number, number | null];
+}
+
+/**
+ * Hands out training windows in a seeded random order, epoch after epoch (each window once per
+ * epoch), as micro-batches; {@linkcode WindowSampler.state} and `restore` continue a run exactly.
+ *
+ * @example
+ * ```ts
+ * import { WindowSampler } from "./data.ts";
+ * const w = Array.from({ length: 5 }, (_, i) => [i, i + 1, i + 2]);
+ * const a = new WindowSampler(w, 0);
+ * a.next(2);
+ * const saved = a.state();
+ * const b = new WindowSampler(w, 0, saved);
+ * if (a.next(4).inputs.join() !== b.next(4).inputs.join()) throw new Error("not resumed");
+ * ```
+ */
+export class WindowSampler {
+  readonly #windows: readonly (readonly number[])[];
+  #rng: Rng;
+  #order: number[] = [];
+  #epoch = 0;
+  #cursor = 0;
+  #rngAtShuffle: SamplerState["rng"];
+  readonly #padId: number;
+
+  /**
+   * @param windows Token windows (each predicts its tokens 1..n).
+   * @param seed Seed of the order.
+   * @param state Continue from this saved state instead of the start.
+   * @param padId Padding id for windows of unequal length.
+   */
+  constructor(
+    windows: readonly (readonly number[])[],
+    seed: number,
+    state?: SamplerState,
+    padId = 0,
+  ) {
+    if (windows.length === 0) throw new RangeError("Cannot sample from no training windows");
+    this.#windows = windows;
+    this.#padId = padId;
+    this.#rng = state ? Rng.fromState(state.rng) : new Rng(seed);
+    this.#rngAtShuffle = this.#rng.state();
+    this.#order = this.#rng.shuffle(windows.map((_, i) => i));
+    if (state) {
+      if (!Number.isInteger(state.cursor) || state.cursor < 0 || state.cursor > windows.length) {
+        throw new RangeError(
+          `Sampler cursor ${state.cursor} is outside the ${windows.length} windows`,
+        );
+      }
+      this.#epoch = state.epoch;
+      this.#cursor = state.cursor;
+    }
+  }
+
+  /** The state to save (before the next call of {@linkcode WindowSampler.next}). */
+  state(): SamplerState {
+    return { epoch: this.#epoch, cursor: this.#cursor, rng: this.#rngAtShuffle };
+  }
+
+  /** The next `count` windows as a batch. */
+  next(count: number): TokenBatch {
+    const picked: (readonly number[])[] = [];
+    while (picked.length < count) {
+      if (this.#cursor === this.#order.length) {
+        this.#epoch++;
+        this.#cursor = 0;
+        this.#rngAtShuffle = this.#rng.state();
+        this.#order = this.#rng.shuffle(this.#windows.map((_, i) => i));
+      }
+      picked.push(this.#windows[this.#order[this.#cursor++]!]!);
+    }
+    return batchFromSequences(picked, this.#padId);
+  }
+}
