@@ -17,6 +17,7 @@ export * from "./lib/core/mod.ts";
 export * from "./lib/io/mod.ts";
 export * from "./lib/kernels/mod.ts";
 export * from "./lib/model/mod.ts";
+export * from "./lib/train/mod.ts";
 export * from "./lib/sparse/mod.ts";
 export * from "./lib/wasserstein/mod.ts";
 export * from "./lib/report/mod.ts";

@@ -6,7 +6,7 @@ import type { LlamaConfig } from "../../lib/model/config.ts";
 import { ropeInvFreq } from "../../lib/model/llama.ts";
 import { paramLayout } from "../../lib/train/params.ts";
 import type { TokenBatch } from "../../lib/train/data.ts";
-import { Rng } from "../../lib/core/rng.ts";
+import type { Rng } from "../../lib/core/rng.ts";
 
 /** A small random config: odd sizes, GQA. */
 export function tinyConfig(tied: boolean): LlamaConfig {
