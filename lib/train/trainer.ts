@@ -226,9 +226,17 @@ export class Trainer {
     return { loss: nats / tokens, bitsPerByte: bytes ? nats / Math.LN2 / bytes : NaN, tokens };
   }
 
-  /** Saves a checkpoint under `root` (see {@linkcode saveCheckpoint}); returns its folder. */
-  save(root: string, options: SaveTrainedModelOptions & { keep?: number } = {}): Promise<string> {
+  /**
+   * Saves a checkpoint under `root` (see {@linkcode saveCheckpoint}), with `extra` fields (e.g. a
+   * script's loss history) in its trainer_state.json; returns its folder.
+   */
+  save(
+    root: string,
+    options: SaveTrainedModelOptions & { keep?: number } = {},
+    extra: Record<string, unknown> = {},
+  ): Promise<string> {
     return saveCheckpoint(root, this.params, this.optimizer, {
+      ...extra,
       step: this.step,
       sampler: this.#sampler.state(),
       options: this.options,
