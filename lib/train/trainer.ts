@@ -194,11 +194,18 @@ export class Trainer {
     this.#grad.data.fill(0);
     let sum = 0;
     for (const b of batches) {
-      sum += lossAndGrad(this.params, b, {
-        backend: this.backend,
-        grad: this.#grad,
-        scale: 1 / tokens,
-      }).sumLoss;
+      try {
+        sum += lossAndGrad(this.params, b, {
+          backend: this.backend,
+          grad: this.#grad,
+          scale: 1 / tokens,
+        }).sumLoss;
+      } catch (e) {
+        if (!(e instanceof NumericalError)) throw e;
+        throw new NumericalError(
+          `Step ${step}: the loss is NaN or infinite (${e.message}); the update was not applied`,
+        );
+      }
     }
     const loss = sum / tokens;
     if (!Number.isFinite(loss)) {
