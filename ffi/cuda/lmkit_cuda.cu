@@ -17,26 +17,18 @@
 #include <mutex>
 #include <vector>
 
-#include "../include/lmkit.h"
+#include "internal.cuh"
 
 // ---------------------------------------------------------------- errors, info
 static thread_local char err_msg[512];
 
-static int32_t fail(int32_t code, const char* fmt, ...) {
+int32_t fail(int32_t code, const char* fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(err_msg, sizeof err_msg, fmt, ap);
   va_end(ap);
   return code;
 }
-
-#define CUDA_TRY(fn, call)                                                                   \
-  do {                                                                                       \
-    cudaError_t e_ = (call);                                                                 \
-    if (e_ != cudaSuccess)                                                                   \
-      return fail(e_ == cudaErrorMemoryAllocation ? LK_ENOMEM : LK_EBACKEND, "%s: %s (%s)", \
-                  fn, cudaGetErrorString(e_), #call);                                        \
-  } while (0)
 
 extern "C" int32_t lk_abi_version(int32_t* out, double out_len) {
   if (!(out_len >= 1)) return fail(LK_ESHAPE, "lk_abi_version: out holds %.0f elements, expected 1", out_len);
@@ -116,7 +108,7 @@ static void load_blas() {
   }
 }
 
-static int32_t need_blas(const char* fn) {
+int32_t need_blas(const char* fn) {
   std::call_once(blas_once, load_blas);
   if (!B.h) return fail(LK_EBACKEND, "%s: cuBLAS (libcublas.so.13 or .12) could not be loaded; add its folder to LD_LIBRARY_PATH", fn);
   return LK_OK;
@@ -125,6 +117,15 @@ static int32_t need_blas(const char* fn) {
 static int32_t need_solver(const char* fn) {
   if (int32_t st = need_blas(fn)) return st;
   if (!B.sh) return fail(LK_EBACKEND, "%s: cuSOLVER (libcusolver.so.12) could not be loaded; add its folder to LD_LIBRARY_PATH", fn);
+  return LK_OK;
+}
+
+int32_t blas_sgemm(const char* fn, bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a,
+                   int lda, const float* b, int ldb, float beta, float* c, int ldc) {
+  if (int32_t st = need_blas(fn)) return st;
+  int st = B.sgemm(B.h, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k, &alpha, a,
+                   lda, b, ldb, &beta, c, ldc);
+  if (st) return fail(LK_EBACKEND, "%s: cublasSgemm failed with status %d", fn, st);
   return LK_OK;
 }
 
@@ -170,7 +171,7 @@ static Buf* lookup(int32_t h) {
 }
 
 // Looks up handle `h`, expecting `dtype` and at least `need` elements.
-static int32_t get(const char* fn, const char* what, int32_t h, int32_t dtype, double need, void** out) {
+int32_t get(const char* fn, const char* what, int32_t h, int32_t dtype, double need, void** out) {
   Buf* b = lookup(h);
   if (!b) return fail(LK_EHANDLE, "%s: %s is handle %d, which is not a live device buffer", fn, what, h);
   if (b->dtype != dtype)
@@ -231,13 +232,13 @@ extern "C" int32_t lk_cuda_sync(double* ms_out, double ms_len) {
   return LK_OK;
 }
 
-static int32_t launched(const char* fn) {
+int32_t launched(const char* fn) {
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return fail(LK_EBACKEND, "%s: kernel launch failed: %s", fn, cudaGetErrorString(e));
   return LK_OK;
 }
 
-static int blocks_for(size_t n, int threads) {
+int blocks_for(size_t n, int threads) {
   size_t b = (n + threads - 1) / threads;
   return (int)(b > 65535 * 16 ? 65535 * 16 : (b ? b : 1));
 }

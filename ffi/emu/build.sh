@@ -23,13 +23,18 @@ rm -rf "$out"
 mkdir -p "$out"
 flags=(-std=c++17 -O1 -g -march=native -fPIC -fno-strict-aliasing -Wall -Wno-unused-function -Wno-unused-parameter -Wno-parentheses -I"$here")
 rpath=(-Wl,--disable-new-dtags,-rpath,'$ORIGIN')
-# the .cu source as C++: CUDA and CUB includes dropped (cuda_emu.h stands in), and each
-# `kernel<<<config>>>(args)` rewritten as `emu::Cfg(config).launch("kernel", kernel, args)`
-for cu in "$cu_dir"/*.cu; do
+# the .cu sources as C++: CUDA and CUB includes dropped (cuda_emu.h stands in), and each
+# `kernel<<<config>>>(args)` rewritten as `emu::Cfg(config).launch("kernel", kernel, args)`; the
+# internal .cuh headers the same way, copied next to them so that `#include "x.cuh"` finds them
+rewrite() {
   perl -0777 -pe '
     s{^#include <(cuda_bf16\.h|cuda_runtime\.h|library_types\.h|cub/[^>]+)>\n}{}mg;
     s{\b([A-Za-z_]\w*(?:<[\w:]+>)?)\s*<<<(.*?)>>>\s*\(}{emu::Cfg($2).launch("$1", $1, }sg;
-  ' "$cu" >"$out/$(basename "${cu%.cu}").emu.cpp"
+  ' "$1" >"$2"
+}
+for cu in "$cu_dir"/*.cu; do rewrite "$cu" "$out/$(basename "${cu%.cu}").emu.cpp"; done
+for h in "$cu_dir"/*.cuh; do
+  if [ -e "$h" ]; then rewrite "$h" "$out/$(basename "$h")"; fi
 done
 # EMU_SANITIZE=thread: the emulated library under ThreadSanitizer (GPU threads as TSan fibers; the
 # runtime itself stays uninstrumented and annotates); load with LD_PRELOAD=libtsan.so.2
