@@ -9,7 +9,7 @@ import { Matrix } from "../core/matrix.ts";
 import { expectLength, type KernelOptions, resolve, runOnDevice } from "./_backend.ts";
 
 /** Targets of rows to leave out of the loss (padding). */
-export const IGNORE_TARGET = -1;
+export const IGNORE_TARGET: number = -1;
 
 /** What {@linkcode crossEntropy} returns. */
 export interface CrossEntropyResult {

@@ -112,6 +112,8 @@ export class WindowSampler {
   readonly #padId: number;
 
   /**
+   * A sampler over `windows`.
+   *
    * @param windows Token windows (each predicts its tokens 1..n).
    * @param seed Seed of the order.
    * @param state Continue from this saved state instead of the start.

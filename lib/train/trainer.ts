@@ -100,6 +100,8 @@ export class Trainer {
   readonly #data: string;
 
   /**
+   * A trainer of `params` on `windows` (or one continuing a checkpoint).
+   *
    * @param params Parameters to train (in place).
    * @param windows Training sequences.
    * @param options Hyperparameters (defaults: micro-batch 8, no accumulation, lr 3e-4 to 3e-5,
