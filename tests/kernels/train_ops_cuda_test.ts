@@ -25,6 +25,33 @@ function copy(m: Matrix): Matrix {
   return new Matrix(m.rows, m.cols, m.data.slice());
 }
 
+/**
+ * Asserts ‖got − want‖₂ ≤ tol·‖mag‖₂, where `mag` holds the sizes of the terms each element is
+ * summed from (|A|·|B| for a product): f32 sums that cancel are accurate only to their terms.
+ */
+function closeTo(
+  got: ArrayLike<number>,
+  want: ArrayLike<number>,
+  mag: ArrayLike<number>,
+  tol: number,
+  msg: string,
+): void {
+  let norm = 0;
+  for (let i = 0; i < mag.length; i++) norm += mag[i]! ** 2;
+  const n = Math.max(1, got.length);
+  assertClose(got, want, { rtol: 0, atol: (tol * Math.sqrt(norm)) / Math.sqrt(n), msg });
+}
+
+const abs = (a: Float32Array): Float32Array => a.map(Math.abs);
+
+/** dgate = dy·up·s·(1 + g·(1 − s)) cancels near g ≈ −1.28: the sizes of its terms. */
+function swigluMag(gate: Matrix, up: Matrix, dout: Matrix): Float32Array {
+  return gate.data.map((g, i) => {
+    const s = 1 / (1 + Math.exp(-g));
+    return Math.abs(dout.data[i]! * up.data[i]! * s) * (1 + Math.abs(g) * (1 - s));
+  });
+}
+
 /** Runs `fn` and checks that no device buffer outlived it. */
 function noLeak(fn: () => void): void {
   const live = DeviceBuffer.live;
@@ -45,15 +72,17 @@ Deno.test({
             const a = transA ? randn(rng, k, m) : randn(rng, m, k);
             const b = transB ? randn(rng, n, k) : randn(rng, k, n);
             const at = `seed ${seed} m=${m} k=${k} n=${n} tA=${transA} tB=${transB}`;
-            const want = Matrix.zeros(m, n);
+            const want = Matrix.zeros(m, n), mag = new Float32Array(m * n);
             gemmRef(a.data, b.data, want.data, [m, k, n], transA, transB, 0);
+            gemmRef(abs(a.data), abs(b.data), mag, [m, k, n], transA, transB, 0);
             const got = gemm(a, b, { ...cuda, transA, transB });
-            assertClose(got.data, want.data, { rtol: 1e-5, msg: `${at} beta 0` });
+            closeTo(got.data, want.data, mag, 1e-6, `${at} beta 0`);
             const c0 = randn(rng, m, n), acc = copy(c0), wantAcc = copy(c0);
             gemmRef(a.data, b.data, wantAcc.data, [m, k, n], transA, transB, 1);
             const back = gemm(a, b, { ...cuda, transA, transB, accumulate: acc });
             assertEquals(back, acc);
-            assertClose(acc.data, wantAcc.data, { rtol: 1e-5, msg: `${at} beta 1` });
+            const magAcc = mag.map((x, i) => x + Math.abs(c0.data[i]!));
+            closeTo(acc.data, wantAcc.data, magAcc, 1e-6, `${at} beta 1`);
           }
         }
       }
@@ -123,6 +152,7 @@ Deno.test({
       [17, 4, 2, 13],
       [130, 4, 4, 8],
       [130, 2, 1, 17],
+      [64, 4, 2, 64],
       [5, 2, 1, 200], // d > 128: two outputs per thread
       [3, 1, 1, 256],
     ];
@@ -134,9 +164,9 @@ Deno.test({
         const shape = { heads, kvHeads, headDim: d };
         const want = attentionBackward(q, k, v, dout, shape, ts);
         const got = attentionBackward(q, k, v, dout, shape, cuda);
-        assertClose(got.dq.data, want.dq.data, { rtol: 2e-5, msg: `${at} dq` });
-        assertClose(got.dk, want.dk, { rtol: 2e-5, msg: `${at} dk` });
-        assertClose(got.dv, want.dv, { rtol: 2e-5, msg: `${at} dv` });
+        assertClose(got.dq.data, want.dq.data, { rtol: 2e-5, atol: 1e-7, msg: `${at} dq` });
+        assertClose(got.dk, want.dk, { rtol: 2e-5, atol: 1e-7, msg: `${at} dk` });
+        assertClose(got.dv, want.dv, { rtol: 2e-5, atol: 1e-7, msg: `${at} dv` });
       }
     });
   },
@@ -152,7 +182,7 @@ Deno.test({
       const up = randn(rng, rows, cols), dout = randn(rng, rows, cols);
       const want = swigluBackward(gate, up, dout, ts), got = swigluBackward(gate, up, dout, cuda);
       const at = `seed ${seed} ${rows}×${cols}`;
-      assertClose(got.dgate.data, want.dgate.data, { rtol: 1e-6, msg: `${at} dgate` });
+      closeTo(got.dgate.data, want.dgate.data, swigluMag(gate, up, dout), 1e-6, `${at} dgate`);
       assertClose(got.dup.data, want.dup.data, { rtol: 1e-6, msg: `${at} dup` });
     }
   },
@@ -167,10 +197,12 @@ Deno.test({
       const ids = Int32Array.from({ length: T }, () => rng.int(vocab));
       if (T > 2) ids[T - 1] = ids[0]!; // at least one repeat
       const dh = randn(rng, T, d), table = rng.normalArray(vocab * d);
-      const want = table.slice(), got = table.slice();
+      const want = table.slice(), got = table.slice(), mag = abs(table);
       embeddingBackward(ids, dh, want, ts);
       embeddingBackward(ids, dh, got, cuda);
-      assertClose(got, want, { rtol: 1e-6, msg: `seed ${seed} T=${T} vocab=${vocab} d=${d}` });
+      embeddingBackward(ids, new Matrix(T, d, abs(dh.data)), mag, ts);
+      // the GPU adds repeated rows in any order
+      closeTo(got, want, mag, 1e-6, `seed ${seed} T=${T} vocab=${vocab} d=${d}`);
     }
   },
 });
@@ -236,6 +268,8 @@ Deno.test({
       const p0 = rng.normalArray(n), pc = p0.slice(), pt = p0.slice();
       const mc = new Float32Array(n), mt = new Float32Array(n);
       const vc = new Float32Array(n), vt = new Float32Array(n);
+      // sizes of the terms behind each m and p, carried over the steps (errors carry over too)
+      const magM = new Float64Array(n), magP = new Float64Array(n);
       for (let step = 1; step <= 5; step++) {
         const g = rng.normalArray(n, step);
         const h: AdamWStep = {
@@ -246,12 +280,19 @@ Deno.test({
           weightDecay: step % 2 ? 0.1 : 0,
           step,
         };
+        const bc1 = 1 - h.beta1 ** step, bc2 = 1 - h.beta2 ** step;
+        for (let i = 0; i < n; i++) {
+          const vi = h.beta2 * vt[i]! + (1 - h.beta2) * g[i]! ** 2;
+          const den = Math.sqrt(vi / bc2) + h.eps;
+          magM[i] = h.beta1 * (magM[i]! + Math.abs(mt[i]!)) + (1 - h.beta1) * Math.abs(g[i]!);
+          magP[i] = magP[i]! + Math.abs(pt[i]!) + (h.lr / bc1) * magM[i]! / den;
+        }
         adamwStep(pt, g, mt, vt, h, ts);
         adamwStep(pc, g, mc, vc, h, cuda);
         const at = `seed ${seed} n=${n} step ${step}`;
-        assertClose(mc, mt, { rtol: 1e-6, msg: `${at} m` });
+        closeTo(mc, mt, magM, 1e-6, `${at} m`);
         assertClose(vc, vt, { rtol: 1e-6, msg: `${at} v` });
-        assertClose(pc, pt, { rtol: 1e-6, msg: `${at} p` });
+        closeTo(pc, pt, magP, 1e-6, `${at} p`);
       }
     }
   },
@@ -387,5 +428,104 @@ Deno.test({
       RangeError,
       "target 4 of row 1 is outside the vocabulary [0, 2) and is not -1",
     );
+  },
+});
+
+Deno.test({
+  name: "cuda training kernels overwrite every element of their outputs (buffers start as NaN)",
+  ignore,
+  fn() {
+    const l = lib!, seed = freshSeed(), rng = new Rng(seed), at = `seed ${seed}`;
+    /** Uploads `ins`, NaN-filled outputs of the given lengths, runs `call`, returns the outputs. */
+    const run = (
+      ins: (Float32Array | Int32Array)[],
+      outLens: number[],
+      call: (h: number[]) => number,
+    ): Float32Array[] => {
+      const bufs = [...ins.map((a) => DeviceBuffer.from(a))];
+      try {
+        for (const n of outLens) bufs.push(DeviceBuffer.from(new Float32Array(n).fill(NaN)));
+        check(l, call(bufs.map((b) => b.handle)));
+        return bufs.slice(ins.length).map((b) => b.download(new Float32Array(b.length)));
+      } finally {
+        for (const b of bufs) b.dispose();
+      }
+    };
+    noLeak(() => {
+      const [m, k, n] = [3, 17, 5], a = randn(rng, m, k), b = randn(rng, k, n);
+      const [c] = run(
+        [a.data, b.data],
+        [m * n],
+        (h) => l.lk_cuda_gemm_f32(...h as [number, number, number], m, k, n, 0, 0, 0),
+      );
+      closeTo(
+        c!,
+        gemm(a, b, ts).data,
+        gemm(new Matrix(m, k, abs(a.data)), new Matrix(k, n, abs(b.data)), ts).data,
+        1e-6,
+        `${at} gemm`,
+      );
+      const [rows, cols] = [17, 33], x = randn(rng, rows, cols), w = rng.normalArray(cols);
+      const f = rmsNormForward(x, w, 1e-6, ts);
+      const [y, rstd] = run(
+        [x.data, w],
+        [rows * cols, rows],
+        (h) => l.lk_cuda_rmsnorm_f32(h[0]!, h[1]!, h[2]!, h[3]!, rows, cols, 1e-6),
+      );
+      assertClose(y!, f.y.data, { rtol: 1e-6, msg: `${at} rmsnorm y` });
+      assertClose(rstd!, f.rstd, { rtol: 1e-6, msg: `${at} rmsnorm rstd` });
+      const dy = randn(rng, rows, cols), dw = new Float32Array(cols);
+      const dxWant = rmsNormBackward(dy, x, w, f.rstd, dw, ts);
+      const [dx] = run(
+        [dy.data, x.data, w, f.rstd, new Float32Array(cols)],
+        [rows * cols],
+        (h) => l.lk_cuda_rmsnorm_bwd_f32(h[0]!, h[1]!, h[2]!, h[3]!, h[5]!, h[4]!, rows, cols),
+      );
+      assertClose(dx!, dxWant.data, { rtol: 1e-5, msg: `${at} rmsnorm dx` });
+      const [T, heads, kv, d] = [130, 2, 1, 5];
+      const q = randn(rng, T, heads * d), dout = randn(rng, T, heads * d);
+      const kk = rng.normalArray(kv * T * d), vv = rng.normalArray(kv * T * d);
+      const g = attentionBackward(q, kk, vv, dout, { heads, kvHeads: kv, headDim: d }, ts);
+      const [dq, dk, dv] = run(
+        [q.data, kk, vv, dout.data],
+        [T * heads * d, kv * T * d, kv * T * d],
+        (h) =>
+          l.lk_cuda_attention_bwd_f32(
+            h[0]!,
+            h[1]!,
+            h[2]!,
+            h[3]!,
+            h[4]!,
+            h[5]!,
+            h[6]!,
+            T,
+            heads,
+            kv,
+            d,
+          ),
+      );
+      assertClose(dq!, g.dq.data, { rtol: 2e-5, msg: `${at} attention dq` });
+      assertClose(dk!, g.dk, { rtol: 2e-5, msg: `${at} attention dk` });
+      assertClose(dv!, g.dv, { rtol: 2e-5, msg: `${at} attention dv` });
+      const gate = randn(rng, 4, 9), up = randn(rng, 4, 9), dsw = randn(rng, 4, 9);
+      const sw = swigluBackward(gate, up, dsw, ts);
+      const [dgate, dup] = run(
+        [gate.data, up.data, dsw.data],
+        [36, 36],
+        (h) => l.lk_cuda_swiglu_bwd_f32(h[0]!, h[1]!, h[2]!, h[3]!, h[4]!, 36),
+      );
+      closeTo(dgate!, sw.dgate.data, swigluMag(gate, up, dsw), 1e-6, `${at} swiglu dgate`);
+      assertClose(dup!, sw.dup.data, { rtol: 1e-6, msg: `${at} swiglu dup` });
+      const [cr, vocab] = [6, 40], logits = randn(rng, cr, vocab);
+      const targets = Int32Array.of(3, IGNORE_TARGET, 0, IGNORE_TARGET, 39, 7);
+      const ce = crossEntropy(logits, targets, 0.5, ts);
+      const [loss, dl] = run(
+        [logits.data, targets],
+        [cr, cr * vocab],
+        (h) => l.lk_cuda_cross_entropy_f32(h[0]!, h[1]!, h[2]!, h[3]!, cr, vocab, 0.5),
+      );
+      assertClose(loss!, ce.loss, { rtol: 1e-6, msg: `${at} cross-entropy loss` });
+      assertClose(dl!, ce.dlogits.data, { rtol: 1e-5, msg: `${at} cross-entropy dlogits` });
+    });
   },
 });
