@@ -3,6 +3,10 @@
 #include <stdlib.h>
 #include "internal.h"
 
+/* From this many queries on, attention runs as per-head GEMMs over blocks of LK_ATT_ROWS. */
+#define LK_ATT_GEMM_MIN_T 16
+#define LK_ATT_ROWS 64
+
 int32_t lk_cpu_attention_f32(const float* q, double q_len, const float* k, double k_len,
                              const float* v, double v_len, float* out, double out_len, int32_t t,
                              int32_t start, int32_t heads, int32_t kv_heads, int32_t d,
@@ -23,6 +27,52 @@ int32_t lk_cpu_attention_f32(const float* q, double q_len, const float* k, doubl
   const float scale = 1.0f / sqrtf((float)d);
   const int total = start + t;
   int failed = 0;
+  if (t >= LK_ATT_GEMM_MIN_T) {
+    /* prefill: per (head, block of LK_ATT_ROWS queries) S = Q·Kᵀ/√d over the keys the block
+     * sees, the causal softmax row by row, O = P·V, both products by the own GEMM */
+    const int nb = (t + LK_ATT_ROWS - 1) / LK_ATT_ROWS;
+    const size_t gs = lk_sgemm_serial_scratch();
+    const ptrdiff_t ldq = (ptrdiff_t)heads * d;
+#pragma omp parallel
+    {
+      float* scratch = lk_alloc(sizeof(float) * (gs + (size_t)LK_ATT_ROWS * total));
+      if (!scratch) {
+#pragma omp atomic write
+        failed = 1;
+      }
+#pragma omp for schedule(dynamic, 1)
+      for (int task = 0; task < heads * nb; task++) {
+        if (!scratch) continue;
+        const int h = task % heads, b = nb - 1 - task / heads; /* longest blocks first */
+        const int i0 = b * LK_ATT_ROWS, rows = t - i0 < LK_ATT_ROWS ? t - i0 : LK_ATT_ROWS;
+        const int g = h / group, keys = start + i0 + rows;
+        float* s = scratch + gs;
+        lk_sgemm_serial(rows, keys, d, scale, q + ((size_t)i0 * heads + h) * d, ldq, 1,
+                        k + (size_t)g * cap * d, 1, d, 0.0f, s, keys, 0, scratch);
+        for (int r = 0; r < rows; r++) {
+          float* sr = s + (size_t)r * keys;
+          const int p = start + i0 + r;
+          float max = -INFINITY;
+          for (int j = 0; j <= p; j++) max = sr[j] > max ? sr[j] : max;
+          float sum = 0;
+#pragma omp simd reduction(+ : sum)
+          for (int j = 0; j <= p; j++) {
+            const float w = lk_expf(sr[j] - max);
+            sr[j] = w;
+            sum += w;
+          }
+          const float inv = 1.0f / sum;
+          for (int j = 0; j <= p; j++) sr[j] *= inv;
+          for (int j = p + 1; j < keys; j++) sr[j] = 0;
+        }
+        lk_sgemm_serial(rows, d, keys, 1.0f, s, keys, 1, v + (size_t)g * cap * d, d, 1, 0.0f,
+                        out + ((size_t)i0 * heads + h) * d, ldq, 0, scratch);
+      }
+      free(scratch);
+    }
+    if (failed) return lk_fail(LK_ENOMEM, "%s: cannot allocate attention scratch", fn);
+    return LK_OK;
+  }
 #pragma omp parallel if ((double)t * heads * total * d > 65536)
   {
     float* scores = malloc(sizeof(float) * (size_t)total);

@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 #include <math.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,6 +94,12 @@ int32_t lk_cpu_set_blas(int32_t mode) {
   return LK_OK;
 }
 
+/* The process's peak resident set (getrusage's ru_maxrss, KiB on Linux), for benchmarks. */
+static long peak_rss_kib(void) {
+  struct rusage ru;
+  return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : -1;
+}
+
 int32_t lk_info(char* buf, int32_t cap) {
   if (cap <= 0) return LK_EARG;
   pthread_once(&blas_once, load_blas);
@@ -110,8 +117,8 @@ int32_t lk_info(char* buf, int32_t cap) {
 #endif
   snprintf(buf, (size_t)cap,
            "{\"backend\":\"cpu\",\"abi\":%d,\"threads\":%d,\"simd\":\"%s\",\"blas\":%s%s%s,"
-           "\"blasEnabled\":%s}",
+           "\"blasEnabled\":%s,\"peakRssKiB\":%ld}",
            LK_ABI_VERSION, threads, simd, blas_found ? "\"" : "", blas_found ? blas_name : "null",
-           blas_found ? "\"" : "", blas_found && blas_enabled ? "true" : "false");
+           blas_found ? "\"" : "", blas_found && blas_enabled ? "true" : "false", peak_rss_kib());
   return LK_OK;
 }

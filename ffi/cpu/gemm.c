@@ -31,6 +31,18 @@ typedef double vd_t __attribute__((vector_size(VBYTES)));
 #define SRC_F32_ALLOWED 0
 #include "gemm_tmpl.h"
 
+size_t lk_sgemm_serial_scratch(void) {
+  return (size_t)((MC + MR - 1) / MR * MR) * KC + (size_t)KC * NC;
+}
+
+void lk_sgemm_serial(int m, int n, int k, float alpha, const float* a, ptrdiff_t rsa, ptrdiff_t csa,
+                     const float* b, ptrdiff_t rsb, ptrdiff_t csb, float beta, float* c,
+                     ptrdiff_t ldc, int lower_only, float* scratch) {
+  if (m <= 0 || n <= 0) return;
+  sg_serial(m, n, k, alpha, a, 0, rsa, csa, b, 0, rsb, csb, beta, c, ldc, lower_only, 0, scratch,
+            scratch + (size_t)((MC + MR - 1) / MR * MR) * KC);
+}
+
 /* Y = X·Wᵀ with W written by `fill` straight into the packed B panels (see internal.h). X is
  * packed once, whole: k block pc holds the mpad × kc slice at xp + pc·mpad, MR-row slivers of
  * kc × MR. For each NC × KC block of W the threads fill their own slivers (the same static split

@@ -30,6 +30,13 @@ const lk_blas_t* lk_blas(void); /* NULL unless OpenBLAS is loaded and enabled */
 void lk_sgemm(int m, int n, int k, float alpha, const float* a, ptrdiff_t rsa, ptrdiff_t csa,
               const float* b, ptrdiff_t rsb, ptrdiff_t csb, float beta, float* c, ptrdiff_t ldc,
               int lower_only);
+/* lk_sgemm on the calling thread only, with caller-owned packing scratch of
+ * lk_sgemm_serial_scratch() floats (64-byte aligned): for many small products inside a parallel
+ * region (attention's per-head products). */
+size_t lk_sgemm_serial_scratch(void);
+void lk_sgemm_serial(int m, int n, int k, float alpha, const float* a, ptrdiff_t rsa, ptrdiff_t csa,
+                     const float* b, ptrdiff_t rsb, ptrdiff_t csb, float beta, float* c,
+                     ptrdiff_t ldc, int lower_only, float* scratch);
 /* C[m,n] = beta·C + A[m,k]·B[n,k]ᵀ (leading dimensions lda, ldb, ldc): OpenBLAS for large
  * products when it is loaded, else the own GEMM. */
 void lk_sgemm_nt(int m, int n, int k, const float* a, ptrdiff_t lda, const float* b, ptrdiff_t ldb,

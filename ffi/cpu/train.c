@@ -9,6 +9,7 @@
 #include "internal.h"
 
 #define LK_BLAS_MIN_MACS_TRAIN 134217728.0
+#define LK_ATT_BWD_ROWS 64 /* row block of attention backward's triangular products */
 
 int32_t lk_cpu_gemm_f32(const float* a, double a_len, const float* b, double b_len, float* c,
                         double c_len, int32_t m, int32_t k, int32_t n, int32_t trans_a,
@@ -170,76 +171,72 @@ int32_t lk_cpu_attention_bwd_f32(const float* q, double q_len, const float* k, d
   float* part = calloc((size_t)heads * 2 * hsz, sizeof(float));
   if (!part) return lk_fail(LK_ENOMEM, "%s: cannot allocate %.0f floats of partial gradients", fn, 2.0 * heads * hsz);
   int failed = 0;
+  /* per head: S = Q·Kᵀ/√d (lower triangle), P = causal softmax, dP = dO·Vᵀ, dS = P∘(dP − rowsum(
+   * P∘dP))/√d, then dV_h = Pᵀ·dO, dQ = dS·K, dK_h = dSᵀ·Q: five products by the own GEMM */
+  const size_t gs = lk_sgemm_serial_scratch(), tt = (size_t)t * t;
+  const ptrdiff_t ldq = (ptrdiff_t)heads * d;
 #pragma omp parallel if ((double)t * t * heads * d > 65536)
   {
-    float* p = malloc(sizeof(float) * (size_t)t);
-    float* dp = malloc(sizeof(float) * (size_t)t);
-    if (!p || !dp) {
+    float* scratch = lk_alloc(sizeof(float) * (gs + 2 * tt));
+    if (!scratch) {
 #pragma omp atomic write
       failed = 1;
     }
 #pragma omp for schedule(dynamic, 1)
     for (int h = 0; h < heads; h++) {
-      if (!p || !dp) continue;
+      if (!scratch) continue;
       const int g = h / group;
       const float* kg = k + (size_t)g * hsz;
       const float* vg = v + (size_t)g * hsz;
+      const float* qh = q + (size_t)h * d;
+      const float* gh = dout + (size_t)h * d;
       float* pk = part + (size_t)h * 2 * hsz;
       float* pv = pk + hsz;
+      float* P = scratch + gs;
+      float* dS = P + tt;
+      lk_sgemm_serial(t, t, d, scale, qh, ldq, 1, kg, 1, d, 0.0f, P, t, 1, scratch);
+      lk_sgemm_serial(t, t, d, 1.0f, gh, ldq, 1, vg, 1, d, 0.0f, dS, t, 1, scratch);
       for (int i = 0; i < t; i++) {
-        const float* qi = q + ((size_t)i * heads + h) * d;
-        const float* gi = dout + ((size_t)i * heads + h) * d;
-        float* dqi = dq + ((size_t)i * heads + h) * d;
+        float* pi = P + (size_t)i * t;
+        float* di = dS + (size_t)i * t;
         float max = -INFINITY;
-        for (int j = 0; j <= i; j++) {
-          const float* kj = kg + (size_t)j * d;
-          float s = 0;
-#pragma omp simd reduction(+ : s)
-          for (int e = 0; e < d; e++) s += qi[e] * kj[e];
-          s *= scale;
-          p[j] = s;
-          if (s > max) max = s;
-        }
+        for (int j = 0; j <= i; j++) max = pi[j] > max ? pi[j] : max;
         float sum = 0;
 #pragma omp simd reduction(+ : sum)
         for (int j = 0; j <= i; j++) {
-          const float w = lk_expf(p[j] - max);
-          p[j] = w;
+          const float w = lk_expf(pi[j] - max);
+          pi[j] = w;
           sum += w;
         }
         const float inv = 1.0f / sum;
         double dot = 0;
         for (int j = 0; j <= i; j++) {
-          const float* vj = vg + (size_t)j * d;
-          float s = 0;
-#pragma omp simd reduction(+ : s)
-          for (int e = 0; e < d; e++) s += gi[e] * vj[e];
-          p[j] *= inv;
-          dp[j] = s;
-          dot += (double)p[j] * s;
+          pi[j] *= inv;
+          dot += (double)pi[j] * di[j];
         }
         const float fdot = (float)dot;
-        for (int e = 0; e < d; e++) dqi[e] = 0;
-        for (int j = 0; j <= i; j++) {
-          const float ds = p[j] * (dp[j] - fdot) * scale, pj = p[j];
-          const float* kj = kg + (size_t)j * d;
-          float* dkj = pk + (size_t)j * d;
-          float* dvj = pv + (size_t)j * d;
 #pragma omp simd
-          for (int e = 0; e < d; e++) {
-            dqi[e] += ds * kj[e];
-            dkj[e] += ds * qi[e];
-            dvj[e] += pj * gi[e];
-          }
-        }
+        for (int j = 0; j <= i; j++) di[j] = pi[j] * (di[j] - fdot) * scale;
+        for (int j = i + 1; j < t; j++) pi[j] = di[j] = 0;
+      }
+      /* by blocks of rows, over only the positions the triangle makes nonzero: rows i of dV and
+       * dK sum over positions p ≥ i, rows of dQ over p ≤ i */
+      for (int i0 = 0; i0 < t; i0 += LK_ATT_BWD_ROWS) {
+        const int rows = t - i0 < LK_ATT_BWD_ROWS ? t - i0 : LK_ATT_BWD_ROWS;
+        const size_t diag = (size_t)i0 * t + i0;
+        lk_sgemm_serial(rows, d, t - i0, 1.0f, P + diag, 1, t, gh + i0 * ldq, ldq, 1, 0.0f,
+                        pv + (size_t)i0 * d, d, 0, scratch);
+        lk_sgemm_serial(rows, d, t - i0, 1.0f, dS + diag, 1, t, qh + i0 * ldq, ldq, 1, 0.0f,
+                        pk + (size_t)i0 * d, d, 0, scratch);
+        lk_sgemm_serial(rows, d, i0 + rows, 1.0f, dS + (size_t)i0 * t, t, 1, kg, d, 1, 0.0f,
+                        dq + (size_t)i0 * ldq + (size_t)h * d, ldq, 0, scratch);
       }
     }
-    free(p);
-    free(dp);
+    free(scratch);
   }
   if (failed) {
     free(part);
-    return lk_fail(LK_ENOMEM, "%s: cannot allocate %d attention scores", fn, t);
+    return lk_fail(LK_ENOMEM, "%s: cannot allocate the attention scratch for %d positions", fn, t);
   }
 #pragma omp parallel for schedule(static) if (kn > 65536)
   for (int g = 0; g < kv_heads; g++) {

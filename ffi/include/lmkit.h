@@ -31,7 +31,8 @@ extern "C" {
 /* ---- common to both libraries ---- */
 int32_t lk_abi_version(int32_t* out, double out_len);
 int32_t lk_last_error(char* buf, int32_t cap);
-/* JSON object describing the library: {"backend":..., ...}; NUL-terminated, truncated to cap. */
+/* JSON object describing the library: {"backend":..., ...} (the cpu library adds its threads, SIMD,
+ * BLAS and the process's peak RSS in KiB); NUL-terminated, truncated to cap. */
 int32_t lk_info(char* buf, int32_t cap);
 
 /* ---- CPU library ---- */
