@@ -25,3 +25,6 @@ export * from "./lib/ambiguity/mod.ts";
 export * from "./lib/crosslingual/mod.ts";
 export * from "./lib/toxicity/mod.ts";
 export * from "./lib/stats/mod.ts";
+export * from "./lib/probes/mod.ts";
+export * from "./lib/probes/collect.ts";
+export * from "./lib/probes/cache.ts";

@@ -1,0 +1,24 @@
+/**
+ * Truth probes on contrast-pair hidden states and their context-sensitivity metrics, as in
+ * Schouten et al., "Truth-value judgment in language models: 'truth directions' are context
+ * sensitive" (code: sfschouten/tvj-in-llms): LR, mass-mean (and its iid and unsupervised
+ * variants), CCS, CCR and the LM-head baseline; per-side centring, probabilities, calibration;
+ * E1–E4, error_sv and the other metrics with the authors' aggregates; direction similarity.
+ * Everything here takes plain arrays (see `pairs.ts` for the layout).
+ *
+ * @module
+ */
+export * from "./pairs.ts";
+export * from "./center.ts";
+export * from "./predict.ts";
+export * from "./lr.ts";
+export * from "./mass_mean.ts";
+export * from "./cluster.ts";
+export * from "./ccs.ts";
+export * from "./ccr.ts";
+export * from "./lm_head.ts";
+export * from "./calibrate.ts";
+export * from "./aggregate.ts";
+export * from "./metrics.ts";
+export * from "./similarity.ts";
+export * from "./groups.ts";
