@@ -28,3 +28,4 @@ export * from "./lib/stats/mod.ts";
 export * from "./lib/probes/mod.ts";
 export * from "./lib/probes/collect.ts";
 export * from "./lib/probes/cache.ts";
+export * from "./lib/probes/data.ts";
