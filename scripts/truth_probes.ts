@@ -18,6 +18,8 @@ import { writeOutputs } from "../lib/io/output.ts";
 import { selectBackend } from "../ffi/mod.ts";
 import { LlamaModel } from "../lib/model/llama.ts";
 import { loadTokenizer } from "../lib/model/tokenizer.ts";
+import { bundledDocuments, calibrationWindows } from "../lib/model/corpus.ts";
+import { pruneModel } from "../lib/sparse/prune_model.ts";
 import { cachedStates, sha256Text, weightsHash } from "../lib/probes/cache.ts";
 import { collectContrastStates, type ContrastStates } from "../lib/probes/collect.ts";
 import {
@@ -62,6 +64,9 @@ Usage: scripts/truth_probes.ts [options]
   --methods LIST     of lr, mmp, ccr, ccs, lm (default lr,mmp,ccr,lm; ccs trains 10 seeds)
   --edit-layers A-B  blocks (1-based) edited by the intervention (default: the middle third)
   --no-intervention  skip the causal intervention
+  --compress LIST    compressed copies probed the same way, for the drift table: sparsegpt-P
+                     (P % unstructured) or sparsegpt-N:M, SparseGPT on 32 windows of the bundled
+                     corpora (default sparsegpt-50,sparsegpt-2:4; "none" for none)
   --cache DIR        hidden-state cache (default out/truth-probes/cache)
   --backend NAME     ts, cpu or cuda (default: the fastest available)
   --out DIR          results.json, *.csv, report.md, report.html (default out/truth-probes)
@@ -119,6 +124,7 @@ await runScript({ name: "truth_probes.ts", usage: USAGE, needs: [] }, async (arg
       methods: { type: "string", default: "lr,mmp,ccr,lm" },
       "edit-layers": { type: "string" },
       "no-intervention": { type: "boolean", default: false },
+      compress: { type: "string", default: "sparsegpt-50,sparsegpt-2:4" },
       cache: { type: "string", default: "out/truth-probes/cache" },
       backend: { type: "string" },
       out: { type: "string", default: "out/truth-probes" },
@@ -135,6 +141,22 @@ await runScript({ name: "truth_probes.ts", usage: USAGE, needs: [] }, async (arg
       );
     }
   }
+  const compress = values.compress === "none" ? [] : values.compress.split(",").map((c) => {
+    const m = /^sparsegpt-(?:(\d+(?:\.\d+)?)|(\d+):(\d+))$/.exec(c.trim());
+    const pct = m?.[1] !== undefined ? Number(m[1]) : NaN, n = Number(m?.[2]), mm = Number(m?.[3]);
+    if (
+      !m || (m[1] !== undefined && !(pct > 0 && pct < 100)) ||
+      (m[2] !== undefined && !(n >= 1 && n < mm))
+    ) {
+      throw new RangeError(
+        `--compress: '${c}' is not sparsegpt-P (0 < P < 100) or sparsegpt-N:M (N < M)`,
+      );
+    }
+    return {
+      tag: c.trim(),
+      ...(m[1] !== undefined ? { sparsity: pct / 100 } : { nm: [n, mm] as [number, number] }),
+    };
+  });
   requirePermissions("truth_probes.ts", [
     { name: "read", path: values.model },
     { name: "read", path: values.data },
@@ -166,116 +188,122 @@ await runScript({ name: "truth_probes.ts", usage: USAGE, needs: [] }, async (arg
   await Deno.mkdir(values.cache, { recursive: true });
   const dataName = values.data.split("/").at(-1)!.replace(/\.csv$/, "");
 
-  // hidden states of every variant (cached)
-  const states = {} as Record<PremiseVariant, ContrastStates>;
   const prompts = Object.fromEntries(
     PREMISE_VARIANTS.map((v) => [v, renderVariant(data, v, seed)]),
   );
-  for (const v of PREMISE_VARIANTS) {
-    const key = await sha256Text(JSON.stringify({ hash, TEMPLATE_ID, itemsKey, v, seed }));
-    const bar = progress(`${v}`, items);
-    const t0 = performance.now();
-    const r = await cachedStates(
-      `${values.cache}/${dataName}-${v}-${key.slice(0, 16)}.safetensors`,
-      key,
-      () => collectContrastStates(model, tok, prompts[v]!, { onProgress: () => bar.tick() }),
-    );
-    bar.stop();
-    states[v] = r.states;
-    console.error(
-      `${v}: ${r.cached ? "cached" : `${((performance.now() - t0) / 1000).toFixed(1)} s`}`,
-    );
-  }
+  /** Hidden states of every variant on model `m` (cached under `tag`), and the probes on them. */
+  const analyse = async (m: LlamaModel, tag: string) => {
+    // hidden states of every variant (cached)
+    const states = {} as Record<PremiseVariant, ContrastStates>;
+    for (const v of PREMISE_VARIANTS) {
+      const key = await sha256Text(JSON.stringify({ hash, TEMPLATE_ID, itemsKey, v, seed, tag }));
+      const bar = progress(`${tag} ${v}`, items);
+      const t0 = performance.now();
+      const r = await cachedStates(
+        `${values.cache}/${dataName}-${tag}-${v}-${key.slice(0, 16)}.safetensors`,
+        key,
+        () => collectContrastStates(m, tok, prompts[v]!, { onProgress: () => bar.tick() }),
+      );
+      bar.stop();
+      states[v] = r.states;
+      console.error(
+        `${tag} ${v}: ${r.cached ? "cached" : `${((performance.now() - t0) / 1000).toFixed(1)} s`}`,
+      );
+    }
 
-  // probes per group × layer × method, evaluated on every variant's eval half
-  const fitted = new Map<string, Fitted>();
-  const accRows: Record<string, unknown>[] = [], metricRows: Record<string, unknown>[] = [];
-  const lmP = (v: PremiseVariant, from: number, to: number) =>
-    lmHeadBaseline(new Float64Array(to - from), states[v].lmDiff.slice(from, to)).p;
-  for (const group of GROUPS) {
-    const tv = TRAIN_VARIANT[group];
-    for (let l = 0; l < L; l++) {
-      for (const method of methods) {
-        if (method === "lm" && l > 0) continue; // the LM head has no layer
-        const train = split(states[tv], l, 0, half), cal = split(states.no_prem, l, 0, half);
-        let fit: Fitted;
-        let predict: (v: PremiseVariant) => Float64Array;
-        if (method === "lm") {
-          const calibration = fitCalibration({
-            calibrationP: lmP("no_prem", 0, half),
-            trainP: lmP(tv, 0, half),
-            trainLabels: trainY,
+    // probes per group × layer × method, evaluated on every variant's eval half
+    const fitted = new Map<string, Fitted>();
+    const accRows: Record<string, unknown>[] = [], metricRows: Record<string, unknown>[] = [];
+    const lmP = (v: PremiseVariant, from: number, to: number) =>
+      lmHeadBaseline(new Float64Array(to - from), states[v].lmDiff.slice(from, to)).p;
+    for (const group of GROUPS) {
+      const tv = TRAIN_VARIANT[group];
+      for (let l = 0; l < L; l++) {
+        for (const method of methods) {
+          if (method === "lm" && l > 0) continue; // the LM head has no layer
+          const train = split(states[tv], l, 0, half), cal = split(states.no_prem, l, 0, half);
+          let fit: Fitted;
+          let predict: (v: PremiseVariant) => Float64Array;
+          if (method === "lm") {
+            const calibration = fitCalibration({
+              calibrationP: lmP("no_prem", 0, half),
+              trainP: lmP(tv, 0, half),
+              trainLabels: trainY,
+            });
+            fit = { direction: null, calibration };
+            predict = (v) => applyCalibration(lmP(v, half, items), calibration);
+          } else {
+            const direction = fitDirection(method, train, trainY);
+            const calibration = fitCalibration({
+              calibrationP: probeProbabilities(direction, cal),
+              trainP: probeProbabilities(direction, train),
+              trainLabels: trainY,
+              trainPairs: train,
+              direction,
+            });
+            fit = { direction, calibration };
+            predict = (v) =>
+              applyCalibration(
+                probeProbabilities(direction, split(states[v], l, half, items)),
+                calibration,
+              );
+          }
+          fitted.set(`${group}|${l}|${method}`, fit);
+          const p = Object.fromEntries(PREMISE_VARIANTS.map((v) => [v, predict(v)])) as Record<
+            PremiseVariant,
+            Float64Array
+          >;
+          const layer = method === "lm" ? "head" : l + 1;
+          for (const v of PREMISE_VARIANTS) {
+            accRows.push({ group, layer, method, variant: v, accuracy: accuracy(p[v], evalY) });
+          }
+          const m = contextMetrics({
+            noPrem: p.no_prem,
+            originalPos: p.original_pos_prem,
+            originalNeg: p.original_neg_prem,
+            randomPos: p.random_pos_prem,
+            randomNeg: p.random_neg_prem,
+            shufflePos: p.shuffle_pos_prem,
+            shuffleNeg: p.shuffle_neg_prem,
+          }, evalY);
+          metricRows.push({
+            group,
+            layer,
+            method,
+            E1: m.e1?.median,
+            E2: m.e2?.median,
+            E3: m.e3.median,
+            E4: m.e4.median,
+            E34: m.e34.median,
+            E1_mean: m.e1?.mean,
+            E2_mean: m.e2?.mean,
+            E3_mean: m.e3.mean,
+            E4_mean: m.e4.mean,
+            E3_trim: m.e3.trimMean,
+            E4_trim: m.e4.trimMean,
+            E3_p20: m.e3.p20,
+            E3_p80: m.e3.p80,
+            error_sv: m.errorSv,
+            premise_sensitivity: m.premiseSensitivity,
+            rel_error_sv: m.relErrorSv,
+            acc_pos_prem: m.accuracyPosPrem,
+            acc_no_prem: m.accuracyNoPrem,
+            "p(h|p;e)": m.meanP.posPremTrue,
+            "p(h|p;c)": m.meanP.posPremFalse,
+            "p(h|-p;e)": m.meanP.negPremTrue,
+            "p(h|-p;c)": m.meanP.negPremFalse,
+            "p(h)": m.meanP.noPrem,
+            scale: fit.calibration.scale,
+            sign: fit.calibration.sign,
+            length: fit.calibration.length,
           });
-          fit = { direction: null, calibration };
-          predict = (v) => applyCalibration(lmP(v, half, items), calibration);
-        } else {
-          const direction = fitDirection(method, train, trainY);
-          const calibration = fitCalibration({
-            calibrationP: probeProbabilities(direction, cal),
-            trainP: probeProbabilities(direction, train),
-            trainLabels: trainY,
-            trainPairs: train,
-            direction,
-          });
-          fit = { direction, calibration };
-          predict = (v) =>
-            applyCalibration(
-              probeProbabilities(direction, split(states[v], l, half, items)),
-              calibration,
-            );
         }
-        fitted.set(`${group}|${l}|${method}`, fit);
-        const p = Object.fromEntries(PREMISE_VARIANTS.map((v) => [v, predict(v)])) as Record<
-          PremiseVariant,
-          Float64Array
-        >;
-        const layer = method === "lm" ? "head" : l + 1;
-        for (const v of PREMISE_VARIANTS) {
-          accRows.push({ group, layer, method, variant: v, accuracy: accuracy(p[v], evalY) });
-        }
-        const m = contextMetrics({
-          noPrem: p.no_prem,
-          originalPos: p.original_pos_prem,
-          originalNeg: p.original_neg_prem,
-          randomPos: p.random_pos_prem,
-          randomNeg: p.random_neg_prem,
-          shufflePos: p.shuffle_pos_prem,
-          shuffleNeg: p.shuffle_neg_prem,
-        }, evalY);
-        metricRows.push({
-          group,
-          layer,
-          method,
-          E1: m.e1?.median,
-          E2: m.e2?.median,
-          E3: m.e3.median,
-          E4: m.e4.median,
-          E34: m.e34.median,
-          E1_mean: m.e1?.mean,
-          E2_mean: m.e2?.mean,
-          E3_mean: m.e3.mean,
-          E4_mean: m.e4.mean,
-          E3_trim: m.e3.trimMean,
-          E4_trim: m.e4.trimMean,
-          E3_p20: m.e3.p20,
-          E3_p80: m.e3.p80,
-          error_sv: m.errorSv,
-          premise_sensitivity: m.premiseSensitivity,
-          rel_error_sv: m.relErrorSv,
-          acc_pos_prem: m.accuracyPosPrem,
-          acc_no_prem: m.accuracyNoPrem,
-          "p(h|p;e)": m.meanP.posPremTrue,
-          "p(h|p;c)": m.meanP.posPremFalse,
-          "p(h|-p;e)": m.meanP.negPremTrue,
-          "p(h|-p;c)": m.meanP.negPremFalse,
-          "p(h)": m.meanP.noPrem,
-          scale: fit.calibration.scale,
-          sign: fit.calibration.sign,
-          length: fit.calibration.length,
-        });
       }
     }
-  }
+
+    return { states, fitted, accRows, metricRows };
+  };
+  const { states, fitted, accRows, metricRows } = await analyse(model, "dense");
 
   // cosine similarity of the pos-prem directions across layers × methods
   const dirKeys: string[] = [], dirs: Float64Array[] = [], signs: number[] = [];
@@ -349,6 +377,51 @@ await runScript({ name: "truth_probes.ts", usage: USAGE, needs: [] }, async (arg
     }
   }
 
+  // the same probes on compressed copies: how accuracy, calibration and E1–E4 drift
+  const drift: Record<string, unknown>[] = [];
+  const summarise = (tag: string, rows: Record<string, unknown>[]) => {
+    for (const method of methods) {
+      const ms = rows.filter((r) => r.group === "pos-prem" && r.method === method);
+      const avg = (k: string) => {
+        const v = ms.map((r) => r[k]).filter((x): x is number =>
+          typeof x === "number" && Number.isFinite(x)
+        );
+        return v.length ? v.reduce((a, b) => a + b, 0) / v.length : NaN;
+      };
+      drift.push({
+        model: tag,
+        method,
+        layers: ms.length,
+        acc_pos_prem: avg("acc_pos_prem"),
+        acc_no_prem: avg("acc_no_prem"),
+        scale: avg("scale"),
+        E1: avg("E1"),
+        E2: avg("E2"),
+        E3: avg("E3"),
+        E4: avg("E4"),
+        error_sv: avg("error_sv"),
+      });
+    }
+  };
+  if (compress.length) {
+    summarise("dense", metricRows);
+    const windows = calibrationWindows(await bundledDocuments("data"), tok, {
+      count: 32,
+      context: 256,
+      seed,
+    });
+    for (const c of compress) {
+      const copy = await LlamaModel.load(values.model, { backend });
+      await pruneModel(copy, windows, {
+        method: "sparsegpt",
+        ...("sparsity" in c ? { sparsity: c.sparsity } : { nm: c.nm }),
+        progress: false,
+      });
+      const r = await analyse(copy, `${c.tag}-calib32-seed${seed}`);
+      summarise(c.tag, r.metricRows);
+    }
+  }
+
   // outputs
   const best = (group: Group) =>
     accRows.filter((r) =>
@@ -378,6 +451,7 @@ await runScript({ name: "truth_probes.ts", usage: USAGE, needs: [] }, async (arg
     metrics: metricRows,
     cosine: { labels: dirKeys, matrix: cosine },
     intervention,
+    compression: drift,
   };
   const probeMethods = methods.filter((m) => m !== "lm");
   const accChart = lineSvg(
@@ -487,6 +561,7 @@ await runScript({ name: "truth_probes.ts", usage: USAGE, needs: [] }, async (arg
     "accuracy.csv": csv(accRows),
     "metrics.csv": csv(metricRows),
     ...(intervention.length ? { "intervention.csv": csv(intervention) } : {}),
+    ...(drift.length ? { "compression.csv": csv(drift) } : {}),
     "report.md": md,
     "report.html": htmlPage("Truth probes in context", [
       accChart,

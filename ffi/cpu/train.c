@@ -346,7 +346,8 @@ int32_t lk_cpu_cross_entropy_f32(const float* logits, double logits_len, const i
     const double lse = max + log(sum);
     loss[r] = (float)(lse - x[y]);
     for (int i = 0; i < vocab; i++) dx[i] = (float)(scale * exp((double)x[i] - lse));
-    dx[y] -= (float)scale;
+    /* p_y − 1 as expm1, not p_y rounded to f32 minus 1: a confident row keeps its gradient */
+    dx[y] = (float)(scale * expm1((double)x[y] - lse));
   }
   if (bad_row >= 0)
     return lk_fail(LK_ENUMERICAL, "%s: row %d of the logits holds NaN or Inf", fn, bad_row);

@@ -438,16 +438,13 @@ Deno.test({
   },
 });
 
-// Known cpu defect (ffi/cpu/train.c, lk_cpu_cross_entropy_f32): the target's element is formed as
-// (float)(scale·p_target) − (float)scale in f32, so where p_target → 1 it cancels down to a few
-// ulp of scale (the ts reference, in f64, and the cuda kernel, with expm1f, keep it to f32
-// precision). Un-ignore once the cpu kernel computes scale·(p_target − 1) without cancelling.
-const CE_TARGET_CANCELS_ON_CPU = true;
+// Regression test: the cpu kernel once formed the target's element as (float)(scale·p_target) −
+// (float)scale, which cancels to a few ulp of scale where p_target → 1; it now uses expm1.
 
 Deno.test({
   name:
     "crossEntropy cpu: dlogits of a confident row (p_target near 1) keep f32 relative precision",
-  ignore: ignore || CE_TARGET_CANCELS_ON_CPU,
+  ignore,
   fn() {
     // p = (1 − δ, δ) with δ = 1/(1 + e^10) ≈ 4.5e-5: dlogits = (−δ, δ)
     // (at gap 20 the cpu's target element is 0: p_target rounds to 1 before the subtraction)

@@ -41,6 +41,8 @@ Deno.test({
         "lr,mmp,lm",
         "--edit-layers",
         "3-4",
+        "--compress",
+        "sparsegpt-2:4",
         "--out",
         `${tmp}/a`,
       ];
@@ -68,7 +70,20 @@ Deno.test({
       }
       const b = await run(tmp, [...args.slice(0, -1), `${tmp}/b`]);
       assertEquals(b.code, 0, b.stderr);
-      assertEquals((b.stderr.match(/: cached/g) ?? []).length, 7, b.stderr);
+      assertEquals((b.stderr.match(/: cached/g) ?? []).length, 14, b.stderr);
+      // the compressed copy's table: dense and 2:4 rows per method, the copy really differs
+      assertEquals(ra.compression.map((r: { model: string }) => r.model), [
+        "dense",
+        "dense",
+        "dense",
+        "sparsegpt-2:4",
+        "sparsegpt-2:4",
+        "sparsegpt-2:4",
+      ]);
+      assert(
+        ra.compression[0].E3 !== ra.compression[3].E3 ||
+          ra.compression[0].acc_pos_prem !== ra.compression[3].acc_pos_prem,
+      );
       const rb = JSON.parse(await Deno.readTextFile(`${tmp}/b/results.json`));
       assertEquals(rb.accuracy, ra.accuracy);
     } finally {
@@ -88,6 +103,7 @@ Deno.test("truth_probes.ts refuses bad input in one sentence and writes nothing"
         [["--data", `${tmp}/nopremise.csv`, "--items", "4"], "line 2: no premise"],
         [["--methods", "lr,svm"], "unknown method 'svm'"],
         [["--edit-layers", "5-9"], "--edit-layers '5-9'"],
+        [["--compress", "sparsegpt-120"], "--compress: 'sparsegpt-120'"],
         [["--items", "2"], "--items"],
       ] as const
     ) {
