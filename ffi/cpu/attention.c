@@ -52,17 +52,7 @@ int32_t lk_cpu_attention_f32(const float* q, double q_len, const float* k, doubl
         for (int r = 0; r < rows; r++) {
           float* sr = s + (size_t)r * keys;
           const int p = start + i0 + r;
-          float max = -INFINITY;
-          for (int j = 0; j <= p; j++) max = sr[j] > max ? sr[j] : max;
-          float sum = 0;
-#pragma omp simd reduction(+ : sum)
-          for (int j = 0; j <= p; j++) {
-            const float w = lk_expf(sr[j] - max);
-            sr[j] = w;
-            sum += w;
-          }
-          const float inv = 1.0f / sum;
-          for (int j = 0; j <= p; j++) sr[j] *= inv;
+          lk_softmax_row(sr, p + 1);
           for (int j = p + 1; j < keys; j++) sr[j] = 0;
         }
         lk_sgemm_serial(rows, d, keys, 1.0f, s, keys, 1, v + (size_t)g * cap * d, d, 1, 0.0f,

@@ -84,6 +84,21 @@ static inline float lk_expf(float x) {
   return in < -87.3f ? 0.0f : (in > 88.7f ? __builtin_inff() : y);
 }
 
+/* Softmax in place over s[0..n-1] (the causal row's visible scores), f32 with lk_expf. */
+static inline void lk_softmax_row(float* s, int n) {
+  float max = -__builtin_inff();
+  for (int j = 0; j < n; j++) max = s[j] > max ? s[j] : max;
+  float sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int j = 0; j < n; j++) {
+    const float w = lk_expf(s[j] - max);
+    s[j] = w;
+    sum += w;
+  }
+  const float inv = 1.0f / sum;
+  for (int j = 0; j < n; j++) s[j] *= inv;
+}
+
 /* CBLAS enum values. */
 enum { LK_ROW_MAJOR = 101, LK_NO_TRANS = 111, LK_TRANS = 112, LK_UPPER = 121, LK_LOWER = 122 };
 #endif

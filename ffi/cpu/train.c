@@ -199,21 +199,9 @@ int32_t lk_cpu_attention_bwd_f32(const float* q, double q_len, const float* k, d
       for (int i = 0; i < t; i++) {
         float* pi = P + (size_t)i * t;
         float* di = dS + (size_t)i * t;
-        float max = -INFINITY;
-        for (int j = 0; j <= i; j++) max = pi[j] > max ? pi[j] : max;
-        float sum = 0;
-#pragma omp simd reduction(+ : sum)
-        for (int j = 0; j <= i; j++) {
-          const float w = lk_expf(pi[j] - max);
-          pi[j] = w;
-          sum += w;
-        }
-        const float inv = 1.0f / sum;
+        lk_softmax_row(pi, i + 1);
         double dot = 0;
-        for (int j = 0; j <= i; j++) {
-          pi[j] *= inv;
-          dot += (double)pi[j] * di[j];
-        }
+        for (int j = 0; j <= i; j++) dot += (double)pi[j] * di[j];
         const float fdot = (float)dot;
 #pragma omp simd
         for (int j = 0; j <= i; j++) di[j] = pi[j] * (di[j] - fdot) * scale;
