@@ -7,19 +7,10 @@ import { Rng } from "../../lib/core/rng.ts";
 import { lossAndGrad } from "../../lib/train/backward.ts";
 import { LlamaParams } from "../../lib/train/params.ts";
 import type { TokenBatch } from "../../lib/train/data.ts";
-import { freshSeed, NATIVE } from "../_util.ts";
+import { freshSeed, NATIVE, relL2 } from "../_util.ts";
 import { randomBatch, refLoss, tinyConfig } from "./_ref_llama.ts";
 
 const BACKENDS = [{ backend: "ts" as const, ignore: false }, ...NATIVE];
-
-function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i]! - b[i]!) ** 2;
-    den += b[i]! ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 for (const tied of [false, true]) {
   const seed = freshSeed();

@@ -9,7 +9,7 @@ import { lossAndGrad } from "../../lib/train/backward.ts";
 import type { TokenBatch } from "../../lib/train/data.ts";
 import { LlamaParams } from "../../lib/train/params.ts";
 import { Trainer } from "../../lib/train/trainer.ts";
-import { NATIVE } from "../_util.ts";
+import { NATIVE, relL2 } from "../_util.ts";
 import { cudaEmulated } from "../../ffi/mod.ts";
 
 const here = new URL("./fixtures/", import.meta.url).pathname;
@@ -26,15 +26,6 @@ const batch: TokenBatch = {
   inputs: Int32Array.from(ref.inputs.flat()),
   targets: Int32Array.from(ref.targets.flat()),
 };
-
-function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i]! - b[i]!) ** 2;
-    den += b[i]! ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 const GRAD_TOL = 1e-4, LOSS_TOL = 1e-6, STEP_TOL = 2e-5;
 
