@@ -167,7 +167,7 @@ await runScript({ name: "truth_probes.ts", usage: USAGE, needs: [] }, async (arg
   const backend = selectBackend(values.backend);
   const model = await LlamaModel.load(values.model, { backend });
   const L = model.config.numLayers;
-  let editLayers: number[] = [];
+  const editLayers: number[] = [];
   if (!values["no-intervention"]) {
     const spec = values["edit-layers"] ??
       `${Math.max(1, Math.floor(L / 3) + 1)}-${Math.max(1, Math.floor((2 * L) / 3))}`;
