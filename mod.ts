@@ -19,6 +19,7 @@ export * from "./lib/kernels/mod.ts";
 export * from "./lib/model/mod.ts";
 export * from "./lib/train/mod.ts";
 export * from "./lib/sparse/mod.ts";
+export * from "./lib/quant/mod.ts";
 export * from "./lib/wasserstein/mod.ts";
 export * from "./lib/report/mod.ts";
 export * from "./lib/ambiguity/mod.ts";

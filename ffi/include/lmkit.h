@@ -112,6 +112,20 @@ int32_t lk_cpu_sparsegpt_f64(double* w, double w_len, const double* u, double u_
                              const uint8_t* prunable, double prunable_len, int32_t block,
                              uint8_t* mask, double mask_len);
 
+/* GPTQ's column sweep on W[rows,cols] (f64, in place, columns already in sweep order) given U
+ * (upper Cholesky factor of H⁻¹): each column quantized, its error compensated inside the block
+ * of `block` columns and lazily after it. iopt = [bits (2–8), sym, group (0 = one group per row),
+ * mse, grid, f16 scales, static groups, block]; dopt = [maxshrink, norm]. Column c uses parameter
+ * set col_group[c] (scales/zeros[set·rows + row]): given when static, else found when the sweep
+ * reaches a group's first column (c % group == 0) from the row as it stood at the block start.
+ * mask (rows×cols, may be empty) keeps weights at 0; levels (u8, rows×cols) receives the levels
+ * and W the dequantized values. */
+int32_t lk_cpu_gptq_f64(double* w, double w_len, const double* u, double u_len, int32_t rows,
+                        int32_t cols, const int32_t* iopt, double iopt_len, const double* dopt,
+                        double dopt_len, const int32_t* col_group, double col_group_len,
+                        double* scales, double scales_len, double* zeros, double zeros_len,
+                        const uint8_t* mask, double mask_len, uint8_t* levels, double levels_len);
+
 /* ---- training: the backward of every forward op, and AdamW (CPU) ---- */
 /* C[m,n] = op(A)·op(B) + beta·C with op(A) = A[m,k] (trans_a = 0) or A[k,m]ᵀ (trans_a = 1) and
  * op(B) = B[k,n] (trans_b = 0) or B[n,k]ᵀ (trans_b = 1); beta is 0 (overwrite) or 1 (accumulate:

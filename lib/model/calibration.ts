@@ -21,6 +21,20 @@ export interface CalibrationConsumer {
   readOnly?: boolean;
   /** Called after every sequence went through block `layer`; compress its linears here. */
   finishBlock?(layer: number, block: LlamaBlock): void | Promise<void>;
+  /**
+   * True-sequential order inside a block (GPTQ's `--true-sequential`), e.g.
+   * `[["k_proj", "v_proj", "q_proj"], ["o_proj"], ["up_proj", "gate_proj"], ["down_proj"]]`: the
+   * block runs once per stage, `add` sees only that stage's projections, and
+   * {@linkcode CalibrationConsumer.finishStage} compresses them before the next stage runs, so
+   * that each projection's inputs come from the compressed ones before it. `names` is ignored.
+   */
+  stages?: readonly (readonly LinearName[])[];
+  /** With `stages`: compress the projections of stage `stage` of block `layer`. */
+  finishStage?(
+    layer: number,
+    stage: readonly LinearName[],
+    block: LlamaBlock,
+  ): void | Promise<void>;
 }
 
 /** Options of {@linkcode runCalibration}. */
@@ -57,13 +71,41 @@ export async function runCalibration(
   );
   let hidden = sequences.map((s) => model.embedTokens(s));
   const L = model.config.numLayers;
+  const stages = consumer.stages;
   const bar = progress(
     "calibration",
-    L * sequences.length * 2,
+    L * sequences.length * (stages ? stages.length + 1 : 2),
     options.progress === undefined ? {} : { enabled: options.progress },
   );
   try {
     for (let l = 0; l < L; l++) {
+      if (stages) {
+        for (const stage of stages) {
+          const want = new Set(stage);
+          const hooks = {
+            linear: (e: { name: LinearName; input: Matrix; output: Matrix }) => {
+              if (want.has(e.name)) consumer.add(l, e.name, e.input, e.output);
+            },
+          };
+          for (const h of hidden) {
+            model.blockForward(l, h, positions(h.rows), new KVCache(model.config, h.rows), hooks);
+            bar.tick();
+          }
+          await consumer.finishStage?.(l, stage, model.blocks[l] as LlamaBlock);
+        }
+        await consumer.finishBlock?.(l, model.blocks[l] as LlamaBlock);
+        hidden = hidden.map((h) => {
+          const out = model.blockForward(
+            l,
+            h,
+            positions(h.rows),
+            new KVCache(model.config, h.rows),
+          );
+          bar.tick();
+          return out;
+        });
+        continue;
+      }
       const hooks = {
         linear: ({ name, input, output }: { name: LinearName; input: Matrix; output: Matrix }) => {
           if (wanted.has(name)) consumer.add(l, name, input, output);
