@@ -200,6 +200,28 @@ const cpuSymbols = {
     ],
     result: "i32",
   },
+  lk_cpu_quant_matmul_f32: {
+    parameters: [
+      "buffer",
+      "f64",
+      "buffer",
+      "f64",
+      "buffer",
+      "f64",
+      "buffer",
+      "f64",
+      "buffer",
+      "f64",
+      "buffer",
+      "f64",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+    ],
+    result: "i32",
+  },
   lk_cpu_threshold_f32: {
     parameters: [
       "buffer",
@@ -437,6 +459,10 @@ const cudaSymbols = {
     result: "i32",
   },
   lk_cuda_swiglu_bwd_f32: { parameters: ["i32", "i32", "i32", "i32", "i32", "f64"], result: "i32" },
+  lk_cuda_quant_matmul_f32: {
+    parameters: ["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"],
+    result: "i32",
+  },
   lk_cuda_embedding_bwd_f32: {
     parameters: ["i32", "i32", "i32", "i32", "i32", "i32"],
     result: "i32",

@@ -183,6 +183,11 @@ inline T __shfl_up_sync(unsigned mask, T v, unsigned d, int width = 32) {
   const int l = emu::lane(), within = l & (width - 1);
   return emu_bits_to<T>(emu::warp_exchange(mask, emu_to_bits(v), within >= (int)d ? l - (int)d : l));
 }
+template <typename T>
+inline T __shfl_down_sync(unsigned mask, T v, unsigned d, int width = 32) {
+  const int l = emu::lane(), within = l & (width - 1);
+  return emu_bits_to<T>(emu::warp_exchange(mask, emu_to_bits(v), within + (int)d < width ? l + (int)d : l));
+}
 
 // ---------------------------------------------------------------- intrinsics
 // Fibers switch only at barriers, so plain read-modify-writes would do; they are real atomics so

@@ -80,6 +80,18 @@ int32_t lk_cpu_bitmap_matmul_f32(const float* x, double x_len, const uint8_t* bi
 int32_t lk_cpu_nm_matmul_f32(const float* x, double x_len, const uint8_t* idx, double idx_len,
                              const float* val, double val_len, float* y, double y_len, int32_t m,
                              int32_t k, int32_t n, int32_t keep, int32_t group);
+/* Y[m,n] = X[m,k]·Ŵᵀ for a GPTQ weight-quantized W (W4A16 / W8A16): Ŵ[o,c] = s·(q[o,c] − z) with
+ * s = scales[o·groups + g_idx[c]], z = zeros[o·groups + g_idx[c]] (scales, zeros: n × groups;
+ * g_idx[k] in [0, groups), any order: act-order; checked). packed holds the levels row by row:
+ * nibble = 1: ⌈k/2⌉ bytes a row, column c in byte c/2, low nibble for even c; nibble = 0: k bytes
+ * a row, one level each. Up to a few dozen tokens (8 to 64, by how the scales are found) each row
+ * is read once per few tokens, its levels widened in registers (decoding); more tokens go through
+ * the own GEMM with W dequantized straight into its packed panels. */
+int32_t lk_cpu_quant_matmul_f32(const float* x, double x_len, const uint8_t* packed,
+                                double packed_len, const float* scales, double scales_len,
+                                const float* zeros, double zeros_len, const int32_t* g_idx,
+                                double g_idx_len, float* y, double y_len, int32_t m, int32_t k,
+                                int32_t n, int32_t groups, int32_t nibble);
 /* Row-wise top-k of X[rows,cols] by value (by_abs = 0) or by magnitude (by_abs = 1).
  * Ties go to the lower column index. Per row, idx gets the k chosen column indices in
  * ascending order, val their (signed) values, thr the k-th largest key (k ≥ 1). */
@@ -255,6 +267,12 @@ int32_t lk_cuda_attention_bwd_f32(int32_t q, int32_t k, int32_t v, int32_t dout,
                                   int32_t kv_heads, int32_t d);
 int32_t lk_cuda_swiglu_bwd_f32(int32_t gate, int32_t up, int32_t dout, int32_t dgate, int32_t dup,
                                double n);
+/* lk_cpu_quant_matmul_f32 on device buffers (ffi/cuda/quant.cu): x (f32 tokens×cols), packed
+ * (u8, rows × ⌈cols/2⌉ nibbles or rows × cols bytes), scales and zeros (f32 rows×groups), g_idx
+ * (i32 cols, every entry checked to lie in [0, groups)), y (f32 tokens×rows). */
+int32_t lk_cuda_quant_matmul_f32(int32_t x, int32_t packed, int32_t scales, int32_t zeros,
+                                 int32_t g_idx, int32_t y, int32_t tokens, int32_t cols,
+                                 int32_t rows, int32_t groups, int32_t nibble);
 int32_t lk_cuda_embedding_bwd_f32(int32_t ids, int32_t dh, int32_t dtable, int32_t t,
                                   int32_t vocab, int32_t d);
 int32_t lk_cuda_cross_entropy_f32(int32_t logits, int32_t targets, int32_t loss, int32_t dlogits,

@@ -45,3 +45,46 @@ export async function writeOutputs(
   }
   return final;
 }
+
+/** Whether `path` exists (a broken link counts). */
+export async function pathExists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+/**
+ * Writes a folder all-or-nothing: `fill` writes into a temporary sibling folder, which is then
+ * renamed to `dir` (an existing `dir` is moved aside first and removed after).
+ *
+ * @example
+ * ```ts
+ * import { writeFolder } from "./output.ts";
+ * const root = await Deno.makeTempDir();
+ * await writeFolder(`${root}/model`, (tmp) => Deno.writeTextFile(`${tmp}/config.json`, "{}"));
+ * await Deno.remove(root, { recursive: true });
+ * ```
+ */
+export async function writeFolder(
+  dir: string,
+  fill: (tmp: string) => Promise<void>,
+): Promise<void> {
+  const tmp = `${dir}.tmp-${Deno.pid}-${Date.now()}`;
+  await Deno.mkdir(tmp, { recursive: true });
+  try {
+    await fill(tmp);
+  } catch (e) {
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    throw e;
+  }
+  if (await pathExists(dir)) {
+    const old = `${dir}.old-${Deno.pid}-${Date.now()}`;
+    await Deno.rename(dir, old);
+    await Deno.rename(tmp, dir);
+    await Deno.remove(old, { recursive: true });
+  } else await Deno.rename(tmp, dir);
+}

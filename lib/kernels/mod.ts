@@ -30,3 +30,4 @@ export * from "./rope.ts";
 export * from "./embedding.ts";
 export * from "./cross_entropy.ts";
 export * from "./adamw.ts";
+export * from "./quant_matmul.ts";

@@ -1,9 +1,12 @@
 /**
  * Weight quantization: uniform quantizers, round-to-nearest, GPTQ (groups, act-order, static
- * groups, joint N:M sparsity), whole-model quantization with true-sequential order.
+ * groups, joint N:M sparsity), whole-model quantization with true-sequential order, GPTQ and
+ * compressed-tensors checkpoints, and the W4A16 / W8A16 layer they load as.
  *
  * @module
  */
 export * from "./quantizer.ts";
 export * from "./gptq.ts";
 export * from "./quantize_model.ts";
+export * from "./quant_linear.ts";
+export * from "./checkpoint.ts";

@@ -36,14 +36,21 @@ export interface QuantSpec {
 
 /** A {@linkcode QuantSpec} with every default filled in and checked. */
 export interface ResolvedSpec {
+  /** Bits per weight. */
   bits: number;
+  /** Symmetric levels. */
   sym: boolean;
-  /** 0 means one group per row. */
+  /** Input columns per group; 0 means one group per row. */
   groupSize: number;
+  /** MSE clipping search. */
   mse: boolean;
+  /** Its grid steps. */
   grid: number;
+  /** Its largest shrink. */
   maxShrink: number;
+  /** Its error norm. */
   norm: number;
+  /** Scales rounded to f16, or kept in f64. */
   scaleDtype: "f16" | "f64";
   /** 2^bits − 1. */
   maxq: number;

@@ -15,6 +15,7 @@ import {
   type Tensor,
   writeSafetensors,
 } from "../io/safetensors.ts";
+import { pathExists, writeFolder } from "../io/output.ts";
 import { LlamaParams } from "./params.ts";
 import type { AdamW } from "./optimizer.ts";
 
@@ -68,37 +69,6 @@ function weightTensors(params: LlamaParams): Record<string, Tensor> {
     out[v.name] = { dtype: "F32", shape: [...v.shape], data: params.view(v.name) };
   }
   return out;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
-
-/**
- * Writes a folder all-or-nothing: `fill` writes into a temporary sibling folder, which is then
- * renamed to `dir` (an existing `dir` is moved aside first and removed after).
- */
-async function writeFolder(dir: string, fill: (tmp: string) => Promise<void>): Promise<void> {
-  const tmp = `${dir}.tmp-${Deno.pid}-${Date.now()}`;
-  await Deno.mkdir(tmp, { recursive: true });
-  try {
-    await fill(tmp);
-  } catch (e) {
-    await Deno.remove(tmp, { recursive: true }).catch(() => {});
-    throw e;
-  }
-  if (await exists(dir)) {
-    const old = `${dir}.old-${Deno.pid}-${Date.now()}`;
-    await Deno.rename(dir, old);
-    await Deno.rename(tmp, dir);
-    await Deno.remove(old, { recursive: true });
-  } else await Deno.rename(tmp, dir);
 }
 
 /** Options of {@linkcode saveTrainedModel}. */
@@ -220,7 +190,7 @@ export async function saveCheckpoint(
  */
 export async function loadCheckpoint(root: string): Promise<Checkpoint> {
   let dir = root;
-  if (!(await exists(`${root}/trainer_state.json`))) {
+  if (!(await pathExists(`${root}/trainer_state.json`))) {
     let latest: string;
     try {
       latest = (await Deno.readTextFile(`${root}/latest`)).trim();
