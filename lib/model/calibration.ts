@@ -82,13 +82,22 @@ export async function runCalibration(
       if (stages) {
         for (const stage of stages) {
           const want = new Set(stage);
+          let seen = 0;
           const hooks = {
             linear: (e: { name: LinearName; input: Matrix; output: Matrix }) => {
-              if (want.has(e.name)) consumer.add(l, e.name, e.input, e.output);
+              if (!want.has(e.name)) return;
+              consumer.add(l, e.name, e.input, e.output);
+              // the rest of the block is not needed for this stage: stop it here
+              if (++seen === want.size) throw STOP;
             },
           };
           for (const h of hidden) {
-            model.blockForward(l, h, positions(h.rows), new KVCache(model.config, h.rows), hooks);
+            seen = 0;
+            try {
+              model.blockForward(l, h, positions(h.rows), new KVCache(model.config, h.rows), hooks);
+            } catch (e) {
+              if (e !== STOP) throw e;
+            }
             bar.tick();
           }
           await consumer.finishStage?.(l, stage, model.blocks[l] as LlamaBlock);
@@ -133,6 +142,9 @@ export async function runCalibration(
     bar.stop();
   }
 }
+
+/** Thrown by a stage's hook once it has seen the stage's projections, to end the block early. */
+const STOP = Symbol("stage complete");
 
 function positions(n: number): number[] {
   return Array.from({ length: n }, (_, i) => i);
