@@ -1,10 +1,12 @@
 #!/usr/bin/env -S deno run --no-prompt --allow-read=data,../shared/data,out --allow-write=out --allow-ffi=ffi/build --allow-env=LMKIT_BACKEND
 /**
  * Truth directions in context (Schouten et al.; sfschouten/tvj-in-llms): hidden states of
- * contrast pairs in seven premise variants, LR / mass-mean / CCR (/ CCS) probes and the LM-head
- * baseline per layer, calibration on the no-premise split, the context-sensitivity metrics
- * E1–E4, error_sv and the rest, cosine similarity of directions, and the causal intervention
- * along the probe direction at the answer strings in the premise.
+ * contrast pairs in seven premise variants, LR / mass-mean / CCR (/ CCS / unsupervised
+ * mass-mean) probes and the LM-head baseline per layer in the authors' four training groups
+ * (no-prem, pos-prem, same, combined), calibration on the no-premise split, the
+ * context-sensitivity metrics E1–E4, error_sv and the rest, cosine similarity of directions, the
+ * causal intervention along the probe direction at the answer strings in the premise, and the
+ * same probes on SparseGPT and Sparse Expansion copies of the model.
  *
  * @module
  */
@@ -16,11 +18,14 @@ import { progress } from "../lib/core/progress.ts";
 import { runScript } from "../lib/core/script.ts";
 import { writeOutputs } from "../lib/io/output.ts";
 import { selectBackend } from "../ffi/mod.ts";
-import { LlamaModel } from "../lib/model/llama.ts";
+import { LINEAR_NAMES, type LinearName, LlamaModel } from "../lib/model/llama.ts";
 import { loadTokenizer } from "../lib/model/tokenizer.ts";
 import { bundledDocuments, calibrationWindows } from "../lib/model/corpus.ts";
 import { pruneModel } from "../lib/sparse/prune_model.ts";
-import { cachedStates, sha256Text, weightsHash } from "../lib/probes/cache.ts";
+import { sparseExpand } from "../lib/sparse/expansion.ts";
+import { checkClusters } from "../lib/sparse/router.ts";
+import { checkModelPattern } from "../lib/sparse/mod.ts";
+import { loadStates, saveStates, sha256Text, weightsHash } from "../lib/probes/cache.ts";
 import { collectContrastStates, type ContrastStates } from "../lib/probes/collect.ts";
 import {
   loadTruthItems,
@@ -36,6 +41,9 @@ import {
   ccrProbe,
   ccsProbe,
   centerPairs,
+  COMBINED_RECIPE,
+  type CombinedPart,
+  combineTrainSets,
   contextMetrics,
   type ContrastPairs,
   cosineSimilarityMatrix,
@@ -45,9 +53,16 @@ import {
   massMeanProbe,
   median,
   probeProbabilities,
+  type TrainingGroup,
+  unsupervisedMassMeanProbe,
 } from "../lib/probes/mod.ts";
 import { heatmapSvg, htmlPage, lineSvg } from "../lib/report/svg.ts";
 import { markdownTable } from "../lib/report/markdown.ts";
+
+/** Experts of an `expand-P` copy when the spec names none. */
+const DEFAULT_EXPERTS = 4;
+/** k-means restarts of the Sparse Expansion routers (sparse_expand.ts's default). */
+const EXPAND_RESTARTS = 4;
 
 const USAGE = `
 truth_probes.ts — truth probes in context: per-layer probes, calibration, E1–E4, intervention.
@@ -60,27 +75,93 @@ Usage: scripts/truth_probes.ts [options]
                      column, city + correct_country, or n1 + n2
                      (default ../shared/data/truth_probes/geometry_of_truth/cities.csv)
   --items N          items per variant, first half train, second half eval (default 1000)
-  --seed N           item order, shuffled premises, random letters (default 0)
-  --methods LIST     of lr, mmp, ccr, ccs, lm (default lr,mmp,ccr,lm; ccs trains 10 seeds)
+  --seed N           item order, shuffled premises, random letters, the combined set (default 0)
+  --methods LIST     of lr, mmp, ccr, ccs, ummp (unsupervised mass-mean), lm (default
+                     lr,mmp,ccr,lm; ccs trains 10 seeds)
   --edit-layers A-B  blocks (1-based) edited by the intervention (default: the middle third)
   --no-intervention  skip the causal intervention
-  --compress LIST    compressed copies probed the same way, for the drift table: sparsegpt-P
-                     (P % unstructured) or sparsegpt-N:M, SparseGPT on 32 windows of the bundled
-                     corpora (default sparsegpt-50,sparsegpt-2:4; "none" for none)
+  --compress LIST    compressed copies probed the same way (pos-prem group) for the drift table:
+                     sparsegpt-P (P % unstructured) or sparsegpt-N:M: SparseGPT of every
+                     projection; expand-P or expand-N:M: Sparse Expansion of the MLPs (attention
+                     stays dense) into ${DEFAULT_EXPERTS} experts, expand-PxE or expand-N:MxE into E;
+                     each fitted on --calib-windows windows of the bundled corpora
+                     (default sparsegpt-50,sparsegpt-2:4; "none" for none)
+  --calib-windows N  calibration windows of 256 tokens for --compress (default 32)
   --cache DIR        hidden-state cache (default out/truth-probes/cache)
   --backend NAME     ts, cpu or cuda (default: the fastest available)
   --out DIR          results.json, *.csv, report.md, report.html (default out/truth-probes)
   Files outside data/ and ../shared/data need --allow-read=FILE added to the deno run command.
+
+Training groups (the authors'): pos-prem and no-prem train every probe on the original-premise
+or the no-premise variant and evaluate it on all seven; same trains the unsupervised probes (ccr,
+ccs, ummp, lm) on each variant and evaluates each on its own variant; combined trains them on the
+authors' mix of the seven train splits (lib/probes/groups.ts; its counts scaled down when the
+train half has fewer than 500 items) and evaluates on all seven. LR and mass-mean need labels and
+join only pos-prem and no-prem, as in the authors' configs.
 `;
 
-type Method = "lr" | "mmp" | "ccr" | "ccs" | "lm";
-const METHODS: readonly Method[] = ["lr", "mmp", "ccr", "ccs", "lm"];
-const GROUPS = ["pos-prem", "no-prem"] as const;
+type Method = "lr" | "mmp" | "ccr" | "ccs" | "ummp" | "lm";
+const METHODS: readonly Method[] = ["lr", "mmp", "ccr", "ccs", "ummp", "lm"];
+/** Probes that need labels: trained in the no-prem and pos-prem groups only (as the authors'). */
+const SUPERVISED: readonly Method[] = ["lr", "mmp"];
+const GROUPS = [
+  "pos-prem",
+  "no-prem",
+  "same",
+  "combined",
+] as const satisfies readonly TrainingGroup[];
 type Group = typeof GROUPS[number];
-const TRAIN_VARIANT: Record<Group, PremiseVariant> = {
+/** The train set of a probe: a variant's train split or the combined set. */
+type TrainSet = PremiseVariant | "combined";
+/** The single train set of a group (same: the variant evaluated). */
+const GROUP_TRAIN: Record<Exclude<Group, "same">, TrainSet> = {
   "pos-prem": "original_pos_prem",
   "no-prem": "no_prem",
+  combined: "combined",
 };
+
+/** A compressed copy of the model asked for by --compress. */
+interface CopySpec {
+  /** Canonical name (`sparsegpt-50`, `expand-2:4x4`), the drift table's model column. */
+  tag: string;
+  method: "sparsegpt" | "expand";
+  pattern: { sparsity: number } | { nm: [number, number] };
+  /** Experts per projection (expand). */
+  experts: number;
+}
+
+/** Parses one --compress entry, or throws one sentence naming it. */
+function parseCopy(spec: string): CopySpec {
+  const c = spec.trim();
+  const m = /^(sparsegpt|expand)-(?:(\d+(?:\.\d+)?)|(\d+):(\d+))(?:x(\d+))?$/.exec(c);
+  const pct = Number(m?.[2]), n = Number(m?.[3]), mm = Number(m?.[4]);
+  const experts = m?.[5] !== undefined ? Number(m[5]) : DEFAULT_EXPERTS;
+  if (
+    !m || (m[2] !== undefined ? !(pct > 0 && pct < 100) : !(n >= 1 && n < mm)) ||
+    (m[5] !== undefined && (m[1] !== "expand" || experts < 1))
+  ) {
+    throw new RangeError(
+      `--compress: '${c}' is not sparsegpt-P, sparsegpt-N:M, expand-P or expand-N:M (0 < P < 100, 1 ≤ N < M), optionally with xE experts (E ≥ 1) after an expand entry`,
+    );
+  }
+  const method = m[1] as "sparsegpt" | "expand";
+  const pat = m[2] !== undefined ? m[2] : `${n}:${mm}`;
+  return {
+    tag: method === "expand" ? `expand-${pat}x${experts}` : `sparsegpt-${pat}`,
+    method,
+    pattern: m[2] !== undefined ? { sparsity: pct / 100 } : { nm: [n, mm] },
+    experts,
+  };
+}
+
+/** The authors' combined recipe with its counts scaled to a train half of `half` items. */
+function combinedRecipe(half: number): CombinedPart[] {
+  const f = Math.min(1, half / 500);
+  return COMBINED_RECIPE.map((p) => ({
+    ...p,
+    count: Math.min(half, Math.max(1, Math.round(p.count * f))),
+  }));
+}
 
 /** Layer l's pairs of items [from, to), each side mean-centred on this split. */
 function split(s: ContrastStates, l: number, from: number, to: number): ContrastPairs {
@@ -98,6 +179,13 @@ interface Fitted {
   calibration: Calibration;
 }
 
+/** A probe's training data: pairs, labels (NaN = unlabelled) and the LM's answer preference. */
+interface TrainData {
+  pairs: ContrastPairs;
+  labels: Float64Array;
+  lmDiff: Float64Array;
+}
+
 function fitDirection(method: Method, pairs: ContrastPairs, labels: Float64Array): Float64Array {
   switch (method) {
     case "lr":
@@ -108,6 +196,8 @@ function fitDirection(method: Method, pairs: ContrastPairs, labels: Float64Array
       return ccrProbe(pairs).direction;
     case "ccs":
       return ccsProbe(pairs).direction;
+    case "ummp":
+      return unsupervisedMassMeanProbe(pairs).direction;
     default:
       throw new RangeError(`${method} has no direction`);
   }
@@ -125,6 +215,7 @@ await runScript({ name: "truth_probes.ts", usage: USAGE, needs: [] }, async (arg
       "edit-layers": { type: "string" },
       "no-intervention": { type: "boolean", default: false },
       compress: { type: "string", default: "sparsegpt-50,sparsegpt-2:4" },
+      "calib-windows": { type: "string", default: "32" },
       cache: { type: "string", default: "out/truth-probes/cache" },
       backend: { type: "string" },
       out: { type: "string", default: "out/truth-probes" },
@@ -141,22 +232,8 @@ await runScript({ name: "truth_probes.ts", usage: USAGE, needs: [] }, async (arg
       );
     }
   }
-  const compress = values.compress === "none" ? [] : values.compress.split(",").map((c) => {
-    const m = /^sparsegpt-(?:(\d+(?:\.\d+)?)|(\d+):(\d+))$/.exec(c.trim());
-    const pct = m?.[1] !== undefined ? Number(m[1]) : NaN, n = Number(m?.[2]), mm = Number(m?.[3]);
-    if (
-      !m || (m[1] !== undefined && !(pct > 0 && pct < 100)) ||
-      (m[2] !== undefined && !(n >= 1 && n < mm))
-    ) {
-      throw new RangeError(
-        `--compress: '${c}' is not sparsegpt-P (0 < P < 100) or sparsegpt-N:M (N < M)`,
-      );
-    }
-    return {
-      tag: c.trim(),
-      ...(m[1] !== undefined ? { sparsity: pct / 100 } : { nm: [n, mm] as [number, number] }),
-    };
-  });
+  const compress = values.compress === "none" ? [] : values.compress.split(",").map(parseCopy);
+  const calibCount = intFlag("--calib-windows", values["calib-windows"], 1, 100_000);
   requirePermissions("truth_probes.ts", [
     { name: "read", path: values.model },
     { name: "read", path: values.data },
@@ -179,6 +256,28 @@ await runScript({ name: "truth_probes.ts", usage: USAGE, needs: [] }, async (arg
     for (let l = a; l <= b; l++) editLayers.push(l);
   }
   const tok = await loadTokenizer(values.model, model.config);
+  // every compressed copy checked against the model and the calibration tokens now, not after
+  // the dense model's minutes of work
+  const windows = compress.length
+    ? calibrationWindows(await bundledDocuments("data"), tok, {
+      count: calibCount,
+      context: 256,
+      seed,
+    })
+    : [];
+  const MLP: readonly LinearName[] = ["gate_proj", "up_proj", "down_proj"];
+  for (const c of compress) {
+    try {
+      checkModelPattern(model, c.method === "expand" ? MLP : LINEAR_NAMES, c.pattern);
+      if (c.method === "expand") {
+        checkClusters(c.experts, windows.reduce((a, s) => a + s.length, 0));
+      }
+    } catch (e) {
+      throw new RangeError(
+        `--compress: '${c.tag}' does not fit the model: ${(e as Error).message}`,
+      );
+    }
+  }
   const data = await loadTruthItems(values.data, { items, seed });
   const half = Math.floor(items / 2);
   const labels = Float64Array.from(data, (x) => x.label);
@@ -187,77 +286,159 @@ await runScript({ name: "truth_probes.ts", usage: USAGE, needs: [] }, async (arg
   const itemsKey = await sha256Text(JSON.stringify(data));
   await Deno.mkdir(values.cache, { recursive: true });
   const dataName = values.data.split("/").at(-1)!.replace(/\.csv$/, "");
+  const recipe = combinedRecipe(half);
 
   const prompts = Object.fromEntries(
     PREMISE_VARIANTS.map((v) => [v, renderVariant(data, v, seed)]),
   );
-  /** Hidden states of every variant on model `m` (cached under `tag`), and the probes on them. */
-  const analyse = async (m: LlamaModel, tag: string) => {
-    // hidden states of every variant (cached)
+  /**
+   * Hidden states of every variant (cached under `tag`; `getModel` is called only when one is
+   * missing, so that a cached copy is not compressed again), and the probes of `groups` on them:
+   * rows of accuracy per variant and of the context metrics, and every fitted probe under
+   * `train|layer|method` (train: a variant or "combined").
+   */
+  const analyse = async (
+    getModel: () => Promise<LlamaModel>,
+    tag: string,
+    groups: readonly Group[],
+  ) => {
     const states = {} as Record<PremiseVariant, ContrastStates>;
+    let m: LlamaModel | undefined;
     for (const v of PREMISE_VARIANTS) {
       const key = await sha256Text(JSON.stringify({ hash, TEMPLATE_ID, itemsKey, v, seed, tag }));
+      const path = `${values.cache}/${dataName}-${tag}-${v}-${key.slice(0, 16)}.safetensors`;
+      const hit = await loadStates(path, key);
+      if (hit) {
+        states[v] = hit;
+        console.error(`${tag} ${v}: cached`);
+        continue;
+      }
+      m ??= await getModel();
       const bar = progress(`${tag} ${v}`, items);
       const t0 = performance.now();
-      const r = await cachedStates(
-        `${values.cache}/${dataName}-${tag}-${v}-${key.slice(0, 16)}.safetensors`,
-        key,
-        () => collectContrastStates(m, tok, prompts[v]!, { onProgress: () => bar.tick() }),
-      );
+      states[v] = collectContrastStates(m, tok, prompts[v]!, { onProgress: () => bar.tick() });
       bar.stop();
-      states[v] = r.states;
-      console.error(
-        `${tag} ${v}: ${r.cached ? "cached" : `${((performance.now() - t0) / 1000).toFixed(1)} s`}`,
-      );
+      await saveStates(path, states[v], key);
+      console.error(`${tag} ${v}: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     }
 
-    // probes per group × layer × method, evaluated on every variant's eval half
     const fitted = new Map<string, Fitted>();
     const accRows: Record<string, unknown>[] = [], metricRows: Record<string, unknown>[] = [];
     const lmP = (v: PremiseVariant, from: number, to: number) =>
       lmHeadBaseline(new Float64Array(to - from), states[v].lmDiff.slice(from, to)).p;
-    for (const group of GROUPS) {
-      const tv = TRAIN_VARIANT[group];
-      for (let l = 0; l < L; l++) {
-        for (const method of methods) {
-          if (method === "lm" && l > 0) continue; // the LM head has no layer
-          const train = split(states[tv], l, 0, half), cal = split(states.no_prem, l, 0, half);
-          let fit: Fitted;
-          let predict: (v: PremiseVariant) => Float64Array;
-          if (method === "lm") {
-            const calibration = fitCalibration({
+    // how many probe fits the groups need (one per train set × layer × method), for the bar
+    const unsup = methods.filter((m) => !SUPERVISED.includes(m));
+    const perLayer = (method: Method) => {
+      const sets = new Set<TrainSet>();
+      for (const g of groups) {
+        if (g !== "pos-prem" && g !== "no-prem" && SUPERVISED.includes(method)) continue;
+        if (g === "same") PREMISE_VARIANTS.forEach((v) => sets.add(v));
+        else sets.add(GROUP_TRAIN[g]);
+      }
+      return sets.size;
+    };
+    const bar = progress(
+      `${tag} probes`,
+      methods.reduce((a, m) => a + (m === "lm" ? 1 : L) * perLayer(m), 0),
+    );
+    for (let l = 0; l < L; l++) {
+      await new Promise((r) => setTimeout(r, 0)); // let the progress bar and signals through
+      const trainOf = {} as Record<PremiseVariant, ContrastPairs>;
+      const evalOf = {} as Record<PremiseVariant, ContrastPairs>;
+      for (const v of PREMISE_VARIANTS) {
+        trainOf[v] = split(states[v], l, 0, half);
+        evalOf[v] = split(states[v], l, half, items);
+      }
+      let combined: TrainData | undefined;
+      const trainData = (t: TrainSet): TrainData => {
+        if (t !== "combined") {
+          return { pairs: trainOf[t], labels: trainY, lmDiff: states[t].lmDiff.slice(0, half) };
+        }
+        if (combined) return combined;
+        // the same seed draws the same items of each split for the states and the LM logits
+        const c = combineTrainSets(
+          recipe.map((p) => ({
+            ...p,
+            pairs: trainOf[p.variant as PremiseVariant],
+            labels: trainY,
+          })),
+          seed,
+        );
+        const lm = combineTrainSets(
+          recipe.map((p) => ({
+            ...p,
+            pairs: {
+              n: half,
+              d: 1,
+              neg: new Float64Array(half),
+              pos: states[p.variant as PremiseVariant].lmDiff.slice(0, half),
+            },
+            labels: trainY,
+          })),
+          seed,
+        );
+        return combined = { pairs: c.pairs, labels: c.labels, lmDiff: lm.pairs.pos };
+      };
+      const calP = (direction: Float64Array) => probeProbabilities(direction, trainOf.no_prem);
+      /** The probe of `method` trained on `t` at layer l (fitted once, then reused). */
+      const fit = (method: Method, t: TrainSet): Fitted => {
+        const key = `${t}|${l}|${method}`;
+        const have = fitted.get(key);
+        if (have) return have;
+        const td = trainData(t);
+        let f: Fitted;
+        if (method === "lm") {
+          f = {
+            direction: null,
+            calibration: fitCalibration({
               calibrationP: lmP("no_prem", 0, half),
-              trainP: lmP(tv, 0, half),
-              trainLabels: trainY,
-            });
-            fit = { direction: null, calibration };
-            predict = (v) => applyCalibration(lmP(v, half, items), calibration);
-          } else {
-            const direction = fitDirection(method, train, trainY);
-            const calibration = fitCalibration({
-              calibrationP: probeProbabilities(direction, cal),
-              trainP: probeProbabilities(direction, train),
-              trainLabels: trainY,
-              trainPairs: train,
+              trainP: lmHeadBaseline(new Float64Array(td.lmDiff.length), td.lmDiff).p,
+              trainLabels: td.labels,
+            }),
+          };
+        } else {
+          const direction = fitDirection(method, td.pairs, td.labels);
+          f = {
+            direction,
+            calibration: fitCalibration({
+              calibrationP: calP(direction),
+              trainP: probeProbabilities(direction, td.pairs),
+              trainLabels: td.labels,
+              trainPairs: td.pairs,
               direction,
-            });
-            fit = { direction, calibration };
-            predict = (v) =>
-              applyCalibration(
-                probeProbabilities(direction, split(states[v], l, half, items)),
-                calibration,
-              );
-          }
-          fitted.set(`${group}|${l}|${method}`, fit);
-          const p = Object.fromEntries(PREMISE_VARIANTS.map((v) => [v, predict(v)])) as Record<
-            PremiseVariant,
-            Float64Array
-          >;
+            }),
+          };
+        }
+        fitted.set(key, f);
+        bar.tick();
+        return f;
+      };
+      const predict = (method: Method, f: Fitted, v: PremiseVariant) =>
+        applyCalibration(
+          method === "lm" ? lmP(v, half, items) : probeProbabilities(f.direction!, evalOf[v]),
+          f.calibration,
+        );
+      for (const group of groups) {
+        for (const method of group === "pos-prem" || group === "no-prem" ? methods : unsup) {
+          if (method === "lm" && l > 0) continue; // the LM head has no layer
           const layer = method === "lm" ? "head" : l + 1;
+          const p = {} as Record<PremiseVariant, Float64Array>;
+          let f: Fitted | undefined;
           for (const v of PREMISE_VARIANTS) {
-            accRows.push({ group, layer, method, variant: v, accuracy: accuracy(p[v], evalY) });
+            const t: TrainSet = group === "same" ? v : GROUP_TRAIN[group];
+            const fv = fit(method, t);
+            if (group !== "same") f = fv;
+            p[v] = predict(method, fv, v);
+            accRows.push({
+              group,
+              train: t,
+              layer,
+              method,
+              variant: v,
+              accuracy: accuracy(p[v], evalY),
+            });
           }
-          const m = contextMetrics({
+          const mt = contextMetrics({
             noPrem: p.no_prem,
             originalPos: p.original_pos_prem,
             originalNeg: p.original_neg_prem,
@@ -270,52 +451,93 @@ await runScript({ name: "truth_probes.ts", usage: USAGE, needs: [] }, async (arg
             group,
             layer,
             method,
-            E1: m.e1?.median,
-            E2: m.e2?.median,
-            E3: m.e3.median,
-            E4: m.e4.median,
-            E34: m.e34.median,
-            E1_mean: m.e1?.mean,
-            E2_mean: m.e2?.mean,
-            E3_mean: m.e3.mean,
-            E4_mean: m.e4.mean,
-            E3_trim: m.e3.trimMean,
-            E4_trim: m.e4.trimMean,
-            E3_p20: m.e3.p20,
-            E3_p80: m.e3.p80,
-            error_sv: m.errorSv,
-            premise_sensitivity: m.premiseSensitivity,
-            rel_error_sv: m.relErrorSv,
-            acc_pos_prem: m.accuracyPosPrem,
-            acc_no_prem: m.accuracyNoPrem,
-            "p(h|p;e)": m.meanP.posPremTrue,
-            "p(h|p;c)": m.meanP.posPremFalse,
-            "p(h|-p;e)": m.meanP.negPremTrue,
-            "p(h|-p;c)": m.meanP.negPremFalse,
-            "p(h)": m.meanP.noPrem,
-            scale: fit.calibration.scale,
-            sign: fit.calibration.sign,
-            length: fit.calibration.length,
+            E1: mt.e1?.median,
+            E2: mt.e2?.median,
+            E3: mt.e3.median,
+            E4: mt.e4.median,
+            E34: mt.e34.median,
+            E1_mean: mt.e1?.mean,
+            E2_mean: mt.e2?.mean,
+            E3_mean: mt.e3.mean,
+            E4_mean: mt.e4.mean,
+            E3_trim: mt.e3.trimMean,
+            E4_trim: mt.e4.trimMean,
+            E3_p20: mt.e3.p20,
+            E3_p80: mt.e3.p80,
+            error_sv: mt.errorSv,
+            premise_sensitivity: mt.premiseSensitivity,
+            rel_error_sv: mt.relErrorSv,
+            acc_pos_prem: mt.accuracyPosPrem,
+            acc_no_prem: mt.accuracyNoPrem,
+            "p(h|p;e)": mt.meanP.posPremTrue,
+            "p(h|p;c)": mt.meanP.posPremFalse,
+            "p(h|-p;e)": mt.meanP.negPremTrue,
+            "p(h|-p;c)": mt.meanP.negPremFalse,
+            "p(h)": mt.meanP.noPrem,
+            // "same" has one calibration per variant: see results.json's calibrations
+            scale: f?.calibration.scale,
+            sign: f?.calibration.sign,
+            length: f?.calibration.length,
           });
         }
       }
     }
-
+    bar.stop();
+    // rows by group, then layer (the LM head first), then method, as the tables read
+    const order = (
+      r: Record<string, unknown>,
+    ) => [GROUPS.indexOf(r.group as Group), r.layer === "head" ? 0 : r.layer as number];
+    const byGroupLayer = (a: Record<string, unknown>, b: Record<string, unknown>) => {
+      const [ga, la] = order(a), [gb, lb] = order(b);
+      return ga! - gb! || la! - lb!;
+    };
+    accRows.sort(byGroupLayer), metricRows.sort(byGroupLayer);
     return { states, fitted, accRows, metricRows };
   };
-  const { states, fitted, accRows, metricRows } = await analyse(model, "dense");
+  const { states, fitted, accRows, metricRows } = await analyse(
+    () => Promise.resolve(model),
+    "dense",
+    GROUPS,
+  );
+  const calibrations = [...fitted].map(([key, f]) => {
+    const [train, l, method] = key.split("|");
+    return {
+      train,
+      layer: method === "lm" ? "head" : Number(l) + 1,
+      method,
+      ...f.calibration,
+    };
+  });
 
   // cosine similarity of the pos-prem directions across layers × methods
+  const probeMethods = methods.filter((m) => m !== "lm");
   const dirKeys: string[] = [], dirs: Float64Array[] = [], signs: number[] = [];
-  for (const method of methods.filter((m) => m !== "lm")) {
+  for (const method of probeMethods) {
     for (let l = 0; l < L; l++) {
-      const f = fitted.get(`pos-prem|${l}|${method}`)!;
+      const f = fitted.get(`original_pos_prem|${l}|${method}`)!;
       dirKeys.push(`${method} L${l + 1}`);
       dirs.push(f.direction!);
       signs.push(f.calibration.sign);
     }
   }
   const cosine = dirs.length ? cosineSimilarityMatrix(dirs, signs) : [];
+  // … and of the unsupervised directions across train sets (the seven variants and the
+  // combined set), per method and layer
+  const trainSets: TrainSet[] = [...PREMISE_VARIANTS, "combined"];
+  const cosineVariants = probeMethods.filter((m) => !SUPERVISED.includes(m)).flatMap((method) =>
+    Array.from({ length: L }, (_, l) => {
+      const fs = trainSets.map((t) => fitted.get(`${t}|${l}|${method}`)!);
+      return {
+        method,
+        layer: l + 1,
+        labels: trainSets,
+        matrix: cosineSimilarityMatrix(
+          fs.map((f) => f.direction!),
+          fs.map((f) => f.calibration.sign),
+        ),
+      };
+    })
+  );
 
   // the causal intervention: −sign·length·θ̂ of the last edited block's pos-prem probe, added
   // after every edited block at the answer strings in the premise and the period after them
@@ -324,7 +546,7 @@ await runScript({ name: "truth_probes.ts", usage: USAGE, needs: [] }, async (arg
   if (editLayers.length) {
     const probeLayer = editLayers.at(-1)! - 1;
     for (const method of methods.filter((m) => m === "lr" || m === "mmp" || m === "ccr")) {
-      const f = fitted.get(`pos-prem|${probeLayer}|${method}`)!;
+      const f = fitted.get(`original_pos_prem|${probeLayer}|${method}`)!;
       const th = f.direction!, norm = Math.hypot(...th);
       const k = -f.calibration.sign * f.calibration.length / norm;
       const vector = Float32Array.from(th, (x) => k * x);
@@ -335,7 +557,7 @@ await runScript({ name: "truth_probes.ts", usage: USAGE, needs: [] }, async (arg
       });
       bar.stop();
       for (let l = 0; l < L; l++) {
-        const g = fitted.get(`pos-prem|${l}|${method}`)!;
+        const g = fitted.get(`original_pos_prem|${l}|${method}`)!;
         // the probes are evaluated as trained: on states centred by the un-intervened split
         // centred by the un-intervened eval split's means, the same arithmetic for both
         const orig = states.original_pos_prem, D = edited.dim, n = items - half;
@@ -405,34 +627,58 @@ await runScript({ name: "truth_probes.ts", usage: USAGE, needs: [] }, async (arg
   };
   if (compress.length) {
     summarise("dense", metricRows);
-    const windows = calibrationWindows(await bundledDocuments("data"), tok, {
-      count: 32,
-      context: 256,
-      seed,
-    });
     for (const c of compress) {
-      const copy = await LlamaModel.load(values.model, { backend });
-      await pruneModel(copy, windows, {
-        method: "sparsegpt",
-        ...("sparsity" in c ? { sparsity: c.sparsity } : { nm: c.nm }),
-        progress: false,
-      });
-      const r = await analyse(copy, `${c.tag}-calib32-seed${seed}`);
+      const compressed = async () => {
+        const t0 = performance.now();
+        const copy = await LlamaModel.load(values.model, { backend });
+        if (c.method === "expand") {
+          await sparseExpand(copy, windows, {
+            experts: c.experts,
+            ...c.pattern,
+            restarts: EXPAND_RESTARTS,
+            seed,
+            progress: false,
+          });
+        } else {
+          await pruneModel(copy, windows, { method: "sparsegpt", ...c.pattern, progress: false });
+        }
+        console.error(`${c.tag}: compressed in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+        return copy;
+      };
+      const cacheTag = `${c.tag}-calib${calibCount}${
+        c.method === "expand" ? `-restarts${EXPAND_RESTARTS}` : ""
+      }-seed${seed}`;
+      const r = await analyse(compressed, cacheTag, ["pos-prem"]);
       summarise(c.tag, r.metricRows);
     }
   }
 
   // outputs
-  const best = (group: Group) =>
-    accRows.filter((r) =>
-      r.group === group && r.variant === TRAIN_VARIANT[group] && r.method !== "lm"
-    )
-      .reduce((a, b) => ((b.accuracy as number) > (a.accuracy as number) ? b : a), {
-        accuracy: -1,
-      });
+  /** The best probe (not the LM head) of a group on an eval variant, with the LM head's. */
+  const bestOf = (group: Group, variant: PremiseVariant) => {
+    const rows = accRows.filter((r) => r.group === group && r.variant === variant);
+    const probes = rows.filter((r) => r.method !== "lm");
+    const lm = rows.find((r) => r.method === "lm");
+    const b = probes.reduce<Record<string, unknown> | undefined>(
+      (a, r) => (a === undefined || (r.accuracy as number) > (a.accuracy as number) ? r : a),
+      undefined,
+    );
+    return {
+      group,
+      eval: variant,
+      method: (b?.method ?? "") as string,
+      layer: (b?.layer ?? "") as number | string,
+      accuracy: (b?.accuracy ?? NaN) as number,
+      lm_head: (lm?.accuracy ?? NaN) as number,
+    };
+  };
+  const best = GROUPS.flatMap((g) =>
+    (["original_pos_prem", "no_prem"] as const).map((v) => bestOf(g, v))
+  );
   const lmAcc = accRows.find((r) =>
     r.method === "lm" && r.group === "pos-prem" && r.variant === "original_pos_prem"
   );
+  const chance = Math.max(mean01(evalY), 1 - mean01(evalY));
   const results = {
     model: values.model,
     data: values.data,
@@ -440,49 +686,58 @@ await runScript({ name: "truth_probes.ts", usage: USAGE, needs: [] }, async (arg
     seed,
     backend,
     methods,
+    groups: GROUPS,
+    combinedRecipe: recipe,
     template: TEMPLATE_ID,
     editLayers,
     weightsHash: hash,
-    bestPosPrem: best("pos-prem"),
-    bestNoPrem: best("no-prem"),
+    bestPosPrem: bestOf("pos-prem", "original_pos_prem"),
+    bestNoPrem: bestOf("no-prem", "no_prem"),
+    best,
     lmHeadPosPrem: lmAcc?.accuracy,
-    chance: Math.max(mean01(evalY), 1 - mean01(evalY)),
+    chance,
     accuracy: accRows,
     metrics: metricRows,
+    calibrations,
     cosine: { labels: dirKeys, matrix: cosine },
+    cosineVariants,
     intervention,
     compression: drift,
   };
-  const probeMethods = methods.filter((m) => m !== "lm");
-  const accChart = lineSvg(
-    GROUPS.flatMap((group) =>
-      probeMethods.map((method) => ({
+  const series = (variant: PremiseVariant) =>
+    GROUPS.filter((g) => g !== "same").flatMap((group) =>
+      probeMethods.filter((m) =>
+        group === "pos-prem" || group === "no-prem" || !SUPERVISED.includes(m)
+      ).map((method) => ({
         label: `${method} (${group})`,
         points: accRows.filter((r) =>
-          r.group === group && r.method === method && r.variant === TRAIN_VARIANT[group]
-        )
-          .map((r) => [r.layer as number, r.accuracy as number] as [number, number]),
+          r.group === group && r.method === method && r.variant === variant
+        ).map((r) => [r.layer as number, r.accuracy as number] as [number, number]),
       }))
-    ),
-    {
-      title: "Eval accuracy per layer (train variant = eval variant)",
-      xLabel: "layer",
-      yLabel: "accuracy",
-      points: true,
-    },
-  );
-  const heatKeys = probeMethods.flatMap((m) =>
-    Array.from({ length: L }, (_, l) => [m, l + 1] as const)
-  );
-  const heat = heatmapSvg(
-    heatKeys.map(([m, l]) => `${m} L${l}`),
-    ["E1", "E2", "E3", "E4", "E3+4"],
-    heatKeys.map(([m, l]) => {
-      const r = metricRows.find((r) => r.group === "pos-prem" && r.method === m && r.layer === l)!;
-      return [r.E1, r.E2, r.E3, r.E4, r.E34].map((x) => (typeof x === "number" ? x : NaN));
-    }),
-    { title: "Median E1–E4 per layer (pos-prem probes)", digits: 2 },
-  );
+    );
+  const accCharts = dirs.length
+    ? (["original_pos_prem", "no_prem"] as const).map((v) =>
+      lineSvg(series(v), {
+        title: `Eval accuracy per layer on ${v} (group "same" = pos-prem / no-prem here)`,
+        xLabel: "layer",
+        yLabel: "accuracy",
+        points: true,
+      })
+    )
+    : [];
+  const heats = GROUPS.map((group) => {
+    const rows = metricRows.filter((r) => r.group === group && r.method !== "lm");
+    return rows.length
+      ? heatmapSvg(
+        rows.map((r) => `${r.method} L${r.layer}`),
+        ["E1", "E2", "E3", "E4", "E3+4"],
+        rows.map((r) =>
+          [r.E1, r.E2, r.E3, r.E4, r.E34].map((x) => (typeof x === "number" ? x : NaN))
+        ),
+        { title: `Median E1–E4 per layer (${group} probes)`, digits: 2 },
+      )
+      : "";
+  });
   const cosHeat = dirs.length
     ? heatmapSvg(dirKeys, dirKeys, cosine, {
       title: "Cosine of directions (pos-prem)",
@@ -492,30 +747,56 @@ await runScript({ name: "truth_probes.ts", usage: USAGE, needs: [] }, async (arg
       cell: 36,
     })
     : "";
-  const verdict = `best pos-prem probe accuracy ${
-    fmt(results.bestPosPrem.accuracy)
-  } (${results.bestPosPrem.method} layer ${results.bestPosPrem.layer}), LM head ${
+  // the train-set cosines of the first unsupervised probe at the intervention's probe layer (or
+  // the middle layer)
+  const cv = cosineVariants.find((c) =>
+    c.layer === (editLayers.at(-1) ?? Math.max(1, Math.round(L / 2)))
+  );
+  const cosVarHeat = cv
+    ? heatmapSvg(cv.labels, cv.labels, cv.matrix, {
+      title: `Cosine of ${cv.method} directions across train sets (layer ${cv.layer})`,
+      min: -1,
+      max: 1,
+      digits: 2,
+      cell: 40,
+    })
+    : "";
+  const at = (b: { accuracy: number; method: unknown; layer: unknown }) =>
+    `${fmt(b.accuracy)} (${b.method} layer ${b.layer})`;
+  const bestGroup = (g: Group) =>
+    best.find((b) => b.group === g && b.eval === "original_pos_prem")!;
+  const verdict = `best pos-prem probe accuracy ${at(results.bestPosPrem)}, LM head ${
     fmt(lmAcc?.accuracy)
-  }, chance ${fmt(results.chance)}`;
+  }, chance ${fmt(chance)}; on the original premise: same ${
+    bestGroup("same").method ? at(bestGroup("same")) : "n/a"
+  }, combined ${bestGroup("combined").method ? at(bestGroup("combined")) : "n/a"}`;
   const md =
     `# Truth probes in context\n\n${values.model} on ${values.data}: ${items} items (${half} train, ${
       items - half
     } eval) per variant, seed ${seed}, ${backend} backend. Template: \`${TEMPLATE_ID}\`.\n\n**${verdict}.**` +
     ` Near-chance accuracy is a finding about the model, not a failure of the probes (tests/probes plant a direction and recover it).\n\n` +
-    `## Accuracy on the eval half (train group pos-prem)\n\n` +
+    `Training groups: **pos-prem** and **no-prem** train every probe on the original-premise or the no-premise train split and evaluate it on all seven variants; **same** trains the unsupervised probes (${
+      unsupLabel(methods)
+    }) on each variant and evaluates each on its own variant; **combined** trains them on a mix of the train splits (${
+      recipe.map((p) => `${p.count} ${p.variant}${p.supervised ? "" : " unlabelled"}`).join(", ")
+    }) and evaluates on all seven. LR and mass-mean need labels and are trained in pos-prem and no-prem only, as in the authors' configs.\n\n` +
+    `## Best probe per training group (eval half)\n\n` +
+    markdownTable(best, ["group", "eval", "method", "layer", "accuracy", "lm_head"], 3) +
+    `\n\n## Accuracy on the eval half\n\n` +
     markdownTable(
-      accRows.filter((r) => r.group === "pos-prem").reduce((rows, r) => {
-        const key = `${r.method} ${r.layer}`;
+      accRows.reduce((rows, r) => {
+        const key = `${r.group} ${r.method} ${r.layer}`;
         let row = rows.find((x) => x.key === key);
-        if (!row) rows.push(row = { key, method: r.method, layer: r.layer });
+        if (!row) rows.push(row = { key, group: r.group, method: r.method, layer: r.layer });
         row[r.variant as string] = r.accuracy;
         return rows;
       }, [] as Record<string, unknown>[]),
-      ["method", "layer", ...PREMISE_VARIANTS],
+      ["group", "method", "layer", ...PREMISE_VARIANTS],
       3,
     ) +
-    `\n\n## Context sensitivity (medians; pos-prem probes)\n\n` +
-    markdownTable(metricRows.filter((r) => r.group === "pos-prem"), [
+    `\n\n## Context sensitivity (medians)\n\n` +
+    markdownTable(metricRows, [
+      "group",
       "method",
       "layer",
       "E1",
@@ -530,7 +811,9 @@ await runScript({ name: "truth_probes.ts", usage: USAGE, needs: [] }, async (arg
       "acc_no_prem",
     ], 3) +
     `\n\n## Calibration (fitted on the no-premise train split)\n\n` +
-    markdownTable(metricRows.filter((r) => r.group === "pos-prem"), [
+    `Group same has one calibration per variant (results.json: calibrations).\n\n` +
+    markdownTable(metricRows.filter((r) => r.group !== "same"), [
+      "group",
       "method",
       "layer",
       "scale",
@@ -548,6 +831,23 @@ await runScript({ name: "truth_probes.ts", usage: USAGE, needs: [] }, async (arg
       }; Δp = p edited − p original)\n\n` +
         markdownTable(intervention, ["method", "layer", "label", "n", "mean_dp", "median_dp"], 4)
       : "") +
+    (drift.length
+      ? `\n\n## Compressed copies (pos-prem probes, means over layers)\n\n` +
+        `sparsegpt-*: SparseGPT of every projection; expand-*xE: Sparse Expansion of the MLPs into E experts (attention dense); ${calibCount} calibration windows of 256 tokens, seed ${seed}.\n\n` +
+        markdownTable(drift, [
+          "model",
+          "method",
+          "layers",
+          "acc_pos_prem",
+          "acc_no_prem",
+          "scale",
+          "E1",
+          "E2",
+          "E3",
+          "E4",
+          "error_sv",
+        ], 3)
+      : "") +
     "\n";
   const csv = (rows: Record<string, unknown>[]) =>
     stringify(
@@ -560,19 +860,26 @@ await runScript({ name: "truth_probes.ts", usage: USAGE, needs: [] }, async (arg
     "results.json": JSON.stringify(results, null, 2),
     "accuracy.csv": csv(accRows),
     "metrics.csv": csv(metricRows),
+    "best.csv": csv(best),
     ...(intervention.length ? { "intervention.csv": csv(intervention) } : {}),
     ...(drift.length ? { "compression.csv": csv(drift) } : {}),
     "report.md": md,
     "report.html": htmlPage("Truth probes in context", [
-      accChart,
-      heat,
+      ...accCharts,
+      ...heats,
       cosHeat,
+      cosVarHeat,
       `<pre>${md.replace(/&/g, "&amp;").replace(/</g, "&lt;")}</pre>`,
     ]),
   });
   console.log(verdict);
   console.error(`wrote ${files.join(", ")}`);
 });
+
+function unsupLabel(methods: readonly Method[]): string {
+  const u = methods.filter((m) => !SUPERVISED.includes(m));
+  return u.length ? u.join(", ") : "none asked for";
+}
 
 function mean01(y: Float64Array): number {
   return y.reduce((a, b) => a + b, 0) / y.length;
