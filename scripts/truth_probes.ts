@@ -22,6 +22,7 @@ import { LINEAR_NAMES, type LinearName, LlamaModel } from "../lib/model/llama.ts
 import { loadTokenizer } from "../lib/model/tokenizer.ts";
 import { bundledDocuments, calibrationWindows } from "../lib/model/corpus.ts";
 import { pruneModel } from "../lib/sparse/prune_model.ts";
+import { quantizeModel } from "../lib/quant/quantize_model.ts";
 import { sparseExpand } from "../lib/sparse/expansion.ts";
 import { checkClusters } from "../lib/sparse/router.ts";
 import { checkModelPattern } from "../lib/sparse/mod.ts";
@@ -84,6 +85,8 @@ Usage: scripts/truth_probes.ts [options]
                      sparsegpt-P (P % unstructured) or sparsegpt-N:M: SparseGPT of every
                      projection; expand-P or expand-N:M: Sparse Expansion of the MLPs (attention
                      stays dense) into ${DEFAULT_EXPERTS} experts, expand-PxE or expand-N:MxE into E;
+                     gptq-B or gptq-BgG (rtn-B, rtn-BgG): B-bit weights of every projection,
+                     per row or in groups of G (GPTQ true-sequential; round-to-nearest);
                      each fitted on --calib-windows windows of the bundled corpora
                      (default sparsegpt-50,sparsegpt-2:4; "none" for none)
   --calib-windows N  calibration windows of 256 tokens for --compress (default 32)
@@ -124,15 +127,33 @@ const GROUP_TRAIN: Record<Exclude<Group, "same">, TrainSet> = {
 interface CopySpec {
   /** Canonical name (`sparsegpt-50`, `expand-2:4x4`), the drift table's model column. */
   tag: string;
-  method: "sparsegpt" | "expand";
+  method: "sparsegpt" | "expand" | "gptq" | "rtn";
   pattern: { sparsity: number } | { nm: [number, number] };
   /** Experts per projection (expand). */
   experts: number;
+  /** Bits and group size (gptq, rtn; group 0 = one group per row). */
+  quant?: { bits: number; groupSize: number };
 }
 
 /** Parses one --compress entry, or throws one sentence naming it. */
 function parseCopy(spec: string): CopySpec {
   const c = spec.trim();
+  const q = /^(gptq|rtn)-(\d+)(?:g(\d+))?$/.exec(c);
+  if (q) {
+    const bits = Number(q[2]), groupSize = q[3] === undefined ? 0 : Number(q[3]);
+    if (bits < 2 || bits > 8 || (q[3] !== undefined && groupSize < 1)) {
+      throw new RangeError(
+        `--compress: '${c}' is not gptq-B or gptq-BgG (rtn likewise) with 2 ≤ B ≤ 8 bits and a group size G ≥ 1`,
+      );
+    }
+    return {
+      tag: c,
+      method: q[1] as "gptq" | "rtn",
+      pattern: { sparsity: 0 },
+      experts: 0,
+      quant: { bits, groupSize },
+    };
+  }
   const m = /^(sparsegpt|expand)-(?:(\d+(?:\.\d+)?)|(\d+):(\d+))(?:x(\d+))?$/.exec(c);
   const pct = Number(m?.[2]), n = Number(m?.[3]), mm = Number(m?.[4]);
   const experts = m?.[5] !== undefined ? Number(m[5]) : DEFAULT_EXPERTS;
@@ -141,7 +162,7 @@ function parseCopy(spec: string): CopySpec {
     (m[5] !== undefined && (m[1] !== "expand" || experts < 1))
   ) {
     throw new RangeError(
-      `--compress: '${c}' is not sparsegpt-P, sparsegpt-N:M, expand-P or expand-N:M (0 < P < 100, 1 ≤ N < M), optionally with xE experts (E ≥ 1) after an expand entry`,
+      `--compress: '${c}' is not sparsegpt-P, sparsegpt-N:M, expand-P or expand-N:M (0 < P < 100, 1 ≤ N < M), optionally with xE experts (E ≥ 1) after an expand entry, or gptq-B[gG] / rtn-B[gG]`,
     );
   }
   const method = m[1] as "sparsegpt" | "expand";
@@ -267,6 +288,7 @@ await runScript({ name: "truth_probes.ts", usage: USAGE, needs: [] }, async (arg
     : [];
   const MLP: readonly LinearName[] = ["gate_proj", "up_proj", "down_proj"];
   for (const c of compress) {
+    if (c.quant) continue; // bits and group were checked when parsed; any width quantizes
     try {
       checkModelPattern(model, c.method === "expand" ? MLP : LINEAR_NAMES, c.pattern);
       if (c.method === "expand") {
@@ -639,6 +661,12 @@ await runScript({ name: "truth_probes.ts", usage: USAGE, needs: [] }, async (arg
             seed,
             progress: false,
           });
+        } else if (c.quant) {
+          await quantizeModel(copy, windows, {
+            method: c.method as "gptq" | "rtn",
+            ...c.quant,
+            progress: false,
+          });
         } else {
           await pruneModel(copy, windows, { method: "sparsegpt", ...c.pattern, progress: false });
         }
@@ -833,7 +861,7 @@ await runScript({ name: "truth_probes.ts", usage: USAGE, needs: [] }, async (arg
       : "") +
     (drift.length
       ? `\n\n## Compressed copies (pos-prem probes, means over layers)\n\n` +
-        `sparsegpt-*: SparseGPT of every projection; expand-*xE: Sparse Expansion of the MLPs into E experts (attention dense); ${calibCount} calibration windows of 256 tokens, seed ${seed}.\n\n` +
+        `sparsegpt-*: SparseGPT of every projection; expand-*xE: Sparse Expansion of the MLPs into E experts (attention dense); gptq-B[gG] / rtn-B[gG]: B-bit weights of every projection, per row or in groups of G (GPTQ, round-to-nearest); ${calibCount} calibration windows of 256 tokens, seed ${seed}.\n\n` +
         markdownTable(drift, [
           "model",
           "method",

@@ -45,7 +45,7 @@ Deno.test({
         "--edit-layers",
         "3-4",
         "--compress",
-        "sparsegpt-2:4,expand-50x2",
+        "sparsegpt-2:4,expand-50x2,gptq-3g64",
         "--calib-windows",
         "4",
         "--out",
@@ -138,17 +138,17 @@ Deno.test({
       }
       const b = await run(tmp, [...args.slice(0, -1), `${tmp}/b`]);
       assertEquals(b.code, 0, b.stderr);
-      assertEquals((b.stderr.match(/: cached/g) ?? []).length, 21, b.stderr);
+      assertEquals((b.stderr.match(/: cached/g) ?? []).length, 28, b.stderr);
       assert(!/compressed in/.test(b.stderr), "a cached copy was compressed again");
       // the compressed copies' table: dense, 2:4 and Sparse Expansion rows per method, and
       // each copy really differs from the dense model
-      const models = ["dense", "sparsegpt-2:4", "expand-50x2"];
+      const models = ["dense", "sparsegpt-2:4", "expand-50x2", "gptq-3g64"];
       assertEquals(
         ra.compression.map((r: { model: string; method: string }) => `${r.model} ${r.method}`),
         models.flatMap((m) => ["lr", "mmp", "ccr", "lm"].map((x) => `${m} ${x}`)),
       );
       const key = (r: Record<string, unknown>) => JSON.stringify([r.E3, r.acc_pos_prem, r.scale]);
-      for (let i = 4; i < 12; i++) {
+      for (let i = 4; i < 16; i++) {
         assert(key(ra.compression[i]) !== key(ra.compression[i % 4]), `row ${i} = dense`);
       }
       assertMatch(await Deno.readTextFile(`${tmp}/a/report.md`), /\| expand-50x2 \| ccr \| 6 \|/);
@@ -175,6 +175,7 @@ Deno.test("truth_probes.ts refuses bad input in one sentence and writes nothing"
         [["--compress", "expand-50x0"], "--compress: 'expand-50x0' is not"],
         [["--compress", "sparsegpt-50x4"], "--compress: 'sparsegpt-50x4' is not"],
         [["--compress", "wanda-50"], "--compress: 'wanda-50' is not"],
+        [["--compress", "gptq-9g64"], "--compress: 'gptq-9g64' is not gptq-B"],
         [["--compress", "expand-3:5"], "--compress: 'expand-3:5x4' does not fit the model"],
         [["--compress", "expand-50x9999999"], "'expand-50x9999999' does not fit.*more experts"],
         [["--calib-windows", "0"], "--calib-windows"],
