@@ -1,5 +1,6 @@
-// The GPTQ weight-quantized product Y = X·Ŵᵀ: the C kernel (decode path up to 16 tokens, GEMM on
-// dequantized panels above) against the ts reference on fresh random weights at awkward shapes,
+// The GPTQ weight-quantized product Y = X·Ŵᵀ: the C kernel (a decode path up to 8–64 tokens by
+// how it finds the scales, every one of its routes; the GEMM on dequantized panels above; small
+// products on one thread) against the ts reference on fresh random weights at awkward shapes,
 // both containers (nibbles, bytes), one group, sequential groups of 32 and of 5, act-order
 // (shuffled) group indices and sequential groups in shuffled order; bad shapes are refused by the
 // wrapper and, called directly, by the C entry point, which then leaves Y untouched.
