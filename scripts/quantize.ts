@@ -16,7 +16,7 @@ import { openCheckpoint } from "../lib/io/safetensors.ts";
 import { selectBackend } from "../ffi/mod.ts";
 import { bundledDocuments, calibrationWindows } from "../lib/model/corpus.ts";
 import { LINEAR_NAMES, type LinearName, LlamaModel } from "../lib/model/llama.ts";
-import { evaluateLoss } from "../lib/model/perplexity.ts";
+import { evaluateLoss, goldenValidationBatch } from "../lib/model/perplexity.ts";
 import { loadTokenizer } from "../lib/model/tokenizer.ts";
 import { htmlPage, lineSvg } from "../lib/report/svg.ts";
 import { markdownTable } from "../lib/report/markdown.ts";
@@ -160,12 +160,7 @@ await runScript({ name: "quantize.ts", usage: USAGE, needs: [] }, async (args) =
   const context = intFlag("--context", values.context, 2, base.config.maxPositionEmbeddings - 1);
   for (const c of configs) resolveSpec({ bits: c.bits, groupSize: c.groupSize }); // before any work
   const tok = await loadTokenizer(values.model, base.config);
-  const golden = JSON.parse(
-    await Deno.readTextFile(`${values.model}/golden.json`).catch(() => {
-      throw new RangeError(`'${values.model}' has no golden.json validation batch to evaluate on`);
-    }),
-  );
-  const held: number[][] = golden.val_batch.sequences;
+  const held = await goldenValidationBatch(values.model);
   const measure = (m: LlamaModel) => {
     const r = evaluateLoss(m, held, { byteLevel: tok.byteLevel });
     return tok.byteLevel ? r.bitsPerByte : r.meanNats;

@@ -16,7 +16,7 @@ import { selectBackend } from "../ffi/mod.ts";
 import { bundledDocuments, calibrationWindows } from "../lib/model/corpus.ts";
 import { DenseLinear } from "../lib/model/linear.ts";
 import { LINEAR_NAMES, type LinearName, LlamaModel } from "../lib/model/llama.ts";
-import { evaluateLoss } from "../lib/model/perplexity.ts";
+import { evaluateLoss, goldenValidationBatch } from "../lib/model/perplexity.ts";
 import { loadTokenizer } from "../lib/model/tokenizer.ts";
 import { htmlPage, lineSvg } from "../lib/report/svg.ts";
 import { markdownTable } from "../lib/report/markdown.ts";
@@ -145,12 +145,7 @@ await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (ar
   if (hessian !== "f64" && hessian !== "f32") {
     throw new RangeError(`--hessian ${hessian}: expected f64 or f32`);
   }
-  const golden = JSON.parse(
-    await Deno.readTextFile(`${values.model}/golden.json`).catch(() => {
-      throw new RangeError(`'${values.model}' has no golden.json validation batch to evaluate on`);
-    }),
-  );
-  const held: number[][] = golden.val_batch.sequences;
+  const held = await goldenValidationBatch(values.model);
   const measure = (m: LlamaModel) => {
     const r = evaluateLoss(m, held, { byteLevel: tok.byteLevel });
     return tok.byteLevel ? r.bitsPerByte : r.meanNats;

@@ -133,3 +133,40 @@ export async function tokenStream(
   }
   return out;
 }
+
+/**
+ * The validation batch of a model folder's `golden.json` (`val_batch.sequences`: token id lists),
+ * the held-out set the compression scripts score on; one sentence naming the folder when it has
+ * none.
+ *
+ * @example
+ * ```ts
+ * import { goldenValidationBatch } from "./perplexity.ts";
+ * const held = await goldenValidationBatch("data/models/tinyllama-bytes");
+ * if (held.length === 0) throw new Error("expected sequences");
+ * ```
+ */
+export async function goldenValidationBatch(modelDir: string): Promise<number[][]> {
+  let golden: { val_batch?: { sequences?: unknown } };
+  try {
+    golden = JSON.parse(await Deno.readTextFile(`${modelDir}/golden.json`));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new RangeError(`'${modelDir}' has no golden.json validation batch to evaluate on`);
+    }
+    if (e instanceof SyntaxError) {
+      throw new FormatError(`'${modelDir}/golden.json' is not JSON: ${e.message}`);
+    }
+    throw e;
+  }
+  const seqs = golden?.val_batch?.sequences;
+  if (
+    !Array.isArray(seqs) ||
+    !seqs.every((s) => Array.isArray(s) && s.every((t) => Number.isInteger(t) && t >= 0))
+  ) {
+    throw new FormatError(
+      `'${modelDir}/golden.json' has no val_batch.sequences array of token id lists`,
+    );
+  }
+  return seqs as number[][];
+}

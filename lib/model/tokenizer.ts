@@ -140,3 +140,24 @@ export async function loadTokenizer(dir: string, config: LlamaConfig): Promise<T
   }
   return await HfTokenizer.load(dir);
 }
+
+/** Files of an HF model folder that a saved copy keeps, where the source has them. */
+export const TOKENIZER_FILES: readonly string[] = Object.freeze([
+  "tokenizer.json",
+  "tokenizer.model",
+  "tokenizer_config.json",
+  "special_tokens_map.json",
+  "generation_config.json",
+]);
+
+/**
+ * Copies the {@linkcode TOKENIZER_FILES} that `srcDir` has into `outDir` (those it lacks are
+ * skipped), so that a saved model folder loads with its source's tokenizer.
+ */
+export async function copyTokenizerFiles(srcDir: string, outDir: string): Promise<void> {
+  for (const f of TOKENIZER_FILES) {
+    await Deno.copyFile(`${srcDir}/${f}`, `${outDir}/${f}`).catch((e) => {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    });
+  }
+}

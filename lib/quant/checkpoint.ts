@@ -42,6 +42,7 @@ import {
   linearTensorName,
   LlamaModel,
 } from "../model/llama.ts";
+import { copyTokenizerFiles } from "../model/tokenizer.ts";
 import { QuantLinear } from "./quant_linear.ts";
 import type { QuantizedLayer } from "./quantize_model.ts";
 import { type QuantizedWeight, resolveSpec } from "./quantizer.ts";
@@ -68,14 +69,6 @@ export interface SaveQuantizedOptions extends QuantRecipe {
   /** "gptq" (default) or "compressed-tensors". */
   format?: QuantFormat;
 }
-
-const TOKENIZER_FILES = [
-  "tokenizer.json",
-  "tokenizer.model",
-  "tokenizer_config.json",
-  "special_tokens_map.json",
-  "generation_config.json",
-];
 
 /** Little-endian bit stream of n values of b bits, value i at bit b·i. */
 function packStream(n: number, bits: number, value: (i: number) => number): Int32Array {
@@ -334,11 +327,7 @@ export async function saveQuantizedModel(
     }
     config.torch_dtype = dtype === "F32" ? "float32" : dtype === "BF16" ? "bfloat16" : "float16";
     await writeSafetensors(`${tmp}/model.safetensors`, tensors, { format: "pt" });
-    for (const f of TOKENIZER_FILES) {
-      await Deno.copyFile(`${srcDir}/${f}`, `${tmp}/${f}`).catch((e) => {
-        if (!(e instanceof Deno.errors.NotFound)) throw e;
-      });
-    }
+    await copyTokenizerFiles(srcDir, tmp);
     await Deno.writeTextFile(`${tmp}/config.json`, JSON.stringify(config, null, 2) + "\n");
   });
   return { checkpointFormat };

@@ -39,6 +39,7 @@ import {
   sparseWeightToDense,
 } from "../kernels/sparse_weight.ts";
 import { DenseLinear } from "../model/linear.ts";
+import { copyTokenizerFiles } from "../model/tokenizer.ts";
 import {
   type LinearLoadContext,
   type LinearName,
@@ -163,22 +164,9 @@ export async function saveModel(
     format: "pt",
     lmkit: "sparse-expansion",
   });
-  for (const f of TOKENIZER_FILES) {
-    await Deno.copyFile(`${srcDir}/${f}`, `${outDir}/${f}`).catch((e) => {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-    });
-  }
+  await copyTokenizerFiles(srcDir, outDir);
   await Deno.copyFile(`${srcDir}/config.json`, `${outDir}/config.json`);
 }
-
-/** Files of an HF model folder that a saved model keeps, where the source has them. */
-const TOKENIZER_FILES = [
-  "tokenizer.json",
-  "tokenizer.model",
-  "tokenizer_config.json",
-  "special_tokens_map.json",
-  "generation_config.json",
-];
 
 /** One expert as saved (bitmap + values, or a dense weight), in the form it computes fastest in. */
 async function loadExpert(
