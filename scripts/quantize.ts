@@ -59,7 +59,8 @@ Options:
 
 Held-out: the model folder's golden.json validation batch. Bytes: of the projections as the GPTQ
 format stores them (levels, f16 scales, packed zeros, g_idx), plus every other tensor at the
-source's dtype. Time on a 2-core machine with the defaults: about 4 minutes.
+source's dtype. Time on a quiet 2-core machine with the defaults: about 1 minute (6 minutes
+when another job shares the cores).
 `;
 
 await runScript({ name: "quantize.ts", usage: USAGE, needs: [] }, async (args) => {
