@@ -5,8 +5,9 @@
  *
  * @module
  */
+import { check, cuda, DeviceBuffer } from "../../ffi/mod.ts";
 import { ShapeError } from "../core/errors.ts";
-import type { Matrix } from "../core/matrix.ts";
+import { Matrix } from "../core/matrix.ts";
 import { type Backend, selectBackend } from "../kernels/mod.ts";
 import { type PackedQuantWeight, quantMatmul } from "../kernels/quant_matmul.ts";
 import type { Linear } from "../model/linear.ts";
@@ -36,8 +37,9 @@ export function packQuantized(q: QuantizedWeight): PackedQuantWeight {
 }
 
 /**
- * A {@linkcode Linear} over a quantized weight. On cuda the packed weight is uploaded at each call
- * for now (a device-resident copy, as DenseLinear keeps, is later work).
+ * A {@linkcode Linear} over a quantized weight. On cuda the packed levels, scales, zeros and group
+ * index are uploaded once and stay on the device (free them with `dispose`); only the tokens and
+ * the outputs move per call.
  *
  * @example
  * ```ts
@@ -57,6 +59,7 @@ export class QuantLinear implements Linear {
   readonly bits: number;
   /** The backend this layer runs on. */
   readonly backend: Backend;
+  #dev: DeviceBuffer[] | undefined;
 
   /**
    * Packs a quantized weight.
@@ -67,6 +70,16 @@ export class QuantLinear implements Linear {
     this.weight = packQuantized(q);
     this.bits = q.spec.bits;
     this.backend = selectBackend(options.backend);
+    if (this.backend === "cuda") {
+      const w = this.weight, dev: DeviceBuffer[] = [];
+      try {
+        for (const a of [w.packed, w.scales, w.zeros, w.gIdx]) dev.push(DeviceBuffer.from(a));
+      } catch (e) {
+        for (const d of dev) d.dispose();
+        throw e;
+      }
+      this.#dev = dev;
+    }
   }
 
   /** Input width. */
@@ -90,6 +103,38 @@ export class QuantLinear implements Linear {
     if (x.cols !== this.inFeatures) {
       throw new ShapeError(`Cannot apply a ${this.inFeatures}-input layer to rows of ${x.cols}`);
     }
-    return quantMatmul(x, this.weight, { backend: this.backend });
+    if (!this.#dev || !(x.data instanceof Float32Array)) {
+      return quantMatmul(x, this.weight, {
+        backend: this.backend === "cuda" ? "cpu" : this.backend,
+      });
+    }
+    const w = this.weight, lib = cuda(), y = Matrix.zeros(x.rows, w.rows);
+    using dx = DeviceBuffer.from(x.data);
+    using dy = DeviceBuffer.alloc("f32", y.data.length);
+    const [p, s, z, g] = this.#dev.map((d) => d.handle) as [number, number, number, number];
+    check(
+      lib,
+      lib.lk_cuda_quant_matmul_f32(
+        dx.handle,
+        p,
+        s,
+        z,
+        g,
+        dy.handle,
+        x.rows,
+        w.cols,
+        w.rows,
+        w.groups,
+        w.nibble ? 1 : 0,
+      ),
+    );
+    dy.download(y.data);
+    return y;
+  }
+
+  /** Frees the device copy (cuda). */
+  dispose(): void {
+    for (const d of this.#dev ?? []) d.dispose();
+    this.#dev = undefined;
   }
 }
