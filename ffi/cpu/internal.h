@@ -101,4 +101,29 @@ static inline void lk_softmax_row(float* s, int n) {
 
 /* CBLAS enum values. */
 enum { LK_ROW_MAJOR = 101, LK_NO_TRANS = 111, LK_TRANS = 112, LK_UPPER = 121, LK_LOWER = 122 };
+#ifdef __AVX512F__
+#include <immintrin.h>
+/* Transposes the 16 × 16 floats in r[0..15] (rows) in place: at block size b = 8, 4, 2, 1 rows i
+ * and i+b (i & b = 0) exchange the b × b blocks off the diagonal of every 2b × 2b block (the
+ * bitmap fill of spmm.c and the quantized fill of quant_matmul.c). */
+static inline __attribute__((always_inline)) void lk_transpose16(__m512* r) {
+#pragma GCC unroll 4
+  for (int b = 8; b >= 1; b /= 2) {
+    int lo[16], hi[16];
+    for (int t = 0; t < 16; t++) {
+      const int base = t / (2 * b) * 2 * b, in = t % (2 * b);
+      lo[t] = in < b ? base + in : 16 + base + in - b;
+      hi[t] = in < b ? base + b + in : 16 + base + in;
+    }
+    const __m512i ilo = _mm512_loadu_si512(lo), ihi = _mm512_loadu_si512(hi);
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++)
+      if (!(i & b)) {
+        const __m512 a = r[i], c = r[i + b];
+        r[i] = _mm512_permutex2var_ps(a, ilo, c);
+        r[i + b] = _mm512_permutex2var_ps(a, ihi, c);
+      }
+  }
+}
+#endif
 #endif

@@ -479,28 +479,6 @@ static float dq1(const qw_t* w, int32_t row, int32_t c) {
 
 #if defined(__AVX512F__)
 #define FB 16 /* rows of W per transposed tile in the fill */
-/* Transposes the 16 × 16 floats in r[0..15] (rows) in place: at block size b = 8, 4, 2, 1 rows i
- * and i+b (i & b = 0) exchange the b × b blocks off the diagonal of every 2b × 2b block (the
- * bitmap fill's transpose in spmm.c). */
-AI void transpose16(__m512* r) {
-#pragma GCC unroll 4
-  for (int b = 8; b >= 1; b /= 2) {
-    int lo[16], hi[16];
-    for (int t = 0; t < 16; t++) {
-      const int base = t / (2 * b) * 2 * b, in = t % (2 * b);
-      lo[t] = in < b ? base + in : 16 + base + in - b;
-      hi[t] = in < b ? base + b + in : 16 + base + in;
-    }
-    const __m512i ilo = _mm512_loadu_si512(lo), ihi = _mm512_loadu_si512(hi);
-#pragma GCC unroll 16
-    for (int i = 0; i < 16; i++)
-      if (!(i & b)) {
-        const __m512 a = r[i], c = r[i + b];
-        r[i] = _mm512_permutex2var_ps(a, ilo, c);
-        r[i + b] = _mm512_permutex2var_ps(a, ihi, c);
-      }
-  }
-}
 #elif defined(__AVX2__)
 #define FB 8
 /* Transposes the 8 × 8 floats in r[0..7] in place. */
@@ -548,7 +526,7 @@ AI void fill_body(const qw_t* w, int j0, int nj, int p0, int kc, float* dst, con
 #pragma GCC unroll 16
       for (int i = 0; i < 16; i++)
         r[i] = i < rows ? (__m512)q16(w, j0 + g + i, p0 + cc, nib) : _mm512_setzero_ps();
-      transpose16(r);
+      lk_transpose16(r);
 #pragma GCC unroll 16
       for (int t = 0; t < 16; t++) {
         const int64_t o = (int64_t)gi[t] * FB;

@@ -258,30 +258,6 @@ typedef struct {
   int64_t* off;
 } bitmap_fill_ctx;
 
-#ifdef __AVX512F__
-/* Transposes the 16 × 16 floats in r[0..15] (rows) in place: at block size b = 8, 4, 2, 1 rows i
- * and i+b (i & b = 0) exchange the b × b blocks off the diagonal of every 2b × 2b block. */
-static inline __attribute__((always_inline)) void transpose16(__m512* r) {
-#pragma GCC unroll 4
-  for (int b = 8; b >= 1; b /= 2) {
-    int lo[16], hi[16];
-    for (int t = 0; t < 16; t++) {
-      const int base = t / (2 * b) * 2 * b, in = t % (2 * b);
-      lo[t] = in < b ? base + in : 16 + base + in - b;
-      hi[t] = in < b ? base + b + in : 16 + base + in;
-    }
-    const __m512i ilo = _mm512_loadu_si512(lo), ihi = _mm512_loadu_si512(hi);
-#pragma GCC unroll 16
-    for (int i = 0; i < 16; i++)
-      if (!(i & b)) {
-        const __m512 a = r[i], c = r[i + b];
-        r[i] = _mm512_permutex2var_ps(a, ilo, c);
-        r[i + b] = _mm512_permutex2var_ps(a, ihi, c);
-      }
-  }
-}
-#endif
-
 /* lk_fill_fn of a bitmap weight: with AVX-512, 16 rows × 16 columns at a time are expand-loaded
  * into registers, transposed there and stored as 16 sliver rows; the rest row by row. */
 static void bitmap_fill(void* ctx, int j0, int nj, int p0, int kc, float* dst) {
@@ -307,7 +283,7 @@ static void bitmap_fill(void* ctx, int j0, int nj, int p0, int kc, float* dst) {
         r[i] = _mm512_maskz_expandloadu_ps(mk, w->val + o[i]);
         o[i] += __builtin_popcount(mk);
       }
-      transpose16(r);
+      lk_transpose16(r);
 #pragma GCC unroll 16
       for (int t = 0; t < 16; t++) _mm512_storeu_ps(dst + (size_t)(cc + t) * LK_FILL_NR + g, r[t]);
     }
