@@ -1,5 +1,6 @@
 /* GPTQ's column sweep (see lmkit.h and lib/quant/gptq.ts, its reference). */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include "internal.h"
@@ -101,7 +102,9 @@ int32_t lk_cpu_gptq_f64(double* w, double w_len, const double* u, double u_len, 
         return lk_fail(LK_EARG, "%s: static group %td of row %td has scale %g and zero %g, expected a positive scale and an integer zero in [0, %g]",
                        fn, i / (rows ? rows : 1), i % (rows ? rows : 1), scales[i], zeros[i], q.maxq);
   double* err = lk_alloc(sizeof(double) * (size_t)(rows ? rows : 1) * block);
-  double* snap = lk_alloc(sizeof(double) * (size_t)(rows ? rows : 1) * cols);
+  /* one row's block-start values per thread: a row is swept by one thread at a time */
+  const int nthreads = omp_get_max_threads();
+  double* snap = lk_alloc(sizeof(double) * (size_t)nthreads * cols);
   if (!err || !snap) {
     free(err);
     free(snap);
@@ -113,11 +116,12 @@ int32_t lk_cpu_gptq_f64(double* w, double w_len, const double* u, double u_len, 
 #pragma omp parallel for schedule(static) if ((double)rows * count * count > 65536)
     for (int r = 0; r < rows; r++) {
       double* wr = w + (ptrdiff_t)r * cols;
-      double* sr = snap + (ptrdiff_t)r * cols;
+      double* sr = snap + (ptrdiff_t)omp_get_thread_num() * cols;
       const uint8_t* mr = has_mask ? mask + (ptrdiff_t)r * cols : NULL;
       uint8_t* lr = levels + (ptrdiff_t)r * cols;
-      if (!is_static)
-        for (int j = i1; j < cols; j++) sr[j] = mr && mr[j] ? 0 : wr[j];
+      /* the columns that groups starting in this block read (per row: all, in the first block) */
+      const int hi = is_static ? i1 : group ? (i2 + group < cols ? i2 + group : cols) : (i1 == 0 ? cols : i1);
+      for (int j = i1; j < hi; j++) sr[j] = mr && mr[j] ? 0 : wr[j];
       for (int i = 0; i < count; i++) {
         const int c = i1 + i;
         const ptrdiff_t k = (ptrdiff_t)col_group[c] * rows + r;

@@ -221,9 +221,9 @@ function gptqSweepRef(s: Sweep): void {
     for (let r = 0; r < rows; r++) {
       const wr = r * cols;
       // the row as it stands at the block start (pruned weights as 0), for new groups' parameters
-      if (!s.staticGroups) {
-        for (let j = i1; j < cols; j++) snap[j] = mask?.[wr + j] ? 0 : W[wr + j] as number;
-      }
+      // (only the columns that groups starting in this block read; per row: all, in block 0)
+      const hi = s.staticGroups ? i1 : g > 0 ? Math.min(cols, i2 + g) : i1 === 0 ? cols : i1;
+      for (let j = i1; j < hi; j++) snap[j] = mask?.[wr + j] ? 0 : W[wr + j] as number;
       for (let i = 0; i < count; i++) {
         const c = i1 + i, k = colGroup[c] as number;
         if (!s.staticGroups && (g === 0 ? c === 0 : c % g === 0)) {
