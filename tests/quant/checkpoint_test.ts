@@ -13,7 +13,7 @@ import { loadQuantizedModel, saveQuantizedModel } from "../../lib/quant/checkpoi
 import { QuantLinear } from "../../lib/quant/quant_linear.ts";
 import { quantizeModel } from "../../lib/quant/quantize_model.ts";
 import { dequantize } from "../../lib/quant/quantizer.ts";
-import { freshSeed } from "../_util.ts";
+import { freshSeed, relL2 } from "../_util.ts";
 
 const SRC = "data/models/tinyllama-bytes";
 const seed = freshSeed();
@@ -136,11 +136,8 @@ for (
       }
       const ids = [256, ...new TextEncoder().encode("The quantized model says hello.")];
       const a = model.forward(ids), b = again.forward(ids);
-      let num = 0, den = 0;
-      for (let i = 0; i < a.data.length; i++) {
-        num += (a.data[i]! - b.data[i]!) ** 2, den += a.data[i]! ** 2;
-      }
-      assert(Math.sqrt(num / den) < 1e-5, `logits differ by ${Math.sqrt(num / den)}`);
+      const e = relL2(b.data, a.data);
+      assert(e < 1e-5, `logits differ by ${e}`);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
@@ -205,11 +202,8 @@ for (
       const again = await loadQuantizedModel(`${dir}/q`, { backend: "cpu" });
       const ids = [256, ...new TextEncoder().encode("Compressed tensors.")];
       const a = model.forward(ids), b = again.forward(ids);
-      let num = 0, den = 0;
-      for (let i = 0; i < a.data.length; i++) {
-        num += (a.data[i]! - b.data[i]!) ** 2, den += a.data[i]! ** 2;
-      }
-      assert(Math.sqrt(num / den) < 1e-5, `logits differ by ${Math.sqrt(num / den)}`);
+      const e = relL2(b.data, a.data);
+      assert(e < 1e-5, `logits differ by ${e}`);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

@@ -8,7 +8,7 @@ import { gptq, type GptqOptions, rtn } from "../../lib/quant/gptq.ts";
 import { dequantize, roundHalfEven, roundToF16 } from "../../lib/quant/quantizer.ts";
 import { f16ToF32, f32ToF16 } from "../../lib/io/safetensors.ts";
 import { layerLoss, sparseGpt } from "../../lib/sparse/sparsegpt.ts";
-import { freshSeed, randn } from "../_util.ts";
+import { freshSeed, randn, relL2 } from "../_util.ts";
 import { check, cpu, Status } from "../../ffi/mod.ts";
 import { gptqExplicit } from "./_reference.ts";
 
@@ -30,12 +30,6 @@ function layer(rng: Rng, rows: number, cols: number, tokens = 2 * cols + 8) {
     }
   }
   return { w, x, h };
-}
-
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < a.length; i++) num += (a[i]! - b[i]!) ** 2, den += b[i]! ** 2;
-  return Math.sqrt(num / Math.max(den, 1e-300));
 }
 
 Deno.test("rounding helpers: ties to even, f16 as the f16 conversion", () => {
@@ -89,7 +83,7 @@ for (const backend of ["ts", "cpu"] as const) {
         block,
         percdamp: 0.01,
       });
-      const e = relErr(got.weight.data, ref.w);
+      const e = relL2(got.weight.data, ref.w);
       worst = Math.max(worst, e);
       assert(e < 1e-6, `${JSON.stringify(o)} block ${block} ${rows}×${cols}: Ŵ rel. error ${e}`);
       assertEquals(Array.from(got.quantized.gIdx), ref.gIdx, JSON.stringify(o));
@@ -114,7 +108,7 @@ Deno.test("gptq on cpu equals ts level for level on a wider layer (several block
       0,
     );
     assert(diff <= 2, `${diff} levels differ`); // f64 FMA ordering may flip a tie, rarely
-    assert(relErr(b.weight.data, a.weight.data) < 1e-6);
+    assert(relL2(b.weight.data, a.weight.data) < 1e-6);
   }
 });
 
@@ -147,7 +141,7 @@ Deno.test("joint 2:4 + 4-bit: SparseGPT's mask, then GPTQ, equals the reference 
       percdamp: 0.01,
       mask,
     });
-    assert(relErr(got.weight.data, ref.w) < 1e-6);
+    assert(relL2(got.weight.data, ref.w) < 1e-6);
     assert(layerLoss(w, got.weight, x) > 0);
   }
 });
