@@ -191,21 +191,22 @@ export async function saveQuantizedModel(
   }
   if (layers.length === 0) throw new RangeError("No quantized layer to save");
   const s0 = layers[0]!.quantized.spec;
-  const groupSize = (l: QuantizedLayer) => l.quantized.spec.groupSize;
+  // one group size G for the file: a layer narrower than G was quantized as one group per row
+  // (its spec says 0), which is what G means for it too (g_idx all 0, one row of scales)
+  const g = Math.max(...layers.map((l) => l.quantized.spec.groupSize));
   for (const l of layers) {
     const s = l.quantized.spec;
-    if (s.bits !== s0.bits || s.sym !== s0.sym || groupSize(l) !== groupSize(layers[0]!)) {
+    const sameGroups = s.groupSize === g || (s.groupSize === 0 && l.quantized.cols <= g);
+    if (s.bits !== s0.bits || s.sym !== s0.sym || !sameGroups) {
       throw new RangeError(
         `Layer ${l.layer} ${l.name} is ${s.bits}-bit, group ${s.groupSize}, ${
           s.sym ? "sym" : "asym"
-        }; layer ${layers[0]!.layer} ${
-          layers[0]!.name
-        } is ${s0.bits}-bit, group ${s0.groupSize}: one checkpoint holds one setting`,
+        }; others are ${s0.bits}-bit, group ${g}, ${
+          s0.sym ? "sym" : "asym"
+        }: one checkpoint holds one setting`,
       );
     }
   }
-  // group size −1 in the file means one group per row, also where a layer was narrower than g
-  const g = s0.groupSize;
   const byName = new Map(layers.map((l) => [`${l.layer}.${l.name}`, l]));
   const quantizedNames = LINEAR_NAMES.filter((n) => layers.some((l) => l.name === n));
   for (let l = 0; l < model.config.numLayers; l++) {

@@ -319,3 +319,25 @@ Deno.test("an asymmetric zero of 0 is written as gptq_v2 (v1 stores zero − 1)"
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a group size wider than some layers: those are one group per row, and the file says G", async () => {
+  const model = await LlamaModel.load(SRC, { backend: "cpu" });
+  // 512: one group for the 256-wide projections, two for down_proj (768 inputs)
+  const layers = await quantizeModel(model, [], { method: "rtn", bits: 4, groupSize: 512 });
+  const dir = await Deno.makeTempDir();
+  try {
+    await saveQuantizedModel(model, SRC, `${dir}/q`, layers);
+    const qc = JSON.parse(await Deno.readTextFile(`${dir}/q/config.json`)).quantization_config;
+    assertEquals(qc.group_size, 512);
+    const again = await loadQuantizedModel(`${dir}/q`, { backend: "cpu" });
+    for (const l of layers) {
+      const w = (again.blocks[l.layer]!.linears[l.name] as QuantLinear).weight;
+      assertEquals(w.groups, l.quantized.groups, `${l.layer} ${l.name}`);
+      assertEquals(w.scales.length, l.quantized.scales.length);
+    }
+    const ids = [256, ...new TextEncoder().encode("wide groups")];
+    assert(relL2(again.forward(ids).data, model.forward(ids).data) < 1e-5);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
