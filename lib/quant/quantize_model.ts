@@ -136,9 +136,15 @@ export async function quantizeModel(
   const trueSeq = options.trueSequential ?? true;
   await runCalibration(model, calibration, {
     names,
-    ...(trueSeq ? { stages: TRUE_SEQUENTIAL, finishStage: quantize } : {
-      finishBlock: (layer: number) => quantize(layer, LINEAR_NAMES),
-    }),
+    // stages without a chosen projection would run the block for nothing
+    ...(trueSeq
+      ? {
+        stages: TRUE_SEQUENTIAL.filter((st) => st.some((n) => names.includes(n))),
+        finishStage: quantize,
+      }
+      : {
+        finishBlock: (layer: number) => quantize(layer, LINEAR_NAMES),
+      }),
     add(_layer, name, x) {
       if (!names.includes(name)) return;
       let a = acc.get(name);
