@@ -75,6 +75,10 @@ int32_t lk_cpu_gptq_f64(double* w, double w_len, const double* u, double u_len, 
   lk_qspec q = {.bits = iopt[0], .sym = iopt[1] != 0, .mse = iopt[3] != 0, .grid = iopt[4], .f16 = iopt[5] != 0,
                 .maxshrink = dopt[0], .norm = dopt[1]};
   const int group = iopt[2], is_static = iopt[6] != 0, block = iopt[7];
+  /* iopt[8] (optional): columns from qcols on are kept unquantized (QUIK's outliers, swept last):
+   * they only receive the error updates of the columns before them */
+  const int qcols = iopt_len >= 9 ? iopt[8] : cols;
+  if (qcols < 0 || qcols > cols) return lk_fail(LK_EARG, "%s: qcols=%d, expected 0 to cols=%d", fn, qcols, cols);
   if (q.bits < 2 || q.bits > 8) return lk_fail(LK_EARG, "%s: bits=%d, expected 2 to 8", fn, q.bits);
   if (group < 0 || (group >= cols && group != 0)) return lk_fail(LK_EARG, "%s: group=%d, expected 0 (per row) or 1 to cols-1 = %d", fn, group, cols - 1);
   if (block < 1) return lk_fail(LK_EARG, "%s: block=%d, expected >= 1", fn, block);
@@ -116,6 +120,10 @@ int32_t lk_cpu_gptq_f64(double* w, double w_len, const double* u, double u_len, 
 #pragma omp parallel for schedule(static) if ((double)rows * count * count > 65536)
     for (int r = 0; r < rows; r++) {
       double* wr = w + (ptrdiff_t)r * cols;
+      if (i1 >= qcols) { /* a block of kept columns: nothing to quantize, no error to spread */
+        for (int i = 0; i < count; i++) levels[(ptrdiff_t)r * cols + i1 + i] = 0, err[(ptrdiff_t)r * block + i] = 0;
+        continue;
+      }
       double* sr = snap + (ptrdiff_t)omp_get_thread_num() * cols;
       const uint8_t* mr = has_mask ? mask + (ptrdiff_t)r * cols : NULL;
       uint8_t* lr = levels + (ptrdiff_t)r * cols;
@@ -124,6 +132,10 @@ int32_t lk_cpu_gptq_f64(double* w, double w_len, const double* u, double u_len, 
       for (int j = i1; j < hi; j++) sr[j] = mr && mr[j] ? 0 : wr[j];
       for (int i = 0; i < count; i++) {
         const int c = i1 + i;
+        if (c >= qcols) {
+          lr[c] = 0, err[(ptrdiff_t)r * block + i] = 0;
+          continue;
+        }
         const ptrdiff_t k = (ptrdiff_t)col_group[c] * rows + r;
         if (!is_static && (group ? c % group == 0 : c == 0)) {
           const int end = group ? (c + group < cols ? c + group : cols) : cols;
@@ -146,7 +158,7 @@ int32_t lk_cpu_gptq_f64(double* w, double w_len, const double* u, double u_len, 
         }
       }
     }
-    if (i2 < cols && rows > 0) /* W[:, i2:] -= Err · U[i1:i2, i2:] */
+    if (i2 < cols && rows > 0 && i1 < qcols) /* W[:, i2:] -= Err · U[i1:i2, i2:] */
       lk_dgemm(rows, cols - i2, count, -1.0, err, 0, block, 1, u + (ptrdiff_t)i1 * cols + i2, 0, cols, 1, 1.0, w + i2,
                cols, 0);
   }

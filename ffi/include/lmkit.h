@@ -127,11 +127,30 @@ int32_t lk_cpu_sparsegpt_f64(double* w, double w_len, const double* u, double u_
 /* GPTQ's column sweep on W[rows,cols] (f64, in place, columns already in sweep order) given U
  * (upper Cholesky factor of H⁻¹): each column quantized, its error compensated inside the block
  * of `block` columns and lazily after it. iopt = [bits (2–8), sym, group (0 = one group per row),
- * mse, grid, f16 scales, static groups, block]; dopt = [maxshrink, norm]. Column c uses parameter
+ * mse, grid, f16 scales, static groups, block] and optionally qcols: the columns from qcols on
+ * are kept (not quantized, level 0) and only receive the error of those before them; dopt = [maxshrink, norm]. Column c uses parameter
  * set col_group[c] (scales/zeros[set·rows + row]): given when static, else found when the sweep
  * reaches a group's first column (c % group == 0) from the row as it stood at the block start.
  * mask (rows×cols, may be empty) keeps weights at 0; levels (u8, rows×cols) receives the levels
  * and W the dequantized values. */
+/* QUIK (ffi/cpu/quik.c has the formulas): per-token quantization of X[m,k]'s integer columns
+ * (all but the increasing outlier columns idx[nout]) to 4 or 8 bits — signed levels xq (m × kp,
+ * kp = kq rounded up to 64, zero padded), scale xs, zero term xz, level sum qs — and the outlier
+ * columns copied to xo (m × nout). Non-finite inputs fail. */
+int32_t lk_cpu_quik_quantize_f32(const float* x, double x_len, const int32_t* idx, double idx_len,
+                                 int8_t* xq, double xq_len, float* xs, double xs_len, float* xz,
+                                 double xz_len, int32_t* qs, double qs_len, float* xo,
+                                 double xo_len, int32_t m, int32_t k, int32_t nout, int32_t bits);
+/* Y[m,n] = acc·xs·ws + xz·ws·wsum + xo·woᵀ with acc = Σ_p xq·(wq − 2^(bits−1)) (int32, written
+ * to acc when acc_len > 0): wq n × kq unsigned levels (4-bit: two a byte, low nibble first). */
+int32_t lk_cpu_quik_matmul_f32(const int8_t* xq, double xq_len, const float* xs, double xs_len,
+                               const float* xz, double xz_len, const int32_t* qs, double qs_len,
+                               const float* xo, double xo_len, const uint8_t* wq, double wq_len,
+                               const float* ws, double ws_len, const int32_t* wsum,
+                               double wsum_len, const float* wo, double wo_len, float* y,
+                               double y_len, int32_t* acc, double acc_len, int32_t m, int32_t kq,
+                               int32_t nout, int32_t n, int32_t bits);
+
 int32_t lk_cpu_gptq_f64(double* w, double w_len, const double* u, double u_len, int32_t rows,
                         int32_t cols, const int32_t* iopt, double iopt_len, const double* dopt,
                         double dopt_len, const int32_t* col_group, double col_group_len,

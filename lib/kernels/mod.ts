@@ -31,3 +31,4 @@ export * from "./embedding.ts";
 export * from "./cross_entropy.ts";
 export * from "./adamw.ts";
 export * from "./quant_matmul.ts";
+export * from "./quik_matmul.ts";
