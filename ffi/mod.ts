@@ -223,6 +223,21 @@ const cpuSymbols = {
     ],
     result: "i32",
   },
+  lk_cpu_quik_scales_f64: {
+    parameters: [
+      "buffer",
+      "f64",
+      "buffer",
+      "f64",
+      "buffer",
+      "f64",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+    ],
+    result: "i32",
+  },
   lk_cpu_quik_matmul_f32: {
     parameters: [
       "buffer",

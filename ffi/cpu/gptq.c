@@ -5,15 +5,7 @@
 #include <string.h>
 #include "internal.h"
 
-/* the f16 value nearest to x (ties to even), as a double; ±inf past 65504 */
-static double round_f16(double x) {
-  if (x == 0 || !isfinite(x)) return x;
-  int e;
-  frexp(x, &e); /* 2^(e-1) <= |x| < 2^e */
-  int q = e - 11 < -24 ? -24 : e - 11;
-  double r = ldexp(nearbyint(ldexp(x, -q)), q);
-  return fabs(r) > 65504 ? copysign(INFINITY, r) : r;
-}
+#define round_f16 lk_round_f16
 
 static inline double level(double x, double s, double z, double maxq) {
   double q = nearbyint(x / s) + z;

@@ -1,6 +1,7 @@
 /* Private helpers shared by the CPU library's sources. */
 #ifndef LK_CPU_INTERNAL_H
 #define LK_CPU_INTERNAL_H
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "../include/lmkit.h"
@@ -61,6 +62,16 @@ int lk_sgemm_nt_fill(int m, int n, int k, const float* x, ptrdiff_t ldx, lk_fill
 void lk_dgemm(int m, int n, int k, double alpha, const void* a, int a_f32, ptrdiff_t rsa,
               ptrdiff_t csa, const void* b, int b_f32, ptrdiff_t rsb, ptrdiff_t csb, double beta,
               double* c, ptrdiff_t ldc, int lower_only);
+
+/* the f16 value nearest to x (ties to even), as a double; ±inf past 65504 */
+static inline double lk_round_f16(double x) {
+  if (x == 0 || !isfinite(x)) return x;
+  int e;
+  frexp(x, &e); /* 2^(e-1) <= |x| < 2^e */
+  int q = e - 11 < -24 ? -24 : e - 11;
+  double r = ldexp(nearbyint(ldexp(x, -q)), q);
+  return fabs(r) > 65504 ? copysign(INFINITY, r) : r;
+}
 
 /* exp(x) in f32 to about 2 ulp (Cephes' polynomial after Cody–Waite range reduction), written
  * so that loops calling it vectorise: 0 below −87.3, +∞ above 88.7. */

@@ -462,3 +462,54 @@ int32_t lk_cpu_quik_matmul_f32(const int8_t* xq, double xq_len, const float* xs,
   free(a.wsw);
   return LK_OK;
 }
+
+/* ---------------------------------------------------------------- weight scales */
+
+/* QUIK's symmetric per-row weight scales (lib/quant/quik.ts quikWeightScales is the reference):
+ * over the columns with is_int[j] = 1, xmax = max|w| (1 when 0), s = f16(p·xmax/(2^(b−1) − 1))
+ * with p = 1, or with clip the p among 1, 0.99, …, 0.21 of least Σ|s·clamp(round(w/s)) − w|^2.4. */
+int32_t lk_cpu_quik_scales_f64(const double* w, double w_len, const uint8_t* is_int,
+                               double is_int_len, double* scales, double scales_len,
+                               int32_t rows, int32_t cols, int32_t bits, int32_t clip) {
+  const char* fn = "lk_cpu_quik_scales_f64";
+  if (rows < 0 || cols < 1)
+    return lk_fail(LK_ESHAPE, "%s: rows=%d cols=%d, expected rows >= 0, cols >= 1", fn, rows, cols);
+  if (bits < 2 || bits > 8) return lk_fail(LK_EARG, "%s: bits=%d, expected 2 to 8", fn, bits);
+  if (lk_check_len(fn, "w", w_len, (double)rows * cols) ||
+      lk_check_len(fn, "is_int", is_int_len, cols) || lk_check_len(fn, "scales", scales_len, rows))
+    return LK_ESHAPE;
+  const double o = (double)(1 << (bits - 1));
+  int32_t bad = -1;
+#pragma omp parallel for schedule(dynamic, 4) if ((double)rows * cols * (clip ? 80 : 1) > 65536.0)
+  for (int32_t r = 0; r < rows; r++) {
+    const double* x = w + (int64_t)r * cols;
+    double xmax = 0;
+    for (int32_t j = 0; j < cols; j++)
+      if (is_int[j]) xmax = fabs(x[j]) > xmax ? fabs(x[j]) : xmax;
+    if (!isfinite(xmax)) {
+#pragma omp critical(lk_quik_scales)
+      if (bad < 0 || r < bad) bad = r;
+      continue;
+    }
+    if (xmax == 0) xmax = 1;
+    double best = lk_round_f16(xmax / (o - 1));
+    if (clip) {
+      double best_err = INFINITY;
+      for (int i = 0; i < 80; i++) {
+        const double s = lk_round_f16((1 - i / 100.0) * xmax / (o - 1));
+        if (!(s > 0)) continue;
+        double err = 0;
+        for (int32_t j = 0; j < cols; j++) {
+          if (!is_int[j]) continue;
+          double q = nearbyint(x[j] / s);
+          q = q < -o ? -o : q > o - 1 ? o - 1 : q;
+          err += exp(2.4 * log(fabs(s * q - x[j]))); /* |d|^2.4 (pow is 3× slower) */
+        }
+        if (err < best_err) best_err = err, best = s;
+      }
+    }
+    scales[r] = best;
+  }
+  if (bad >= 0) return lk_fail(LK_EARG, "%s: row %d holds a weight that is not finite", fn, bad);
+  return LK_OK;
+}

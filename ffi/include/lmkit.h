@@ -151,6 +151,12 @@ int32_t lk_cpu_quik_matmul_f32(const int8_t* xq, double xq_len, const float* xs,
                                double y_len, int32_t* acc, double acc_len, int32_t m, int32_t kq,
                                int32_t nout, int32_t n, int32_t bits);
 
+/* QUIK's symmetric per-row weight scales over the columns with is_int[j] = 1 (max|w|/(2^(b−1) − 1),
+ * f16-rounded; with clip the authors' search over 80 shrink factors, error Σ|Q(w) − w|^2.4). */
+int32_t lk_cpu_quik_scales_f64(const double* w, double w_len, const uint8_t* is_int,
+                               double is_int_len, double* scales, double scales_len,
+                               int32_t rows, int32_t cols, int32_t bits, int32_t clip);
+
 int32_t lk_cpu_gptq_f64(double* w, double w_len, const double* u, double u_len, int32_t rows,
                         int32_t cols, const int32_t* iopt, double iopt_len, const double* dopt,
                         double dopt_len, const int32_t* col_group, double col_group_len,

@@ -89,6 +89,25 @@ function checkBits(bits: number): void {
   }
 }
 
+/** Σ of each row's signed levels of row-packed unsigned `levels` (rows × kq). */
+export function quikLevelSums(
+  levels: Uint8Array,
+  rows: number,
+  kq: number,
+  bits: number,
+): Int32Array {
+  const rb = quikRowBytes(kq, bits), o = 2 ** (bits - 1), sums = new Int32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let s = 0;
+    for (let p = 0; p < kq; p++) {
+      const b = levels[r * rb + (bits === 4 ? p >> 1 : p)] as number;
+      s += (bits === 4 ? (p & 1 ? b >> 4 : b & 15) : b) - o;
+    }
+    sums[r] = s;
+  }
+  return sums;
+}
+
 /** Throws unless `outliers` are increasing column indices below `cols`. */
 export function checkOutliers(outliers: Int32Array, cols: number): void {
   for (let j = 0; j < outliers.length; j++) {

@@ -231,17 +231,7 @@ export async function saveQuantizedModel(
   const configText = await Deno.readTextFile(`${srcDir}/config.json`);
   const config = JSON.parse(configText);
   await writeFolder(outDir, async (tmp) => {
-    const tensors: Record<string, Tensor> = {};
-    let dtype: "F32" | "F16" | "BF16" = "F16";
-    {
-      using f = await openCheckpoint(srcDir);
-      for (const name of f.names()) {
-        if (/\.(q|k|v|o|gate|up|down)_proj\.weight$/.test(name)) continue;
-        const t = await f.read(name);
-        if (isFloatDType(t.dtype)) dtype = t.dtype;
-        tensors[name] = t;
-      }
-    }
+    const { tensors, dtype } = await sourceTensors(srcDir);
     model.blocks.forEach((b, l) => {
       for (const n of LINEAR_NAMES) {
         const q = byName.get(`${l}.${n}`), p = prefixOf(l, n);
@@ -334,6 +324,45 @@ export async function saveQuantizedModel(
   return { checkpointFormat };
 }
 
+/**
+ * Every tensor of the checkpoint in `srcDir` but the block projections' weights, and its float
+ * dtype (F16 when it has none): what a quantized checkpoint copies from its source.
+ */
+export async function sourceTensors(
+  srcDir: string,
+): Promise<{ tensors: Record<string, Tensor>; dtype: "F32" | "F16" | "BF16" }> {
+  const tensors: Record<string, Tensor> = {};
+  let dtype: "F32" | "F16" | "BF16" = "F16";
+  using f = await openCheckpoint(srcDir);
+  for (const name of f.names()) {
+    if (/\.(q|k|v|o|gate|up|down)_proj\.weight$/.test(name)) continue;
+    const t = await f.read(name);
+    if (isFloatDType(t.dtype)) dtype = t.dtype;
+    tensors[name] = t;
+  }
+  return { tensors, dtype };
+}
+
+/** A checkpoint folder's config.json as an object; a missing or non-JSON file is a FormatError. */
+export async function readConfigJson(dir: string): Promise<Record<string, unknown>> {
+  let config: unknown;
+  try {
+    config = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new FormatError(`Checkpoint folder '${dir}' has no config.json`);
+    }
+    if (e instanceof SyntaxError) {
+      throw new FormatError(`'${dir}/config.json' is not JSON: ${e.message}`);
+    }
+    throw e;
+  }
+  if (typeof config !== "object" || config === null || Array.isArray(config)) {
+    throw new FormatError(`'${dir}/config.json' is not a JSON object`);
+  }
+  return config as Record<string, unknown>;
+}
+
 /** The quantization settings of a checkpoint folder's config.json, checked. */
 interface FileSpec {
   format: "gptq" | "compressed-tensors";
@@ -416,7 +445,8 @@ function readSpec(dir: string, config: Record<string, unknown>): FileSpec {
   );
 }
 
-async function tensorOf(
+/** Tensor `name` of the checkpoint being loaded, checked to be `dtype[shape]` (a FormatError). */
+export async function tensorOf(
   ctx: LinearLoadContext,
   dir: string,
   name: string,
@@ -558,19 +588,7 @@ export async function loadQuantizedModel(
   dir: string,
   options: LoadQuantizedOptions = {},
 ): Promise<LlamaModel> {
-  let config: Record<string, unknown>;
-  try {
-    config = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new FormatError(`Checkpoint folder '${dir}' has no config.json`);
-    }
-    if (e instanceof SyntaxError) {
-      throw new FormatError(`'${dir}/config.json' is not JSON: ${e.message}`);
-    }
-    throw e;
-  }
-  const fs = readSpec(dir, config);
+  const fs = readSpec(dir, await readConfigJson(dir));
   return await LlamaModel.load(dir, {
     ...(options.backend ? { backend: options.backend } : {}),
     linearLoader: async (ctx) => {

@@ -42,6 +42,17 @@ export interface GptqOptions extends QuantSpec, KernelOptions {
   percdamp?: number;
   /** rows × cols, 1 where a weight is pruned (kept at zero). */
   mask?: Uint8Array;
+  /** An explicit sweep order (a permutation of the columns; replaces `actOrder`). */
+  order?: Int32Array;
+  /**
+   * The last `keep` columns of the sweep are left unquantized (QUIK's outlier columns): they only
+   * receive the error updates of the columns before them. Their levels are reported as 0.
+   */
+  keep?: number;
+  /**
+   * Given per-row parameters (one group: `scales[r]`, `zeros[r]`), used as static groups are.
+   */
+  params?: { scales: Float64Array; zeros: Float64Array };
 }
 
 /** Result of {@linkcode gptq} and {@linkcode rtn}. */
@@ -103,21 +114,53 @@ export function gptq(
     if (hessian.data[j * cols + j] !== 0) continue;
     for (let r = 0; r < rows; r++) W0[r * cols + j] = 0;
   }
+  const keep = options.keep ?? 0;
+  if (!Number.isInteger(keep) || keep < 0 || keep > cols) {
+    throw new RangeError(`Cannot keep ${keep} of ${cols} columns unquantized`);
+  }
+  if (options.params && spec.groupSize !== 0) {
+    throw new RangeError("Given parameters are per row: the spec must have no groups");
+  }
   const g = spec.groupSize, groups = g > 0 ? Math.ceil(cols / g) : 1;
   const perm = Int32Array.from({ length: cols }, (_, j) => j);
-  if (options.actOrder) {
+  if (options.order) {
+    const o = options.order, seen = new Uint8Array(cols);
+    if (o.length !== cols || o.some((j) => !(j >= 0 && j < cols) || seen[j]!++)) {
+      throw new RangeError(`The sweep order is not a permutation of the ${cols} columns`);
+    }
+    perm.set(o);
+  } else if (options.actOrder) {
     // by the diagonal after the dead inputs' 0 became 1, as the reference sorts
     const d = (j: number) => (hessian.data[j * cols + j] as number) || 1;
     perm.sort((a, b) => d(b) - d(a) || a - b);
   }
   const scales = new Float64Array(groups * rows), zeros = new Float64Array(groups * rows);
+  const staticGroups = !!options.staticGroups || !!options.params;
+  if (options.params) {
+    const { scales: s, zeros: z } = options.params;
+    if (s.length !== rows || z.length !== rows) {
+      throw new RangeError(
+        `Given parameters hold ${s.length} scales and ${z.length} zeros for ${rows} rows`,
+      );
+    }
+    for (let r = 0; r < rows; r++) {
+      const zr = z[r] as number;
+      if (
+        !(s[r]! > 0 && Number.isFinite(s[r])) || !Number.isInteger(zr) || zr < 0 || zr > spec.maxq
+      ) {
+        throw new RangeError(`Row ${r}'s given scale ${s[r]} or zero ${zr} is invalid`);
+      }
+    }
+    scales.set(s);
+    zeros.set(z);
+  }
   const colGroup = new Int32Array(cols), gIdx = new Int32Array(cols);
   for (let c = 0; c < cols; c++) {
     const j = perm[c] as number;
     colGroup[c] = g === 0 ? 0 : options.staticGroups ? Math.floor(j / g) : Math.floor(c / g);
     gIdx[j] = colGroup[c] as number;
   }
-  if (options.staticGroups) {
+  if (options.staticGroups && !options.params) {
     const out = new Float64Array(2), row = new Float64Array(cols);
     for (let r = 0; r < rows; r++) {
       for (let j = 0; j < cols; j++) {
@@ -167,8 +210,9 @@ export function gptq(
     colGroup,
     scales,
     zeros,
-    staticGroups: !!options.staticGroups,
+    staticGroups,
     mask,
+    qcols: cols - keep,
     block: B,
     levels: levelsP,
   };
@@ -207,16 +251,18 @@ interface Sweep {
   staticGroups: boolean;
   mask: Uint8Array | undefined;
   block: number;
+  /** Columns from here on are kept unquantized. */
+  qcols: number;
   /** rows × cols out. */
   levels: Uint8Array;
 }
 
 /** The TypeScript sweep (the reference of the C one). */
 function gptqSweepRef(s: Sweep): void {
-  const { W, U, rows, cols, spec, colGroup, scales, zeros, mask, block: B, levels } = s;
+  const { W, U, rows, cols, spec, colGroup, scales, zeros, mask, block: B, levels, qcols } = s;
   const g = spec.groupSize;
   const err = new Float64Array(rows * B), snap = new Float64Array(cols), out = new Float64Array(2);
-  for (let i1 = 0; i1 < cols; i1 += B) {
+  for (let i1 = 0; i1 < qcols; i1 += B) {
     const i2 = Math.min(i1 + B, cols), count = i2 - i1;
     for (let r = 0; r < rows; r++) {
       const wr = r * cols;
@@ -226,6 +272,10 @@ function gptqSweepRef(s: Sweep): void {
       for (let j = i1; j < hi; j++) snap[j] = mask?.[wr + j] ? 0 : W[wr + j] as number;
       for (let i = 0; i < count; i++) {
         const c = i1 + i, k = colGroup[c] as number;
+        if (c >= qcols) { // kept: no level, no error of its own
+          err[r * B + i] = 0;
+          continue;
+        }
         if (!s.staticGroups && (g === 0 ? c === 0 : c % g === 0)) {
           findParams(snap, c, g === 0 ? cols : Math.min(cols, c + g), spec, out);
           scales[k * rows + r] = out[0] as number;
@@ -264,6 +314,7 @@ function gptqSweepC(s: Sweep): void {
     spec.scaleDtype === "f16" ? 1 : 0,
     s.staticGroups ? 1 : 0,
     s.block,
+    s.qcols,
   ]);
   const dopt = Float64Array.from([spec.maxShrink, spec.norm]);
   const mask = s.mask ?? new Uint8Array(0);
