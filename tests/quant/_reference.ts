@@ -161,3 +161,62 @@ export function gptqExplicit(
   for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) out[r * C + order[c]!] = W[r * C + c]!;
   return { w: out, gIdx };
 }
+
+/**
+ * QUIK's GPTQ written out the same explicit way: per-row symmetric scales over the non-outlier
+ * columns (max|w|/(2^(b−1) − 1), or the clip search over 80 factors with error Σ|Q(w) − w|^2.4),
+ * columns swept by increasing `maxAbs` (the `count` largest last), every column but those quantized
+ * and its error spread over the later ones; the outliers only take the corrections.
+ */
+export function quikExplicit(
+  weight: Matrix,
+  hessian: Matrix<Float64Array>,
+  maxAbs: number[],
+  o: { bits: number; count: number; clip: boolean; percdamp: number },
+): { w: Float64Array; outliers: number[]; scales: number[] } {
+  const R = weight.rows, C = weight.cols, half = 2 ** (o.bits - 1);
+  const order = [...Array(C).keys()].sort((a, b) => maxAbs[a]! - maxAbs[b]! || a - b);
+  const outliers = order.slice(C - o.count).sort((a, b) => a - b);
+  const q = (v: number, s: number) => s * Math.min(half - 1, Math.max(-half, rne(v / s)));
+  const scales: number[] = [];
+  for (let r = 0; r < R; r++) {
+    const ints = [...Array(C).keys()].filter((j) => !outliers.includes(j))
+      .map((j) => weight.data[r * C + j]!);
+    const xmax = Math.max(0, ...ints.map(Math.abs)) || 1;
+    let best = toF16(xmax / (half - 1)), bestErr = Infinity;
+    for (let i = 0; o.clip && i < 80; i++) {
+      const s = toF16(((1 - i / 100) * xmax) / (half - 1));
+      const err = ints.reduce((a, v) => a + Math.abs(q(v, s) - v) ** 2.4, 0);
+      if (err < bestErr) [bestErr, best] = [err, s];
+    }
+    scales.push(best);
+  }
+  let mean = 0;
+  for (let j = 0; j < C; j++) mean += hessian.data[j * C + j]! / C;
+  const Hd = new Float64Array(C * C);
+  for (let a = 0; a < C; a++) {
+    for (let b = 0; b < C; b++) Hd[a * C + b] = hessian.data[order[a]! * C + order[b]!]!;
+    Hd[a * C + a]! += o.percdamp * mean;
+  }
+  const Hinv = invert(Hd, C);
+  const W = new Float64Array(R * C);
+  for (let r = 0; r < R; r++) {
+    for (let c = 0; c < C; c++) W[r * C + c] = weight.data[r * C + order[c]!]!;
+  }
+  for (let c = 0; c < C - o.count; c++) {
+    const d = Hinv[c * C + c]!;
+    for (let r = 0; r < R; r++) {
+      const w = W[r * C + c]!, v = q(w, scales[r]!);
+      W[r * C + c] = v;
+      const e = (w - v) / d;
+      for (let j = c + 1; j < C; j++) W[r * C + j]! -= e * Hinv[c * C + j]!;
+    }
+    for (let a = c + 1; a < C; a++) {
+      const f = Hinv[a * C + c]! / d;
+      for (let b = c + 1; b < C; b++) Hinv[a * C + b]! -= f * Hinv[c * C + b]!;
+    }
+  }
+  const out = new Float64Array(R * C);
+  for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) out[r * C + order[c]!] = W[r * C + c]!;
+  return { w: out, outliers, scales };
+}
