@@ -59,71 +59,92 @@ typedef struct {
   int32_t* qs;
 } qx_t;
 
-/* One token; returns the first non-finite column or −1. */
-static int32_t quantize_row(const qx_t* a, int32_t t) {
+/* One token's scale, zero term; returns 0, or −2 when its range overflows f32. */
+static int32_t scale_of(const qx_t* a, int32_t t, float* mn, float mx, float* s) {
+  const int32_t kq = a->k - a->nout, o = 1 << (a->bits - 1), maxq = (1 << a->bits) - 1;
+  *s = kq > 0 ? (mx - *mn) / (float)maxq : 0.0f;
+  if (!isfinite(*s)) return -2;
+  if (*s == 0.0f) *s = 1.0f;
+  if (kq == 0) *mn = 0.0f;
+  a->xs[t] = *s;
+  a->xz[t] = *mn + (float)o * *s;
+  return 0;
+}
+
+/* The first non-finite column of a token's row (there is one). */
+static int32_t first_bad(const float* row, int32_t k) {
+  for (int32_t c = 0; c < k; c++)
+    if (!isfinite(row[c])) return c;
+  return 0;
+}
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+/* One token, 16 columns a step under the integer-column masks (imask[b]: bit l for column
+ * 16b + l); returns the first non-finite column, −2 when the range overflows, or −1. */
+static int32_t quantize_row(const qx_t* a, const __mmask16* imask, int32_t t) {
   const float* row = a->x + (int64_t)t * a->k;
-  const int32_t nout = a->nout, k = a->k;
+  const int32_t k = a->k, nb = (k + 15) / 16, o = 1 << (a->bits - 1), maxq = (1 << a->bits) - 1;
+  __m512 vmn = _mm512_set1_ps(INFINITY), vmx = _mm512_set1_ps(-INFINITY), vp = _mm512_setzero_ps();
+  for (int32_t b = 0; b < nb; b++) {
+    const __mmask16 valid = b == nb - 1 && k % 16 ? (__mmask16)((1u << (k % 16)) - 1) : 0xFFFF;
+    const __m512 v = _mm512_maskz_loadu_ps(valid, row + 16 * b);
+    vmn = _mm512_mask_min_ps(vmn, imask[b], vmn, v);
+    vmx = _mm512_mask_max_ps(vmx, imask[b], vmx, v);
+    vp = _mm512_fmadd_ps(v, _mm512_setzero_ps(), vp);
+  }
+  if (_mm512_reduce_add_ps(vp) != 0.0f) return first_bad(row, k);
+  for (int32_t j = 0; j < a->nout; j++) a->xo[(int64_t)t * a->nout + j] = row[a->idx[j]];
+  float mn = _mm512_reduce_min_ps(vmn), s;
+  if (scale_of(a, t, &mn, _mm512_reduce_max_ps(vmx), &s)) return -2;
+  const __m512 vmin = _mm512_set1_ps(mn), vs = _mm512_set1_ps(s), vhi = _mm512_set1_ps((float)maxq);
+  const __m512i vo = _mm512_set1_epi32(o);
+  __m512i vsum = _mm512_setzero_si512();
+  int8_t* q = a->xq + (int64_t)t * a->kp;
+  int32_t p = 0;
+  for (int32_t b = 0; b < nb; b++) {
+    const __mmask16 m = imask[b];
+    if (!m) continue;
+    __m512 u = _mm512_div_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, row + 16 * b), vmin), vs);
+    u = _mm512_roundscale_ps(u, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    u = _mm512_min_ps(_mm512_max_ps(u, _mm512_setzero_ps()), vhi);
+    const __m512i qi = _mm512_maskz_compress_epi32(m, _mm512_sub_epi32(_mm512_cvtps_epi32(u), vo));
+    vsum = _mm512_add_epi32(vsum, qi); /* compressed: the lanes past the count are 0 */
+    const int cnt = __builtin_popcount(m);
+    _mm_mask_storeu_epi8(q + p, (__mmask16)((1u << cnt) - 1), _mm512_cvtepi32_epi8(qi));
+    p += cnt;
+  }
+  memset(q + p, 0, (size_t)(a->kp - p));
+  a->qs[t] = _mm512_reduce_add_epi32(vsum);
+  return -1;
+}
+#else
+/* One token, run by run between the outliers; returns as above. */
+static int32_t quantize_row(const qx_t* a, const void* unused, int32_t t) {
+  const float* row = a->x + (int64_t)t * a->k;
+  const int32_t nout = a->nout, k = a->k, o = 1 << (a->bits - 1), maxq = (1 << a->bits) - 1;
   float mn = INFINITY, mx = -INFINITY, probe = 0;
-  /* pass 1: range over the integer columns (runs between outliers), outliers copied */
   for (int32_t j = 0, c0 = 0; j <= nout; j++) {
     const int32_t c1 = j < nout ? a->idx[j] : k;
-    int32_t c = c0;
-#if defined(__AVX512F__)
-    __m512 vmn = _mm512_set1_ps(INFINITY), vmx = _mm512_set1_ps(-INFINITY),
-           vp = _mm512_setzero_ps();
-    for (; c + 16 <= c1; c += 16) {
-      const __m512 v = _mm512_loadu_ps(row + c);
-      vmn = _mm512_min_ps(vmn, v);
-      vmx = _mm512_max_ps(vmx, v);
-      vp = _mm512_fmadd_ps(v, _mm512_setzero_ps(), vp);
-    }
-    mn = fminf(mn, _mm512_reduce_min_ps(vmn));
-    mx = fmaxf(mx, _mm512_reduce_max_ps(vmx));
-    probe += _mm512_reduce_add_ps(vp);
-#endif
-    for (; c < c1; c++) {
+    for (int32_t c = c0; c < c1; c++) {
       const float v = row[c];
       mn = v < mn ? v : mn;
       mx = v > mx ? v : mx;
       probe += v * 0.0f;
     }
     if (j < nout) {
-      const float v = row[c1];
-      probe += v * 0.0f;
-      a->xo[(int64_t)t * nout + j] = v;
+      probe += row[c1] * 0.0f;
+      a->xo[(int64_t)t * nout + j] = row[c1];
     }
     c0 = c1 + 1;
   }
-  if (probe != 0.0f) /* NaN: some value is not finite */
-    for (int32_t c = 0; c < k; c++)
-      if (!isfinite(row[c])) return c;
-  const int32_t kq = k - nout, o = 1 << (a->bits - 1), maxq = (1 << a->bits) - 1;
-  float s = kq > 0 ? (mx - mn) / (float)maxq : 0.0f;
-  if (!isfinite(s)) return -2;
-  if (s == 0.0f) s = 1.0f;
-  if (kq == 0) mn = 0.0f;
-  a->xs[t] = s;
-  a->xz[t] = mn + (float)o * s;
+  if (probe != 0.0f) return first_bad(row, k); /* NaN: some value is not finite */
+  float s;
+  if (scale_of(a, t, &mn, mx, &s)) return -2;
   int8_t* q = a->xq + (int64_t)t * a->kp;
   int32_t sum = 0, p = 0;
   for (int32_t j = 0, c0 = 0; j <= nout; j++) {
     const int32_t c1 = j < nout ? a->idx[j] : k;
-    int32_t c = c0;
-#if defined(__AVX512F__)
-    const __m512 vmn = _mm512_set1_ps(mn), vs = _mm512_set1_ps(s), vo = _mm512_set1_ps((float)o),
-                 vhi = _mm512_set1_ps((float)maxq);
-    __m512i vsum = _mm512_setzero_si512();
-    for (; c + 16 <= c1; c += 16, p += 16) {
-      __m512 u = _mm512_div_ps(_mm512_sub_ps(_mm512_loadu_ps(row + c), vmn), vs);
-      u = _mm512_roundscale_ps(u, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      u = _mm512_min_ps(_mm512_max_ps(u, _mm512_setzero_ps()), vhi);
-      const __m512i qi = _mm512_cvtps_epi32(_mm512_sub_ps(u, vo));
-      vsum = _mm512_add_epi32(vsum, qi);
-      _mm_storeu_si128((__m128i*)(q + p), _mm512_cvtepi32_epi8(qi));
-    }
-    sum += _mm512_reduce_add_epi32(vsum);
-#endif
-    for (; c < c1; c++, p++) {
+    for (int32_t c = c0; c < c1; c++, p++) {
       float u = rintf((row[c] - mn) / s);
       u = u < 0.0f ? 0.0f : u > (float)maxq ? (float)maxq : u;
       const int32_t qi = (int32_t)u - o;
@@ -136,6 +157,7 @@ static int32_t quantize_row(const qx_t* a, int32_t t) {
   a->qs[t] = sum;
   return -1;
 }
+#endif
 
 int32_t lk_cpu_quik_quantize_f32(const float* x, double x_len, const int32_t* idx, double idx_len,
                                  int8_t* xq, double xq_len, float* xs, double xs_len, float* xz,
@@ -162,14 +184,27 @@ int32_t lk_cpu_quik_quantize_f32(const float* x, double x_len, const int32_t* id
   qx_t a = {.x = x, .idx = idx, .k = k, .nout = nout, .bits = bits, .kp = kp, .xq = xq, .xs = xs,
             .xz = xz, .xo = xo, .qs = qs};
   int32_t bad_t = -1, bad_c = 0;
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+  const int32_t nb = (k + 15) / 16;
+  __mmask16* imask = lk_alloc(sizeof(__mmask16) * (size_t)nb);
+  if (!imask) return lk_fail(LK_ENOMEM, "%s: cannot allocate %d masks", fn, nb);
+  for (int32_t b = 0; b < nb; b++)
+    imask[b] = b == nb - 1 && k % 16 ? (__mmask16)((1u << (k % 16)) - 1) : 0xFFFF;
+  for (int32_t j = 0; j < nout; j++) imask[idx[j] / 16] &= (__mmask16) ~(1u << (idx[j] % 16));
+#else
+  const void* imask = NULL;
+#endif
 #pragma omp parallel for schedule(static) if ((double)m * k > 65536.0)
   for (int32_t t = 0; t < m; t++) {
-    const int32_t c = quantize_row(&a, t);
+    const int32_t c = quantize_row(&a, imask, t);
     if (c != -1) {
 #pragma omp critical(lk_quik_bad)
       if (bad_t < 0 || t < bad_t) bad_t = t, bad_c = c;
     }
   }
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+  free(imask);
+#endif
   if (bad_t >= 0) {
     if (bad_c == -2)
       return lk_fail(LK_EARG, "%s: token %d's range overflows f32", fn, bad_t);
