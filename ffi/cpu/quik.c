@@ -35,7 +35,9 @@
 
 #if defined(__AVX512F__) && defined(__AVX512VNNI__)
 #define NRP 32 /* outputs per panel: two vectors of 16 int32 lanes */
+#ifndef MR
 #define MR 12  /* tokens per micro-tile: 24 accumulators */
+#endif
 #elif defined(__AVX2__)
 #define NRP 16
 #define MR 4
@@ -43,7 +45,9 @@
 #define NRP 16
 #define MR 4
 #endif
-#define MC 96 /* tokens per block: the block's activations (MC·kp bytes) stay in L2 */
+#ifndef MC /* tokens per block: the block's activations (MC·kp bytes) stay in L2 */
+#define MC 96
+#endif
 
 static inline int64_t kpad(int64_t kq) { return (kq + KPAD - 1) / KPAD * KPAD; }
 
