@@ -209,6 +209,61 @@ inline T atomicMin(T* p, T v) {
   return old;
 }
 inline int __popc(unsigned v) { return __builtin_popcount(v); }
+
+// ---------------------------------------------------------------- tensor cores (values only)
+// The integer warp-level MMAs lmkit uses, computed from the fragment layouts of the PTX ISA
+// ("Matrix fragments for mma.m16n8k32 / mma.m16n8k64", groupID = lane / 4, tig = lane % 4):
+// every lane gathers the whole of A and B by shuffles and computes its own four outputs
+// c[i] at row groupID (+8 for i ≥ 2), column 2·tig + (i & 1). Element 0 of a register is in its
+// lowest bits. The kernels select these with LK_CUDA_EMU instead of their inline PTX.
+#define LK_CUDA_EMU 1
+// D = A·B + C, A 16×32 s8 (a[r]: row g + 8·(r & 1), columns 4·tig + 16·(r >> 1) + 0..3),
+// B 32×8 s8 (b[r]: rows 4·tig + 16·r + 0..3, column g)
+inline void emu_mma_m16n8k32_s8(int* c, const unsigned* a, const unsigned* b) {
+  int A[16][32], B[32][8];
+  for (int src = 0; src < 32; src++) {
+    const int g = src >> 2, t = src & 3;
+    for (int r = 0; r < 4; r++) {
+      const unsigned v = __shfl_sync(0xffffffffu, a[r], src);
+      for (int e = 0; e < 4; e++) A[g + 8 * (r & 1)][4 * t + 16 * (r >> 1) + e] = (signed char)(v >> 8 * e);
+    }
+    for (int r = 0; r < 2; r++) {
+      const unsigned v = __shfl_sync(0xffffffffu, b[r], src);
+      for (int e = 0; e < 4; e++) B[4 * t + 16 * r + e][g] = (signed char)(v >> 8 * e);
+    }
+  }
+  const int g = emu::lane() >> 2, t = emu::lane() & 3;
+  for (int i = 0; i < 4; i++) {
+    const int row = g + 8 * (i >> 1), col = 2 * t + (i & 1);
+    int sum = 0;
+    for (int k = 0; k < 32; k++) sum += A[row][k] * B[k][col];
+    c[i] += sum;
+  }
+}
+// D = A·B + C, A 16×64 s4 (a[r]: row g + 8·(r & 1), columns 8·tig + 32·(r >> 1) + 0..7),
+// B 64×8 s4 (b[r]: rows 8·tig + 32·r + 0..7, column g)
+inline void emu_mma_m16n8k64_s4(int* c, const unsigned* a, const unsigned* b) {
+  int A[16][64], B[64][8];
+  const auto s4 = [](unsigned v, int e) { return (int)((v >> 4 * e) & 15u) - ((v >> 4 * e) & 8u ? 16 : 0); };
+  for (int src = 0; src < 32; src++) {
+    const int g = src >> 2, t = src & 3;
+    for (int r = 0; r < 4; r++) {
+      const unsigned v = __shfl_sync(0xffffffffu, a[r], src);
+      for (int e = 0; e < 8; e++) A[g + 8 * (r & 1)][8 * t + 32 * (r >> 1) + e] = s4(v, e);
+    }
+    for (int r = 0; r < 2; r++) {
+      const unsigned v = __shfl_sync(0xffffffffu, b[r], src);
+      for (int e = 0; e < 8; e++) B[8 * t + 32 * r + e][g] = s4(v, e);
+    }
+  }
+  const int g = emu::lane() >> 2, t = emu::lane() & 3;
+  for (int i = 0; i < 4; i++) {
+    const int row = g + 8 * (i >> 1), col = 2 * t + (i & 1);
+    int sum = 0;
+    for (int k = 0; k < 64; k++) sum += A[row][k] * B[k][col];
+    c[i] += sum;
+  }
+}
 inline unsigned __float_as_uint(float f) {
   unsigned u;
   memcpy(&u, &f, 4);

@@ -292,6 +292,18 @@ int32_t lk_cuda_attention_bwd_f32(int32_t q, int32_t k, int32_t v, int32_t dout,
                                   int32_t kv_heads, int32_t d);
 int32_t lk_cuda_swiglu_bwd_f32(int32_t gate, int32_t up, int32_t dout, int32_t dgate, int32_t dup,
                                double n);
+/* lk_cpu_quik_quantize_f32 on device buffers (ffi/cuda/quik.cu): x f32 m×k, intcols/outcols
+ * i32 (the integer and the outlier columns, each increasing), xq u8 (int8 levels, m × kp), xs, xz
+ * f32 m, qs i32 m, xo f32 m×nout. */
+int32_t lk_cuda_quik_quantize_f32(int32_t x, int32_t intcols, int32_t outcols, int32_t xq,
+                                  int32_t xs, int32_t xz, int32_t qs, int32_t xo, int32_t m,
+                                  int32_t k, int32_t nout, int32_t bits);
+/* lk_cpu_quik_matmul_f32 on device buffers on the tensor cores (acc: −1 for none); path 0 picks
+ * by device (int4 mma for 4-bit layers on sm_80–89, int8 mma otherwise), 4 or 8 forces one. */
+int32_t lk_cuda_quik_matmul_f32(int32_t xq, int32_t xs, int32_t xz, int32_t xo, int32_t wq,
+                                int32_t ws, int32_t wsum, int32_t wo, int32_t y, int32_t acc,
+                                int32_t m, int32_t kq, int32_t nout, int32_t n, int32_t bits,
+                                int32_t path);
 /* lk_cpu_quant_matmul_f32 on device buffers (ffi/cuda/quant.cu): x (f32 tokens×cols), packed
  * (u8, rows × ⌈cols/2⌉ nibbles or rows × cols bytes), scales and zeros (f32 rows×groups), g_idx
  * (i32 cols, every entry checked to lie in [0, groups)), y (f32 tokens×rows). */

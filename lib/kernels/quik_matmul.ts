@@ -17,14 +17,18 @@
  * dequantized weight in f64, plus the outlier product — and the reference of the others; `cpu`
  * runs `ffi/cpu/quik.c`: the quantizer, and the integer product with AVX-512 VNNI `vpdpbusd`
  * (AVX2: `vpmaddubsw` + `vpmaddwd`; plain C without AVX2) on weight panels whose 4-bit levels are
- * unpacked in registers, the outliers through the f32 GEMM. `cuda` runs the cpu path for now.
+ * unpacked in registers, the outliers through the f32 GEMM; `cuda` runs `ffi/cuda/quik.cu`: the
+ * quantizer (one block a token) and the product on the tensor cores (int4 `mma.m16n8k64` for
+ * 4-bit layers on sm_80–89, int8 `mma.m16n8k32` with 4-bit weights unpacked in registers
+ * otherwise, as on Hopper), uploading its arguments per call (tested on the CUDA emulator, not
+ * yet run or tuned on a GPU).
  *
  * @module
  */
 import { check, cpu } from "../../ffi/mod.ts";
 import { ShapeError } from "../core/errors.ts";
 import { Matrix } from "../core/matrix.ts";
-import { type KernelOptions, resolve } from "./_backend.ts";
+import { type KernelOptions, resolve, runOnDevice } from "./_backend.ts";
 
 /** A QUIK layer's weight, `rows × cols` (out × in), as the kernels read it. */
 export interface QuikWeight {
@@ -179,6 +183,32 @@ export function quikQuantize(
   };
   if (m === 0) return out;
   const backend = resolve(options);
+  if (backend === "cuda" && x.data instanceof Float32Array) {
+    const intCols = new Int32Array(kq), isOut = new Uint8Array(k);
+    for (const c of outliers) isOut[c] = 1;
+    for (let c = 0, p = 0; c < k; c++) if (!isOut[c]) intCols[p++] = c;
+    const lv = new Uint8Array(out.levels.buffer);
+    runOnDevice(
+      [x.data, intCols, outliers, lv, out.scales, out.zeros, out.sums, out.outlierValues],
+      [3, 4, 5, 6, 7],
+      (lib, h) =>
+        lib.lk_cuda_quik_quantize_f32(
+          h[0]!,
+          h[1]!,
+          h[2]!,
+          h[3]!,
+          h[4]!,
+          h[5]!,
+          h[6]!,
+          h[7]!,
+          m,
+          k,
+          no,
+          bits,
+        ),
+    );
+    return out;
+  }
   if (backend !== "ts" && x.data instanceof Float32Array) {
     const lib = cpu();
     check(
@@ -251,6 +281,11 @@ function roundEven(x: number): number {
 export interface QuikMatmulOptions extends KernelOptions {
   /** Receives the int32 products `acc` (tokens × rows), when given. */
   acc?: Int32Array;
+  /**
+   * cuda: the tensor-core path, 4 (int4 mma, 4-bit layers) or 8 (int8 mma); default by device
+   * (int4 on sm_80–89, whose tensor cores take int4; int8 on Hopper, which emulates int4 mma).
+   */
+  cudaPath?: 4 | 8;
 }
 
 /**
@@ -293,7 +328,43 @@ export function quikMatmul(
   }
   const y = Matrix.zeros(m, n);
   if (m === 0 || n === 0) return y;
-  if (resolve(options) !== "ts") {
+  const backend = resolve(options);
+  if (backend === "cuda") {
+    const acc = options.acc;
+    const bufs = [
+      new Uint8Array(x.levels.buffer, x.levels.byteOffset, x.levels.length),
+      x.scales,
+      x.zeros,
+      x.outlierValues,
+      w.levels,
+      w.scales,
+      w.sums,
+      w.outlierWeight,
+      y.data as Float32Array,
+      ...(acc ? [acc] : []),
+    ];
+    runOnDevice(bufs, acc ? [8, 9] : [8], (lib, h) =>
+      lib.lk_cuda_quik_matmul_f32(
+        h[0]!,
+        h[1]!,
+        h[2]!,
+        h[3]!,
+        h[4]!,
+        h[5]!,
+        h[6]!,
+        h[7]!,
+        h[8]!,
+        acc ? h[9]! : -1,
+        m,
+        kq,
+        no,
+        n,
+        w.bits,
+        options.cudaPath ?? 0,
+      ));
+    return y;
+  }
+  if (backend !== "ts") {
     const lib = cpu(), acc = options.acc ?? new Int32Array(0);
     check(
       lib,

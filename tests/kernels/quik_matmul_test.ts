@@ -14,7 +14,7 @@ import {
   quikRowBytes,
   type QuikWeight,
 } from "../../lib/kernels/quik_matmul.ts";
-import { freshSeed } from "../_util.ts";
+import { freshSeed, NATIVE } from "../_util.ts";
 
 const seed = freshSeed();
 console.log(`quik_matmul_test seed ${seed} (LMKIT_SEED=${seed} replays it)`);
@@ -218,4 +218,75 @@ Deno.test("quik kernels: bad input fails in one sentence", () => {
   );
   assertEquals(st, Status.ESHAPE);
   assertThrows(() => check(lib, st), ShapeError, "xq");
+});
+
+const CUDA = NATIVE.find((n) => n.backend === "cuda")!;
+// the emulator runs each tensor-core MMA as 192 warp shuffles: small shapes, every edge still
+const CUDA_CASES: [number, number, number, number, number][] = [
+  [1, 5, 3, 1, 4],
+  [17, 130, 41, 3, 4], // tokens past a 16-row tile, outputs past a 32-wide warp tile
+  [9, 70, 33, 0, 8],
+  [20, 64, 9, 64, 4], // all outliers
+];
+
+Deno.test({
+  name:
+    "quik cuda: quantizer bit for bit, int4 and int8 tensor-core paths exact, epilogue to rounding",
+  ignore: CUDA.ignore,
+  fn() {
+    const rng = new Rng(seed + 3);
+    for (const [m, k, n, count, bits] of CUDA_CASES) {
+      const x = tokens(rng, m, k), outliers = pickOutliers(rng, k, count);
+      const t = quikQuantize(x, outliers, bits, { backend: "ts" });
+      const c = quikQuantize(x, outliers, bits, { backend: "cuda" });
+      const what = `m=${m} k=${k} n=${n} outliers=${count} bits=${bits}`;
+      assertEquals(c.levels, t.levels, what);
+      assertEquals([c.scales, c.zeros, c.sums, c.outlierValues], [
+        t.scales,
+        t.zeros,
+        t.sums,
+        t.outlierValues,
+      ], what);
+      const w = weight(rng, n, k, outliers, bits);
+      const accT = new Int32Array(m * n), yt = quikMatmul(t, w, { backend: "ts", acc: accT });
+      for (const cudaPath of bits === 4 ? [4, 8] as const : [8] as const) {
+        const acc = new Int32Array(m * n).fill(-7);
+        const y = quikMatmul(c, w, { backend: "cuda", acc, cudaPath });
+        assertEquals(acc, accT, `${what} path ${cudaPath}`);
+        const scale = Math.max(...Array.from(yt.data, Math.abs));
+        for (let i = 0; i < y.data.length; i++) {
+          assert(
+            Math.abs(y.data[i]! - yt.data[i]!) <= 1e-5 * scale,
+            `${what} path ${cudaPath} [${i}]`,
+          );
+        }
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "quik cuda: bad input fails in one sentence",
+  ignore: CUDA.ignore,
+  fn() {
+    assertThrows(
+      () =>
+        quikQuantize(Matrix.from([[1, 2, Infinity, 4]]), Int32Array.of(1), 4, { backend: "cuda" }),
+      RangeError,
+      "x[0, 2] = inf",
+    );
+    assertThrows(
+      () => quikQuantize(Matrix.from([[-3e38, 3e38]]), Int32Array.of(), 4, { backend: "cuda" }),
+      RangeError,
+      "token 0's range overflows",
+    );
+    const rng = new Rng(seed + 4);
+    const w = weight(rng, 3, 8, Int32Array.of(2), 8);
+    const q = quikQuantize(tokens(rng, 2, 8), Int32Array.of(2), 8, { backend: "cuda" });
+    assertThrows(
+      () => quikMatmul(q, w, { backend: "cuda", cudaPath: 4 }),
+      RangeError,
+      "int4 path takes 4-bit",
+    );
+  },
 });
