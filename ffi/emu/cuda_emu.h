@@ -117,6 +117,8 @@ unsigned long long barrier_epoch();
 // exchanges a value across the lanes of the calling thread's warp: every lane stores `v` and
 // receives the value lane `src(lane)` stored; a full-mask exchange needs all 32 lanes present
 unsigned long long warp_exchange(unsigned mask, unsigned long long v, int src);
+// every lane's v, in lane order (one meeting of the warp: what the MMAs exchange)
+void warp_allgather(unsigned mask, unsigned long long v, unsigned long long* all);
 int lane();
 // runs body() once per thread of every block; a bad launch or a fault sets cudaGetLastError
 void run(const char* name, dim3 grid, dim3 block, void (*body)(void*), void* ctx);
@@ -213,24 +215,34 @@ inline int __popc(unsigned v) { return __builtin_popcount(v); }
 // ---------------------------------------------------------------- tensor cores (values only)
 // The integer warp-level MMAs lmkit uses, computed from the fragment layouts of the PTX ISA
 // ("Matrix fragments for mma.m16n8k32 / mma.m16n8k64", groupID = lane / 4, tig = lane % 4):
-// every lane gathers the whole of A and B by shuffles and computes its own four outputs
+// every lane gathers the whole of A and B (three warp all-gathers) and computes its own four outputs
 // c[i] at row groupID (+8 for i ≥ 2), column 2·tig + (i & 1). Element 0 of a register is in its
 // lowest bits. The kernels select these with LK_CUDA_EMU instead of their inline PTX.
 #define LK_CUDA_EMU 1
 // D = A·B + C, A 16×32 s8 (a[r]: row g + 8·(r & 1), columns 4·tig + 16·(r >> 1) + 0..3),
 // B 32×8 s8 (b[r]: rows 4·tig + 16·r + 0..3, column g)
+// every lane's four A and two B registers, by three warp all-gathers
+inline void emu_mma_gather(const unsigned* a, const unsigned* b, unsigned (*ga)[4], unsigned (*gb)[2]) {
+  unsigned long long all[3][32];
+  emu::warp_allgather(0xffffffffu, a[0] | (unsigned long long)a[1] << 32, all[0]);
+  emu::warp_allgather(0xffffffffu, a[2] | (unsigned long long)a[3] << 32, all[1]);
+  emu::warp_allgather(0xffffffffu, b[0] | (unsigned long long)b[1] << 32, all[2]);
+  for (int l = 0; l < 32; l++) {
+    ga[l][0] = (unsigned)all[0][l], ga[l][1] = (unsigned)(all[0][l] >> 32);
+    ga[l][2] = (unsigned)all[1][l], ga[l][3] = (unsigned)(all[1][l] >> 32);
+    gb[l][0] = (unsigned)all[2][l], gb[l][1] = (unsigned)(all[2][l] >> 32);
+  }
+}
 inline void emu_mma_m16n8k32_s8(int* c, const unsigned* a, const unsigned* b) {
   int A[16][32], B[32][8];
+  unsigned ga[32][4], gb[32][2];
+  emu_mma_gather(a, b, ga, gb);
   for (int src = 0; src < 32; src++) {
     const int g = src >> 2, t = src & 3;
-    for (int r = 0; r < 4; r++) {
-      const unsigned v = __shfl_sync(0xffffffffu, a[r], src);
-      for (int e = 0; e < 4; e++) A[g + 8 * (r & 1)][4 * t + 16 * (r >> 1) + e] = (signed char)(v >> 8 * e);
-    }
-    for (int r = 0; r < 2; r++) {
-      const unsigned v = __shfl_sync(0xffffffffu, b[r], src);
-      for (int e = 0; e < 4; e++) B[4 * t + 16 * r + e][g] = (signed char)(v >> 8 * e);
-    }
+    for (int r = 0; r < 4; r++)
+      for (int e = 0; e < 4; e++) A[g + 8 * (r & 1)][4 * t + 16 * (r >> 1) + e] = (signed char)(ga[src][r] >> 8 * e);
+    for (int r = 0; r < 2; r++)
+      for (int e = 0; e < 4; e++) B[4 * t + 16 * r + e][g] = (signed char)(gb[src][r] >> 8 * e);
   }
   const int g = emu::lane() >> 2, t = emu::lane() & 3;
   for (int i = 0; i < 4; i++) {
@@ -244,17 +256,15 @@ inline void emu_mma_m16n8k32_s8(int* c, const unsigned* a, const unsigned* b) {
 // B 64×8 s4 (b[r]: rows 8·tig + 32·r + 0..7, column g)
 inline void emu_mma_m16n8k64_s4(int* c, const unsigned* a, const unsigned* b) {
   int A[16][64], B[64][8];
+  unsigned ga[32][4], gb[32][2];
+  emu_mma_gather(a, b, ga, gb);
   const auto s4 = [](unsigned v, int e) { return (int)((v >> 4 * e) & 15u) - ((v >> 4 * e) & 8u ? 16 : 0); };
   for (int src = 0; src < 32; src++) {
     const int g = src >> 2, t = src & 3;
-    for (int r = 0; r < 4; r++) {
-      const unsigned v = __shfl_sync(0xffffffffu, a[r], src);
-      for (int e = 0; e < 8; e++) A[g + 8 * (r & 1)][8 * t + 32 * (r >> 1) + e] = s4(v, e);
-    }
-    for (int r = 0; r < 2; r++) {
-      const unsigned v = __shfl_sync(0xffffffffu, b[r], src);
-      for (int e = 0; e < 8; e++) B[8 * t + 32 * r + e][g] = s4(v, e);
-    }
+    for (int r = 0; r < 4; r++)
+      for (int e = 0; e < 8; e++) A[g + 8 * (r & 1)][8 * t + 32 * (r >> 1) + e] = s4(ga[src][r], e);
+    for (int r = 0; r < 2; r++)
+      for (int e = 0; e < 8; e++) B[8 * t + 32 * r + e][g] = s4(gb[src][r], e);
   }
   const int g = emu::lane() >> 2, t = emu::lane() & 3;
   for (int i = 0; i < 4; i++) {

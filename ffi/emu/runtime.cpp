@@ -370,6 +370,25 @@ unsigned long long warp_exchange(unsigned mask, unsigned long long v, int src) {
   return r;
 }
 
+void warp_allgather(unsigned mask, unsigned long long v, unsigned long long* all) {
+  Block& b = *blk;
+  const int w = cur->warp, base = w * 32;
+  if (mask != 0xffffffffu) kernel_error("a warp all-gather with a partial mask (only full masks are emulated)");
+  if (b.warp_size[w] != 32) kernel_error("a full-mask warp all-gather in a warp of fewer than 32 threads");
+  b.slots[(size_t)base + cur->lane] = v;
+  cur->state = AT_WARP;
+  b.warp_waiting[w]++;
+  TSAN(__tsan_release(&b.warp_waiting[w]));
+  yield();
+  TSAN(__tsan_acquire(&b.warp_waiting[w]));
+  for (int i = 0; i < 32; i++) all[i] = b.slots[(size_t)base + i];
+  cur->state = AT_WARP;  // the second meeting, as in warp_exchange
+  b.warp_waiting[w]++;
+  TSAN(__tsan_release(&b.warp_waiting[w]));
+  yield();
+  TSAN(__tsan_acquire(&b.warp_waiting[w]));
+}
+
 void run(const char* name, dim3 grid, dim3 block, void (*body)(void*), void* ctx) {
   const unsigned long long threads = (unsigned long long)block.x * block.y * block.z;
   if (!threads || threads > 1024 || block.x > 1024 || block.y > 1024 || block.z > 64 || !grid.x || !grid.y ||

@@ -4,8 +4,9 @@
  *
  * @module
  */
+import { check, cuda, DeviceBuffer } from "../../ffi/mod.ts";
 import { ShapeError } from "../core/errors.ts";
-import type { Matrix } from "../core/matrix.ts";
+import { Matrix } from "../core/matrix.ts";
 import { type Backend, selectBackend } from "../kernels/mod.ts";
 import {
   checkQuikWeight,
@@ -43,7 +44,9 @@ export class QuikInputCache {
 
 /**
  * A {@linkcode Linear} over a {@linkcode QuikWeight}: W4A4 or W8A8 with f32 outlier columns.
- * On `ts` it is the simulated layer; `cuda` runs the cpu kernels for now.
+ * On `ts` it is the simulated layer. On cuda the weight is uploaded once and stays on the device
+ * (free it with `dispose`); the tokens are quantized on the device and only they and the outputs
+ * move per call.
  *
  * @example
  * ```ts
@@ -64,6 +67,7 @@ export class QuikLinear implements Linear {
   /** The backend this layer runs on. */
   readonly backend: Backend;
   readonly #cache: QuikInputCache | undefined;
+  #dev: DeviceBuffer[] | undefined;
 
   /**
    * @param weight The layer's weight (checked; its level sums are recomputed and must match).
@@ -86,6 +90,18 @@ export class QuikLinear implements Linear {
     this.weight = weight;
     this.backend = selectBackend(options.backend);
     this.#cache = options.cache;
+    if (this.backend === "cuda") {
+      const dev: DeviceBuffer[] = [];
+      try {
+        for (const a of [weight.levels, weight.scales, weight.sums, weight.outlierWeight]) {
+          dev.push(DeviceBuffer.from(a));
+        }
+      } catch (e) {
+        for (const d of dev) d.dispose();
+        throw e;
+      }
+      this.#dev = dev;
+    }
   }
 
   /** Input width. */
@@ -110,10 +126,50 @@ export class QuikLinear implements Linear {
     if (x.cols !== this.inFeatures) {
       throw new ShapeError(`Cannot apply a ${this.inFeatures}-input layer to rows of ${x.cols}`);
     }
-    const backend = this.backend === "ts" ? "ts" : "cpu", w = this.weight;
+    const backend = this.#dev || this.backend === "ts" ? this.backend : "cpu", w = this.weight;
     const q = this.#cache
       ? this.#cache.get(x, w.outliers, w.bits, backend)
       : quikQuantize(x, w.outliers, w.bits, { backend });
-    return quikMatmul(q, w, { backend });
+    if (!this.#dev) return quikMatmul(q, w, { backend });
+    const lib = cuda(), y = Matrix.zeros(x.rows, w.rows);
+    if (x.rows === 0 || w.rows === 0) return y;
+    using xq = DeviceBuffer.from(
+      new Uint8Array(q.levels.buffer, q.levels.byteOffset, q.levels.length),
+    );
+    using xs = DeviceBuffer.from(q.scales);
+    using xz = DeviceBuffer.from(q.zeros);
+    using xo = DeviceBuffer.from(q.outlierValues);
+    using dy = DeviceBuffer.alloc("f32", y.data.length);
+    const [wq, ws, wsum, wo] = this.#dev.map((d) => d.handle) as [number, number, number, number];
+    const no = w.outliers.length;
+    check(
+      lib,
+      lib.lk_cuda_quik_matmul_f32(
+        xq.handle,
+        xs.handle,
+        xz.handle,
+        xo.handle,
+        wq,
+        ws,
+        wsum,
+        wo,
+        dy.handle,
+        -1,
+        x.rows,
+        w.cols - no,
+        no,
+        w.rows,
+        w.bits,
+        0,
+      ),
+    );
+    dy.download(y.data as Float32Array);
+    return y;
+  }
+
+  /** Frees the device copy (cuda). */
+  dispose(): void {
+    for (const d of this.#dev ?? []) d.dispose();
+    this.#dev = undefined;
   }
 }
