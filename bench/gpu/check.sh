@@ -10,18 +10,20 @@
 # (issue 4 only, for a short device lease: the kernel, FFI and sparse tests, then SparseGPT and the
 # routed layer against their PyTorch peers; no dense-kernel rows, no model throughput); --routed
 # (after the build only the routed layer's rows, its 2:4 rows twice with default and tuned plans
-# alternating). Writes $OUT/gpu_bench.json when OUT is set. Without a GPU,
+# alternating); --quik (issue 25 only: the QUIK kernel tests with cuda live, then the QUIK rows
+# against torch bf16 and int8 GEMMs). Writes $OUT/gpu_bench.json when OUT is set. Without a GPU,
 # tests/ffi/gpu_check_test.ts runs gpu_check.ts --tiny on the CUDA emulator (deno task test).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-quick="" sparse="" routed=""
+quick="" sparse="" routed="" quik=""
 for a in "$@"; do
   case $a in
   --quick) quick=--quick ;;
   --sparse) sparse=--sparse ;;
   --routed) routed=--routed ;;
+  --quik) quik=--quik ;;
   -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' && exit 0 ;;
-  *) echo "check.sh: unknown option '$a', expected --quick, --sparse or --routed" >&2 && exit 2 ;;
+  *) echo "check.sh: unknown option '$a', expected --quick, --sparse, --routed or --quik" >&2 && exit 2 ;;
   esac
 done
 export NO_COLOR=1
@@ -45,6 +47,16 @@ LMKIT_BUILD_EMU=0 bash ffi/build.sh --force || exit 1
 if [ -n "$routed" ]; then # build, then the routed layer's rows alone: no tests, no peers
   deno run $deno_flags --no-prompt --allow-read --allow-env --allow-ffi=ffi/build bench/gpu/gpu_check.ts --routed $quick
   exit
+fi
+if [ -n "$quik" ]; then # build, the QUIK tests with cuda live (tensor-core layouts on hardware), rows
+  echo "== QUIK tests (cuda live)"
+  timeout 300 deno test $deno_flags --no-prompt --allow-read --allow-write --allow-env --allow-ffi=ffi/build --allow-run \
+    tests/kernels/quik_matmul_test.ts tests/quant/quik_linear_cuda_test.ts 2>&1 | tail -30
+  tests=${PIPESTATUS[0]}
+  python3 bench/gpu/torch_peers.py $quick --quik --out /tmp/lmkit_peers.json >/dev/null || echo "torch peers failed"
+  deno run $deno_flags --no-prompt --allow-read --allow-write --allow-env --allow-ffi=ffi/build bench/gpu/gpu_check.ts \
+    --quik --peers /tmp/lmkit_peers.json ${OUT:+--out "$OUT/gpu_bench.json"} $quick
+  exit $tests
 fi
 echo "== tests (cuda live)"
 model_tests=tests/model # the bundled model on cuda, passed four times already: left out by --sparse

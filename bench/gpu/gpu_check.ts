@@ -17,6 +17,14 @@ import {
   setSp24Search,
   toDeviceBf16,
 } from "../../lib/sparse/sparse_expert_cuda.ts";
+import {
+  quikLevelSums,
+  quikMatmul,
+  quikQuantize,
+  quikRowBytes,
+  type QuikWeight,
+} from "../../lib/kernels/quik_matmul.ts";
+import { quikOutlierCount } from "../../lib/quant/quik.ts";
 import { keepNofM } from "../_prune.ts";
 import { benchRouter, splitText } from "../_router.ts";
 
@@ -32,6 +40,7 @@ const { values } = parseArgs({
     // only the routed layer, its 2:4 rows twice (default and tuned plans alternating), with the
     // time of each first product (plans made; searched when tuned)
     routed: { type: "boolean" },
+    quik: { type: "boolean" }, // only the QUIK rows (issue 25)
   },
 });
 const lib = cuda();
@@ -75,8 +84,9 @@ function add(row: Row): void {
 const quick = values.quick ?? false, tiny = values.tiny ?? false;
 const N = tiny ? 128 : quick ? 1024 : 4096;
 
+const onlyQuik = values.quik ?? false;
 // the dense kernels, measured four times already (bench/gpu/RESULTS.md)
-if (!values.sparse && !values.routed) {
+if (!values.sparse && !values.routed && !onlyQuik) {
   // matmul
   for (const transB of [false, true]) {
     const a = randn(N, N), b = randn(N, N);
@@ -153,7 +163,7 @@ if (!values.sparse && !values.routed) {
 // SparseGPT: the column sweep alone (device-resident, against the cpu sweep on the same W and U),
 // then the whole layer as a user runs it (Hessian of the calibration batches on the device, OBS
 // preparation and sweep on the device, host transfers included)
-if (!values.routed) {
+if (!values.routed && !onlyQuik) {
   try {
     const n = tiny ? 256 : quick ? 1024 : 4096, seqs = tiny ? 2 : quick ? 16 : 128;
     const toks = tiny ? 64 : 512;
@@ -253,138 +263,254 @@ if (!values.routed) {
 // bitmap experts (the compressed storage of unstructured experts, unpacked per expert). The 16
 // experts share one weight, so the routed outputs must equal the dense product (the error column
 // here is against the dense bf16 product on the GPU, not the cpu).
-try {
-  const M = tiny ? 512 : quick ? 1024 : 4096, E = 16;
-  // tiny: up routes by centroids (rank 8 < 16 experts), down by scores (rank 32 > 16)
-  const din0 = tiny ? 256 : quick ? 2048 : 8192, dout0 = tiny ? 1024 : quick ? 7168 : 28672;
-  // uniform values of unit variance from a xorshift (timing inputs: ten times faster to make than
-  // normals, which took about 12 s for the 235M weights on the CPU while the GPU waited)
-  let st = 0x9e3779b9;
-  const fill = (n: number) => {
-    const a = new Float32Array(n);
-    for (let i = 0; i < n; i++) {
-      st ^= st << 13;
-      st ^= st >>> 17;
-      st ^= st << 5;
-      a[i] = ((st >>> 0) / 4294967296 - 0.5) * 3.4641;
-    }
-    return a;
-  };
-  const big = new Matrix(dout0, din0, fill(dout0 * din0));
-  keepNofM(big.data as Float32Array, 2, 4);
-  for (const [name, din, dout] of [["up", din0, dout0], ["down", dout0, din0]] as const) {
-    const shape = `${name} ${din}→${dout}, M=${M}, ${E} experts`;
-    const w = new Matrix(dout, din, big.data); // the same 2:4 values, read in this shape
-    const flops = 2 * M * din * dout;
-    const xh = fill(M * din);
-    using dx = toDeviceBf16(xh), dw = toDeviceBf16(w.data as Float32Array);
-    using dense = DeviceBuffer.alloc("bf16", M * dout), dy = DeviceBuffer.alloc("bf16", M * dout);
-    using dl = DeviceBuffer.alloc("i32", M);
-    const denseMs = timeCuda(() =>
-      check(lib, lib.lk_cuda_matmul_bf16(dx.handle, dw.handle, dense.handle, M, din, dout, 1))
-    );
-    const want = bf16ToHost(dense);
-    add({
-      op: "routed: dense bf16 cuBLAS, all tokens",
-      shape,
-      ms: denseMs,
-      gflops: flops / denseMs / 1e6,
-      relErrVsCpu: Number.NaN,
-      cpuMs: Number.NaN,
-    });
-    // k-means centroids on these tokens, as bench/sparse_routed_bench.ts does on the CPU
-    // its own seed: the same split with and without the rows before (--sparse, --routed)
-    const router = benchRouter(new Matrix(M, din, xh), E, new Rng(11));
-    const experts = Array.from({ length: E }, () => w);
-    const label = {
-      "dense": "routed: dense experts (gather per cluster)",
-      "2:4": "routed: 2:4 experts",
-      "2:4 tuned": "routed: 2:4 experts, plans tuned by cusparseLtMatmulSearch",
-      "bitmap": "routed: bitmap experts (unpacked per expert)",
-    } as const;
-    type Variant = keyof typeof label;
-    const variants: Variant[] = values.routed
-      ? ["dense", "2:4", "2:4 tuned", "2:4", "2:4 tuned"]
-      : ["dense", "2:4", "2:4 tuned", "bitmap"];
-    for (const variant of variants) {
-      const storage = variant === "2:4 tuned" ? "2:4" : variant;
-      let layer: CudaRoutedExperts;
-      try {
-        layer = new CudaRoutedExperts(router, experts, { storage });
-      } catch (e) {
-        console.error(`routed ${variant} ${shape}: ${(e as Error).message}`);
-        continue;
+if (!onlyQuik) {
+  try {
+    const M = tiny ? 512 : quick ? 1024 : 4096, E = 16;
+    // tiny: up routes by centroids (rank 8 < 16 experts), down by scores (rank 32 > 16)
+    const din0 = tiny ? 256 : quick ? 2048 : 8192, dout0 = tiny ? 1024 : quick ? 7168 : 28672;
+    // uniform values of unit variance from a xorshift (timing inputs: ten times faster to make than
+    // normals, which took about 12 s for the 235M weights on the CPU while the GPU waited)
+    let st = 0x9e3779b9;
+    const fill = (n: number) => {
+      const a = new Float32Array(n);
+      for (let i = 0; i < n; i++) {
+        st ^= st << 13;
+        st ^= st >>> 17;
+        st ^= st << 5;
+        a[i] = ((st >>> 0) / 4294967296 - 0.5) * 3.4641;
       }
-      using _ = layer;
-      let ms: number;
-      try {
-        // the warm-up product makes (and, tuned, searches) each expert's plan
-        setSp24Search(variant === "2:4 tuned");
-        ms = timeCuda(() => layer.forwardDevice(dx, M, dy, dl));
-        console.error(`routed ${variant} ${shape}: first product ${warmMs.toFixed(1)} ms`);
-      } catch (e) {
-        console.error(`routed ${variant} ${shape}: ${(e as Error).message}`);
-        continue;
-      } finally {
-        setSp24Search(false);
-      }
+      return a;
+    };
+    const big = new Matrix(dout0, din0, fill(dout0 * din0));
+    keepNofM(big.data as Float32Array, 2, 4);
+    for (const [name, din, dout] of [["up", din0, dout0], ["down", dout0, din0]] as const) {
+      const shape = `${name} ${din}→${dout}, M=${M}, ${E} experts`;
+      const w = new Matrix(dout, din, big.data); // the same 2:4 values, read in this shape
+      const flops = 2 * M * din * dout;
+      const xh = fill(M * din);
+      using dx = toDeviceBf16(xh), dw = toDeviceBf16(w.data as Float32Array);
+      using dense = DeviceBuffer.alloc("bf16", M * dout), dy = DeviceBuffer.alloc("bf16", M * dout);
+      using dl = DeviceBuffer.alloc("i32", M);
+      const denseMs = timeCuda(() =>
+        check(lib, lib.lk_cuda_matmul_bf16(dx.handle, dw.handle, dense.handle, M, din, dout, 1))
+      );
+      const want = bf16ToHost(dense);
       add({
-        op: label[variant],
+        op: "routed: dense bf16 cuBLAS, all tokens",
         shape,
-        ms,
-        gflops: flops / ms / 1e6,
-        relErrVsCpu: relativeL2Error(bf16ToHost(dy), want),
+        ms: denseMs,
+        gflops: flops / denseMs / 1e6,
+        relErrVsCpu: Number.NaN,
         cpuMs: Number.NaN,
       });
-      console.error(
-        `${shape}: routed ${variant} experts ${(denseMs / ms).toFixed(2)}× dense bf16 cuBLAS, ${
-          (layer.expertBytes / 2 ** 30).toFixed(2)
-        } GiB of experts, ${splitText(dl.download(new Int32Array(M)), E)}`,
-      );
-    }
-    // one expert's product alone (M/E tokens)
-    const mt = M / E;
-    using xs = toDeviceBf16(fill(mt * din)), ys = DeviceBuffer.alloc("bf16", mt * dout);
-    const oneDense = timeCuda(() =>
-      check(lib, lib.lk_cuda_matmul_bf16(xs.handle, dw.handle, ys.handle, mt, din, dout, 1))
-    );
-    add({
-      op: `one expert dense bf16, ${mt} tokens`,
-      shape,
-      ms: oneDense,
-      gflops: 2 * mt * din * dout / oneDense / 1e6,
-      relErrVsCpu: Number.NaN,
-      cpuMs: Number.NaN,
-    });
-    for (const tuned of [false, true]) {
-      const id = new Int32Array(1);
-      try {
-        check(lib, lib.lk_cuda_sp24_create(dw.handle, dout, din, id, 1));
-        setSp24Search(tuned);
-        const oneSparse = timeCuda(() =>
-          check(lib, lib.lk_cuda_sp24_matmul(id[0]!, xs.handle, mt, ys.handle))
-        );
+      // k-means centroids on these tokens, as bench/sparse_routed_bench.ts does on the CPU
+      // its own seed: the same split with and without the rows before (--sparse, --routed)
+      const router = benchRouter(new Matrix(M, din, xh), E, new Rng(11));
+      const experts = Array.from({ length: E }, () => w);
+      const label = {
+        "dense": "routed: dense experts (gather per cluster)",
+        "2:4": "routed: 2:4 experts",
+        "2:4 tuned": "routed: 2:4 experts, plans tuned by cusparseLtMatmulSearch",
+        "bitmap": "routed: bitmap experts (unpacked per expert)",
+      } as const;
+      type Variant = keyof typeof label;
+      const variants: Variant[] = values.routed
+        ? ["dense", "2:4", "2:4 tuned", "2:4", "2:4 tuned"]
+        : ["dense", "2:4", "2:4 tuned", "bitmap"];
+      for (const variant of variants) {
+        const storage = variant === "2:4 tuned" ? "2:4" : variant;
+        let layer: CudaRoutedExperts;
+        try {
+          layer = new CudaRoutedExperts(router, experts, { storage });
+        } catch (e) {
+          console.error(`routed ${variant} ${shape}: ${(e as Error).message}`);
+          continue;
+        }
+        using _ = layer;
+        let ms: number;
+        try {
+          // the warm-up product makes (and, tuned, searches) each expert's plan
+          setSp24Search(variant === "2:4 tuned");
+          ms = timeCuda(() => layer.forwardDevice(dx, M, dy, dl));
+          console.error(`routed ${variant} ${shape}: first product ${warmMs.toFixed(1)} ms`);
+        } catch (e) {
+          console.error(`routed ${variant} ${shape}: ${(e as Error).message}`);
+          continue;
+        } finally {
+          setSp24Search(false);
+        }
         add({
-          op: `one expert 2:4${tuned ? " tuned" : ""}, ${mt} tokens`,
+          op: label[variant],
           shape,
-          ms: oneSparse,
-          gflops: 2 * mt * din * dout / oneSparse / 1e6,
-          relErrVsCpu: Number.NaN,
+          ms,
+          gflops: flops / ms / 1e6,
+          relErrVsCpu: relativeL2Error(bf16ToHost(dy), want),
           cpuMs: Number.NaN,
         });
-      } catch (e) {
-        console.error(`one expert 2:4${tuned ? " tuned" : ""} ${shape}: ${(e as Error).message}`);
-      } finally {
-        setSp24Search(false);
-        if (id[0]) lib.lk_cuda_sp24_free(id[0]);
+        console.error(
+          `${shape}: routed ${variant} experts ${(denseMs / ms).toFixed(2)}× dense bf16 cuBLAS, ${
+            (layer.expertBytes / 2 ** 30).toFixed(2)
+          } GiB of experts, ${splitText(dl.download(new Int32Array(M)), E)}`,
+        );
+      }
+      // one expert's product alone (M/E tokens)
+      const mt = M / E;
+      using xs = toDeviceBf16(fill(mt * din)), ys = DeviceBuffer.alloc("bf16", mt * dout);
+      const oneDense = timeCuda(() =>
+        check(lib, lib.lk_cuda_matmul_bf16(xs.handle, dw.handle, ys.handle, mt, din, dout, 1))
+      );
+      add({
+        op: `one expert dense bf16, ${mt} tokens`,
+        shape,
+        ms: oneDense,
+        gflops: 2 * mt * din * dout / oneDense / 1e6,
+        relErrVsCpu: Number.NaN,
+        cpuMs: Number.NaN,
+      });
+      for (const tuned of [false, true]) {
+        const id = new Int32Array(1);
+        try {
+          check(lib, lib.lk_cuda_sp24_create(dw.handle, dout, din, id, 1));
+          setSp24Search(tuned);
+          const oneSparse = timeCuda(() =>
+            check(lib, lib.lk_cuda_sp24_matmul(id[0]!, xs.handle, mt, ys.handle))
+          );
+          add({
+            op: `one expert 2:4${tuned ? " tuned" : ""}, ${mt} tokens`,
+            shape,
+            ms: oneSparse,
+            gflops: 2 * mt * din * dout / oneSparse / 1e6,
+            relErrVsCpu: Number.NaN,
+            cpuMs: Number.NaN,
+          });
+        } catch (e) {
+          console.error(`one expert 2:4${tuned ? " tuned" : ""} ${shape}: ${(e as Error).message}`);
+        } finally {
+          setSp24Search(false);
+          if (id[0]) lib.lk_cuda_sp24_free(id[0]);
+        }
       }
     }
+  } catch (e) {
+    console.error(`routed layer on cuda failed: ${(e as Error).message}`);
   }
-} catch (e) {
-  console.error(`routed layer on cuda failed: ${(e as Error).message}`);
 }
 
+// QUIK (issue 25): the whole layer on the device — per-token quantization kernel, then the
+// integer product on the tensor cores with the outliers and the epilogue — per path (int4 mma for
+// 4-bit layers, int8 mma), 1/16 of the inputs as outliers; checked against the cpu kernels at 16
+// tokens (where the cpu product is quick); peers: torch bf16 linear and torch._int_mm int8.
 if (!values.sparse && !values.routed) {
+  try {
+    const shapes: [number, number][] = tiny
+      ? [[96, 160]]
+      : quick
+      ? [[4096, 4096]]
+      : [[4096, 4096], [8192, 8192], [28672, 8192], [8192, 28672]];
+    for (const [out, inF] of shapes) {
+      for (const bits of [4, 8]) {
+        const no = quikOutlierCount(inF), kq = inF - no, rb = quikRowBytes(kq, bits);
+        const levels = new Uint8Array(out * rb);
+        for (let i = 0; i < levels.length; i++) levels[i] = Math.floor(rng.uniform() * 256);
+        const w: QuikWeight = {
+          rows: out,
+          cols: inF,
+          bits,
+          outliers: Int32Array.from({ length: no }, (_, j) => Math.floor((j * inF) / no)),
+          levels,
+          scales: Float32Array.from({ length: out }, () => 0.001 + 0.01 * rng.uniform()),
+          sums: quikLevelSums(levels, out, kq, bits),
+          outlierWeight: Float32Array.from(rng.normalArray(out * no)),
+        };
+        using dwq = DeviceBuffer.from(w.levels);
+        using dws = DeviceBuffer.from(w.scales);
+        using dwsum = DeviceBuffer.from(w.sums);
+        using dwo = DeviceBuffer.from(w.outlierWeight);
+        const isOut = new Uint8Array(inF);
+        for (const c of w.outliers) isOut[c] = 1;
+        const intCols = Int32Array.from({ length: inF }, (_, c) => c).filter((c) => !isOut[c]);
+        using dic = DeviceBuffer.from(intCols);
+        using doc = DeviceBuffer.from(w.outliers);
+        for (const m of tiny ? [16] : [16, 2048, 4096]) {
+          const x = randn(m, inF), kp = Math.ceil(kq / 64) * 64;
+          let want: Matrix | undefined, cpuMs = NaN;
+          if (m <= 16) {
+            const t0 = performance.now();
+            want = quikMatmul(quikQuantize(x, w.outliers, bits, { backend: "cpu" }), w, {
+              backend: "cpu",
+            });
+            cpuMs = performance.now() - t0;
+          }
+          using dx = DeviceBuffer.from(x.data);
+          using dxq = DeviceBuffer.alloc("u8", m * kp);
+          using dxs = DeviceBuffer.alloc("f32", m);
+          using dxz = DeviceBuffer.alloc("f32", m);
+          using dqs = DeviceBuffer.alloc("i32", m);
+          using dxo = DeviceBuffer.alloc("f32", m * no);
+          using dy = DeviceBuffer.alloc("f32", m * out);
+          for (const path of bits === 4 ? [4, 8] : [8]) {
+            const layer = () => {
+              check(
+                lib,
+                lib.lk_cuda_quik_quantize_f32(
+                  dx.handle,
+                  dic.handle,
+                  doc.handle,
+                  dxq.handle,
+                  dxs.handle,
+                  dxz.handle,
+                  dqs.handle,
+                  dxo.handle,
+                  m,
+                  inF,
+                  no,
+                  bits,
+                ),
+              );
+              check(
+                lib,
+                lib.lk_cuda_quik_matmul_f32(
+                  dxq.handle,
+                  dxs.handle,
+                  dxz.handle,
+                  dxo.handle,
+                  dwq.handle,
+                  dws.handle,
+                  dwsum.handle,
+                  dwo.handle,
+                  dy.handle,
+                  -1,
+                  m,
+                  kq,
+                  no,
+                  out,
+                  bits,
+                  path,
+                ),
+              );
+            };
+            layer();
+            const got = new Float32Array(m * out);
+            dy.download(got);
+            const ms = timeCuda(layer, () => {}, m >= 2048 ? 3 : 10);
+            add({
+              op: `QUIK W${bits}A${bits} layer, ${path === 4 ? "int4" : "int8"} mma`,
+              shape: `${m}×${inF}→${out}, ${no} outliers`,
+              ms,
+              gflops: 2 * m * inF * out / ms / 1e6,
+              relErrVsCpu: want ? relativeL2Error(got, want.data) : NaN,
+              cpuMs,
+            });
+          }
+        }
+      }
+    }
+  } catch (e) {
+    console.error(`QUIK on cuda failed: ${(e as Error).message}`);
+  }
+}
+
+if (!values.sparse && !values.routed && !onlyQuik) {
   // top-k
   const wide = tiny ? 1 << 15 : quick ? 1 << 20 : 1 << 24; // ≥ 16384: the many-blocks path
   for (const [r, c, frac] of [[N, N, 0.1], [1, wide, 0.01]] as const) {
@@ -446,6 +572,24 @@ if (peerOnly.length) {
   for (const [k, ms] of peerOnly) {
     const [op, shape] = k.split("|");
     lines.push(`| ${op} | ${shape} | ${ms.toFixed(3)} |`);
+  }
+}
+// QUIK against its peers (goals: ≥ 1.6× bf16 and ≥ 85 % of the int8 GEMM alone at 2048–4096)
+const quikRows = rows.filter((r) => r.op.startsWith("QUIK"));
+if (quikRows.length) {
+  lines.push(
+    "",
+    "| QUIK row | shape | ms | torch bf16 ms | bf16 / QUIK | torch int8 GEMM ms | int8 GEMM / QUIK |",
+    "|---|---|---|---|---|---|---|",
+  );
+  for (const r of quikRows) {
+    const key = r.shape.replace(/, \d+ outliers$/, "");
+    const bf = peers[`torch bf16 linear|${key}`], i8 = peers[`torch int8 _int_mm|${key}`];
+    lines.push(
+      `| ${r.op} | ${r.shape} | ${r.ms.toFixed(3)} | ${bf ? bf.toFixed(3) : "—"} | ${
+        bf ? (bf / r.ms).toFixed(2) : "—"
+      } | ${i8 ? i8.toFixed(3) : "—"} | ${i8 ? (i8 / r.ms).toFixed(2) : "—"} |`,
+    );
   }
 }
 if (values.out) await Deno.writeTextFile(values.out, JSON.stringify({ rows, peers }, null, 2));

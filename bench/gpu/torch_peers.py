@@ -72,7 +72,7 @@ def kernel_peers():
         res[f"obs prepare f64|H {n}×{n}"] = bench(sparsegpt_prep, reps=5)
 
 
-if not sparse_only:
+if not sparse_only and "--quik" not in sys.argv:
     kernel_peers()
 
 
@@ -205,6 +205,37 @@ def routed_peers():
     return out
 
 
+def quik_peers():
+    """bf16 linear and int8 torch._int_mm (cuBLASLt) of the QUIK rows' shapes: m×k → n."""
+    out = {}
+    shapes = [(4096, 4096)] if quick else [(4096, 4096), (8192, 8192), (28672, 8192), (8192, 28672)]
+    for n, k in shapes:
+        w = torch.randn(n, k, device=dev).to(torch.bfloat16)
+        wi = torch.randint(-8, 8, (k, n), device=dev, dtype=torch.int8)
+        for m in (16, 2048, 4096):
+            x = torch.randn(m, k, device=dev).to(torch.bfloat16)
+            out[f"torch bf16 linear|{m}×{k}→{n}"] = bench(lambda: torch.nn.functional.linear(x, w))
+            if m > 16 and hasattr(torch, "_int_mm"):  # needs m > 16
+                xi = torch.randint(-8, 8, (m, k), device=dev, dtype=torch.int8)
+                out[f"torch int8 _int_mm|{m}×{k}→{n}"] = bench(lambda: torch._int_mm(xi, wi))
+        del w, wi
+        torch.cuda.empty_cache() if dev == "cuda" else None
+    return out
+
+
+quik_only = "--quik" in sys.argv
+if quik_only:
+    res.clear()
+try:
+    if not sparse_only and dev == "cuda":
+        res.update(quik_peers())
+except Exception as e:  # noqa: BLE001
+    print(f"quik_peers failed: {e}", file=sys.stderr)
+if quik_only:
+    print(json.dumps(res, indent=1))
+    if out:
+        with open(out, "w") as f: json.dump(res, f)
+    sys.exit(0)
 try:
     res.update(routed_peers())
 except Exception as e:  # noqa: BLE001

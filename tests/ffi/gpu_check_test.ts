@@ -32,8 +32,9 @@ Deno.test({
         rows: { op: string; shape: string; ms: number; relErrVsCpu: number | null }[];
       };
       // matmul ×2, gram ×2, obs, SparseGPT sweep and layer, 2 × (dense, 4 routed, 3 one-expert),
+      // QUIK ×3 (W4A4 on the int4 and int8 paths, W8A8),
       // top-k ×2
-      assertEquals(rows.length, 25, rows.map((x) => x.op).join("; "));
+      assertEquals(rows.length, 28, rows.map((x) => x.op).join("; "));
       for (const row of rows) {
         const at = `${row.op} | ${row.shape}`;
         assert(row.ms > 0, `${at}: ${row.ms} ms`);
