@@ -128,7 +128,6 @@ Deno.test("quikLinear: with a diagonal Hessian the outlier columns stay as they 
 Deno.test({
   name:
     "quikModel on the bundled model: the paper's ordering; shared inputs; checkpoint round trip",
-  permissions: { read: true, write: true, ffi: true, env: true },
   async fn() {
     const tok = await loadTokenizer(
       MODEL,
