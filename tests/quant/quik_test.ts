@@ -113,7 +113,7 @@ Deno.test("quikLinear: with a diagonal Hessian the outlier columns stay as they 
   const w = randn(rng, 6, 12), h = Matrix.zeros64(12, 12);
   for (let j = 0; j < 12; j++) h.data[j * 12 + j] = 1 + j;
   const maxAbs = Array.from({ length: 12 }, (_, j) => (j === 4 || j === 9 ? 50 : 1 + j / 100));
-  const r = quikLinear(w, h, maxAbs, { bits: 4, outliers: 2, backend: "ts" });
+  const r = quikLinear(w, h, maxAbs, { bits: 4, outliers: 2, clip: false, backend: "ts" });
   assertEquals(Array.from(r.quik.outliers), [4, 9]);
   for (let i = 0; i < 6; i++) {
     assertEquals(r.quik.outlierWeight[i * 2], w.get(i, 4));
