@@ -452,7 +452,7 @@ export async function tensorOf(
   name: string,
   dtype: string,
   shape: number[],
-) {
+): Promise<Tensor> {
   if (!ctx.tensorNames.has(name)) {
     throw new FormatError(`Checkpoint '${dir}' lacks tensor '${name}'`);
   }

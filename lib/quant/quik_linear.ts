@@ -70,7 +70,8 @@ export class QuikLinear implements Linear {
   #dev: DeviceBuffer[] | undefined;
 
   /**
-   * @param weight The layer's weight (checked; its level sums are recomputed and must match).
+   * Checks the weight (its level sums are recomputed and must match) and, on cuda, uploads it.
+   * @param weight The layer's weight.
    * @param options Backend (default: the best available); a cache shared with sibling projections.
    */
   constructor(weight: QuikWeight, options: { backend?: Backend; cache?: QuikInputCache } = {}) {
