@@ -871,6 +871,18 @@ export class DeviceBuffer {
     return b;
   }
 
+  /** Device copies of every array of `hosts`, or none (those made are freed) when one fails. */
+  static fromAll(hosts: readonly DevArray[]): DeviceBuffer[] {
+    const dev: DeviceBuffer[] = [];
+    try {
+      for (const a of hosts) dev.push(DeviceBuffer.from(a));
+    } catch (e) {
+      for (const d of dev) d.dispose();
+      throw e;
+    }
+    return dev;
+  }
+
   /** Copies `host` (same element type and length) to the device. */
   upload(host: DevArray): void {
     this.#expect(host);

@@ -79,9 +79,8 @@ export function runOnDevice(
   outs: readonly number[],
   call: (lib: CudaLib, handles: number[]) => number,
 ): void {
-  const lib = cuda(), dev: DeviceBuffer[] = [];
+  const lib = cuda(), dev = DeviceBuffer.fromAll(bufs);
   try {
-    for (const b of bufs) dev.push(DeviceBuffer.from(b));
     check(lib, call(lib, dev.map((d) => d.handle)));
     for (const i of outs) dev[i]!.download(bufs[i]!);
   } finally {

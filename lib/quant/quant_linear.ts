@@ -71,14 +71,8 @@ export class QuantLinear implements Linear {
     this.bits = q.spec.bits;
     this.backend = selectBackend(options.backend);
     if (this.backend === "cuda") {
-      const w = this.weight, dev: DeviceBuffer[] = [];
-      try {
-        for (const a of [w.packed, w.scales, w.zeros, w.gIdx]) dev.push(DeviceBuffer.from(a));
-      } catch (e) {
-        for (const d of dev) d.dispose();
-        throw e;
-      }
-      this.#dev = dev;
+      const w = this.weight;
+      this.#dev = DeviceBuffer.fromAll([w.packed, w.scales, w.zeros, w.gIdx]);
     }
   }
 

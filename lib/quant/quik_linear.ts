@@ -92,16 +92,12 @@ export class QuikLinear implements Linear {
     this.backend = selectBackend(options.backend);
     this.#cache = options.cache;
     if (this.backend === "cuda") {
-      const dev: DeviceBuffer[] = [];
-      try {
-        for (const a of [weight.levels, weight.scales, weight.sums, weight.outlierWeight]) {
-          dev.push(DeviceBuffer.from(a));
-        }
-      } catch (e) {
-        for (const d of dev) d.dispose();
-        throw e;
-      }
-      this.#dev = dev;
+      this.#dev = DeviceBuffer.fromAll([
+        weight.levels,
+        weight.scales,
+        weight.sums,
+        weight.outlierWeight,
+      ]);
     }
   }
 
