@@ -18,7 +18,8 @@ int32_t lk_cpu_attention_f32(const float* q, double q_len, const float* k, doubl
   if (heads % kv_heads)
     return lk_fail(LK_ESHAPE, "%s: heads=%d is not a multiple of kv_heads=%d", fn, heads, kv_heads);
   if ((double)start + t > cap)
-    return lk_fail(LK_ESHAPE, "%s: positions up to %d exceed the cache capacity %d", fn, start + t, cap);
+    return lk_fail(LK_ESHAPE, "%s: positions up to %lld exceed the cache capacity %d", fn,
+                   (long long)start + t, cap);
   double qn = (double)t * heads * d, kn = (double)kv_heads * cap * d;
   if (lk_check_len(fn, "q", q_len, qn) || lk_check_len(fn, "k", k_len, kn) ||
       lk_check_len(fn, "v", v_len, kn) || lk_check_len(fn, "out", out_len, qn))

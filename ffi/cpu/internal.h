@@ -74,10 +74,11 @@ static inline double lk_round_f16(double x) {
 }
 
 /* exp(x) in f32 to about 2 ulp (Cephes' polynomial after Cody–Waite range reduction), written
- * so that loops calling it vectorise: 0 below −87.3, +∞ above 88.7. */
+ * so that loops calling it vectorise: 0 below −87.3, +∞ above 88.7, NaN for NaN. */
 static inline float lk_expf(float x) {
   const float in = x;
-  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  /* NaN is reduced as 0 (its exponent must not reach the shift below) and returned at the end */
+  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : (x == x ? x : 0.0f));
   float n = __builtin_floorf(x * 1.44269504088896341f + 0.5f);
   float r = x - n * 0.693359375f + n * 2.12194440e-4f;
   float p = 1.9875691500e-4f;
@@ -92,7 +93,7 @@ static inline float lk_expf(float x) {
     float f;
   } scale = {.i = ((int32_t)n + 127) << 23};
   float y = p * scale.f;
-  return in < -87.3f ? 0.0f : (in > 88.7f ? __builtin_inff() : y);
+  return in < -87.3f ? 0.0f : (in > 88.7f ? __builtin_inff() : (in == in ? y : in));
 }
 
 /* Softmax in place over s[0..n-1] (the causal row's visible scores), f32 with lk_expf. */

@@ -155,7 +155,8 @@ int32_t lk_cpu_obs_prepare_f64(double* h, double h_len, int32_t n, double percda
   double damp = percdamp;
   char tried[200] = "";
   size_t used = 0;
-  for (int t = 0; t < max_tries; t++, damp *= 10) {
+  /* a damping that overflows to ∞ would only try H + ∞·I again: stop there */
+  for (int t = 0; t < max_tries && isfinite(damp * mean); t++, damp *= 10) {
     memcpy(work, h, sizeof(double) * (size_t)len);
     for (int i = 0; i < n; i++) work[(ptrdiff_t)i * n + i] += damp * mean;
     reverse(work, len);

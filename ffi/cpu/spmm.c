@@ -99,7 +99,7 @@ int32_t lk_cpu_bsc_matmul_f32(const float* x, double x_len, const int32_t* blk_p
   int32_t st;
   if ((st = check_dims(fn, m, k, n, x_len, y_len))) return st;
   if (br < 1 || br > 256) return lk_fail(LK_EARG, "%s: block rows %d, expected 1..256", fn, br);
-  int32_t nblk = (n + br - 1) / br;
+  int32_t nblk = (int32_t)(((int64_t)n + br - 1) / br); /* n + br − 1 may pass INT32_MAX */
   if ((st = check_offsets(fn, "blk_ptr", "block", blk_ptr, blk_ptr_len, nblk))) return st;
   int32_t nnz = blk_ptr[nblk];
   if (lk_check_len(fn, "col", col_len, nnz) || lk_check_len(fn, "row", row_len, nnz) ||

@@ -186,3 +186,49 @@ Deno.test("LMKIT_CPU_BUILD names a cpu-* build of the C library, or fails in one
     missing.stdout,
   );
 });
+
+Deno.test("C sizes near INT32_MAX: no overflowed index, no overflowed number in a message", () => {
+  // spmm.c computed the block count (n + br − 1)/br in int32 and then read blk_ptr[nblk] at a
+  // negative index (a segfault with m = 0, n = 2³¹ − 1)
+  const x = new Float32Array(0), y = new Float32Array(0), bp = new Int32Array(2);
+  expectFail(
+    lib.lk_cpu_bsc_matmul_f32(
+      x,
+      0,
+      bp,
+      2,
+      new Uint16Array(0),
+      0,
+      new Uint8Array(0),
+      0,
+      new Float32Array(0),
+      0,
+      y,
+      0,
+      0,
+      1,
+      2147483647,
+      4,
+    ),
+    1,
+    "lk_cpu_bsc_matmul_f32: buffer blk_ptr holds 2 elements, expected at least 536870913",
+  );
+  // attention formatted start + t in int32 (UBSan: signed overflow)
+  const q = new Float32Array(8), kv = new Float32Array(64);
+  expectFail(
+    lib.lk_cpu_attention_f32(q, 8, kv, 64, kv, 64, q, 8, 2, 2147483647, 1, 1, 4, 16),
+    1,
+    "lk_cpu_attention_f32: positions up to 2147483649 exceed the cache capacity 16",
+  );
+});
+
+Deno.test("C OBS prepare stops raising the damping once it overflows to infinity", () => {
+  // a matrix no damping can make positive definite (a negative mean diagonal: λ = percdamp·mean
+  // only pushes it further), with a damping that overflows after a few tenfold steps: the message
+  // lists only the finite dampings tried
+  const h = new Float64Array([-4, 0, 0, -1]), info = new Float64Array(2);
+  const st = lib.lk_cpu_obs_prepare_f64(h, 4, 2, 1e300, 20, info, 2);
+  assertEquals(st, 3, lastError());
+  const msg = lastError();
+  assert(msg.includes("1e+300, 1e+301") && !/inf/.test(msg.split("(")[0]!), msg);
+});
