@@ -59,15 +59,16 @@ export interface ReadOptions {
 
 /**
  * Unix seconds of a timestamp field value, or null: numbers (seconds, or milliseconds when
- * above 1e11) and ISO 8601 dates ("2021-03-04", "2021-03-04T05:06:07Z"; no zone means UTC).
+ * above 1e11) and ISO 8601 dates ("2021-03-04", "2021-03-04T05:06:07Z"; no zone means UTC); null
+ * too for a time no Date can hold (e.g. `created_utc: 99999999999999999999`).
  */
 export function parseTime(v: unknown): number | null {
-  if (typeof v === "number") return Number.isFinite(v) ? (v > 1e11 ? v / 1000 : v) : null;
+  if (typeof v === "number") return inDateRange(v > 1e11 ? v / 1000 : v);
   if (typeof v !== "string") return null;
   const s = v.trim();
   if (/^-?\d+(\.\d+)?$/.test(s)) {
     const n = Number(s);
-    return n > 1e11 ? n / 1000 : n;
+    return inDateRange(n > 1e11 ? n / 1000 : n);
   }
   const m =
     /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?\s*(Z|[+-]\d{2}:?\d{2})?$/
@@ -86,6 +87,11 @@ export function parseTime(v: unknown): number | null {
     return null;
   }
   return t / 1000;
+}
+
+/** Seconds `t`, or null outside what a Date holds (±8.64e12 s: ±275,760 years from 1970). */
+function inDateRange(t: number): number | null {
+  return Number.isFinite(t) && Math.abs(t) <= 8.64e12 ? t : null;
 }
 
 async function* linesOf(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {

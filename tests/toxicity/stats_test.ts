@@ -34,6 +34,13 @@ Deno.test("JSONL, .gz and .zst give the same comments; timestamps parse", async 
   assertEquals(parseTime("1609459200"), 1609459200);
   assertEquals(parseTime("2021-02-30"), null);
   assertEquals(parseTime("yesterday"), null);
+  // out of a Date's range: was returned as it stood, and the daily tables died on "Invalid time
+  // value" with no file or line, even with skipBadRows
+  assertEquals(parseTime(99999999999999999999), null);
+  assertEquals(parseTime("99999999999999999999"), null);
+  assertEquals(parseTime(-9e15), null);
+  assertEquals(parseTime(8.64e15), 8.64e12); // milliseconds (above 1e11): the last Date
+  assertEquals(parseTime(8.64e15 + 1000), null);
 });
 
 Deno.test("aggregates equal direct counts; depth follows the reply chains", async () => {
