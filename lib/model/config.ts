@@ -90,9 +90,11 @@ export function parseLlamaConfig(text: string, where = "config.json"): LlamaConf
   };
   const num = (key: string, fallback: number): number => {
     const v = raw[key] ?? fallback;
-    if (typeof v !== "number" || !(v > 0)) {
+    if (typeof v !== "number" || !(v > 0) || !Number.isFinite(v)) {
       throw new FormatError(
-        `'${where}' field "${key}" is ${JSON.stringify(v)}: expected a positive number`,
+        `'${where}' field "${key}" is ${
+          Number.isFinite(v) ? JSON.stringify(v) : String(v)
+        }: expected a finite positive number`,
       );
     }
     return v;

@@ -234,6 +234,13 @@ export class LlamaModel {
       up_proj: [c.intermediateSize, c.hiddenSize],
       down_proj: [c.hiddenSize, c.intermediateSize],
     };
+    // the block count first: a config that claims 10⁹ blocks fails here, before 10⁹ lookups
+    const last = `model.layers.${c.numLayers - 1}.input_layernorm.weight`;
+    if (!names.has(last)) {
+      throw new FormatError(
+        `'${dir}/config.json' says ${c.numLayers} blocks, but the checkpoint lacks '${last}'`,
+      );
+    }
     const customLinears = new Map<string, Linear>();
     for (let l = 0; l < c.numLayers; l++) {
       const p = `model.layers.${l}`;

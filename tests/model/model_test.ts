@@ -381,3 +381,28 @@ Deno.test("the same weights load from F32 shards (index) exactly, and from BF16 
   await Deno.remove(dir, { recursive: true });
   await Deno.remove(bdir, { recursive: true });
 });
+
+Deno.test("config: infinite eps/theta and a block count the checkpoint lacks fail before any work", async () => {
+  const base = JSON.parse(await Deno.readTextFile(`${MODEL_DIR}/config.json`));
+  // JSON's 1e999 parses to Infinity: was accepted
+  for (const key of ["rms_norm_eps", "rope_theta"]) {
+    const text = JSON.stringify({ ...base, [key]: 1 }).replace(`"${key}":1`, `"${key}":1e999`);
+    assertThrows(() => parseLlamaConfig(text, "c.json"), FormatError, `"${key}" is Infinity`);
+  }
+  // 10⁹ blocks: the loader built the tensor list first (it hung, memory growing)
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.copyFile(`${MODEL_DIR}/model.safetensors`, `${dir}/model.safetensors`);
+    await Deno.writeTextFile(
+      `${dir}/config.json`,
+      JSON.stringify({ ...base, num_hidden_layers: 1e9 }),
+    );
+    await assertRejects(
+      () => LlamaModel.load(dir, { backend: "ts" }),
+      FormatError,
+      "says 1000000000 blocks, but the checkpoint lacks 'model.layers.999999999.input_layernorm.weight'",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
