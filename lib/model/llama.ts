@@ -276,7 +276,20 @@ export class LlamaModel {
         );
       }
     }
-    const read = async (name: string) => (await ck.readFloat32(name)).data;
+    // a non-finite weight would turn every logit into NaN far from its cause: name it here
+    const read = async (name: string) => {
+      const { shape, data } = await ck.readFloat32(name);
+      for (let i = 0; i < data.length; i++) {
+        if (Number.isFinite(data[i])) continue;
+        const at = shape.length === 2
+          ? `[${Math.floor(i / shape[1]!)}, ${i % shape[1]!}]`
+          : `[${i}]`;
+        throw new FormatError(
+          `Tensor '${name}' in '${dir}' holds ${data[i]} at ${at}: expected finite weights`,
+        );
+      }
+      return data;
+    };
     const matrix = async (name: string, rows: number, cols: number) =>
       new Matrix(rows, cols, await read(name));
     const embed = await matrix("model.embed_tokens.weight", c.vocabSize, c.hiddenSize);

@@ -10,7 +10,7 @@ import {
 import { FormatError } from "../../lib/core/errors.ts";
 import { Matrix } from "../../lib/core/matrix.ts";
 import { Rng } from "../../lib/core/rng.ts";
-import { writeSafetensors } from "../../lib/io/safetensors.ts";
+import { openCheckpoint, type Tensor, writeSafetensors } from "../../lib/io/safetensors.ts";
 import { runCalibration } from "../../lib/model/calibration.ts";
 import { parseLlamaConfig } from "../../lib/model/config.ts";
 import { argmax, generate, sample } from "../../lib/model/generate.ts";
@@ -401,6 +401,30 @@ Deno.test("config: infinite eps/theta and a block count the checkpoint lacks fai
       () => LlamaModel.load(dir, { backend: "ts" }),
       FormatError,
       "says 1000000000 blocks, but the checkpoint lacks 'model.layers.999999999.input_layernorm.weight'",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("load: a non-finite weight fails naming the tensor and its place", async () => {
+  // it loaded, and every logit came out NaN (perplexity.ts printed "NaN nats/token" and exited 0)
+  const dir = await Deno.makeTempDir();
+  try {
+    const tensors: Record<string, Tensor> = {};
+    {
+      using ck = await openCheckpoint(MODEL_DIR);
+      for (const n of ck.names()) tensors[n] = await ck.read(n);
+    }
+    const t = tensors["model.layers.2.mlp.down_proj.weight"]!, at = 5 * t.shape[1]! + 7;
+    if (t.dtype === "F32") (t.data as Float32Array)[at] = NaN;
+    else (t.data as Uint16Array)[at] = t.dtype === "F16" ? 0x7e00 : 0x7fc0;
+    await writeSafetensors(`${dir}/model.safetensors`, tensors);
+    await Deno.copyFile(`${MODEL_DIR}/config.json`, `${dir}/config.json`);
+    await assertRejects(
+      () => LlamaModel.load(dir, { backend: "ts" }),
+      FormatError,
+      `Tensor 'model.layers.2.mlp.down_proj.weight' in '${dir}' holds NaN at [5, 7]`,
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
