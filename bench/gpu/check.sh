@@ -41,7 +41,12 @@ if [ -d .gpu/node_modules ] && [ ! -e node_modules ]; then
   cp -a .gpu/node_modules node_modules && deno_flags="--no-check" &&
     sed -i 's/"nodeModulesDir": "auto"/"nodeModulesDir": "manual"/' deno.json
 fi
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+# no GPU: fail at once and say so (it used to run on, print "torch peers failed" and an uncaught
+# BackendUnavailableError, and exit 0)
+if ! nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null; then
+  echo "check.sh: no GPU here (nvidia-smi finds none); run it on a machine with one" >&2
+  exit 1
+fi
 echo "== build"
 LMKIT_BUILD_EMU=0 bash ffi/build.sh --force || exit 1
 if [ -n "$routed" ]; then # build, then the routed layer's rows alone: no tests, no peers
@@ -55,7 +60,7 @@ if [ -n "$quik" ]; then # build, the QUIK tests with cuda live (tensor-core layo
   tests=${PIPESTATUS[0]}
   python3 bench/gpu/torch_peers.py $quick --quik --out /tmp/lmkit_peers.json >/dev/null || echo "torch peers failed"
   deno run $deno_flags --no-prompt --allow-read --allow-write --allow-env --allow-ffi=ffi/build bench/gpu/gpu_check.ts \
-    --quik --peers /tmp/lmkit_peers.json ${OUT:+--out "$OUT/gpu_bench.json"} $quick
+    --quik --peers /tmp/lmkit_peers.json ${OUT:+--out "$OUT/gpu_bench.json"} $quick || tests=1
   exit $tests
 fi
 echo "== tests (cuda live)"
@@ -69,7 +74,7 @@ echo "== PyTorch peers"
 python3 bench/gpu/torch_peers.py $quick $sparse --out /tmp/lmkit_peers.json >/dev/null || echo "torch peers failed"
 echo "== lmkit cuda bench"
 deno run $deno_flags --no-prompt --allow-read --allow-write --allow-env --allow-ffi=ffi/build bench/gpu/gpu_check.ts \
-  --peers /tmp/lmkit_peers.json ${OUT:+--out "$OUT/gpu_bench.json"} $quick $sparse
+  --peers /tmp/lmkit_peers.json ${OUT:+--out "$OUT/gpu_bench.json"} $quick $sparse || tests=1
 [ -n "$sparse" ] && exit $tests
 # last: measured four times already (bench/gpu/RESULTS.md), so a short device lease loses it first
 echo "== model throughput (tokens/s; ts, cpu and cuda backends)"

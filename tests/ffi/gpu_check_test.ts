@@ -48,3 +48,21 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "bench/gpu/check.sh fails at once, saying so, on a machine without a GPU",
+  ignore: availableBackends().cuda.ok,
+  async fn() {
+    // it used to build, print "torch peers failed" and an uncaught BackendUnavailableError, and
+    // exit 0 (deno task gpu-check looked like a pass)
+    const r = await new Deno.Command("bash", {
+      args: ["bench/gpu/check.sh", "--quik"],
+      cwd: new URL("../../", import.meta.url).pathname,
+      stdout: "piped",
+      stderr: "piped",
+      env: { PATH: "/usr/bin:/bin" }, // no nvidia-smi that could answer
+    }).output();
+    assertEquals(r.code, 1);
+    assert(new TextDecoder().decode(r.stderr).includes("check.sh: no GPU here"));
+  },
+});
