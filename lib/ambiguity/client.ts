@@ -34,6 +34,8 @@ export interface ChatClientOptions {
   backoffMs?: number;
   /** Longest backoff in ms, also the cap on a server's Retry-After (default 60,000). */
   maxBackoffMs?: number;
+  /** Largest reply body read, in bytes (default 16 MiB); a longer one fails the call. */
+  maxReplyBytes?: number;
 }
 
 /** A failed call: the endpoint's answer or the network error, after all attempts. */
@@ -100,6 +102,7 @@ export class ChatClient {
       retries: 5,
       backoffMs: 1_000,
       maxBackoffMs: 60_000,
+      maxReplyBytes: 16 * 2 ** 20,
       ...options,
     };
   }
@@ -150,9 +153,23 @@ export class ChatClient {
     let text: string;
     const signal = AbortSignal.timeout(o.timeoutMs);
     try {
-      res = await fetch(this.url, { method: "POST", headers, body, signal });
-      text = await res.text();
+      // redirects are not followed: with a host-wide --allow-net a 302 to another port was
+      // fetched and its body stored as the answer
+      res = await fetch(this.url, { method: "POST", headers, body, signal, redirect: "manual" });
+      if (res.status >= 300 && res.status < 400) {
+        await res.body?.cancel();
+        const to = res.headers.get("location");
+        throw new Attempt(
+          `HTTP ${res.status}: the server redirects${
+            to ? ` to ${to}` : ""
+          }; redirects are not followed, give the final URL`,
+          res.status,
+          false,
+        );
+      }
+      text = await readCapped(res, o.maxReplyBytes);
     } catch (e) {
+      if (e instanceof Attempt) throw e;
       const err = e as Error;
       if (err.name === "TimeoutError" || signal.aborted) {
         throw new Attempt(`no reply within ${o.timeoutMs} ms`, 0, true);
@@ -194,6 +211,27 @@ export class ChatClient {
     }
     return json as Record<string, unknown>;
   }
+}
+
+/** The body as text, or an Attempt (not retried) once it passes `cap` bytes. */
+async function readCapped(res: Response, cap: number): Promise<string> {
+  if (!res.body) return "";
+  const reader = res.body.getReader(), parts: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.length;
+    if (total > cap) {
+      await reader.cancel();
+      throw new Attempt(`the reply passes ${cap} bytes (maxReplyBytes)`, res.status, false);
+    }
+    parts.push(value);
+  }
+  const all = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) all.set(p, at), at += p.length;
+  return new TextDecoder().decode(all);
 }
 
 function clip(s: string): string {

@@ -86,6 +86,22 @@ export async function readAnswers(
   return { done, droppedBytes };
 }
 
+/**
+ * Opens the answers file for appending; a last line without its newline (a file edited by hand)
+ * gets one first, so that the next answer does not run on into it.
+ */
+async function openAnswers(path: string): Promise<Deno.FsFile> {
+  const file = await Deno.open(path, { read: true, append: true, create: true });
+  const size = (await file.stat()).size;
+  if (size > 0) {
+    const last = new Uint8Array(1);
+    await file.seek(size - 1, Deno.SeekMode.Start);
+    await file.read(last);
+    if (last[0] !== 10) await writeAll(file, new Uint8Array([10]));
+  }
+  return file;
+}
+
 async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
   let off = 0;
   while (off < data.length) off += await file.write(data.subarray(off));
@@ -148,7 +164,7 @@ export async function runLive(
         if (parsed.explanation !== null) results.explanation = parsed.explanation;
         const line = JSON.stringify(itemRecord({ ...item, responses, results })) + "\n";
         writing = writing.then(async () => {
-          file ??= await Deno.open(options.out, { append: true, create: true });
+          file ??= await openAnswers(options.out);
           await writeAll(file, enc.encode(line));
         });
         await writing;

@@ -1,7 +1,16 @@
 // A scripted OpenAI-compatible chat server on 127.0.0.1 for the live-evaluation tests: it
 // answers "Option 1" to every first turn of a direct prompt and to every second turn, and can be
 // told to fail the next requests in chosen ways.
-export type Fault = "429" | "500" | "timeout" | "malformed" | "no-content" | "400" | "401";
+export type Fault =
+  | "429"
+  | "500"
+  | "timeout"
+  | "malformed"
+  | "no-content"
+  | "400"
+  | "401"
+  | "redirect" // 302 to /elsewhere on the same server, which answers normally
+  | "huge"; // a valid answer padded to 64 KiB
 
 export interface ScriptedServer {
   baseUrl: string;
@@ -25,9 +34,11 @@ export function startServer(): ScriptedServer {
     delayMs: 0,
   };
   const ac = new AbortController();
+  // the port, for the redirect fault (known once the server listens)
+  const listening = (): number => server.addr.port;
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, signal: ac.signal, onListen() {} },
-    async (req) => {
+    async (req): Promise<Response> => {
       const body = await req.json();
       state.requests.push(body);
       const fault = state.faults.shift();
@@ -49,6 +60,17 @@ export function startServer(): ScriptedServer {
           return new Response('{"choices": [', { status: 200 });
         case "no-content":
           return json(200, { choices: [{ message: { role: "assistant" } }] });
+        case "redirect":
+          return new Response(null, {
+            status: 302,
+            headers: { location: `http://127.0.0.1:${listening()}/elsewhere` },
+          });
+        case "huge":
+          return json(200, {
+            choices: [{
+              message: { role: "assistant", content: "Option 1. " + "x".repeat(65536) },
+            }],
+          });
         case "timeout":
           await new Promise((r) => setTimeout(r, 400));
           return json(500, { error: { message: "too late" } });

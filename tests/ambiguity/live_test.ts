@@ -64,6 +64,32 @@ Deno.test("client: gives up after its retries, at once on 400/401, with one sent
   }
 });
 
+Deno.test("client: no redirect is followed, no reply is read past its cap; neither is retried", async () => {
+  // a 302 to another port was fetched and stored as the answer; 64 MiB replies were read whole
+  const s = startServer();
+  try {
+    const c = new ChatClient({
+      baseUrl: s.baseUrl,
+      model: "m",
+      retries: 3,
+      maxReplyBytes: 4096,
+      ...fast,
+    });
+    s.faults = ["redirect"];
+    await assertRejects(
+      () => c.complete(user),
+      ChatApiError,
+      `HTTP 302: the server redirects to http://127.0.0.1:${s.port}/elsewhere; redirects are not followed, give the final URL (1 attempt)`,
+    );
+    s.faults = ["huge"];
+    await assertRejects(() => c.complete(user), ChatApiError, "the reply passes 4096 bytes");
+    assertEquals(s.requests.length, 2);
+    assertEquals(typeof (await c.complete(user)).choices, "object"); // a normal reply still fits
+  } finally {
+    await s.close();
+  }
+});
+
 Deno.test("client: an unreachable endpoint and a bad base URL fail clearly", async () => {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
@@ -149,6 +175,23 @@ Deno.test("runLive: a failed run keeps its answers and a rerun asks only for the
     // a third run has nothing to do
     assertEquals((await runLive(items, c, { out })).answered, 0);
     assertEquals(s.requests.length - before, 6);
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("runLive: an answers file without a final newline is resumed on a new line", async () => {
+  // the next answer was appended onto the last line, and every later run failed to read the file
+  const s = startServer();
+  const out = await temp();
+  try {
+    const items = testItems("direct", 3);
+    const c = new ChatClient({ baseUrl: s.baseUrl, model: "m", ...fast });
+    await runLive(items.slice(0, 2), c, { out });
+    await Deno.writeTextFile(out, (await Deno.readTextFile(out)).trimEnd());
+    const sum = await runLive(items, c, { out });
+    assertEquals([sum.resumed, sum.answered], [2, items.length - 2]);
+    assertEquals((await readAnswers(out)).done.size, items.length);
   } finally {
     await s.close();
   }
