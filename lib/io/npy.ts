@@ -80,8 +80,11 @@ export function decodeNpy(bytes: Uint8Array, where = "npy data"): NpyArray {
     throw bad(`header ${JSON.stringify(header.trim())} lacks descr, fortran_order or shape`);
   }
   const raw = descrM[1] as string;
-  const descr = (ALIAS[raw] ?? raw) as NpyDescr;
-  if (!(descr in CTOR)) throw bad(`dtype '${raw}' is not one of ${Object.keys(CTOR).join(", ")}`);
+  // own keys only: '__proto__' or 'constructor' must not reach Object.prototype
+  const descr = (Object.hasOwn(ALIAS, raw) ? ALIAS[raw] : raw) as NpyDescr;
+  if (!Object.hasOwn(CTOR, descr)) {
+    throw bad(`dtype '${raw}' is not one of ${Object.keys(CTOR).join(", ")}`);
+  }
   if (fortM[1] === "True") throw bad("Fortran order is not supported; save with C order");
   const shape = (shapeM[1] as string).split(",").map((s) => s.trim()).filter((s) => s !== "").map(
     Number,

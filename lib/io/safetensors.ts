@@ -212,7 +212,7 @@ export class SafetensorsFile {
         throw bad("header is not a JSON object");
       }
       const dataSize = size - 8 - n;
-      const tensors: Record<string, TensorInfo> = {};
+      const tensors: Record<string, TensorInfo> = Object.create(null); // see SafetensorsIndex
       let metadata: Record<string, string> = {};
       for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
         if (name === "__metadata__") {
@@ -235,7 +235,7 @@ export class SafetensorsFile {
 
   /** Where `name` is; a FormatError when the file has no such tensor. */
   info(name: string): TensorInfo {
-    const t = this.tensors[name];
+    const t = Object.hasOwn(this.tensors, name) ? this.tensors[name] : undefined;
     if (!t) throw new FormatError(`Tensor '${name}' is not in '${this.path}'`);
     return t;
   }
@@ -414,7 +414,11 @@ export class SafetensorsIndex {
         );
       }
     }
-    return new SafetensorsIndex(path, map as Record<string, string>);
+    // a null-prototype copy: names such as 'constructor' or '__proto__' are tensors, not
+    // Object.prototype's members
+    const weightMap: Record<string, string> = Object.create(null);
+    for (const [k, v] of Object.entries(map)) weightMap[k] = v as string;
+    return new SafetensorsIndex(path, weightMap);
   }
 
   /** Tensor names. */
@@ -430,7 +434,7 @@ export class SafetensorsIndex {
       f = await SafetensorsFile.open(`${this.#dir}/${file}`);
       this.#open.set(file, f);
     }
-    if (!(name in f.tensors)) {
+    if (!Object.hasOwn(f.tensors, name)) {
       throw new FormatError(
         `Index '${this.path}' maps '${name}' to '${file}', which has no such tensor`,
       );

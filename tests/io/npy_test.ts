@@ -88,3 +88,15 @@ Deno.test("malformed npy fails with a FormatError naming the source", async () =
     RangeError,
   );
 });
+
+Deno.test("npy: a descr naming an Object.prototype member is a FormatError", () => {
+  // '__proto__' reached Object.prototype through the alias table: a bare TypeError
+  for (const d of ["__proto__", "constructor", "toString"]) {
+    const header = `{'descr': '${d}', 'fortran_order': False, 'shape': (2,), }`;
+    const h = header + " ".repeat(64 - ((10 + header.length + 1) % 64)) + "\n";
+    const bytes = new Uint8Array(10 + h.length + 8);
+    bytes.set([0x93, 78, 85, 77, 80, 89, 1, 0, h.length & 255, h.length >> 8]);
+    bytes.set(new TextEncoder().encode(h), 10);
+    assertThrows(() => decodeNpy(bytes, "x.npy"), FormatError, `dtype '${d}' is not one of`);
+  }
+});

@@ -222,3 +222,33 @@ Deno.test({
     );
   },
 });
+
+Deno.test("sharded index: tensor names like 'constructor' and '__proto__' are plain names", async () => {
+  // the index map was a plain object: 'constructor' found Object's constructor as its shard
+  const dir = await Deno.makeTempDir();
+  try {
+    const shard = "model-00001-of-00001.safetensors";
+    await writeSafetensors(`${dir}/${shard}`, {
+      w: { dtype: "F32", shape: [2], data: Float32Array.of(1, 2) },
+    });
+    const map = `{"constructor": "${shard}", "__proto__": "${shard}", "w": "${shard}"}`;
+    await Deno.writeTextFile(`${dir}/model.safetensors.index.json`, `{"weight_map": ${map}}`);
+    using ck = await openCheckpoint(dir);
+    assertEquals(ck.names(), ["constructor", "__proto__", "w"]);
+    assertEquals(Array.from((await ck.read("w")).data as Float32Array), [1, 2]);
+    for (const n of ["constructor", "__proto__"]) {
+      await assertRejects(
+        () => ck.read(n),
+        FormatError,
+        `maps '${n}' to '${shard}', which has no such tensor`,
+      );
+    }
+    await assertRejects(
+      () => ck.read("toString"),
+      FormatError,
+      "Tensor 'toString' is not in the index",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
