@@ -5,13 +5,42 @@
  * @module
  */
 import { Readable } from "node:stream";
+import { createGunzip } from "node:zlib";
 import { parse } from "csv-parse";
 import { FormatError } from "../core/errors.ts";
+
+/**
+ * The gunzipped bytes of `s`: every member of a multi-member file (`cat a.gz b.gz`, which
+ * DecompressionStream stops after the first of); a corrupt stream errors with zlib's reason
+ * (wrap it with {@linkcode streamError}).
+ */
+export function gunzip(s: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  const node = Readable.fromWeb(s as Parameters<typeof Readable.fromWeb>[0]).pipe(createGunzip());
+  return Readable.toWeb(node) as unknown as ReadableStream<Uint8Array>;
+}
+
+/**
+ * A FormatError naming `path` for an error a byte stream raised while it was read (a corrupt
+ * gzip or zstd stream, bytes that are not UTF-8); FormatErrors and permission errors pass as
+ * they are.
+ */
+export function streamError(e: unknown, path: string): Error {
+  if (e instanceof FormatError || e instanceof Deno.errors.NotCapable) return e;
+  if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.PermissionDenied) {
+    return e as Error;
+  }
+  const err = e as Error & { code?: string };
+  const what = err.code?.startsWith("Z_") || /deflate|gzip|zlib|header check|data check/i
+      .test(err.message)
+    ? "corrupt compressed data"
+    : "unreadable data";
+  return new FormatError(`Cannot read '${path}': ${what} (${err.message})`);
+}
 
 async function openStream(path: string): Promise<ReadableStream<Uint8Array>> {
   const file = await Deno.open(path, { read: true });
   const s = file.readable;
-  return path.endsWith(".gz") ? s.pipeThrough(new DecompressionStream("gzip")) : s;
+  return path.endsWith(".gz") ? gunzip(s) : s;
 }
 
 /** Options of {@linkcode readCsv}. */
@@ -92,7 +121,8 @@ export async function* readCsv(path: string, options: CsvOptions = {}): AsyncGen
     }
   } catch (e) {
     if (e instanceof FormatError) throw e;
-    const err = e as Error & { lines?: number };
+    const err = e as Error & { lines?: number; code?: string };
+    if (err.code?.startsWith("Z_")) throw streamError(e, path);
     const at = err.lines ? ` line ${err.lines}` : "";
     throw new FormatError(
       `Cannot parse '${path}'${at}: ${err.message.replace(/^Invalid Record Length: /, "")}`,
@@ -113,8 +143,17 @@ export interface JsonlRow<T = unknown> {
 /** Streams the lines of a text file (gzip when the name ends in `.gz`), without line endings. */
 export async function* readLines(path: string): AsyncGenerator<string> {
   let rest = "";
-  for await (const chunk of (await openStream(path)).pipeThrough(new TextDecoderStream())) {
-    const parts = (rest + chunk).split("\n");
+  const stream = (await openStream(path)).pipeThrough(new TextDecoderStream());
+  const it = stream[Symbol.asyncIterator]();
+  for (;;) {
+    let r: IteratorResult<string>;
+    try {
+      r = await it.next();
+    } catch (e) {
+      throw streamError(e, path);
+    }
+    if (r.done) break;
+    const parts = (rest + r.value).split("\n");
     rest = parts.pop() ?? "";
     for (const p of parts) yield p.endsWith("\r") ? p.slice(0, -1) : p;
   }

@@ -8,7 +8,7 @@
  */
 import { Decompress } from "fzstd";
 import { FormatError } from "../core/errors.ts";
-import { readCsv } from "../io/text.ts";
+import { gunzip, readCsv, streamError } from "../io/text.ts";
 
 /** Which field holds what. */
 export interface FieldMap {
@@ -230,15 +230,11 @@ export async function* readComments(
   }
   const file = await Deno.open(path, { read: true });
   let s = counted(file.readable, options.onBytes);
-  if (path.endsWith(".gz")) {
-    s = s.pipeThrough(
-      new DecompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>,
-    );
-  } else if (path.endsWith(".zst")) s = zstdStream(s);
+  if (path.endsWith(".gz")) s = gunzip(s);
+  else if (path.endsWith(".zst")) s = zstdStream(s);
   try {
     yield* commentsFromJsonLines(s, path, fields, options);
   } catch (e) {
-    if (e instanceof FormatError) throw e;
-    throw new FormatError(`Cannot read '${path}': ${(e as Error).message}`);
+    throw streamError(e, path);
   }
 }

@@ -1,6 +1,7 @@
 import { assertEquals, assertRejects } from "@std/assert";
 import { readCsv, readJsonl, readLines } from "../../lib/io/text.ts";
 import { FormatError } from "../../lib/core/errors.ts";
+import { gzipSync } from "node:zlib";
 
 const SHARED = new URL("../../../shared/data/", import.meta.url).pathname;
 const haveShared = (() => {
@@ -121,4 +122,41 @@ Deno.test({
     }
     assertEquals(germ, 1688); // the data README: 5,009 rows (1,688 OFFENSE)
   },
+});
+
+Deno.test("gzip: every member of a multi-member file is read; a corrupt stream names the file", async () => {
+  // `cat a.gz b.gz` was cut after its first member; a corrupt stream surfaced as a bare
+  // "TypeError: corrupt deflate stream" with no file name
+  const dir = await Deno.makeTempDir();
+  try {
+    const a = gzipSync(new TextEncoder().encode('{"a":1}\n'));
+    const b = gzipSync(new TextEncoder().encode('{"a":2}\nx,y\n'));
+    await Deno.writeFile(`${dir}/multi.jsonl.gz`, new Uint8Array([...a, ...b.slice(0)]));
+    const multi = gzipSync(new TextEncoder().encode("x,y\n1,2\n"));
+    await Deno.writeFile(
+      `${dir}/multi.csv.gz`,
+      new Uint8Array([...multi, ...gzipSync(new TextEncoder().encode("3,4\n"))]),
+    );
+    const lines = await Array.fromAsync(readLines(`${dir}/multi.jsonl.gz`));
+    assertEquals(lines, ['{"a":1}', '{"a":2}', "x,y"]);
+    const rows = await Array.fromAsync(readCsv(`${dir}/multi.csv.gz`));
+    assertEquals(rows.map((r) => r.record.y), ["2", "4"]);
+    const bad = Uint8Array.from(a);
+    bad[12] = (bad[12]! ^ 0xff) & 0xff;
+    bad[13] = (bad[13]! ^ 0x5a) & 0xff;
+    await Deno.writeFile(`${dir}/bad.jsonl.gz`, bad);
+    await Deno.writeFile(`${dir}/bad.csv.gz`, bad);
+    await assertRejects(
+      () => Array.fromAsync(readJsonl(`${dir}/bad.jsonl.gz`)),
+      FormatError,
+      `Cannot read '${dir}/bad.jsonl.gz': corrupt compressed data`,
+    );
+    await assertRejects(
+      () => Array.fromAsync(readCsv(`${dir}/bad.csv.gz`)),
+      FormatError,
+      `'${dir}/bad.csv.gz'`,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
