@@ -142,9 +142,8 @@ export interface JsonlRow<T = unknown> {
 
 /** Streams the lines of a text file (gzip when the name ends in `.gz`), without line endings. */
 export async function* readLines(path: string): AsyncGenerator<string> {
-  let rest = "";
   const stream = (await openStream(path)).pipeThrough(new TextDecoderStream());
-  const it = stream[Symbol.asyncIterator]();
+  const it = splitLines(stream)[Symbol.asyncIterator]();
   for (;;) {
     let r: IteratorResult<string>;
     try {
@@ -152,12 +151,30 @@ export async function* readLines(path: string): AsyncGenerator<string> {
     } catch (e) {
       throw streamError(e, path);
     }
-    if (r.done) break;
-    const parts = (rest + r.value).split("\n");
-    rest = parts.pop() ?? "";
-    for (const p of parts) yield p.endsWith("\r") ? p.slice(0, -1) : p;
+    if (r.done) return;
+    yield r.value.endsWith("\r") ? r.value.slice(0, -1) : r.value;
   }
-  if (rest !== "") yield rest.endsWith("\r") ? rest.slice(0, -1) : rest;
+}
+
+/**
+ * The lines of a text stream, without their "\n" (a last line without one too). Each chunk is
+ * searched for newlines once: a line longer than many chunks is joined once, not re-split with
+ * every chunk (a 32 MiB line took 5.4 s that way).
+ */
+export async function* splitLines(stream: ReadableStream<string>): AsyncGenerator<string> {
+  let pending: string[] = [];
+  for await (const chunk of stream) {
+    let start = 0, nl = chunk.indexOf("\n");
+    while (nl >= 0) {
+      pending.push(chunk.slice(start, nl));
+      yield pending.length === 1 ? pending[0]! : pending.join("");
+      pending = [];
+      start = nl + 1;
+      nl = chunk.indexOf("\n", start);
+    }
+    if (start < chunk.length) pending.push(start === 0 ? chunk : chunk.slice(start));
+  }
+  if (pending.length) yield pending.join("");
 }
 
 /**

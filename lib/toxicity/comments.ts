@@ -8,7 +8,7 @@
  */
 import { Decompress } from "fzstd";
 import { FormatError } from "../core/errors.ts";
-import { gunzip, readCsv, streamError } from "../io/text.ts";
+import { gunzip, readCsv, splitLines, streamError } from "../io/text.ts";
 
 /** Which field holds what. */
 export interface FieldMap {
@@ -94,14 +94,8 @@ function inDateRange(t: number): number | null {
   return Number.isFinite(t) && Math.abs(t) <= 8.64e12 ? t : null;
 }
 
-async function* linesOf(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  let rest = "";
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    const parts = (rest + chunk).split("\n");
-    rest = parts.pop() ?? "";
-    for (const p of parts) yield p;
-  }
-  if (rest !== "") yield rest;
+function linesOf(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  return splitLines(stream.pipeThrough(new TextDecoderStream()));
 }
 
 function zstdStream(input: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
