@@ -202,24 +202,54 @@ export class SafetensorsFile {
       const lenBytes = await readExact(file, 0, 8);
       const n = Number(new DataView(lenBytes.buffer).getBigUint64(0, true));
       if (n > size - 8) throw bad(`header length ${n} exceeds file size ${size}`);
-      let header: unknown;
+      if (n > MAX_HEADER) throw bad(`header length ${n} exceeds the format's limit of 100 MB`);
+      let text: string, header: unknown;
       try {
-        header = JSON.parse(new TextDecoder().decode(await readExact(file, 8, n)));
+        text = new TextDecoder("utf-8", { fatal: true }).decode(await readExact(file, 8, n));
+      } catch {
+        throw bad("header is not valid UTF-8");
+      }
+      try {
+        header = JSON.parse(text);
       } catch (e) {
         throw bad(`header is not valid JSON (${(e as Error).message})`);
       }
       if (typeof header !== "object" || header === null || Array.isArray(header)) {
         throw bad("header is not a JSON object");
       }
+      const dup = duplicateKey(text);
+      if (dup !== undefined) throw bad(`the name '${dup}' appears twice`);
       const dataSize = size - 8 - n;
       const tensors: Record<string, TensorInfo> = Object.create(null); // see SafetensorsIndex
       let metadata: Record<string, string> = {};
       for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
         if (name === "__metadata__") {
-          metadata = (raw ?? {}) as Record<string, string>;
+          if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+            throw bad("__metadata__ is not an object");
+          }
+          for (const [k, v] of Object.entries(raw)) {
+            if (typeof v !== "string") {
+              throw bad(`__metadata__ '${k}' is ${JSON.stringify(v)}: expected a string`);
+            }
+          }
+          metadata = raw as Record<string, string>;
           continue;
         }
         tensors[name] = parseInfo(path, name, raw, dataSize);
+      }
+      // the data section is the tensors back to back: no overlap, no hole, nothing after them
+      const spans = Object.entries(tensors).sort((a, b) =>
+        a[1].offsets[0] - b[1].offsets[0] || a[1].offsets[1] - b[1].offsets[1]
+      );
+      let at = 0;
+      for (const [name, t] of spans) {
+        const [b, e] = t.offsets;
+        if (b < at) throw bad(`tensor '${name}' at [${b}, ${e}) overlaps the one before it`);
+        if (b > at) throw bad(`bytes [${at}, ${b}) of the data section belong to no tensor`);
+        at = e;
+      }
+      if (at !== dataSize) {
+        throw bad(`${dataSize - at} bytes after the last tensor belong to no tensor`);
       }
       return new SafetensorsFile(path, file, 8 + n, tensors, metadata);
     } catch (e) {
@@ -268,11 +298,42 @@ export class SafetensorsFile {
   }
 }
 
+/** The safetensors format's limit on the header's length. */
+const MAX_HEADER = 100_000_000;
+
+/**
+ * The first name that appears twice among the keys of a JSON object's top level (JSON.parse keeps
+ * the last silently), or undefined.
+ */
+function duplicateKey(text: string): string | undefined {
+  const seen = new Set<string>();
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      let j = i + 1;
+      while (j < text.length && text[j] !== '"') j += text[j] === "\\" ? 2 : 1;
+      if (depth === 1) {
+        let k = j + 1;
+        while (k < text.length && /\s/.test(text[k]!)) k++;
+        if (text[k] === ":") {
+          const key = JSON.parse(text.slice(i, j + 1)) as string;
+          if (seen.has(key)) return key;
+          seen.add(key);
+        }
+      }
+      i = j;
+    } else if (c === "{" || c === "[") depth++;
+    else if (c === "}" || c === "]") depth--;
+  }
+  return undefined;
+}
+
 function parseInfo(path: string, name: string, raw: unknown, dataSize: number): TensorInfo {
   const bad = (what: string) => new FormatError(`Tensor '${name}' in '${path}': ${what}`);
   const r = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
   if (typeof r !== "object" || r === null) throw bad("entry is not an object");
-  if (typeof r.dtype !== "string" || !(r.dtype in SIZE)) {
+  if (typeof r.dtype !== "string" || !Object.hasOwn(SIZE, r.dtype)) {
     throw bad(
       `unknown dtype ${JSON.stringify(r.dtype)}: expected one of ${Object.keys(SIZE).join(", ")}`,
     );

@@ -252,3 +252,55 @@ Deno.test("sharded index: tensor names like 'constructor' and '__proto__' are pl
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("safetensors rules: size limit, UTF-8, duplicate names, metadata strings, no overlap, no hole, nothing after", async () => {
+  // each of these files was accepted
+  const file = async (header: string | Uint8Array, data: number, lenOverride?: bigint) => {
+    const h = typeof header === "string" ? new TextEncoder().encode(header) : header;
+    const bytes = new Uint8Array(8 + h.length);
+    new DataView(bytes.buffer).setBigUint64(0, lenOverride ?? BigInt(h.length), true);
+    bytes.set(h, 8);
+    const path = await Deno.makeTempFile({ suffix: ".safetensors" });
+    await Deno.writeFile(path, bytes);
+    await Deno.truncate(path, 8 + h.length + data); // zeros (sparse: the 100 MB case costs nothing)
+    return path;
+  };
+  const t = (b: number, e: number) =>
+    `{"dtype":"U8","shape":[${e - b}],"data_offsets":[${b},${e}]}`;
+  const cases: [string | Uint8Array, number, string, bigint?][] = [
+    [`{"a":${t(0, 4)},"b":${t(2, 6)}}`, 6, "tensor 'b' at [2, 6) overlaps the one before it"],
+    [`{"a":${t(0, 4)},"b":${t(6, 8)}}`, 8, "bytes [4, 6) of the data section belong to no tensor"],
+    [`{"a":${t(0, 4)}}`, 7, "3 bytes after the last tensor belong to no tensor"],
+    [`{"a":${t(0, 4)},"a":${t(0, 4)}}`, 4, "the name 'a' appears twice"],
+    [`{"__metadata__":{"k":1},"a":${t(0, 4)}}`, 4, "__metadata__ 'k' is 1: expected a string"],
+    [
+      new Uint8Array([
+        ...new TextEncoder().encode('{"\xff'),
+        0xff,
+        ...new TextEncoder().encode('":1}'),
+      ]),
+      0,
+      "header is not valid UTF-8",
+    ],
+    [" ".repeat(16), 100_000_100, "exceeds the format's limit of 100 MB", 100_000_001n],
+  ];
+  const paths: string[] = [];
+  try {
+    for (const [header, data, msg, len] of cases) {
+      const path = await file(header, data, len);
+      paths.push(path);
+      await assertRejects(() => SafetensorsFile.open(path), FormatError, msg);
+    }
+    // the same tensors back to back, with string metadata and a zero-sized tensor, are fine
+    const ok = await file(
+      `{"__metadata__":{"format":"pt"},"a":${t(0, 4)},"z":${t(4, 4)},"b":${t(4, 6)}}`,
+      6,
+    );
+    paths.push(ok);
+    const f = await SafetensorsFile.open(ok);
+    assertEquals(f.names(), ["a", "z", "b"]);
+    f.close();
+  } finally {
+    for (const p of paths) await Deno.remove(p);
+  }
+});
