@@ -113,10 +113,23 @@ export class HfTokenizer implements TextTokenizer {
         throw e;
       }
     };
-    return new HfTokenizer(
-      await read("tokenizer.json", true),
-      await read("tokenizer_config.json", false),
-    );
+    const json = await read("tokenizer.json", true),
+      config = await read("tokenizer_config.json", false);
+    // the library's own errors (a missing "decoder", bad merges, a nesting deep enough to overflow
+    // the stack) surfaced bare, some only at the first encode: construct and run it once here
+    try {
+      const t = new HfTokenizer(json, config);
+      t.encode("a b", { bos: false });
+      t.decode([0]); // every vocabulary has an id 0
+      return t;
+    } catch (e) {
+      if (e instanceof FormatError || e instanceof Deno.errors.NotCapable) throw e;
+      throw new FormatError(
+        `Cannot use '${dir}/tokenizer.json': the tokenizer library refused it (${
+          (e as Error).message
+        })`,
+      );
+    }
   }
 
   /** See {@linkcode TextTokenizer.encode}. */
@@ -129,6 +142,7 @@ export class HfTokenizer implements TextTokenizer {
 
   /** See {@linkcode TextTokenizer.decode}. */
   decode(ids: readonly number[]): string {
+    if (ids.length === 0) return ""; // the library throws on an empty list
     return this.#impl.decode([...ids], { skip_special_tokens: true });
   }
 }

@@ -430,3 +430,35 @@ Deno.test("load: a non-finite weight fails naming the tensor and its place", asy
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("tokenizer.json the library refuses is a FormatError naming the file; decode([]) is ''", async () => {
+  // the library's errors came through bare ("Tokenizer must contain a "decoder" property",
+  // "x.split is not a function"), and decoding no ids threw
+  const base = JSON.parse(
+    await Deno.readTextFile(new URL("./fixtures/tiny_bpe_tokenizer.json", import.meta.url)),
+  );
+  const dir = await Deno.makeTempDir();
+  try {
+    type Json = { decoder?: unknown; model?: { merges?: unknown }; pre_tokenizer?: unknown };
+    const edits: ((j: Json) => void)[] = [
+      (j) => delete j.decoder,
+      (j) => delete j.model,
+      (j) => j.model!.merges = [1, 2],
+      (j) => j.pre_tokenizer = { type: "Unknown" },
+    ];
+    for (const edit of edits) {
+      const j = structuredClone(base);
+      edit(j);
+      await Deno.writeTextFile(`${dir}/tokenizer.json`, JSON.stringify(j));
+      await assertRejects(
+        () => HfTokenizer.load(dir),
+        FormatError,
+        `Cannot use '${dir}/tokenizer.json': the tokenizer library refused it`,
+      );
+    }
+    await Deno.writeTextFile(`${dir}/tokenizer.json`, JSON.stringify(base));
+    assertEquals((await HfTokenizer.load(dir)).decode([]), "");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
