@@ -385,3 +385,37 @@ export function rtn(weight: Matrix, spec: QuantSpec): QuantResult {
     quantized: { rows, cols, spec: s, levels, scales, zeros, gIdx, groups },
   };
 }
+
+/**
+ * ½·Σ_r Δ_r H Δ_rᵀ with Δ = W − Ŵ: the mean squared output error per token of a quantized
+ * (or pruned) weight when H = 2XᵀX/N is the layer's Hessian.
+ *
+ * @example
+ * ```ts
+ * import { outputError } from "./gptq.ts";
+ * import { Matrix } from "../core/matrix.ts";
+ * const h = new Matrix(2, 2, Float64Array.of(2, 0, 0, 2)); // 2XᵀX/N for X = I₂, N = 2
+ * const e = outputError(Matrix.from([[1, 2]]), Matrix.from([[1, 1.5]]), h);
+ * if (e !== 0.25) throw new Error(`got ${e}`); // ½·2·0.5²
+ * ```
+ */
+export function outputError(
+  weight: Matrix,
+  quantized: Matrix,
+  hessian: Matrix<Float64Array>,
+): number {
+  const n = weight.cols, d = new Float64Array(n);
+  let total = 0;
+  for (let r = 0; r < weight.rows; r++) {
+    for (let j = 0; j < n; j++) {
+      d[j] = (weight.data[r * n + j] as number) - (quantized.data[r * n + j] as number);
+    }
+    for (let a = 0; a < n; a++) {
+      if (d[a] === 0) continue;
+      let s = 0;
+      for (let b = 0; b < n; b++) s += (hessian.data[a * n + b] as number) * (d[b] as number);
+      total += (d[a] as number) * s;
+    }
+  }
+  return total / 2;
+}

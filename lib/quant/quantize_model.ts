@@ -13,7 +13,7 @@ import { runCalibration } from "../model/calibration.ts";
 import { DenseLinear } from "../model/linear.ts";
 import { LINEAR_NAMES, type LinearName, type LlamaModel } from "../model/llama.ts";
 import { sparseGpt } from "../sparse/sparsegpt.ts";
-import { gptq, type QuantResult, rtn } from "./gptq.ts";
+import { gptq, outputError, type QuantResult, rtn } from "./gptq.ts";
 import { type QuantizedWeight, type QuantSpec, resolveSpec } from "./quantizer.ts";
 
 /** One-shot weight quantization methods. */
@@ -128,7 +128,7 @@ export async function quantizeModel(
         ...(mask ? { mask } : {}),
         backend,
       });
-      const error = traceError(lin.weight.data, r.weight.data, h.data, lin.inFeatures);
+      const error = outputError(lin.weight, r.weight, h);
       lin.setWeight(r.weight);
       out.push({ layer, name, quantized: r.quantized, error });
     }
@@ -153,21 +153,4 @@ export async function quantizeModel(
     },
   }, options.progress === undefined ? {} : { progress: options.progress });
   return out;
-}
-
-/** ½·Σ_r Δ_r H Δ_rᵀ with Δ = W − Ŵ: the mean squared output error per token when H = 2XᵀX/N. */
-function traceError(w: Float32Array, q: Float32Array, h: Float64Array, n: number): number {
-  let total = 0;
-  const d = new Float64Array(n);
-  for (let r = 0; r < w.length / n; r++) {
-    for (let j = 0; j < n; j++) d[j] = (w[r * n + j] as number) - (q[r * n + j] as number);
-    for (let a = 0; a < n; a++) {
-      const da = d[a] as number;
-      if (da === 0) continue;
-      let s = 0;
-      for (let b = 0; b < n; b++) s += (h[a * n + b] as number) * (d[b] as number);
-      total += da * s;
-    }
-  }
-  return total / 2;
 }

@@ -26,7 +26,7 @@ import { quikRowBytes, type QuikWeight } from "../kernels/quik_matmul.ts";
 import { runCalibration } from "../model/calibration.ts";
 import { DenseLinear } from "../model/linear.ts";
 import { LINEAR_NAMES, type LinearName, type LlamaModel } from "../model/llama.ts";
-import { gptq } from "./gptq.ts";
+import { gptq, outputError } from "./gptq.ts";
 import { QuikInputCache, QuikLinear } from "./quik_linear.ts";
 import { quantLevel, roundToF16 } from "./quantizer.ts";
 import { TRUE_SEQUENTIAL } from "./quantize_model.ts";
@@ -243,25 +243,7 @@ export function quikLinear(
     sums,
     outlierWeight: ow,
   };
-  return { weight: r.weight, quik, error: traceError(weight, r.weight, hessian) };
-}
-
-/** ½·Σ_r Δ_r H Δ_rᵀ with Δ = W − Ŵ. */
-function traceError(w: Matrix, q: Matrix, h: Matrix<Float64Array>): number {
-  const n = w.cols, d = new Float64Array(n);
-  let total = 0;
-  for (let r = 0; r < w.rows; r++) {
-    for (let j = 0; j < n; j++) {
-      d[j] = (w.data[r * n + j] as number) - (q.data[r * n + j] as number);
-    }
-    for (let a = 0; a < n; a++) {
-      if (d[a] === 0) continue;
-      let s = 0;
-      for (let b = 0; b < n; b++) s += (h.data[a * n + b] as number) * (d[b] as number);
-      total += (d[a] as number) * s;
-    }
-  }
-  return total / 2;
+  return { weight: r.weight, quik, error: outputError(weight, r.weight, hessian) };
 }
 
 /** One projection of a QUIK model. */
