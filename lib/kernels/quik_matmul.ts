@@ -93,6 +93,13 @@ function checkBits(bits: number): void {
   }
 }
 
+/** The unsigned level of integer column p of the row whose bytes start at `row`. */
+function levelAt(levels: Uint8Array, row: number, p: number, bits: number): number {
+  if (bits !== 4) return levels[row + p] as number;
+  const b = levels[row + (p >> 1)] as number;
+  return p & 1 ? b >> 4 : b & 15;
+}
+
 /** Σ of each row's signed levels of row-packed unsigned `levels` (rows × kq). */
 export function quikLevelSums(
   levels: Uint8Array,
@@ -103,10 +110,7 @@ export function quikLevelSums(
   const rb = quikRowBytes(kq, bits), o = 2 ** (bits - 1), sums = new Int32Array(rows);
   for (let r = 0; r < rows; r++) {
     let s = 0;
-    for (let p = 0; p < kq; p++) {
-      const b = levels[r * rb + (bits === 4 ? p >> 1 : p)] as number;
-      s += (bits === 4 ? (p & 1 ? b >> 4 : b & 15) : b) - o;
-    }
+    for (let p = 0; p < kq; p++) s += levelAt(levels, r * rb, p, bits) - o;
     sums[r] = s;
   }
   return sums;
@@ -410,8 +414,7 @@ export function quikMatmul(
   for (let c = 0; c < n; c++) {
     const sw = w.scales[c] as number;
     for (let p = 0; p < kq; p++) {
-      const b = w.levels[c * rb + (w.bits === 4 ? p >> 1 : p)] as number;
-      lv[p] = (w.bits === 4 ? (p & 1 ? b >> 4 : b & 15) : b) - o;
+      lv[p] = levelAt(w.levels, c * rb, p, w.bits) - o;
       wr[p] = sw * (lv[p] as number);
     }
     for (let t = 0; t < m; t++) {

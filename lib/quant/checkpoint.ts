@@ -89,9 +89,10 @@ function streamValue(word: (w: number) => number, i: number, bits: number): numb
   return v & mask;
 }
 
-/** The projections' prefix, e.g. `model.layers.0.self_attn.q_proj`. */
-const prefixOf = (layer: number, name: LinearName) =>
-  linearTensorName(layer, name).replace(/\.weight$/, "");
+/** The projection's tensor prefix, e.g. `model.layers.0.self_attn.q_proj`. */
+export function projectionPrefix(layer: number, name: LinearName): string {
+  return linearTensorName(layer, name).replace(/\.weight$/, "");
+}
 
 const f16 = (shape: number[], data: ArrayLike<number>): Tensor => ({
   dtype: "F16",
@@ -234,7 +235,7 @@ export async function saveQuantizedModel(
     const { tensors, dtype } = await sourceTensors(srcDir);
     model.blocks.forEach((b, l) => {
       for (const n of LINEAR_NAMES) {
-        const q = byName.get(`${l}.${n}`), p = prefixOf(l, n);
+        const q = byName.get(`${l}.${n}`), p = projectionPrefix(l, n);
         if (q) {
           Object.assign(
             tensors,
@@ -308,7 +309,7 @@ export async function saveQuantizedModel(
           "lm_head",
           ...Array.from(
             { length: model.config.numLayers },
-            (_, l) => unquantized.map((n) => prefixOf(l, n)),
+            (_, l) => unquantized.map((n) => projectionPrefix(l, n)),
           )
             .flat(),
         ],
@@ -437,7 +438,7 @@ function readSpec(dir: string, config: Record<string, unknown>): FileSpec {
       groupSize: w.strategy === "group" ? int(w.group_size, "group_size") : 0,
       sym: w.symmetric !== false,
       v1: false,
-      quantized: (l, n) => !ignore.has(prefixOf(l, n)),
+      quantized: (l, n) => !ignore.has(projectionPrefix(l, n)),
     };
   }
   throw new FormatError(
@@ -473,7 +474,7 @@ async function readQuantized(
   dir: string,
   fs: FileSpec,
 ): Promise<QuantizedWeight> {
-  const [out, inF] = ctx.shape, b = fs.bits, p = prefixOf(ctx.layer, ctx.name);
+  const [out, inF] = ctx.shape, b = fs.bits, p = projectionPrefix(ctx.layer, ctx.name);
   const spec = resolveSpec({ bits: b, sym: fs.sym, groupSize: fs.groupSize }, inF);
   const groups = spec.groupSize > 0 ? Math.ceil(inF / spec.groupSize) : 1;
   const levels = new Uint8Array(out * inF), scales = new Float64Array(groups * out);

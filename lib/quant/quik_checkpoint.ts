@@ -21,14 +21,11 @@ import { writeFolder } from "../io/output.ts";
 import { type Tensor, writeSafetensors } from "../io/safetensors.ts";
 import type { Backend } from "../kernels/mod.ts";
 import { quikLevelSums, quikRowBytes, type QuikWeight } from "../kernels/quik_matmul.ts";
-import { LINEAR_NAMES, type LinearName, linearTensorName, LlamaModel } from "../model/llama.ts";
+import { LINEAR_NAMES, type LinearName, LlamaModel } from "../model/llama.ts";
 import { copyTokenizerFiles } from "../model/tokenizer.ts";
-import { readConfigJson, sourceTensors, tensorOf } from "./checkpoint.ts";
+import { projectionPrefix, readConfigJson, sourceTensors, tensorOf } from "./checkpoint.ts";
 import { installQuik, type QuikLayer } from "./quik.ts";
 import { QuikLinear } from "./quik_linear.ts";
-
-const prefixOf = (layer: number, name: LinearName) =>
-  linearTensorName(layer, name).replace(/\.weight$/, "");
 
 /**
  * Writes a QUIK model (`layers` from `quikModel`, the model loaded from `srcDir`) to `outDir`,
@@ -75,7 +72,7 @@ export async function saveQuikModel(
     }
     for (let l = 0; l < numLayers; l++) {
       for (const n of LINEAR_NAMES) {
-        const q = byKey.get(`${l}.${n}`), p = prefixOf(l, n);
+        const q = byKey.get(`${l}.${n}`), p = projectionPrefix(l, n);
         if (!q) throw new RangeError(`Block ${l} ${n} is not a QUIK layer: cannot save the model`);
         Object.assign(tensors, quikTensors(p, q.quik));
       }
@@ -147,7 +144,7 @@ export async function loadQuikModel(
     linearLoader: async (ctx) => {
       const b = bits[ctx.name] as number | undefined;
       if (b === undefined) return undefined;
-      const p = prefixOf(ctx.layer, ctx.name), [out, inF] = ctx.shape;
+      const p = projectionPrefix(ctx.layer, ctx.name), [out, inF] = ctx.shape;
       const idxT = await ctx.read(`${p}.outlier_idx`).catch(() => undefined);
       if (!idxT || idxT.dtype !== "I32" || idxT.shape.length !== 1) {
         throw new FormatError(`Checkpoint '${dir}' lacks an I32 vector '${p}.outlier_idx'`);
