@@ -16,7 +16,7 @@ import { openCheckpoint } from "../lib/io/safetensors.ts";
 import { selectBackend } from "../ffi/mod.ts";
 import { bundledDocuments, calibrationWindows } from "../lib/model/corpus.ts";
 import { LINEAR_NAMES, type LinearName, LlamaModel } from "../lib/model/llama.ts";
-import { evaluateLoss, goldenValidationBatch } from "../lib/model/perplexity.ts";
+import { goldenValidationBatch, heldOutScorer } from "../lib/model/perplexity.ts";
 import { loadTokenizer } from "../lib/model/tokenizer.ts";
 import { htmlPage, lineSvg } from "../lib/report/svg.ts";
 import { markdownTable } from "../lib/report/markdown.ts";
@@ -162,11 +162,7 @@ await runScript({ name: "quantize.ts", usage: USAGE, needs: [] }, async (args) =
   for (const c of configs) resolveSpec({ bits: c.bits, groupSize: c.groupSize }); // before any work
   const tok = await loadTokenizer(values.model, base.config);
   const held = await goldenValidationBatch(values.model);
-  const measure = (m: LlamaModel) => {
-    const r = evaluateLoss(m, held, { byteLevel: tok.byteLevel });
-    return tok.byteLevel ? r.bitsPerByte : r.meanNats;
-  };
-  const metric = tok.byteLevel ? "bitsPerByte" : "natsPerToken";
+  const { metric, score: measure } = heldOutScorer(held, tok.byteLevel);
   const calib = methods.includes("gptq")
     ? calibrationWindows(await bundledDocuments(values.data), tok, { count, context, seed })
     : [];

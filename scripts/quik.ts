@@ -17,7 +17,7 @@ import { openCheckpoint } from "../lib/io/safetensors.ts";
 import { selectBackend } from "../ffi/mod.ts";
 import { bundledDocuments, calibrationWindows } from "../lib/model/corpus.ts";
 import { LlamaModel } from "../lib/model/llama.ts";
-import { evaluateLoss, goldenValidationBatch } from "../lib/model/perplexity.ts";
+import { goldenValidationBatch, heldOutScorer } from "../lib/model/perplexity.ts";
 import { loadTokenizer } from "../lib/model/tokenizer.ts";
 import { htmlPage, lineSvg } from "../lib/report/svg.ts";
 import { markdownTable } from "../lib/report/markdown.ts";
@@ -97,11 +97,7 @@ await runScript({ name: "quik.ts", usage: USAGE, needs: [] }, async (args) => {
   const context = intFlag("--context", values.context, 2, base.config.maxPositionEmbeddings - 1);
   const tok = await loadTokenizer(values.model, base.config);
   const held = await goldenValidationBatch(values.model);
-  const metric = tok.byteLevel ? "bitsPerByte" : "natsPerToken";
-  const measure = (m: LlamaModel) => {
-    const r = evaluateLoss(m, held, { byteLevel: tok.byteLevel });
-    return tok.byteLevel ? r.bitsPerByte : r.meanNats;
-  };
+  const { metric, score: measure } = heldOutScorer(held, tok.byteLevel);
   const calib = calibrationWindows(await bundledDocuments(values.data), tok, {
     count,
     context,

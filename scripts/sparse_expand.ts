@@ -16,7 +16,7 @@ import { selectBackend } from "../ffi/mod.ts";
 import { bundledDocuments, calibrationWindows } from "../lib/model/corpus.ts";
 import { DenseLinear } from "../lib/model/linear.ts";
 import { LINEAR_NAMES, type LinearName, LlamaModel } from "../lib/model/llama.ts";
-import { evaluateLoss, goldenValidationBatch } from "../lib/model/perplexity.ts";
+import { goldenValidationBatch, heldOutScorer } from "../lib/model/perplexity.ts";
 import { loadTokenizer } from "../lib/model/tokenizer.ts";
 import { htmlPage, lineSvg } from "../lib/report/svg.ts";
 import { markdownTable } from "../lib/report/markdown.ts";
@@ -146,11 +146,7 @@ await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (ar
     throw new RangeError(`--hessian ${hessian}: expected f64 or f32`);
   }
   const held = await goldenValidationBatch(values.model);
-  const measure = (m: LlamaModel) => {
-    const r = evaluateLoss(m, held, { byteLevel: tok.byteLevel });
-    return tok.byteLevel ? r.bitsPerByte : r.meanNats;
-  };
-  const metric = tok.byteLevel ? "bitsPerByte" : "natsPerToken";
+  const { metric, score: measure } = heldOutScorer(held, tok.byteLevel);
   // bytes of the MLP weights: as dense f32 matrices (one per expert), and in the bitmap + values
   // form in which --save writes experts (counted with f32 values: d·4 + 1/8 bytes per entry at
   // density d; --save writes the source's dtype, F16 for the bundled model: d·2 + 1/8)

@@ -134,6 +134,42 @@ export async function tokenStream(
   return out;
 }
 
+/** The held-out figure of {@linkcode heldOutScorer}. */
+export interface HeldOutScorer {
+  /** "bitsPerByte" for a byte-level tokenizer, else "natsPerToken". */
+  metric: "bitsPerByte" | "natsPerToken";
+  /** The model's figure on the held-out sequences. */
+  score(model: LlamaModel): number;
+}
+
+/**
+ * What the compression scripts report of a model on held-out sequences: bits per byte for a
+ * byte-level tokenizer (comparable across tokenizers), else mean nats per token.
+ *
+ * @example
+ * ```ts
+ * import { goldenValidationBatch, heldOutScorer } from "./perplexity.ts";
+ * import { LlamaModel } from "./llama.ts";
+ * const dir = "data/models/tinyllama-bytes";
+ * const model = await LlamaModel.load(dir, { backend: "cpu" });
+ * const held = (await goldenValidationBatch(dir)).slice(0, 2);
+ * const { metric, score } = heldOutScorer(held, true);
+ * if (metric !== "bitsPerByte" || !(score(model) > 0)) throw new Error("expected bits per byte");
+ * ```
+ */
+export function heldOutScorer(
+  sequences: readonly (readonly number[])[],
+  byteLevel: boolean,
+): HeldOutScorer {
+  return {
+    metric: byteLevel ? "bitsPerByte" : "natsPerToken",
+    score(model: LlamaModel): number {
+      const r = evaluateLoss(model, sequences, { byteLevel });
+      return byteLevel ? r.bitsPerByte : r.meanNats;
+    },
+  };
+}
+
 /**
  * The validation batch of a model folder's `golden.json` (`val_batch.sequences`: token id lists),
  * the held-out set the compression scripts score on; one sentence naming the folder when it has
