@@ -11,17 +11,12 @@ import { availableBackends, cpu, libraryInfo } from "../ffi/mod.ts";
 import { Matrix } from "../lib/core/matrix.ts";
 import { Rng } from "../lib/core/rng.ts";
 import { matmul } from "../lib/kernels/matmul.ts";
-import {
-  quikLevelSums,
-  quikMatmul,
-  quikQuantize,
-  quikRowBytes,
-  type QuikWeight,
-} from "../lib/kernels/quik_matmul.ts";
+import { quikMatmul, quikQuantize } from "../lib/kernels/quik_matmul.ts";
 import { LlamaModel } from "../lib/model/llama.ts";
 import { bundledDocuments, calibrationWindows } from "../lib/model/corpus.ts";
 import { loadTokenizer } from "../lib/model/tokenizer.ts";
-import { quikModel, quikOutlierCount } from "../lib/quant/quik.ts";
+import { quikModel } from "../lib/quant/quik.ts";
+import { randomQuikWeight } from "./_quik.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const { values } = parseArgs({
@@ -53,23 +48,6 @@ const best = (fn: () => unknown, reps: number) => {
   return t;
 };
 
-function quikWeight(out: number, inF: number, bits: number): QuikWeight {
-  const count = quikOutlierCount(inF), kq = inF - count, rb = quikRowBytes(kq, bits);
-  const outliers = Int32Array.from({ length: count }, (_, j) => Math.floor((j * inF) / count));
-  const levels = new Uint8Array(out * rb);
-  for (let i = 0; i < levels.length; i++) levels[i] = Math.floor(rng.uniform() * 256);
-  return {
-    rows: out,
-    cols: inF,
-    bits,
-    outliers,
-    levels,
-    scales: Float32Array.from({ length: out }, () => 0.001 + 0.01 * rng.uniform()),
-    sums: quikLevelSums(levels, out, kq, bits),
-    outlierWeight: Float32Array.from(rng.normalArray(out * count)),
-  };
-}
-
 type Row = {
   out: number;
   inF: number;
@@ -81,7 +59,7 @@ type Row = {
 const rows: Row[] = [];
 console.log(`cpu library: ${JSON.stringify(info)}`);
 for (const { out, inF, bits } of SHAPES) {
-  const w = quikWeight(out, inF, bits);
+  const w = randomQuikWeight(rng, out, inF, bits);
   const wf = new Matrix(out, inF, rng.normalArray(out * inF));
   for (const m of TOKENS) {
     const x = new Matrix(m, inF, rng.normalArray(m * inF));

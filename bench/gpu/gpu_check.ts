@@ -17,14 +17,8 @@ import {
   setSp24Search,
   toDeviceBf16,
 } from "../../lib/sparse/sparse_expert_cuda.ts";
-import {
-  quikLevelSums,
-  quikMatmul,
-  quikQuantize,
-  quikRowBytes,
-  type QuikWeight,
-} from "../../lib/kernels/quik_matmul.ts";
-import { quikOutlierCount } from "../../lib/quant/quik.ts";
+import { quikMatmul, quikQuantize } from "../../lib/kernels/quik_matmul.ts";
+import { randomQuikWeight } from "../_quik.ts";
 import { keepNofM } from "../_prune.ts";
 import { benchRouter, splitText } from "../_router.ts";
 
@@ -409,19 +403,8 @@ if (!values.sparse && !values.routed) {
       : [[4096, 4096], [8192, 8192], [28672, 8192], [8192, 28672]];
     for (const [out, inF] of shapes) {
       for (const bits of [4, 8]) {
-        const no = quikOutlierCount(inF), kq = inF - no, rb = quikRowBytes(kq, bits);
-        const levels = new Uint8Array(out * rb);
-        for (let i = 0; i < levels.length; i++) levels[i] = Math.floor(rng.uniform() * 256);
-        const w: QuikWeight = {
-          rows: out,
-          cols: inF,
-          bits,
-          outliers: Int32Array.from({ length: no }, (_, j) => Math.floor((j * inF) / no)),
-          levels,
-          scales: Float32Array.from({ length: out }, () => 0.001 + 0.01 * rng.uniform()),
-          sums: quikLevelSums(levels, out, kq, bits),
-          outlierWeight: Float32Array.from(rng.normalArray(out * no)),
-        };
+        const w = randomQuikWeight(rng, out, inF, bits);
+        const no = w.outliers.length, kq = inF - no;
         using dwq = DeviceBuffer.from(w.levels);
         using dws = DeviceBuffer.from(w.scales);
         using dwsum = DeviceBuffer.from(w.sums);
