@@ -349,44 +349,43 @@ void syncthreads() {
   TSAN(__tsan_acquire(blk));
 }
 
-unsigned long long warp_exchange(unsigned mask, unsigned long long v, int src) {
+// Every lane of the calling thread's warp deposits v in its slot and waits until all have; `read`
+// then reads the slots, and a second meeting keeps any lane from overwriting its slot before every
+// lane has read.
+template <typename Read>
+static void warp_meeting(unsigned mask, unsigned long long v, const char* what, Read read) {
   Block& b = *blk;
   const int w = cur->warp, base = w * 32;
-  if (mask != 0xffffffffu) kernel_error("a warp exchange with a partial mask (only full masks are emulated)");
-  if (b.warp_size[w] != 32) kernel_error("a full-mask warp exchange in a warp of fewer than 32 threads");
+  static thread_local char msg[128];
+  if (mask != 0xffffffffu) {
+    snprintf(msg, sizeof msg, "a warp %s with a partial mask (only full masks are emulated)", what);
+    kernel_error(msg);
+  }
+  if (b.warp_size[w] != 32) {
+    snprintf(msg, sizeof msg, "a full-mask warp %s in a warp of fewer than 32 threads", what);
+    kernel_error(msg);
+  }
   b.slots[(size_t)base + cur->lane] = v;
-  cur->state = AT_WARP;
-  b.warp_waiting[w]++;
-  TSAN(__tsan_release(&b.warp_waiting[w]));
-  yield();
-  TSAN(__tsan_acquire(&b.warp_waiting[w]));
-  const unsigned long long r = b.slots[(size_t)base + (src & 31)];
-  // a second meeting, so that no lane overwrites its slot before every lane has read
-  cur->state = AT_WARP;
-  b.warp_waiting[w]++;
-  TSAN(__tsan_release(&b.warp_waiting[w]));
-  yield();
-  TSAN(__tsan_acquire(&b.warp_waiting[w]));
+  for (int meeting = 0; meeting < 2; meeting++) {
+    cur->state = AT_WARP;
+    b.warp_waiting[w]++;
+    TSAN(__tsan_release(&b.warp_waiting[w]));
+    yield();
+    TSAN(__tsan_acquire(&b.warp_waiting[w]));
+    if (meeting == 0) read(&b.slots[(size_t)base]);
+  }
+}
+
+unsigned long long warp_exchange(unsigned mask, unsigned long long v, int src) {
+  unsigned long long r = 0;
+  warp_meeting(mask, v, "exchange", [&](const unsigned long long* slots) { r = slots[src & 31]; });
   return r;
 }
 
 void warp_allgather(unsigned mask, unsigned long long v, unsigned long long* all) {
-  Block& b = *blk;
-  const int w = cur->warp, base = w * 32;
-  if (mask != 0xffffffffu) kernel_error("a warp all-gather with a partial mask (only full masks are emulated)");
-  if (b.warp_size[w] != 32) kernel_error("a full-mask warp all-gather in a warp of fewer than 32 threads");
-  b.slots[(size_t)base + cur->lane] = v;
-  cur->state = AT_WARP;
-  b.warp_waiting[w]++;
-  TSAN(__tsan_release(&b.warp_waiting[w]));
-  yield();
-  TSAN(__tsan_acquire(&b.warp_waiting[w]));
-  for (int i = 0; i < 32; i++) all[i] = b.slots[(size_t)base + i];
-  cur->state = AT_WARP;  // the second meeting, as in warp_exchange
-  b.warp_waiting[w]++;
-  TSAN(__tsan_release(&b.warp_waiting[w]));
-  yield();
-  TSAN(__tsan_acquire(&b.warp_waiting[w]));
+  warp_meeting(mask, v, "all-gather", [&](const unsigned long long* slots) {
+    for (int i = 0; i < 32; i++) all[i] = slots[i];
+  });
 }
 
 void run(const char* name, dim3 grid, dim3 block, void (*body)(void*), void* ctx) {
