@@ -116,7 +116,9 @@ export function parseSparqlJson(text: string, source: string): RelationRow[] {
     throw new FormatError(`Cannot parse '${source}': ${(e as Error).message}`);
   }
   const vars = doc?.head?.vars, bindings = doc?.results?.bindings;
-  if (!Array.isArray(vars) || !Array.isArray(bindings)) {
+  if (
+    !Array.isArray(vars) || !vars.every((v) => typeof v === "string") || !Array.isArray(bindings)
+  ) {
     throw new FormatError(
       `'${source}' is not SPARQL JSON results (expected {"head": {"vars": [...]}, "results": {"bindings": [...]}})`,
     );

@@ -78,7 +78,9 @@ export async function readTransferData(
     if (f === "script_match" && options.scriptOf) return { kind: "script" as const };
     const have = [...new Set([...results.columns, ...tables.flatMap((t) => t.columns)])];
     throw new FormatError(
-      `Factor '${f}' is in no table (columns: ${have.join(", ")}${
+      `Factor '${f}' is in none of ${
+        [resultsPath, ...factorPaths].map((p) => `'${p}'`).join(", ")
+      } (columns: ${have.join(", ")}${
         options.scriptOf ? "" : "; script_match is computed only for known languages"
       })`,
     );

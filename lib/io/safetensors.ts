@@ -199,16 +199,17 @@ export class SafetensorsFile {
       const bad = (what: string) =>
         new FormatError(`Cannot read safetensors header of '${path}': ${what}`);
       if (size < 8) throw bad(`file has ${size} bytes, fewer than the 8-byte header length`);
-      const lenBytes = await readExact(file, 0, 8);
+      const lenBytes = await readExact(file, 0, 8, path);
       const n = Number(new DataView(lenBytes.buffer).getBigUint64(0, true));
       if (n > size - 8) throw bad(`header length ${n} exceeds file size ${size}`);
       if (n > MAX_HEADER) throw bad(`header length ${n} exceeds the format's limit of 100 MB`);
       let text: string, header: unknown;
       try {
-        text = new TextDecoder("utf-8", { fatal: true }).decode(await readExact(file, 8, n));
+        text = new TextDecoder("utf-8", { fatal: true }).decode(await readExact(file, 8, n, path));
       } catch {
         throw bad("header is not valid UTF-8");
       }
+      if (!text.startsWith("{")) throw bad("header does not begin with '{'");
       try {
         header = JSON.parse(text);
       } catch (e) {
@@ -277,6 +278,7 @@ export class SafetensorsFile {
       this.#file,
       this.#dataStart + offsets[0],
       offsets[1] - offsets[0],
+      this.path,
     );
     return { dtype, shape, data: makeArray(dtype, bytes.buffer as ArrayBuffer) };
   }
@@ -364,13 +366,20 @@ function parseInfo(path: string, name: string, raw: unknown, dataSize: number): 
   return { dtype, shape: shape as number[], offsets: [off[0], off[1]] };
 }
 
-async function readExact(file: Deno.FsFile, pos: number, n: number): Promise<Uint8Array> {
+async function readExact(
+  file: Deno.FsFile,
+  pos: number,
+  n: number,
+  path: string,
+): Promise<Uint8Array> {
   const buf = new Uint8Array(n);
   await file.seek(pos, Deno.SeekMode.Start);
   let got = 0;
   while (got < n) {
     const r = await file.read(buf.subarray(got));
-    if (r === null) throw new FormatError(`Unexpected end of file at byte ${pos + got}`);
+    if (r === null) {
+      throw new FormatError(`Cannot read '${path}': it ends at byte ${pos + got}, before its data`);
+    }
     got += r;
   }
   return buf;
@@ -469,7 +478,7 @@ export class SafetensorsIndex {
       throw new FormatError(`Cannot read index '${path}': missing the "weight_map" object`);
     }
     for (const [k, v] of Object.entries(map)) {
-      if (typeof v !== "string" || v.includes("/")) {
+      if (typeof v !== "string" || /[/\\\0]/.test(v) || v === "" || v === "." || v === "..") {
         throw new FormatError(
           `Index '${path}' maps '${k}' to ${JSON.stringify(v)}: expected a shard file name`,
         );
@@ -492,7 +501,14 @@ export class SafetensorsIndex {
     if (!file) throw new FormatError(`Tensor '${name}' is not in the index '${this.path}'`);
     let f = this.#open.get(file);
     if (!f) {
-      f = await SafetensorsFile.open(`${this.#dir}/${file}`);
+      try {
+        f = await SafetensorsFile.open(`${this.#dir}/${file}`);
+      } catch (e) {
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+        throw new FormatError(
+          `Index '${this.path}' maps '${name}' to '${file}', which is not in '${this.#dir}'`,
+        );
+      }
       this.#open.set(file, f);
     }
     if (!Object.hasOwn(f.tensors, name)) {

@@ -29,12 +29,16 @@ export function streamError(e: unknown, path: string): Error {
   if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.PermissionDenied) {
     return e as Error;
   }
-  const err = e as Error & { code?: string };
-  const what = err.code?.startsWith("Z_") || /deflate|gzip|zlib|header check|data check/i
-      .test(err.message)
+  const err = e as Error & { code?: unknown };
+  const what = zlibError(err) || /deflate|gzip|zlib|zstd|header check|data check/i.test(err.message)
     ? "corrupt compressed data"
     : "unreadable data";
   return new FormatError(`Cannot read '${path}': ${what} (${err.message})`);
+}
+
+/** Whether `e` is node:zlib's (its code is a string "Z_…"; fzstd's codes are numbers). */
+function zlibError(e: { code?: unknown }): boolean {
+  return typeof e.code === "string" && e.code.startsWith("Z_");
 }
 
 async function openStream(path: string): Promise<ReadableStream<Uint8Array>> {
@@ -121,8 +125,8 @@ export async function* readCsv(path: string, options: CsvOptions = {}): AsyncGen
     }
   } catch (e) {
     if (e instanceof FormatError) throw e;
-    const err = e as Error & { lines?: number; code?: string };
-    if (err.code?.startsWith("Z_")) throw streamError(e, path);
+    const err = e as Error & { lines?: number; code?: unknown };
+    if (zlibError(err)) throw streamError(e, path);
     const at = err.lines ? ` line ${err.lines}` : "";
     throw new FormatError(
       `Cannot parse '${path}'${at}: ${err.message.replace(/^Invalid Record Length: /, "")}`,

@@ -131,12 +131,13 @@ export function parseLlamaConfig(text: string, where = "config.json"): LlamaConf
   const ropeType = scalingRaw?.rope_type ?? scalingRaw?.type ?? params?.rope_type ?? "default";
   if (ropeType === "llama3") {
     const s = scalingRaw ?? params ?? {};
+    const n = (v: unknown) => (typeof v === "number" ? v : NaN); // HF writes numbers
     ropeScaling = {
       type: "llama3",
-      factor: Number(s.factor),
-      lowFreqFactor: Number(s.low_freq_factor),
-      highFreqFactor: Number(s.high_freq_factor),
-      originalMaxPositionEmbeddings: Number(s.original_max_position_embeddings),
+      factor: n(s.factor),
+      lowFreqFactor: n(s.low_freq_factor),
+      highFreqFactor: n(s.high_freq_factor),
+      originalMaxPositionEmbeddings: n(s.original_max_position_embeddings),
     };
     if (
       !Object.values(ropeScaling).slice(1).every((v) => Number.isFinite(v) && (v as number) > 0)

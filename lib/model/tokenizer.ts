@@ -77,6 +77,7 @@ export class HfTokenizer implements TextTokenizer {
   /** False: ids are sub-word pieces. */
   readonly byteLevel = false;
   readonly #impl: HfTokenizerImpl;
+  #source = "tokenizer.json";
 
   /**
    * Wraps parsed `tokenizer.json` and `tokenizer_config.json` objects.
@@ -119,6 +120,7 @@ export class HfTokenizer implements TextTokenizer {
     // the stack) surfaced bare, some only at the first encode: construct and run it once here
     try {
       const t = new HfTokenizer(json, config);
+      t.#source = `${dir}/tokenizer.json`;
       t.encode("a b", { bos: false });
       t.decode([0]); // every vocabulary has an id 0
       return t;
@@ -135,6 +137,15 @@ export class HfTokenizer implements TextTokenizer {
   /** See {@linkcode TextTokenizer.encode}. */
   encode(text: string, options: { bos?: boolean; eos?: boolean } = {}): number[] {
     const ids = this.#impl.encode(text, { add_special_tokens: false }).ids.map(Number);
+    // a piece missing from the vocabulary (an unk_token that is not in it) comes back undefined
+    const bad = ids.findIndex((x) => !Number.isInteger(x));
+    if (bad >= 0) {
+      throw new FormatError(
+        `'${this.#source}' has no id for piece ${bad + 1} of ${
+          JSON.stringify(text.length > 40 ? text.slice(0, 40) + "…" : text)
+        } (is its unk_token in the vocabulary?)`,
+      );
+    }
     if ((options.bos ?? true) && this.bosId !== null) ids.unshift(this.bosId);
     if (options.eos && this.eosId !== null) ids.push(this.eosId);
     return ids;

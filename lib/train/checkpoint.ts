@@ -211,8 +211,14 @@ export async function loadCheckpoint(root: string): Promise<Checkpoint> {
     await Deno.readTextFile(`${dir}/config.json`),
     `${dir}/config.json`,
   );
-  const state = JSON.parse(await Deno.readTextFile(`${dir}/trainer_state.json`)) as TrainerState;
-  if ((state as { format?: unknown }).format !== STATE_FORMAT || !Number.isInteger(state.step)) {
+  let state: TrainerState;
+  try {
+    state = JSON.parse(await Deno.readTextFile(`${dir}/trainer_state.json`));
+  } catch (e) {
+    if (!(e instanceof SyntaxError)) throw e;
+    throw new FormatError(`Cannot read '${dir}/trainer_state.json': ${e.message}`);
+  }
+  if ((state as { format?: unknown })?.format !== STATE_FORMAT || !Number.isInteger(state.step)) {
     throw new FormatError(`'${dir}/trainer_state.json' is not an lmkit training state`);
   }
   const params = new LlamaParams(config);

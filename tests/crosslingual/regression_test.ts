@@ -179,7 +179,7 @@ Deno.test("transfer tables: joins, script_match, and missing values named by fil
   await assertRejects(
     () => readTransferData(results, [size], ["depth"]),
     FormatError,
-    "Factor 'depth' is in no table",
+    `Factor 'depth' is in none of '${results}', '${size}'`,
   );
   await assertRejects(
     () => readTransferData(results, [], ["x"], { score: "f1" }),

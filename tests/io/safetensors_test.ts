@@ -148,7 +148,9 @@ Deno.test("malformed safetensors fail with a FormatError naming the file", async
       withHeader('{"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,0]}}'),
       "is not a list of integers",
     ],
-    [withHeader("[1,2]"), "not a JSON object"],
+    [withHeader("[1,2]"), "does not begin with"],
+    [withHeader("null"), "does not begin with"],
+    [withHeader("{}  [1]"), "not valid JSON"],
   ];
   for (const [bytes, msg] of cases) {
     const p = await corrupt(bytes);
@@ -253,7 +255,7 @@ Deno.test("sharded index: tensor names like 'constructor' and '__proto__' are pl
   }
 });
 
-Deno.test("safetensors rules: size limit, UTF-8, duplicate names, metadata strings, no overlap, no hole, nothing after", async () => {
+Deno.test("safetensors rules: size limit, UTF-8, '{' first, duplicate names, metadata strings, no overlap, no hole, nothing after", async () => {
   // each of these files was accepted
   const file = async (header: string | Uint8Array, data: number, lenOverride?: bigint) => {
     const h = typeof header === "string" ? new TextEncoder().encode(header) : header;
@@ -283,6 +285,7 @@ Deno.test("safetensors rules: size limit, UTF-8, duplicate names, metadata strin
       "header is not valid UTF-8",
     ],
     [" ".repeat(16), 100_000_100, "exceeds the format's limit of 100 MB", 100_000_001n],
+    [` {"a":${t(0, 4)}}`, 4, "header does not begin with '{'"],
   ];
   const paths: string[] = [];
   try {
@@ -291,9 +294,10 @@ Deno.test("safetensors rules: size limit, UTF-8, duplicate names, metadata strin
       paths.push(path);
       await assertRejects(() => SafetensorsFile.open(path), FormatError, msg);
     }
-    // the same tensors back to back, with string metadata and a zero-sized tensor, are fine
+    // the same tensors back to back, with string metadata, a zero-sized tensor and the
+    // whitespace padding the format allows after the header, are fine
     const ok = await file(
-      `{"__metadata__":{"format":"pt"},"a":${t(0, 4)},"z":${t(4, 4)},"b":${t(4, 6)}}`,
+      `{"__metadata__":{"format":"pt"},"a":${t(0, 4)},"z":${t(4, 4)},"b":${t(4, 6)}}    `,
       6,
     );
     paths.push(ok);
