@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { FormatError } from "../core/errors.ts";
+import { FormatError, quoteValue } from "../core/errors.ts";
 import { readJsonl } from "../io/text.ts";
 import { promptStyle } from "./parse.ts";
 
@@ -97,10 +97,10 @@ export function itemFromRecord(
   }
   const r = value as Partial<ItemRecord>;
   if (r.label_nr !== 1 && r.label_nr !== 2) {
-    bad(`label_nr ${JSON.stringify(r.label_nr)} is not 1 or 2`);
+    bad(`label_nr ${quoteValue(r.label_nr)} is not 1 or 2`);
   }
   if (r.label_name !== "de_dicto" && r.label_name !== "de_re") {
-    bad(`label_name ${JSON.stringify(r.label_name)} is not "de_dicto" or "de_re"`);
+    bad(`label_name ${quoteValue(r.label_name)} is not "de_dicto" or "de_re"`);
   }
   for (const f of ["entity", "property", "prompt_style"] as const) {
     if (typeof r[f] !== "string") bad(`field '${f}' is missing or not a string`);
@@ -140,7 +140,7 @@ export function itemFromRecord(
     const res = r.results as Record<string, unknown>;
     if (typeof res !== "object" || res === null) bad("'results' is not an object");
     if (res.choice !== undefined && res.choice !== null && typeof res.choice !== "string") {
-      bad(`results.choice ${JSON.stringify(res.choice)} is not a string`);
+      bad(`results.choice ${quoteValue(res.choice)} is not a string`);
     }
     item.results = {};
     if (typeof res.choice === "string") item.results.choice = res.choice;

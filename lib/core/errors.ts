@@ -52,3 +52,25 @@ export class NumericalError extends Error {
     this.name = "NumericalError";
   }
 }
+
+/**
+ * `v` as an error message quotes it: JSON (numbers as written, Infinity too), cut to `max`
+ * characters; never throws, not even for a nesting deeper than the stack.
+ *
+ * @example
+ * ```ts
+ * import { quoteValue } from "./errors.ts";
+ * if (quoteValue([1, "a"]) !== '[1,"a"]' || quoteValue(Infinity) !== "Infinity") throw new Error();
+ * ```
+ */
+export function quoteValue(v: unknown, max = 80): string {
+  let s: string;
+  try {
+    s = typeof v === "number" || typeof v === "bigint" || v === undefined
+      ? String(v)
+      : JSON.stringify(v) ?? typeof v;
+  } catch { // deeper than the stack, or a BigInt inside
+    s = Array.isArray(v) ? "a deeply nested list" : `a deeply nested ${typeof v}`;
+  }
+  return s.length > max ? `${s.slice(0, max)}…` : s;
+}

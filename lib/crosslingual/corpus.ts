@@ -60,10 +60,12 @@ export async function readSentences(
       );
     }
     if (words.length === 0 || text.trim() === "") continue;
-    out.push({ id: String(value.sent_id ?? line), text, words: words as string[] });
+    const sid = value.sent_id;
+    const id = typeof sid === "string" || typeof sid === "number" ? String(sid) : String(line);
+    out.push({ id, text, words: words as string[] });
   }
   if (out.length === 0) {
-    throw new RangeError(`No text for language '${lang}': '${path}' has no sentences`);
+    throw new FormatError(`No text for language '${lang}': '${path}' has no sentences`);
   }
   return out;
 }

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { FormatError } from "../core/errors.ts";
+import { FormatError, quoteValue } from "../core/errors.ts";
 
 /** Element types of the safetensors format that lmkit reads and writes. */
 export type SafetensorsDType = "F32" | "F16" | "BF16" | "I8" | "U8" | "I32" | "I64" | "BOOL";
@@ -230,7 +230,7 @@ export class SafetensorsFile {
           }
           for (const [k, v] of Object.entries(raw)) {
             if (typeof v !== "string") {
-              throw bad(`__metadata__ '${k}' is ${JSON.stringify(v)}: expected a string`);
+              throw bad(`__metadata__ '${k}' is ${quoteValue(v)}: expected a string`);
             }
           }
           metadata = raw as Record<string, string>;
@@ -337,20 +337,20 @@ function parseInfo(path: string, name: string, raw: unknown, dataSize: number): 
   if (typeof r !== "object" || r === null) throw bad("entry is not an object");
   if (typeof r.dtype !== "string" || !Object.hasOwn(SIZE, r.dtype)) {
     throw bad(
-      `unknown dtype ${JSON.stringify(r.dtype)}: expected one of ${Object.keys(SIZE).join(", ")}`,
+      `unknown dtype ${quoteValue(r.dtype)}: expected one of ${Object.keys(SIZE).join(", ")}`,
     );
   }
   const dtype = r.dtype as SafetensorsDType;
   const shape = r.shape;
   if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) {
-    throw bad(`shape ${JSON.stringify(shape)} is not a list of integers ≥ 0`);
+    throw bad(`shape ${quoteValue(shape)} is not a list of integers ≥ 0`);
   }
   const off = r.data_offsets;
   if (
     !Array.isArray(off) || off.length !== 2 || !off.every((o) => Number.isInteger(o) && o >= 0) ||
     off[0] > off[1]
   ) {
-    throw bad(`data_offsets ${JSON.stringify(off)} is not [begin, end] with begin ≤ end`);
+    throw bad(`data_offsets ${quoteValue(off)} is not [begin, end] with begin ≤ end`);
   }
   const numel = shape.reduce((a: number, b: number) => a * b, 1);
   if (off[1] - off[0] !== numel * SIZE[dtype]) {
@@ -480,7 +480,7 @@ export class SafetensorsIndex {
     for (const [k, v] of Object.entries(map)) {
       if (typeof v !== "string" || /[/\\\0]/.test(v) || v === "" || v === "." || v === "..") {
         throw new FormatError(
-          `Index '${path}' maps '${k}' to ${JSON.stringify(v)}: expected a shard file name`,
+          `Index '${path}' maps '${k}' to ${quoteValue(v)}: expected a shard file name`,
         );
       }
     }
@@ -504,9 +504,13 @@ export class SafetensorsIndex {
       try {
         f = await SafetensorsFile.open(`${this.#dir}/${file}`);
       } catch (e) {
-        if (!(e instanceof Deno.errors.NotFound)) throw e;
+        if (e instanceof FormatError || e instanceof Deno.errors.NotCapable) throw e;
         throw new FormatError(
-          `Index '${this.path}' maps '${name}' to '${file}', which is not in '${this.#dir}'`,
+          `Index '${this.path}' maps '${name}' to '${file}', which ${
+            e instanceof Deno.errors.NotFound
+              ? `is not in '${this.#dir}'`
+              : `cannot be opened (${(e as Error).message})`
+          }`,
         );
       }
       this.#open.set(file, f);

@@ -15,8 +15,39 @@ import { FormatError } from "../core/errors.ts";
  * (wrap it with {@linkcode streamError}).
  */
 export function gunzip(s: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
-  const node = Readable.fromWeb(s as Parameters<typeof Readable.fromWeb>[0]).pipe(createGunzip());
-  return Readable.toWeb(node) as unknown as ReadableStream<Uint8Array>;
+  // node:zlib behind a hand-made web stream: Readable.toWeb's adapter kept enqueueing after the
+  // reader stopped at a bad row, an uncaught error that killed the process later
+  const src = Readable.fromWeb(s as Parameters<typeof Readable.fromWeb>[0]);
+  const z = createGunzip();
+  let done = false;
+  src.on("error", (e) => z.destroy(e));
+  src.pipe(z);
+  z.pause();
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      z.on("data", (chunk: Uint8Array) => {
+        if (done) return;
+        controller.enqueue(new Uint8Array(chunk));
+        if ((controller.desiredSize ?? 0) <= 0) z.pause();
+      });
+      z.on("end", () => {
+        if (!done) controller.close();
+        done = true;
+      });
+      z.on("error", (e) => {
+        if (!done) controller.error(e);
+        done = true;
+      });
+    },
+    pull() {
+      z.resume();
+    },
+    cancel() {
+      done = true;
+      z.destroy();
+      src.destroy();
+    },
+  });
 }
 
 /**

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { FormatError } from "../core/errors.ts";
+import { FormatError, quoteValue } from "../core/errors.ts";
 
 /** RoPE frequency scaling of Llama 3.x checkpoints (`rope_type: "llama3"`). */
 export interface Llama3RopeScaling {
@@ -83,7 +83,7 @@ export function parseLlamaConfig(text: string, where = "config.json"): LlamaConf
     }
     if (!Number.isInteger(v) || (v as number) <= 0) {
       throw new FormatError(
-        `'${where}' field "${key}" is ${JSON.stringify(v)}: expected a positive integer`,
+        `'${where}' field "${key}" is ${quoteValue(v)}: expected a positive integer`,
       );
     }
     return v as number;
@@ -92,20 +92,18 @@ export function parseLlamaConfig(text: string, where = "config.json"): LlamaConf
     const v = raw[key] ?? fallback;
     if (typeof v !== "number" || !(v > 0) || !Number.isFinite(v)) {
       throw new FormatError(
-        `'${where}' field "${key}" is ${
-          Number.isFinite(v) ? JSON.stringify(v) : String(v)
-        }: expected a finite positive number`,
+        `'${where}' field "${key}" is ${quoteValue(v)}: expected a finite positive number`,
       );
     }
     return v;
   };
   const arch = raw.model_type;
   if (arch !== undefined && arch !== "llama") {
-    throw new FormatError(`'${where}' has model_type ${JSON.stringify(arch)}: expected "llama"`);
+    throw new FormatError(`'${where}' has model_type ${quoteValue(arch)}: expected "llama"`);
   }
   if (raw.hidden_act !== undefined && raw.hidden_act !== "silu") {
     throw new FormatError(
-      `'${where}' has hidden_act ${JSON.stringify(raw.hidden_act)}: expected "silu"`,
+      `'${where}' has hidden_act ${quoteValue(raw.hidden_act)}: expected "silu"`,
     );
   }
   for (const key of ["attention_bias", "mlp_bias"]) {
@@ -148,7 +146,7 @@ export function parseLlamaConfig(text: string, where = "config.json"): LlamaConf
     }
   } else if (ropeType !== "default") {
     throw new FormatError(
-      `'${where}' uses rope type ${JSON.stringify(ropeType)}: expected default or llama3`,
+      `'${where}' uses rope type ${quoteValue(ropeType)}: expected default or llama3`,
     );
   }
   const eos = raw.eos_token_id;

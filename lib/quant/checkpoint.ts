@@ -22,7 +22,7 @@
  *
  * @module
  */
-import { FormatError } from "../core/errors.ts";
+import { FormatError, quoteValue } from "../core/errors.ts";
 import { writeFolder } from "../io/output.ts";
 import {
   f16ToF32,
@@ -383,7 +383,7 @@ function readSpec(dir: string, config: Record<string, unknown>): FileSpec {
   const int = (v: unknown, what: string) => {
     if (typeof v !== "number" || !Number.isInteger(v)) {
       throw new FormatError(
-        `${where}: quantization_config.${what} is ${JSON.stringify(v)}, expected an integer`,
+        `${where}: quantization_config.${what} is ${quoteValue(v)}, expected an integer`,
       );
     }
     return v;

@@ -7,7 +7,7 @@
  * @module
  */
 import { Decompress } from "fzstd";
-import { FormatError } from "../core/errors.ts";
+import { FormatError, quoteValue } from "../core/errors.ts";
 import { gunzip, readCsv, splitLines, streamError } from "../io/text.ts";
 
 /** Which field holds what. */
@@ -186,7 +186,7 @@ function toComment(
     if (skip(options, "unparseable timestamp")) return null;
     throw new FormatError(
       `'${source}' line ${line}: timestamp ${
-        JSON.stringify(v[fields.time]) ?? "(missing)"
+        v[fields.time] === undefined ? "(missing)" : quoteValue(v[fields.time])
       } in field '${fields.time}' is not Unix seconds or an ISO 8601 date`,
     );
   }

@@ -16,7 +16,7 @@ import {
   writeSafetensors,
 } from "../io/safetensors.ts";
 import { pathExists, writeFolder } from "../io/output.ts";
-import { LlamaParams } from "./params.ts";
+import { LlamaParams, paramLayout } from "./params.ts";
 import type { AdamW } from "./optimizer.ts";
 
 /** The config.json of `config` (or `base`, a source checkpoint's config.json, with torch_dtype float32). */
@@ -98,7 +98,7 @@ async function fillModel(
  * @example
  * ```ts
  * import { saveTrainedModel } from "./checkpoint.ts";
- * import { LlamaParams } from "./params.ts";
+ * import { LlamaParams, paramLayout } from "./params.ts";
  * import { LlamaModel } from "../model/llama.ts";
  * const model = await LlamaModel.load("data/models/tinyllama-bytes", { backend: "ts" });
  * const dir = await Deno.makeTempDir();
@@ -206,11 +206,18 @@ export async function loadCheckpoint(root: string): Promise<Checkpoint> {
       throw new FormatError(`'${root}/latest' names '${latest}', expected a step-NNNNNNN folder`);
     }
     dir = `${root}/${latest}`;
+    if (!(await pathExists(dir))) {
+      throw new FormatError(`'${root}/latest' names '${latest}', which is not in '${root}'`);
+    }
   }
-  const config = parseLlamaConfig(
-    await Deno.readTextFile(`${dir}/config.json`),
-    `${dir}/config.json`,
-  );
+  let configText: string;
+  try {
+    configText = await Deno.readTextFile(`${dir}/config.json`);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    throw new FormatError(`Checkpoint '${dir}' has no config.json`);
+  }
+  const config = parseLlamaConfig(configText, `${dir}/config.json`);
   let state: TrainerState;
   try {
     state = JSON.parse(await Deno.readTextFile(`${dir}/trainer_state.json`));
@@ -221,20 +228,37 @@ export async function loadCheckpoint(root: string): Promise<Checkpoint> {
   if ((state as { format?: unknown })?.format !== STATE_FORMAT || !Number.isInteger(state.step)) {
     throw new FormatError(`'${dir}/trainer_state.json' is not an lmkit training state`);
   }
-  const params = new LlamaParams(config);
+  let params: LlamaParams;
   {
     using ck = await openCheckpoint(dir);
-    for (const v of params.layout.views) {
-      const t = await ck.read(v.name).catch((e) => {
-        throw new FormatError(
-          `Checkpoint '${dir}' cannot give tensor '${v.name}': ${(e as Error).message}`,
-        );
-      });
+    const cannot = (name: string) => (e: unknown): never => {
+      throw new FormatError(
+        `Checkpoint '${dir}' cannot give tensor '${name}': ${(e as Error).message}`,
+      );
+    };
+    // every tensor's dtype and shape before anything is allocated: a config.json with sizes the
+    // weights do not have (num_hidden_layers 10⁹, say) fails here, not in the allocation
+    const last = `model.layers.${config.numLayers - 1}.input_layernorm.weight`;
+    const infoOf = async (name: string) => {
+      try {
+        return await ck.info(name); // sync for one file, async for a sharded index
+      } catch (e) {
+        return cannot(name)(e);
+      }
+    };
+    await infoOf(last);
+    const layout = paramLayout(config);
+    for (const v of layout.views) {
+      const t = await infoOf(v.name);
       if (t.dtype !== "F32" || t.shape.join() !== v.shape.join()) {
         throw new FormatError(
           `Tensor '${v.name}' in '${dir}' is ${t.dtype}[${t.shape}], expected F32[${v.shape}]`,
         );
       }
+    }
+    params = new LlamaParams(config);
+    for (const v of layout.views) {
+      const t = await ck.read(v.name).catch(cannot(v.name));
       params.view(v.name).set(t.data as Float32Array);
     }
   }

@@ -153,7 +153,7 @@ Deno.test("corpus: a language with no text, or a bad line, fails in one sentence
     `No text for language 'am': '${dir}/pud_am.jsonl' does not exist (have: xx)`,
   );
   await Deno.writeTextFile(`${dir}/pud_yy.jsonl`, "\n");
-  await assertRejects(() => readSentences(dir, "yy"), RangeError, "has no sentences");
+  await assertRejects(() => readSentences(dir, "yy"), FormatError, "has no sentences");
   await Deno.writeTextFile(`${dir}/pud_zz.jsonl`, '{"text": "a"}\n');
   await assertRejects(
     () => readSentences(dir, "zz"),

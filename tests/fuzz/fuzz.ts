@@ -90,7 +90,8 @@ await Deno.mkdir(work, { recursive: true });
 
 async function writeSeeds(t: number): Promise<void> {
   const root = `${work}/seeds/${t}`;
-  const seeds = await TARGETS[t]!.seeds();
+  await Deno.mkdir(`${work}/scratch`, { recursive: true });
+  const seeds = await TARGETS[t]!.seeds(`${work}/scratch`);
   const manifest: SeedManifest = { seeds: [] };
   for (const [k, s] of seeds.entries()) {
     for (const [name, bytes] of Object.entries(s.files)) {
@@ -117,7 +118,8 @@ async function runWorker(
   from: number,
   onCase: (r: CaseResult) => void,
 ): Promise<{ next: number; stop: "done" | "hang" | "crash"; detail: string }> {
-  const child = new Deno.Command(Deno.execPath(), {
+  // "deno" from PATH, which --allow-run=deno names (Deno.execPath() would need read access to it)
+  const child = new Deno.Command("deno", {
     args: [
       "run",
       "--no-prompt",

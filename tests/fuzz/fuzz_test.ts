@@ -83,16 +83,22 @@ Deno.test("fuzz oracle: a written safetensors file is valid and each broken rule
       ["overlap", make(JSON.stringify({ ...h, b: { ...h.b, data_offsets: [16, 24] } }))],
       ["not an object", make("[]")],
       ["space before '{'", make(" " + header)],
-      ["bad UTF-8", (() => {
-        const b = make(header);
-        b[9] = 0xff;
-        return b;
-      })()],
-      ["length past the end", (() => {
-        const b = good.slice();
-        new DataView(b.buffer).setBigUint64(0, BigInt(b.length), true);
-        return b;
-      })()],
+      [
+        "bad UTF-8",
+        (() => {
+          const b = make(header);
+          b[9] = 0xff;
+          return b;
+        })(),
+      ],
+      [
+        "length past the end",
+        (() => {
+          const b = good.slice();
+          new DataView(b.buffer).setBigUint64(0, BigInt(b.length), true);
+          return b;
+        })(),
+      ],
     ];
     for (const [what, b] of broken) assert(!safetensorsValid(b), what);
   } finally {

@@ -1,7 +1,7 @@
 // Seeded mutations of valid seed files for the fuzz harness (tests/fuzz/fuzz.ts): byte-level edits
 // for any file, plus structure-aware edits for JSON, JSON lines, safetensors, npy and gzip, so
 // that a mutant is usually well-formed enough to reach the reader's deeper checks.
-import { Rng } from "../../lib/core/rng.ts";
+import type { Rng } from "../../lib/core/rng.ts";
 
 /** How a seed file is mutated. */
 export type SeedKind = "text" | "json" | "jsonl" | "safetensors" | "npy" | "gz" | "zst" | "bytes";
@@ -223,7 +223,9 @@ function replacement(old: Json, rng: Rng, raws: string[]): Json {
     case 5:
       return Array.isArray(old) ? [...old, ...old] : [old];
     case 6:
-      return Array.isArray(old) ? old.slice(0, rng.int(old.length + 1)) : { [String(old)]: old };
+      return Array.isArray(old)
+        ? old.slice(0, rng.int(old.length + 1))
+        : { [JSON.stringify(old)?.slice(0, 20) ?? "k"]: old };
     case 7:
       return typeof old === "string" ? old + pick(rng, ["\u0000", "/", "..", "\ud800", "é"]) : old;
     case 8: {

@@ -40,8 +40,8 @@ export interface Seed {
 /** A reader under attack. */
 export interface Target {
   name: string;
-  /** Valid seed folders (built once per run by the parent). */
-  seeds(): Promise<Seed[]>;
+  /** Valid seed folders (built once per run by the parent, with `scratch` for temporaries). */
+  seeds(scratch: string): Promise<Seed[]>;
   /** Runs the reader on the case folder `dir`, consuming all it returns. */
   run(dir: string): Promise<void>;
   /**
@@ -100,6 +100,12 @@ async function tinyConfigText(): Promise<string> {
   return JSON.stringify(c, null, 2) + "\n";
 }
 
+let tmpCount = 0;
+/** A fresh path in `scratch` (seeds are written inside the run's work folder only). */
+function tmpPath(scratch: string, suffix = ""): string {
+  return `${scratch}/tmp-${tmpCount++}${suffix}`;
+}
+
 async function readFolder(dir: string): Promise<Record<string, Uint8Array>> {
   const files: Record<string, Uint8Array> = {};
   const walk = async (rel: string) => {
@@ -113,10 +119,10 @@ async function readFolder(dir: string): Promise<Record<string, Uint8Array>> {
   return files;
 }
 
-async function tinyModelFolder(): Promise<Record<string, Uint8Array>> {
+async function tinyModelFolder(scratch: string): Promise<Record<string, Uint8Array>> {
   const cfgText = await tinyConfigText();
   const params = LlamaParams.init(parseLlamaConfig(cfgText), new Rng(1));
-  const tmp = await Deno.makeTempDir();
+  const tmp = tmpPath(scratch);
   try {
     await saveTrainedModel(`${tmp}/m`, params, { baseConfig: cfgText });
     return await readFolder(`${tmp}/m`);
@@ -149,10 +155,11 @@ function safetensorsSeedTensors(rng: Rng) {
 }
 
 async function writtenSafetensors(
+  scratch: string,
   tensors: Parameters<typeof writeSafetensors>[1],
   metadata?: Record<string, string>,
 ): Promise<Uint8Array> {
-  const tmp = await Deno.makeTempFile({ suffix: ".safetensors" });
+  const tmp = tmpPath(scratch, ".safetensors");
   try {
     await writeSafetensors(tmp, tensors, metadata);
     return await Deno.readFile(tmp);
@@ -201,19 +208,19 @@ const COMMENT_FIELDS = {
 export const TARGETS: readonly Target[] = [
   {
     name: "safetensors",
-    async seeds() {
+    async seeds(scratch) {
       const rng = new Rng(7);
       return [
         {
           files: {
-            "a.safetensors": await writtenSafetensors(safetensorsSeedTensors(rng), {
+            "a.safetensors": await writtenSafetensors(scratch, safetensorsSeedTensors(rng), {
               format: "pt",
             }),
           },
           mutable: { "a.safetensors": "safetensors" },
         },
         {
-          files: { "a.safetensors": (await tinyModelFolder())["model.safetensors"]! },
+          files: { "a.safetensors": (await tinyModelFolder(scratch))["model.safetensors"]! },
           mutable: { "a.safetensors": "safetensors" },
         },
       ];
@@ -228,7 +235,7 @@ export const TARGETS: readonly Target[] = [
   },
   {
     name: "safetensors index",
-    async seeds() {
+    async seeds(scratch) {
       const t = safetensorsSeedTensors(new Rng(8));
       const names = Object.keys(t);
       const half = (lo: number, hi: number) =>
@@ -240,8 +247,8 @@ export const TARGETS: readonly Target[] = [
           "model.safetensors.index.json": text(
             JSON.stringify({ metadata: { total_size: 200 }, weight_map: map }, null, 2),
           ),
-          [shard(1)]: await writtenSafetensors(half(0, 4)),
-          [shard(2)]: await writtenSafetensors(half(4, names.length)),
+          [shard(1)]: await writtenSafetensors(scratch, half(0, 4)),
+          [shard(2)]: await writtenSafetensors(scratch, half(4, names.length)),
         },
         mutable: { "model.safetensors.index.json": "json", [shard(2)]: "safetensors" },
       }];
@@ -319,9 +326,9 @@ export const TARGETS: readonly Target[] = [
   },
   {
     name: "model folder",
-    async seeds() {
+    async seeds(scratch) {
       return [{
-        files: await tinyModelFolder(),
+        files: await tinyModelFolder(scratch),
         mutable: { "config.json": "json", "model.safetensors": "safetensors" },
       }];
     },
@@ -640,10 +647,10 @@ export const TARGETS: readonly Target[] = [
   },
   {
     name: "probe state cache",
-    async seeds() {
+    async seeds(scratch) {
       const rng = new Rng(3);
       const f = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
-      const tmp = await Deno.makeTempFile({ suffix: ".safetensors" });
+      const tmp = tmpPath(scratch, ".safetensors");
       try {
         await saveStates(tmp, {
           layers: 2,
@@ -667,10 +674,10 @@ export const TARGETS: readonly Target[] = [
   },
   {
     name: "training checkpoint",
-    async seeds() {
+    async seeds(scratch) {
       const cfgText = await tinyConfigText();
       const params = LlamaParams.init(parseLlamaConfig(cfgText), new Rng(2));
-      const tmp = await Deno.makeTempDir();
+      const tmp = tmpPath(scratch);
       try {
         await saveCheckpoint(`${tmp}/ck`, params, new AdamW(params), { step: 3, seed: 1 }, {
           baseConfig: cfgText,

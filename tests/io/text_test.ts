@@ -1,5 +1,5 @@
 import { assertEquals, assertRejects } from "@std/assert";
-import { readCsv, readJsonl, readLines, splitLines } from "../../lib/io/text.ts";
+import { gunzip, readCsv, readJsonl, readLines, splitLines } from "../../lib/io/text.ts";
 import { Rng } from "../../lib/core/rng.ts";
 import { freshSeed } from "../_util.ts";
 import { FormatError } from "../../lib/core/errors.ts";
@@ -158,6 +158,32 @@ Deno.test("gzip: every member of a multi-member file is read; a corrupt stream n
       FormatError,
       `'${dir}/bad.csv.gz'`,
     );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("gzip: a reader that stops early leaves no decompression running", async () => {
+  // the zlib adapter kept pushing into the closed stream: "The stream controller cannot close or
+  // enqueue", uncaught, killed the process a moment after the reader's error was caught
+  const dir = await Deno.makeTempDir();
+  try {
+    const lines = ["{bad"];
+    for (let i = 0; i < 200_000; i++) lines.push(`{"body": "comment ${i} ${"x".repeat(40)}"}`);
+    const path = `${dir}/c.jsonl.gz`;
+    await Deno.writeFile(path, gzipSync(new TextEncoder().encode(lines.join("\n"))));
+    for (let k = 0; k < 3; k++) {
+      const file = await Deno.open(path);
+      for await (
+        const _ of splitLines(gunzip(file.readable).pipeThrough(new TextDecoderStream()))
+      ) {
+        break; // as a reader does at a bad row
+      }
+      await assertRejects(() => Array.fromAsync(readJsonl(path)), FormatError, "line 1");
+      await new Promise((r) => setTimeout(r, 200)); // the old adapter failed here
+    }
+    // and a whole file is still read to the end
+    assertEquals((await Array.fromAsync(readLines(path))).length, 200_001);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
