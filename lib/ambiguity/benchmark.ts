@@ -185,7 +185,9 @@ export async function loadItems(path: string): Promise<AmbiguityItem[]> {
   const items: AmbiguityItem[] = [];
   for await (const { line, value } of readJsonl(path)) {
     const where = `'${path}' line ${line}`;
-    const style = (value as { prompt_style?: unknown })?.prompt_style;
+    // only a string goes into the id: a deeply nested prompt_style overflowed the stack here
+    const raw = (value as { prompt_style?: unknown })?.prompt_style;
+    const style = typeof raw === "string" ? raw : "?";
     const item = itemFromRecord(value, where, {
       fragment: fileFragment,
       id: `${fileFragment}/${style}/${line}`,
