@@ -121,6 +121,9 @@ export async function* readCsv(path: string, options: CsvOptions = {}): AsyncGen
     bom: true,
     quote: options.quote === false ? null : options.quote ?? '"',
     skip_empty_lines: true,
+    // named, not discovered: discovery rescans a first line that has no newline yet on every chunk
+    // (0.3–0.7 MB/s)
+    record_delimiter: ["\r\n", "\n", "\r"],
   });
   const input = Readable.fromWeb(
     await openStream(path) as unknown as import("node:stream/web").ReadableStream,
