@@ -5,6 +5,7 @@
  * @module
  */
 import { FormatError } from "../core/errors.ts";
+import { writeFileAtomic } from "./output.ts";
 
 /** Element storage of an npy array (bool as Uint8Array 0/1). */
 export type NpyData = Float32Array | Float64Array | Int32Array | Int8Array | Uint8Array;
@@ -133,7 +134,5 @@ export async function readNpy(path: string): Promise<NpyArray> {
 
 /** Writes a `.npy` file (temporary name, then rename). */
 export async function writeNpy(path: string, a: NpyArray): Promise<void> {
-  const tmp = `${path}.tmp-${Deno.pid}`;
-  await Deno.writeFile(tmp, encodeNpy(a));
-  await Deno.rename(tmp, path);
+  await writeFileAtomic(path, (tmp) => Deno.writeFile(tmp, encodeNpy(a)));
 }

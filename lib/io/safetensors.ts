@@ -5,6 +5,7 @@
  * @module
  */
 import { FormatError, quoteValue } from "../core/errors.ts";
+import { writeFileAtomic } from "./output.ts";
 
 /** Element types of the safetensors format that lmkit reads and writes. */
 export type SafetensorsDType = "F32" | "F16" | "BF16" | "I8" | "U8" | "I32" | "I64" | "BOOL";
@@ -422,20 +423,13 @@ export async function writeSafetensors(
   head.fill(0x20, 8 + hdr.length);
   // tensor by tensor into a temporary file (no second copy of the weights in memory), renamed
   // into place once complete
-  const tmp = `${path}.tmp-${Deno.pid}`;
-  const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
-  try {
+  await writeFileAtomic(path, async (tmp) => {
+    using file = await Deno.open(tmp, { write: true, create: true, truncate: true });
     await writeAll(file, head);
     for (const t of Object.values(tensors)) {
       await writeAll(file, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
     }
-  } catch (e) {
-    file.close();
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
-  file.close();
-  await Deno.rename(tmp, path);
+  });
 }
 
 async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {

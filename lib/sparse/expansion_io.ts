@@ -40,6 +40,7 @@ import {
 } from "../kernels/sparse_weight.ts";
 import { DenseLinear } from "../model/linear.ts";
 import { copyTokenizerFiles } from "../model/tokenizer.ts";
+import { writeFolder } from "../io/output.ts";
 import {
   type LinearLoadContext,
   type LinearName,
@@ -157,15 +158,15 @@ export async function saveModel(
       }
     }
   });
-  await Deno.mkdir(outDir, { recursive: true });
-  // weights first (temporary name, then renamed), the config last: a folder with a config.json
-  // always has its weights
-  await writeSafetensors(`${outDir}/model.safetensors`, tensors, {
-    format: "pt",
-    lmkit: "sparse-expansion",
+  // all-or-nothing: a killed --save left a folder with part of its files
+  await writeFolder(outDir, async (tmp) => {
+    await writeSafetensors(`${tmp}/model.safetensors`, tensors, {
+      format: "pt",
+      lmkit: "sparse-expansion",
+    });
+    await copyTokenizerFiles(srcDir, tmp);
+    await Deno.copyFile(`${srcDir}/config.json`, `${tmp}/config.json`);
   });
-  await copyTokenizerFiles(srcDir, outDir);
-  await Deno.copyFile(`${srcDir}/config.json`, `${outDir}/config.json`);
 }
 
 /** One expert as saved (bitmap + values, or a dense weight), in the form it computes fastest in. */

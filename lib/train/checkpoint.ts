@@ -15,7 +15,7 @@ import {
   type Tensor,
   writeSafetensors,
 } from "../io/safetensors.ts";
-import { pathExists, writeFolder } from "../io/output.ts";
+import { pathExists, writeFolder, writeOutputs } from "../io/output.ts";
 import { LlamaParams, paramLayout } from "./params.ts";
 import type { AdamW } from "./optimizer.ts";
 
@@ -169,9 +169,7 @@ export async function saveCheckpoint(
         "\n",
     );
   });
-  const latestTmp = `${root}/latest.tmp-${Deno.pid}`;
-  await Deno.writeTextFile(latestTmp, name + "\n");
-  await Deno.rename(latestTmp, `${root}/latest`);
+  await writeOutputs(root, { latest: name + "\n" });
   const keep = options.keep ?? 2;
   const steps: string[] = [];
   for await (const e of Deno.readDir(root)) {
