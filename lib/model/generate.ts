@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { NumericalError } from "../core/errors.ts";
 import { Rng } from "../core/rng.ts";
 import type { LlamaConfig } from "./config.ts";
 import { KVCache, type LlamaModel } from "./llama.ts";
@@ -120,6 +121,15 @@ export function generate(
   if (maxNewTokens === 0) return out;
   let logits = model.forward(prompt, { cache, lastOnly: true }).data;
   for (let s = 0; s < maxNewTokens; s++) {
+    // NaN logits made argmax pick id 0 every time (printed as NUL bytes): stop and say so
+    const bad = logits.findIndex((x) => !Number.isFinite(x));
+    if (bad >= 0) {
+      throw new NumericalError(
+        `The model's logit for token ${bad} is ${
+          logits[bad]
+        } at generated position ${s} (prompt of ${prompt.length} tokens): its weights or activations overflowed`,
+      );
+    }
     const id = temperature === 0 ? argmax(logits) : sample(logits, rng, {
       temperature,
       ...(options.topK !== undefined ? { topK: options.topK } : {}),

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { FormatError } from "../core/errors.ts";
+import { FormatError, NumericalError } from "../core/errors.ts";
 import { readJsonl } from "../io/text.ts";
 import type { LlamaModel } from "./llama.ts";
 import type { TextTokenizer } from "./tokenizer.ts";
@@ -69,6 +69,12 @@ export function evaluateLoss(
     for (let t = 0; t < nll.length; t++) {
       seqNats += nll[t] as number;
       if ((seq[t + 1] as number) < 256) seqBytes++;
+    }
+    if (!Number.isFinite(seqNats)) {
+      // every caller (perplexity.ts, the held-out scorers) printed "NaN" and went on
+      throw new NumericalError(
+        `Sequence ${index}'s loss is ${seqNats}: the model's outputs are not finite (an activation overflowed)`,
+      );
     }
     nats += seqNats;
     bytes += seqBytes;

@@ -19,6 +19,19 @@ export interface Pattern {
   rows: Uint8Array;
 }
 
+/**
+ * A RangeError naming the first non-finite weight (magnitude pruning kept a NaN: it sorts as
+ * neither small nor large), or nothing.
+ */
+export function checkFinite(data: ArrayLike<number>, what: string, cols?: number): void {
+  for (let i = 0; i < data.length; i++) {
+    if (!Number.isFinite(data[i])) {
+      const at = cols === undefined ? `${i}` : `${Math.floor(i / cols)}, ${i % cols}`;
+      throw new RangeError(`${what} [${at}] is ${data[i]}: expected finite`);
+    }
+  }
+}
+
 export function checkPattern(rows: number, cols: number, o: PatternOptions): Pattern {
   const prunable = o.prunableRows ?? new Uint8Array(rows).fill(1);
   if (prunable.length !== rows) {

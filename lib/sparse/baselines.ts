@@ -6,7 +6,7 @@
  */
 import { ShapeError } from "../core/errors.ts";
 import { Matrix } from "../core/matrix.ts";
-import { checkPattern, type Pattern, type PatternOptions } from "./_pattern.ts";
+import { checkFinite, checkPattern, type Pattern, type PatternOptions } from "./_pattern.ts";
 import type { PruneResult } from "./sparsegpt.ts";
 
 function applyMask(weight: Matrix, mask: Uint8Array): PruneResult {
@@ -49,6 +49,7 @@ function nmByScore(
  */
 export function magnitudePrune(weight: Matrix, options: PatternOptions): PruneResult {
   const { rows, cols } = weight, p = checkPattern(rows, cols, options);
+  checkFinite(weight.data, "Weight", cols);
   const abs = (r: number, j: number) => Math.abs(weight.data[r * cols + j] as number);
   if (p.n) return applyMask(weight, nmByScore(abs, rows, cols, p));
   const order: number[] = [];
@@ -78,6 +79,8 @@ export function wandaPrune(
   if (inputNorms.length !== cols) {
     throw new ShapeError(`Wanda needs ${cols} input norms, got ${inputNorms.length}`);
   }
+  checkFinite(weight.data, "Weight", cols);
+  checkFinite(inputNorms, "Input norm");
   const score = (r: number, j: number) =>
     Math.abs(weight.data[r * cols + j] as number) * (inputNorms[j] as number);
   if (p.n) return applyMask(weight, nmByScore(score, rows, cols, p));

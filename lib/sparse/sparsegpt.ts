@@ -12,7 +12,7 @@ import { ShapeError } from "../core/errors.ts";
 import { Matrix } from "../core/matrix.ts";
 import { check, cpu, cpuLibrary, cuda, DeviceBuffer } from "../../ffi/mod.ts";
 import { type KernelOptions, obsPrepare, obsPrepareDevice, selectBackend } from "../kernels/mod.ts";
-import { checkPattern, type PatternOptions } from "./_pattern.ts";
+import { checkFinite, checkPattern, type PatternOptions } from "./_pattern.ts";
 
 /** Options of {@linkcode sparseGpt}. */
 export interface SparseGptOptions extends PatternOptions, KernelOptions {
@@ -65,6 +65,7 @@ export function sparseGpt(
     );
   }
   const p = checkPattern(rows, cols, options);
+  checkFinite(weight.data, "Weight", cols); // the Hessian is checked by the OBS preparation
   const B0 = options.blockSize ?? 128;
   if (!Number.isInteger(B0) || B0 < 1) {
     throw new RangeError(`Block size ${B0} is not a positive integer`);

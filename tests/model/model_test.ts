@@ -7,7 +7,7 @@ import {
   assertRejects,
   assertThrows,
 } from "@std/assert";
-import { FormatError } from "../../lib/core/errors.ts";
+import { FormatError, NumericalError } from "../../lib/core/errors.ts";
 import { Matrix } from "../../lib/core/matrix.ts";
 import { Rng } from "../../lib/core/rng.ts";
 import { openCheckpoint, type Tensor, writeSafetensors } from "../../lib/io/safetensors.ts";
@@ -461,4 +461,22 @@ Deno.test("tokenizer.json the library refuses is a FormatError naming the file; 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("non-finite outputs stop generate and evaluateLoss with a NumericalError", async () => {
+  // generate printed NUL bytes (argmax of NaN logits is id 0) and perplexity printed "NaN"
+  const m = await model("ts");
+  const keep = m.norm[3]!;
+  m.norm[3] = Infinity; // the final norm's gain: lm_head sees ±Infinity and gives NaN logits
+  try {
+    assertThrows(
+      () => generate(m, prompt, { maxNewTokens: 4 }),
+      NumericalError,
+      "at generated position 0",
+    );
+    assertThrows(() => evaluateLoss(m, [prompt]), NumericalError, "Sequence 0's loss is NaN");
+  } finally {
+    m.norm[3] = keep;
+  }
+  assertEquals(generate(m, prompt, { maxNewTokens: 2 }).length, 2);
 });

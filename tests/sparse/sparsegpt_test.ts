@@ -264,3 +264,22 @@ Deno.test("pruners reject bad patterns, shapes and names with clear errors", asy
     ShapeError,
   );
 });
+
+Deno.test("pruners refuse a non-finite weight, naming it (magnitude pruning kept a NaN)", () => {
+  const w = Matrix.from([[1, -2, 3, 0.5], [0.1, NaN, 2, 4]]);
+  const h = new Matrix(4, 4, Float64Array.from({ length: 16 }, (_, i) => (i % 5 === 0 ? 1 : 0)));
+  assertThrows(() => magnitudePrune(w, { sparsity: 0.5 }), RangeError, "Weight [1, 1] is NaN");
+  assertThrows(() => magnitudePrune(w, { nm: [2, 4] }), RangeError, "Weight [1, 1] is NaN");
+  assertThrows(() => wandaPrune(w, [1, 1, 1, 1], { sparsity: 0.5 }), RangeError, "[1, 1] is NaN");
+  assertThrows(
+    () => sparseGpt(w, h, { sparsity: 0.5, backend: "ts" }),
+    RangeError,
+    "[1, 1] is NaN",
+  );
+  const ok = Matrix.from([[1, -2, 3, 0.5]]);
+  assertThrows(
+    () => wandaPrune(ok, [1, Infinity, 1, 1], { sparsity: 0.5 }),
+    RangeError,
+    "Input norm [1] is Infinity",
+  );
+});
