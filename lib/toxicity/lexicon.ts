@@ -56,9 +56,24 @@ export function ldnoobw(language: string): Lexicon {
   return { name: `ldnoobw-${language}`, language, entries: list.map((term) => ({ term })) };
 }
 
+// quote marks around a word or phrase: a double quote not between two letters/digits (so the
+// gershayim of a Hebrew acronym such as תפו"א stays), and a pair of single quotes at word
+// boundaries (an apostrophe as in 'ndrangheta or fuckin' stays)
+const DOUBLE_QUOTE = /(?<![\p{L}\p{N}])["“”„‟]|["“”„‟](?![\p{L}\p{N}])/gu;
+const SINGLE_QUOTES = /(^|[\s(])['‘]([^'‘’\s][^'‘’]*?)['’](?=$|[\s),.;:!?])/gu;
+
+/** `lemma` without the quote marks HurtLex writes around words ("f" word → f word). */
+function unquote(lemma: string): string {
+  const bare = lemma.replace(SINGLE_QUOTES, "$1$2").replace(DOUBLE_QUOTE, "");
+  return bare === lemma ? lemma : bare.replace(/\s+/g, " ").trim();
+}
+
 /**
  * A HurtLex TSV (`id pos category stereotype lemma level`): `conservative` keeps the checked
  * core lemmas, `inclusive` every lemma (as the toxic-spans authors' hurtlex-cons / -incl).
+ * Quote marks around a word or phrase are dropped so the term can match text: `"f" word` →
+ * `f word`, `the word 'fuck'` → `the word fuck`; apostrophes (`'ndrangheta`, `fuckin'`) and a
+ * double quote between two letters (the Hebrew acronym `תפו"א`) are kept.
  */
 export async function readHurtLex(
   path: string,
@@ -90,7 +105,7 @@ export async function readHurtLex(
     const get = (c: string) => cols[header!.indexOf(c)]!;
     if (level === "conservative" && get("level") !== "conservative") continue;
     if (options.categories && !options.categories.includes(get("category"))) continue;
-    entries.push({ term: get("lemma"), category: get("category") });
+    entries.push({ term: unquote(get("lemma")), category: get("category") });
   }
   const language = options.language ?? /hurtlex_([A-Za-z]{2})\.tsv$/.exec(path)?.[1]?.toLowerCase();
   return {
