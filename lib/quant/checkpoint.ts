@@ -395,12 +395,16 @@ function readSpec(dir: string, config: Record<string, unknown>): FileSpec {
   if (qc.quant_method === "gptq") {
     const fmt = qc.checkpoint_format ?? "gptq";
     if (fmt !== "gptq" && fmt !== "gptq_v2") {
-      throw new FormatError(`${where}: checkpoint_format '${fmt}' is not gptq or gptq_v2`);
+      throw new FormatError(
+        `${where}: checkpoint_format ${quoteValue(fmt)} is not gptq or gptq_v2`,
+      );
     }
     const g = int(qc.group_size ?? -1, "group_size");
     const mods = qc.modules_in_block_to_quantize as unknown;
     const allowed = Array.isArray(mods)
-      ? new Set((mods as unknown[]).flat().map((m) => String(m).split(".").pop()))
+      ? new Set(
+        (mods as unknown[]).flat().map((m) => (typeof m === "string" ? m.split(".").pop() : "")),
+      )
       : undefined;
     return {
       format: "gptq",
@@ -414,7 +418,7 @@ function readSpec(dir: string, config: Record<string, unknown>): FileSpec {
   if (qc.quant_method === "compressed-tensors") {
     if (qc.format !== "pack-quantized") {
       throw new FormatError(
-        `${where}: compressed-tensors format '${qc.format}' is not pack-quantized`,
+        `${where}: compressed-tensors format ${quoteValue(qc.format)} is not pack-quantized`,
       );
     }
     const groups = Object.values(
@@ -428,10 +432,16 @@ function readSpec(dir: string, config: Record<string, unknown>): FileSpec {
     const w = groups[0].weights as Record<string, unknown>;
     if (w.type !== "int" || (w.strategy !== "group" && w.strategy !== "channel")) {
       throw new FormatError(
-        `${where}: weights of type '${w.type}', strategy '${w.strategy}': expected int with group or channel`,
+        `${where}: weights of type ${quoteValue(w.type)}, strategy ${
+          quoteValue(w.strategy)
+        }: expected int with group or channel`,
       );
     }
-    const ignore = new Set((qc.ignore ?? []) as string[]);
+    const ig = qc.ignore ?? [];
+    if (!Array.isArray(ig) || !ig.every((x) => typeof x === "string")) {
+      throw new FormatError(`${where}: ignore is ${quoteValue(ig)}, expected a list of names`);
+    }
+    const ignore = new Set(ig as string[]);
     return {
       format: "compressed-tensors",
       bits: bitsOk(int(w.num_bits, "num_bits"), "num_bits"),
@@ -442,7 +452,7 @@ function readSpec(dir: string, config: Record<string, unknown>): FileSpec {
     };
   }
   throw new FormatError(
-    `${where}: quant_method '${qc.quant_method}' is not gptq or compressed-tensors`,
+    `${where}: quant_method ${quoteValue(qc.quant_method)} is not gptq or compressed-tensors`,
   );
 }
 
@@ -477,8 +487,14 @@ async function readQuantized(
   const [out, inF] = ctx.shape, b = fs.bits, p = projectionPrefix(ctx.layer, ctx.name);
   const spec = resolveSpec({ bits: b, sym: fs.sym, groupSize: fs.groupSize }, inF);
   const groups = spec.groupSize > 0 ? Math.ceil(inF / spec.groupSize) : 1;
-  const levels = new Uint8Array(out * inF), scales = new Float64Array(groups * out);
-  const zeros = new Float64Array(groups * out);
+  // allocated once the first tensor has confirmed the config's sizes (a config.json with sizes the
+  // file lacks failed in the allocation)
+  let levels = new Uint8Array(0), scales = new Float64Array(0), zeros = new Float64Array(0);
+  const allocate = () => {
+    levels = new Uint8Array(out * inF);
+    scales = new Float64Array(groups * out);
+    zeros = new Float64Array(groups * out);
+  };
   let gIdx: Int32Array;
   if (fs.format === "gptq") {
     if ((inF * b) % 32 !== 0 || (out * b) % 32 !== 0) {
@@ -488,6 +504,7 @@ async function readQuantized(
     }
     const kw = (inF * b) / 32, ow = (out * b) / 32;
     const qw = (await tensorOf(ctx, dir, `${p}.qweight`, "I32", [kw, out])).data as Int32Array;
+    allocate();
     const qz = (await tensorOf(ctx, dir, `${p}.qzeros`, "I32", [groups, ow])).data as Int32Array;
     const sc = (await tensorOf(ctx, dir, `${p}.scales`, "F16", [groups, out])).data as Uint16Array;
     gIdx = Int32Array.from(
@@ -515,6 +532,7 @@ async function readQuantized(
     }
     const wp = (await tensorOf(ctx, dir, `${p}.weight_packed`, "I32", [out, rw]))
       .data as Int32Array;
+    allocate();
     const sname = `${p}.weight_scale`;
     if (!ctx.tensorNames.has(sname)) {
       throw new FormatError(`Checkpoint '${dir}' lacks tensor '${sname}'`);

@@ -28,6 +28,12 @@ import { readAnswers } from "../../lib/ambiguity/live.ts";
 import { parseFragmentDefinition, parseSparqlJson } from "../../lib/ambiguity/fragment.ts";
 import { loadTruthItems } from "../../lib/probes/data.ts";
 import { loadStates, saveStates } from "../../lib/probes/cache.ts";
+import { quantizeModel } from "../../lib/quant/quantize_model.ts";
+import { loadQuantizedModel, saveQuantizedModel } from "../../lib/quant/checkpoint.ts";
+import { quikModel } from "../../lib/quant/quik.ts";
+import { loadQuikModel, saveQuikModel } from "../../lib/quant/quik_checkpoint.ts";
+import { sparseExpand } from "../../lib/sparse/expansion.ts";
+import { loadExpandedModel, saveModel } from "../../lib/sparse/expansion_io.ts";
 import type { SeedKind } from "./mutate.ts";
 import { safetensorsValid } from "./oracle.ts";
 
@@ -130,6 +136,43 @@ async function tinyModelFolder(scratch: string): Promise<Record<string, Uint8Arr
     await Deno.remove(tmp, { recursive: true });
   }
 }
+
+/** The tiny model written to a folder in `scratch`; returns the folder. */
+async function tinyModelDir(scratch: string): Promise<string> {
+  const dir = tmpPath(scratch);
+  await Deno.mkdir(dir);
+  for (const [name, bytes] of Object.entries(await tinyModelFolder(scratch))) {
+    await Deno.writeFile(`${dir}/${name}`, bytes);
+  }
+  return dir;
+}
+
+/** A seed of the folder that `save(src, out)` writes from the tiny model at `src`. */
+async function savedSeed(
+  scratch: string,
+  save: (src: string, out: string) => Promise<void>,
+): Promise<Seed> {
+  const src = await tinyModelDir(scratch), out = tmpPath(scratch);
+  await save(src, out);
+  const files = await readFolder(out);
+  const mutable: Record<string, SeedKind> = {};
+  for (const name of Object.keys(files)) {
+    mutable[name] = name.endsWith(".safetensors") ? "safetensors" : "json";
+  }
+  return { files, mutable };
+}
+
+/** A short calibration set for the tiny byte-level model. */
+const CALIB = [[256, 72, 101, 108, 108, 111, 32, 119, 111, 114, 108, 100], [
+  256,
+  84,
+  104,
+  101,
+  32,
+  99,
+  97,
+  116,
+]];
 
 function safetensorsSeedTensors(rng: Rng) {
   const f = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
@@ -670,6 +713,69 @@ export const TARGETS: readonly Target[] = [
     },
     async run(dir) {
       await loadStates(`${dir}/s.safetensors`, "key-1");
+    },
+  },
+  {
+    name: "GPTQ checkpoint",
+    async seeds(scratch) {
+      return [
+        await savedSeed(scratch, async (src, out) => {
+          const model = await LlamaModel.load(src, { backend: "ts" });
+          const layers = await quantizeModel(model, [], { method: "rtn", bits: 4, groupSize: 8 });
+          await saveQuantizedModel(model, src, out, layers);
+        }),
+        await savedSeed(scratch, async (src, out) => {
+          const model = await LlamaModel.load(src, { backend: "ts" });
+          const layers = await quantizeModel(model, CALIB, {
+            bits: 8,
+            groupSize: -1,
+            progress: false,
+          });
+          await saveQuantizedModel(model, src, out, layers, { format: "compressed-tensors" });
+        }),
+      ];
+    },
+    async run(dir) {
+      (await loadQuantizedModel(dir, { backend: "ts" })).forward([256, 104, 105]);
+    },
+  },
+  {
+    name: "QUIK checkpoint",
+    async seeds(scratch) {
+      return [
+        await savedSeed(scratch, async (src, out) => {
+          const model = await LlamaModel.load(src, { backend: "ts" });
+          const layers = await quikModel(model, CALIB, {
+            clip: false,
+            progress: false,
+            outliers: 2,
+          });
+          await saveQuikModel(src, out, layers);
+        }),
+      ];
+    },
+    async run(dir) {
+      (await loadQuikModel(dir, { backend: "ts" })).forward([256, 104, 105]);
+    },
+  },
+  {
+    name: "Sparse Expansion checkpoint",
+    async seeds(scratch) {
+      return [
+        await savedSeed(scratch, async (src, out) => {
+          const model = await LlamaModel.load(src, { backend: "ts" });
+          await sparseExpand(model, CALIB, {
+            experts: 2,
+            sparsity: 0.5,
+            restarts: 1,
+            progress: false,
+          });
+          await saveModel(model, src, out, { dtype: "F32" });
+        }),
+      ];
+    },
+    async run(dir) {
+      (await loadExpandedModel(dir, { backend: "ts" })).forward([256, 104, 105]);
     },
   },
   {

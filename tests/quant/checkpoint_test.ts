@@ -275,10 +275,19 @@ Deno.test("bad or inconsistent quantized files fail with a FormatError naming th
         }, "expected 2 to 8 bits"],
         ["method", (_t, c) => {
           (c.quantization_config as Record<string, unknown>).quant_method = "awq";
-        }, "quant_method 'awq'"],
+        }, 'quant_method "awq"'],
         ["none", (_t, c) => {
           delete c.quantization_config;
         }, "has no quantization_config"],
+        // found by deno task fuzz: the levels were allocated from config.json's sizes before any
+        // tensor was checked ("Invalid typed array length"), and an object with a toString key
+        // broke the message ("Cannot convert object to primitive value")
+        ["sizes", (_t, c) => {
+          c.intermediate_size = 2 ** 40;
+        }, "expected I32["],
+        ["format", (_t, c) => {
+          (c.quantization_config as Record<string, unknown>).checkpoint_format = { toString: 1 };
+        }, 'checkpoint_format {"toString":1} is not gptq'],
       ];
     for (const [name, edit, msg] of cases) {
       const to = await mutate(name, edit);
