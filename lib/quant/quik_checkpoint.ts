@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { FormatError } from "../core/errors.ts";
+import { FormatError, quoteValue } from "../core/errors.ts";
 import { writeFolder } from "../io/output.ts";
 import { type Tensor, writeSafetensors } from "../io/safetensors.ts";
 import type { Backend } from "../kernels/mod.ts";
@@ -134,7 +134,9 @@ export async function loadQuikModel(
   for (const [n, b] of Object.entries(bits)) {
     if (!(LINEAR_NAMES as readonly string[]).includes(n) || (b !== 4 && b !== 8)) {
       throw new FormatError(
-        `'${dir}/config.json': quantization_config.bits has ${n}: ${b}, expected a projection name and 4 or 8`,
+        `'${dir}/config.json': quantization_config.bits has ${quoteValue(n)}: ${
+          quoteValue(b)
+        }, expected a projection name and 4 or 8`,
       );
     }
   }

@@ -162,6 +162,11 @@ async function savedSeed(
   return { files, mutable };
 }
 
+/** A forward pass of up to 3 tokens (a mutated config may allow fewer positions). */
+function forward(model: LlamaModel): void {
+  model.forward([256, 104, 105].slice(0, model.config.maxPositionEmbeddings));
+}
+
 /** A short calibration set for the tiny byte-level model. */
 const CALIB = [[256, 72, 101, 108, 108, 111, 32, 119, 111, 114, 108, 100], [
   256,
@@ -376,8 +381,7 @@ export const TARGETS: readonly Target[] = [
       }];
     },
     async run(dir) {
-      const model = await LlamaModel.load(dir, { backend: "ts" });
-      model.forward([256, 104, 105]);
+      forward(await LlamaModel.load(dir, { backend: "ts" }));
     },
   },
   {
@@ -736,7 +740,7 @@ export const TARGETS: readonly Target[] = [
       ];
     },
     async run(dir) {
-      (await loadQuantizedModel(dir, { backend: "ts" })).forward([256, 104, 105]);
+      forward(await loadQuantizedModel(dir, { backend: "ts" }));
     },
   },
   {
@@ -755,7 +759,7 @@ export const TARGETS: readonly Target[] = [
       ];
     },
     async run(dir) {
-      (await loadQuikModel(dir, { backend: "ts" })).forward([256, 104, 105]);
+      forward(await loadQuikModel(dir, { backend: "ts" }));
     },
   },
   {
@@ -775,7 +779,7 @@ export const TARGETS: readonly Target[] = [
       ];
     },
     async run(dir) {
-      (await loadExpandedModel(dir, { backend: "ts" })).forward([256, 104, 105]);
+      forward(await loadExpandedModel(dir, { backend: "ts" }));
     },
   },
   {

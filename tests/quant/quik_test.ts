@@ -187,7 +187,10 @@ Deno.test({
       const cfg = JSON.parse(await Deno.readTextFile(`${dir}/q/config.json`));
       cfg.quantization_config.bits.q_proj = 3;
       await Deno.writeTextFile(`${dir}/q/config.json`, JSON.stringify(cfg));
-      await assertRejects(() => loadQuikModel(`${dir}/q`), FormatError, "q_proj: 3");
+      await assertRejects(() => loadQuikModel(`${dir}/q`), FormatError, '"q_proj": 3');
+      cfg.quantization_config.bits.q_proj = { toString: 1 }; // found by deno task fuzz: a TypeError
+      await Deno.writeTextFile(`${dir}/q/config.json`, JSON.stringify(cfg));
+      await assertRejects(() => loadQuikModel(`${dir}/q`), FormatError, '{"toString":1}');
       cfg.quantization_config.bits.q_proj = 8; // the file holds 4-bit levels
       await Deno.writeTextFile(`${dir}/q/config.json`, JSON.stringify(cfg));
       await assertRejects(() => loadQuikModel(`${dir}/q`), FormatError, "q_proj.qweight");
