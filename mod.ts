@@ -18,6 +18,7 @@ export * from "./lib/io/mod.ts";
 export * from "./lib/kernels/mod.ts";
 export * from "./lib/model/mod.ts";
 export * from "./lib/train/mod.ts";
+export * from "./lib/comm/mod.ts";
 export * from "./lib/sparse/mod.ts";
 export * from "./lib/quant/mod.ts";
 export * from "./lib/wasserstein/mod.ts";

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the native libraries into ffi/build/: the C library always, the CUDA library when nvcc
+# Builds the native libraries into ffi/build/: the C library always, the MPI communicator when
+# mpicc is on PATH, the CUDA library when nvcc
 # is on PATH (even without a GPU), and the CUDA emulator (ffi/build/emu/) when a C++ compiler is.
 # Rebuilds only what changed. Usage: bash ffi/build.sh [--force]
 set -euo pipefail
@@ -15,6 +16,10 @@ stale() { # stale OUTPUT INPUTS...: true when OUTPUT is missing or older than an
   [ "$force" = "--force" ] || [ ! -e "$out" ] || [ -n "$(find "$@" -newer "$out" 2>/dev/null | head -1)" ]
 }
 bash cpu/build.sh $force build/liblmkit_cpu.so
+# the MPI communicator (lib/comm's mpi backend), where Open MPI's mpicc is installed
+bash mpi/build.sh $force build/liblmkit_mpi.so
+command -v "${MPICC:-mpicc}" >/dev/null 2>&1 ||
+  echo "build: mpicc not found; the mpi communicator is not built (apt-get install openmpi-bin libopenmpi-dev)"
 if command -v nvcc >/dev/null 2>&1 && compgen -G "cuda/*.cu" >/dev/null; then
   if stale build/liblmkit_cuda.so cuda include; then
     echo "build: nvcc → ffi/build/liblmkit_cuda.so (sm_80, sm_90a)"

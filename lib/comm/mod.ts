@@ -1,0 +1,12 @@
+/**
+ * Communication between the ranks of a job: one communicator interface (rank, size, all-reduce,
+ * reduce-scatter, all-gather, all-to-all, broadcast, barrier; each blocking and non-blocking)
+ * with two backends, `single` (a world of one, no dependency) and `mpi` (Open MPI through
+ * `ffi/build/liblmkit_mpi.so`, processes started by `mpirun`).
+ *
+ * @module
+ */
+export * from "./communicator.ts";
+export * from "./errors.ts";
+export * from "./single.ts";
+export * from "./mpi.ts";
