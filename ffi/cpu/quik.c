@@ -117,7 +117,7 @@ static int32_t quantize_row(const qx_t* a, const __mmask16* imask, int32_t t) {
     _mm_mask_storeu_epi8(q + p, (__mmask16)((1u << cnt) - 1), _mm512_cvtepi32_epi8(qi));
     p += cnt;
   }
-  memset(q + p, 0, (size_t)(a->kp - p));
+  if (p < a->kp) memset(q + p, 0, (size_t)(a->kp - p)); /* xq is NULL when k = nout */
   a->qs[t] = _mm512_reduce_add_epi32(vsum);
   return -1;
 }
@@ -157,7 +157,7 @@ static int32_t quantize_row(const qx_t* a, const void* unused, int32_t t) {
     }
     c0 = c1 + 1;
   }
-  memset(q + p, 0, (size_t)(a->kp - p));
+  if (p < a->kp) memset(q + p, 0, (size_t)(a->kp - p)); /* xq is NULL when k = nout */
   a->qs[t] = sum;
   return -1;
 }

@@ -48,7 +48,7 @@ int32_t lk_cpu_sparsegpt_f64(double* w, double w_len, const double* u, double u_
   for (int j = 0; j < cols; j++)
     if (!(u[(ptrdiff_t)j * cols + j] > 0))
       return lk_fail(LK_ENUMERICAL, "%s: U[%d,%d] = %g, expected a positive diagonal", fn, j, j, u[(ptrdiff_t)j * cols + j]);
-  memset(mask, 0, (size_t)rows * cols);
+  if (rows > 0) memset(mask, 0, (size_t)rows * cols); /* mask is NULL when empty */
   double* err = lk_alloc(sizeof(double) * (size_t)(rows ? rows : 1) * block);
   double* tmp = n > 0 ? NULL : lk_alloc(sizeof(double) * (size_t)(rows ? rows : 1) * block);
   if (!err || (n == 0 && !tmp)) {

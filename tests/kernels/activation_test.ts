@@ -22,6 +22,19 @@ Deno.test("swiglu cpu matches ts, including saturated inputs (vectorised exp wit
   assertClose([y.data[3]!], [-5e-31], { rtol: 1e-6 });
 });
 
+// lk_expf once shifted NaN's exponent, (int32_t)NaN + 127 << 23: a left shift of a negative
+// value, undefined behaviour that ffi/cpu/sanitize_check.sh's UBSan reports
+Deno.test("swiglu cpu: NaN in gives NaN out, ±∞ as ts", () => {
+  const g = Matrix.from([[NaN, 1, Infinity, -Infinity, 0.5, NaN]]);
+  const u = Matrix.from([[1, NaN, 2, 1, 3, 0]]);
+  const got = Array.from(swiglu(g, u, { backend: "cpu" }).data);
+  const want = Array.from(swiglu(g, u, { backend: "ts" }).data);
+  assertEquals(got.map(Number.isNaN), [true, true, false, true, false, true]);
+  assertEquals(want.map(Number.isNaN), got.map(Number.isNaN));
+  assertEquals([got[2], want[2]], [Infinity, Infinity]);
+  assertClose([got[4]!], [want[4]!], { rtol: 2e-7 });
+});
+
 Deno.test("swiglu: mismatched shapes and short buffers fail", () => {
   assertThrows(() => swiglu(Matrix.zeros(2, 3), Matrix.zeros(3, 2)), ShapeError);
   const lib = cpu(), a = new Float32Array(4);

@@ -173,6 +173,19 @@ Deno.test("SparseGPT N:M on every backend (ts, cpu, cuda where present): equal s
   }
 });
 
+// the C sweep once cleared the mask with memset(NULL, 0, 0) here (an empty typed array crosses
+// the FFI as a null pointer): undefined behaviour that ffi/cpu/sanitize_check.sh's UBSan reports
+Deno.test("SparseGPT on every backend: a weight with no rows gives an empty weight and mask", () => {
+  const h = Matrix.zeros64(8, 8);
+  for (let j = 0; j < 8; j++) h.data[j * 8 + j] = 1;
+  for (const backend of BACKENDS) {
+    for (const o of [{ sparsity: 0.5 }, { nm: [2, 4] as [number, number] }]) {
+      const r = sparseGpt(Matrix.zeros(0, 8), h, { ...o, backend });
+      assertEquals([r.weight.rows, r.weight.cols, r.mask.length], [0, 8, 0], backend);
+    }
+  }
+});
+
 Deno.test("SparseGPT: exact sparsity, N:M groups, dense rows kept, and a lower loss than magnitude", () => {
   const rng = new Rng(freshSeed());
   const { w, x, h } = layer(rng, 16, 256, 600);
