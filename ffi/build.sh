@@ -19,7 +19,7 @@ bash cpu/build.sh $force build/liblmkit_cpu.so
 # the MPI communicator (lib/comm's mpi backend), where Open MPI's mpicc is installed
 bash mpi/build.sh $force build/liblmkit_mpi.so
 command -v "${MPICC:-mpicc}" >/dev/null 2>&1 ||
-  echo "build: mpicc not found; the mpi communicator is not built (apt-get install openmpi-bin libopenmpi-dev)"
+  echo "build: mpicc not found; the mpi communicator is not built (apt-get install openmpi-bin libopenmpi-dev)" >&2
 if command -v nvcc >/dev/null 2>&1 && compgen -G "cuda/*.cu" >/dev/null; then
   if stale build/liblmkit_cuda.so cuda include; then
     echo "build: nvcc → ffi/build/liblmkit_cuda.so (sm_80, sm_90a)"
@@ -29,7 +29,7 @@ if command -v nvcc >/dev/null 2>&1 && compgen -G "cuda/*.cu" >/dev/null; then
     mv build/liblmkit_cuda.so.tmp build/liblmkit_cuda.so
   fi
 elif ! command -v nvcc >/dev/null 2>&1; then
-  echo "build: nvcc not found; the cuda backend is not built"
+  echo "build: nvcc not found; the cuda backend is not built" >&2
 fi
 # the CUDA emulator (the .cu compiled as C++ for the CPU, with mock cuBLAS/cuSOLVER/cuSPARSELt),
 # which lets `deno task test` run the cuda tests without a GPU (LMKIT_CUDA_EMU=1)

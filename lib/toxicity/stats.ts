@@ -10,6 +10,11 @@
  * ≥ 1 LDNOOBW hit, windows of ±7 days (before: the 7 days before the event day, after: the event
  * day and the 6 days after), weeks starting on Monday (UTC), peaks among days with ≥ 20 comments.
  *
+ * Sums of sentiment are kept exactly (see `partial.ts`) and rounded once per table cell, and the
+ * state can be exported ({@linkcode ToxicityStats.toPartial}) and merged
+ * ({@linkcode ToxicityStats.mergePartial}): the statistics of consecutive parts of a collection,
+ * merged in order, equal those of the whole read at once, to the last bit.
+ *
  * @module
  */
 import { franc } from "franc-min";
@@ -19,6 +24,7 @@ import type { Comment } from "./comments.ts";
 import { ldnoobw, TOXICITY_LANGUAGES } from "./lexicon.ts";
 import { LexiconMatcher } from "./matcher.ts";
 import { SentimentScorer } from "./sentiment.ts";
+import { exactAdd, exactMerge, exactValue } from "./partial.ts";
 
 const ISO3: Record<string, string> = {
   eng: "en",
@@ -55,6 +61,45 @@ export interface DayCell {
   toxic: number;
   /** Sum of comparative sentiment. */
   sentiment: number;
+}
+
+/** A bucket whose sentiment sum is kept exactly (non-overlapping partials). */
+interface ExactCell {
+  n: number;
+  toxic: number;
+  s: number[];
+}
+
+/**
+ * The state of a {@linkcode ToxicityStats} as plain data (see
+ * {@linkcode ToxicityStats.toPartial}): what {@linkcode ToxicityStats.mergePartial} adds to
+ * another. Every array is in the order the comments came.
+ */
+export interface StatsPartial {
+  /** The languages, in order (language indices below refer to it). */
+  languages: string[];
+  /** Comments counted. */
+  counted: number;
+  /** Comments left out, by reason, in the order the reasons first occurred. */
+  skipped: [string, number][];
+  /** Communities in the order they first occurred (community indices below refer to it). */
+  communities: string[];
+  /**
+   * The language × day × community cells in the order they first occurred, each as day,
+   * community index, language index, comments, toxic comments, k, then the k non-overlapping
+   * partials of the exact sentiment sum.
+   */
+  cells: Float64Array;
+  /** Comment ids of the reply tree (the last comment with each id)… */
+  ids: string[];
+  /** …and the index of that comment among the records. */
+  idIndex: Float64Array;
+  /** Per record (comment with an id), its parent id or null. */
+  parents: (string | null)[];
+  /** Per record, 1 when toxic. */
+  toxic: Uint8Array;
+  /** Per record, its language index. */
+  language: Uint8Array;
 }
 
 /** One day of an event's series. */
@@ -117,7 +162,7 @@ export class ToxicityStats {
   readonly #combined: { matcher: LexiconMatcher; toxic: Uint8Array; valence: Float64Array }[] = [];
   readonly #o: ToxicityStatsOptions;
   // cells keyed by ((day + DAY0) · 2^20 + community index) · 8 + language index
-  readonly #cells = new Map<number, DayCell>();
+  readonly #cells = new Map<number, ExactCell>();
   readonly #communityIndex = new Map<string, number>();
   readonly #communities: string[] = [];
   /** Comments counted. */
@@ -197,30 +242,16 @@ export class ToxicityStats {
     const words = matcher.lastWords;
     const sentiment = words === 0 ? 0 : sum / words;
     const day = Math.floor(c.time / DAY);
-    let ci = this.#communityIndex.get(c.community);
-    if (ci === undefined) {
-      ci = this.#communities.length;
-      if (ci >= 1 << 20) throw new RangeError("More than 2^20 communities");
-      this.#communityIndex.set(c.community, ci);
-      this.#communities.push(c.community);
-    }
+    const ci = this.#community(c.community);
     const key = ((day + DAY0) * 1048576 + ci) * 8 + li;
     let cell = this.#cells.get(key);
-    if (!cell) this.#cells.set(key, cell = { n: 0, toxic: 0, sentiment: 0 });
+    if (!cell) this.#cells.set(key, cell = { n: 0, toxic: 0, s: [] });
     cell.n++;
     if (toxic) cell.toxic++;
-    cell.sentiment += sentiment;
+    exactAdd(cell.s, sentiment);
     if (this.#o.depth && c.id !== undefined) {
       const i = this.#parents.length;
-      if (i >= this.#tox.length) {
-        const grow = (a: Uint8Array) => {
-          const b = new Uint8Array(a.length * 2);
-          b.set(a);
-          return b;
-        };
-        this.#tox = grow(this.#tox);
-        this.#lang = grow(this.#lang);
-      }
+      this.#reserve(i + 1);
       this.#ids.set(c.id, i);
       this.#parents.push(c.parent);
       this.#tox[i] = toxic ? 1 : 0;
@@ -228,6 +259,94 @@ export class ToxicityStats {
     }
     this.counted++;
     return true;
+  }
+
+  /** Grows the per-record arrays to hold at least `n` records. */
+  #reserve(n: number): void {
+    if (n <= this.#tox.length) return;
+    let cap = this.#tox.length;
+    while (cap < n) cap *= 2;
+    const grow = (a: Uint8Array) => {
+      const b = new Uint8Array(cap);
+      b.set(a);
+      return b;
+    };
+    this.#tox = grow(this.#tox);
+    this.#lang = grow(this.#lang);
+  }
+
+  /** The community index of `name`, added when new. */
+  #community(name: string): number {
+    let ci = this.#communityIndex.get(name);
+    if (ci === undefined) {
+      ci = this.#communities.length;
+      if (ci >= 1 << 20) throw new RangeError("More than 2^20 communities");
+      this.#communityIndex.set(name, ci);
+      this.#communities.push(name);
+    }
+    return ci;
+  }
+
+  /**
+   * The state as plain data, to be merged into the statistics of the comments before these
+   * with {@linkcode ToxicityStats.mergePartial} (e.g. on another rank); sums stay exact.
+   */
+  toPartial(): StatsPartial {
+    const cells: number[] = [];
+    for (const [k, c] of this.#cells) {
+      const li = k % 8, rest = (k - li) / 8, ci = rest % 1048576;
+      cells.push((rest - ci) / 1048576 - DAY0, ci, li, c.n, c.toxic, c.s.length, ...c.s);
+    }
+    const n = this.#parents.length;
+    return {
+      languages: [...this.languages],
+      counted: this.counted,
+      skipped: Object.entries(this.skipped),
+      communities: [...this.#communities],
+      cells: Float64Array.from(cells),
+      ids: [...this.#ids.keys()],
+      idIndex: Float64Array.from(this.#ids.values()),
+      parents: this.#parents.map((p) => p ?? null),
+      toxic: this.#tox.slice(0, n),
+      language: this.#lang.slice(0, n),
+    };
+  }
+
+  /**
+   * Adds the statistics of comments that came after every comment added so far (a later part
+   * of the collection, counted by a ToxicityStats of the same options): afterwards every table
+   * is exactly what one ToxicityStats would give for all the comments in that order.
+   */
+  mergePartial(p: StatsPartial): void {
+    if (p.languages.join(",") !== this.languages.join(",")) {
+      throw new RangeError(
+        `Cannot merge statistics of languages ${p.languages.join(",")} into ${
+          this.languages.join(",")
+        }`,
+      );
+    }
+    const cis = p.communities.map((name) => this.#community(name));
+    const cs = p.cells;
+    for (let o = 0; o < cs.length;) {
+      const day = cs[o]!, ci = cis[cs[o + 1]!]!, li = cs[o + 2]!, k = cs[o + 5]!;
+      const key = ((day + DAY0) * 1048576 + ci) * 8 + li;
+      let cell = this.#cells.get(key);
+      if (!cell) this.#cells.set(key, cell = { n: 0, toxic: 0, s: [] });
+      cell.n += cs[o + 3]!;
+      cell.toxic += cs[o + 4]!;
+      exactMerge(cell.s, cs.subarray(o + 6, o + 6 + k));
+      o += 6 + k;
+    }
+    const base = this.#parents.length, n = p.parents.length;
+    this.#reserve(base + n);
+    this.#tox.set(p.toxic, base);
+    this.#lang.set(p.language, base);
+    for (const parent of p.parents) this.#parents.push(parent ?? undefined);
+    for (let i = 0; i < p.ids.length; i++) this.#ids.set(p.ids[i]!, base + p.idIndex[i]!);
+    this.counted += p.counted;
+    for (const [reason, count] of p.skipped) {
+      this.skipped[reason] = (this.skipped[reason] ?? 0) + count;
+    }
   }
 
   /** Rows per language × day × community (and topic). */
@@ -251,7 +370,7 @@ export class ToxicityStats {
         n: c.n,
         toxic: c.toxic,
         ratio: c.toxic / c.n,
-        sentiment: c.sentiment / c.n,
+        sentiment: exactValue(c.s) / c.n,
       });
     }
     return rows.sort((a, b) =>
@@ -261,7 +380,7 @@ export class ToxicityStats {
   }
 
   /** Every language × day × community cell with its decoded key, unsorted. */
-  *#entries(): Generator<{ language: string; day: number; community: string; cell: DayCell }> {
+  *#entries(): Generator<{ language: string; day: number; community: string; cell: ExactCell }> {
     for (const [k, cell] of this.#cells) {
       const li = k % 8, rest = (k - li) / 8, ci = rest % 1048576;
       yield {
@@ -275,15 +394,24 @@ export class ToxicityStats {
 
   /** Totals per language and day (all communities). */
   perDay(): Map<string, Map<number, DayCell>> {
-    const out = new Map<string, Map<number, DayCell>>();
-    for (const l of this.languages) out.set(l, new Map());
+    const sums = new Map<string, Map<number, ExactCell>>();
+    for (const l of this.languages) sums.set(l, new Map());
     for (const { language, day: d, cell: c } of this.#entries()) {
-      const m = out.get(language)!;
-      const cell = m.get(d) ?? { n: 0, toxic: 0, sentiment: 0 };
+      const m = sums.get(language)!;
+      let cell = m.get(d);
+      if (!cell) m.set(d, cell = { n: 0, toxic: 0, s: [] });
       cell.n += c.n;
       cell.toxic += c.toxic;
-      cell.sentiment += c.sentiment;
-      m.set(d, cell);
+      exactMerge(cell.s, c.s);
+    }
+    const out = new Map<string, Map<number, DayCell>>();
+    for (const [l, m] of sums) {
+      out.set(
+        l,
+        new Map(
+          [...m].map(([d, c]) => [d, { n: c.n, toxic: c.toxic, sentiment: exactValue(c.s) }]),
+        ),
+      );
     }
     return out;
   }
@@ -298,20 +426,25 @@ export class ToxicityStats {
     ratio: number;
     sentiment: number;
   }[] {
-    const m = new Map<string, DayCell & { language: string; week: number; community: string }>();
+    const m = new Map<string, ExactCell & { language: string; week: number; community: string }>();
     for (const { language, day, community, cell } of this.#entries()) {
       const week = day - ((day + 3) % 7);
       const k = `${language}\u0000${week}\u0000${community}`;
-      const c = m.get(k) ?? { language, week, community, n: 0, toxic: 0, sentiment: 0 };
+      let c = m.get(k);
+      if (!c) m.set(k, c = { language, week, community, n: 0, toxic: 0, s: [] });
       c.n += cell.n;
       c.toxic += cell.toxic;
-      c.sentiment += cell.sentiment;
-      m.set(k, c);
+      exactMerge(c.s, cell.s);
     }
     return [...m.values()].map((c) => ({
-      ...c,
+      language: c.language,
+      week: c.week,
+      community: c.community,
+      n: c.n,
+      toxic: c.toxic,
+      // (columns in the order weekly.csv has always had)
+      sentiment: exactValue(c.s) / c.n,
       ratio: c.toxic / c.n,
-      sentiment: c.sentiment / c.n,
     }))
       .sort((a, b) =>
         a.language.localeCompare(b.language) || a.week - b.week ||
@@ -412,16 +545,16 @@ export class ToxicityStats {
     ratio: number;
     sentiment: number;
   }[] {
-    const m = new Map<string, DayCell>();
+    const m = new Map<string, ExactCell>();
     for (const { language, community, cell } of this.#entries()) {
       const topic = this.#o.topics?.get(community);
       if (topic === undefined || topic === "") continue;
       const k = `${topic}\u0000${language}`;
-      const c = m.get(k) ?? { n: 0, toxic: 0, sentiment: 0 };
+      let c = m.get(k);
+      if (!c) m.set(k, c = { n: 0, toxic: 0, s: [] });
       c.n += cell.n;
       c.toxic += cell.toxic;
-      c.sentiment += cell.sentiment;
-      m.set(k, c);
+      exactMerge(c.s, cell.s);
     }
     return [...m].map(([k, c]) => {
       const [topic, language] = k.split("\u0000") as [string, string];
@@ -431,7 +564,7 @@ export class ToxicityStats {
         n: c.n,
         toxic: c.toxic,
         ratio: c.toxic / c.n,
-        sentiment: c.sentiment / c.n,
+        sentiment: exactValue(c.s) / c.n,
       };
     }).sort((a, b) => a.topic.localeCompare(b.topic) || a.language.localeCompare(b.language));
   }

@@ -1,11 +1,24 @@
 // Toxicity statistics: readers for JSONL, gzip and zstd (a fixture compressed by the zstd tool)
 // give the same comments; aggregates, event windows, peaks, topic agreement and depth equal
-// counts made here directly; bad rows fail with file and line or are skipped and counted.
+// counts made here directly; bad rows fail with file and line or are skipped and counted. Exact
+// sums against a BigInt reference; partial statistics of consecutive parts (real texts), merged
+// through their bytes, equal one pass in every table to the last bit.
 import { assert, assertAlmostEquals, assertEquals, assertRejects } from "@std/assert";
 import { parseTime, readComments, type SkipCounts } from "../../lib/toxicity/comments.ts";
 import { ToxicityStats } from "../../lib/toxicity/stats.ts";
 import { spearman, twoProportionTest } from "../../lib/stats/tests.ts";
 import { FormatError } from "../../lib/core/errors.ts";
+import { Rng } from "../../lib/core/rng.ts";
+import {
+  decodePartial,
+  encodePartial,
+  exactAdd,
+  exactMerge,
+  exactValue,
+} from "../../lib/toxicity/partial.ts";
+import { SentimentScorer } from "../../lib/toxicity/sentiment.ts";
+import { freshSeed } from "../_util.ts";
+import { DAY0, realCommentLines } from "./_real_comments.ts";
 
 const FIX = new URL("./fixtures/", import.meta.url).pathname;
 const FIELDS = {
@@ -174,3 +187,156 @@ Deno.test("bad rows: one sentence with file and line, or skipped and counted", a
     "expected .csv, .tsv, .jsonl",
   );
 });
+
+// ---- exact sums and partial statistics (the merge behind toxicity_stats --dist) ----
+
+/** The sum of `xs`, computed exactly with BigInt and rounded once (ties to even). */
+function exactReference(xs: readonly number[]): number {
+  const dv = new DataView(new ArrayBuffer(8));
+  let s = 0n;
+  for (const x of xs) {
+    dv.setFloat64(0, x);
+    const hi = dv.getUint32(0), lo = dv.getUint32(4);
+    const exp = (hi >>> 20) & 0x7ff, frac = (BigInt(hi & 0xfffff) << 32n) | BigInt(lo);
+    const m = exp === 0 ? frac : frac | (1n << 52n);
+    const v = m << BigInt(Math.max(exp, 1) - 1); // in units of 2^-1074
+    s += hi >>> 31 ? -v : v;
+  }
+  if (s === 0n) return 0;
+  const neg = s < 0n, a = neg ? -s : s, bits = a.toString(2).length;
+  const shift = Math.max(bits - 53, 0);
+  let q = a >> BigInt(shift);
+  if (shift > 0) {
+    const r = a - (q << BigInt(shift)), half = 1n << BigInt(shift - 1);
+    if (r > half || (r === half && (q & 1n) === 1n)) q++;
+  }
+  const v = Number(q) * 2 ** (shift - 1074);
+  return neg ? -v : v;
+}
+
+Deno.test("exact sums: correctly rounded, the same for every order and split of the terms", () => {
+  const rng = new Rng(freshSeed());
+  for (let trial = 0; trial < 300; trial++) {
+    const n = 1 + rng.int(60);
+    const xs = Array.from({ length: n }, () => {
+      switch (rng.int(4)) {
+        case 0: // comparative sentiment: a valence sum over a word count
+          return (rng.int(21) - 10) / (1 + rng.int(300));
+        case 1:
+          return (rng.uniform() - 0.5) * 2 ** (rng.int(80) - 40);
+        case 2: // cancellation
+          return rng.int(2) ? 1e16 : -1e16;
+        default:
+          return rng.uniform() * 1e-3;
+      }
+    });
+    const want = exactReference(xs);
+    const p: number[] = [];
+    for (const x of xs) exactAdd(p, x);
+    assertEquals(exactValue(p), want, `terms ${JSON.stringify(xs)}`);
+    // another order, in three parts merged
+    const shuffled = rng.shuffle([...xs]);
+    const cut1 = rng.int(n + 1), cut2 = cut1 + rng.int(n - cut1 + 1);
+    const parts = [shuffled.slice(0, cut1), shuffled.slice(cut1, cut2), shuffled.slice(cut2)]
+      .map((ys) => {
+        const q: number[] = [];
+        for (const y of ys) exactAdd(q, y);
+        return q;
+      });
+    const merged: number[] = [];
+    for (const q of parts.reverse()) exactMerge(merged, q);
+    assertEquals(exactValue(merged), want);
+  }
+  // the classic: naive summation gives 0
+  const p: number[] = [];
+  for (const x of [1e100, 1, -1e100, 1e-100]) exactAdd(p, x);
+  assertEquals(exactValue(p), 1);
+});
+
+/** Every table of `st`, for comparison. */
+function tables(st: ToxicityStats) {
+  return {
+    daily: st.daily(),
+    weekly: st.weekly(),
+    perDay: [...st.perDay()].map(([l, m]) => [l, [...m]]),
+    events: st.events([{ event: "e", day: DAY0 + 30 }, { event: "f", day: DAY0 + 50 }], {
+      replicates: 100,
+      minDayComments: 5,
+    }),
+    topics: st.topicTable(),
+    agreement: st.topicAgreement(20),
+    depth: st.depthTable(),
+    counted: st.counted,
+    skipped: Object.entries(st.skipped),
+  };
+}
+
+Deno.test("partial statistics of consecutive parts, merged in order through bytes, equal one pass to the last bit", async () => {
+  const { lines, languages } = await realCommentLines(6000, 11, { only: ["en", "de", "es"] });
+  // every fifth comment repeats an earlier id: the later one wins the reply tree, as in one pass
+  const comments = lines.map((l, i) => {
+    const v = JSON.parse(l);
+    if (i % 5 === 4) v.id = `r${i - 3}`;
+    if (i % 97 === 0) v.lang = "xx"; // skipped as unknown
+    if (i % 89 === 0) delete v.id;
+    return {
+      line: i + 1,
+      text: v.body,
+      time: v.created_utc,
+      community: v.subreddit,
+      language: v.lang,
+      ...(v.id === undefined ? {} : { id: v.id }),
+      parent: v.parent_id,
+    };
+  });
+  const topics = new Map(Array.from({ length: 40 }, (_, i) => [`r${i}`, `t${i % 7}`]));
+  const options = { languages, depth: true, skipBadRows: true, topics };
+  const whole = new ToxicityStats(options);
+  for (const c of comments) whole.add(c, "x");
+  const want = tables(whole);
+  // parts of one comment first and in the middle
+  for (const cuts of [[0, 1, 2999, 3000, 6000]]) {
+    const parts = cuts.slice(1).map((end, k) => {
+      const st = new ToxicityStats(options);
+      for (const c of comments.slice(cuts[k]!, end)) st.add(c, "x");
+      return st;
+    });
+    const [first, ...rest] = parts;
+    for (const st of rest) {
+      first!.mergePartial(decodePartial(encodePartial(st.toPartial(), null), "test").partial);
+    }
+    assertEquals(tables(first!), want, `cuts ${cuts}`);
+    // to the last bit, NaN included
+    const a = JSON.stringify(tables(first!), (_, v) => Object.is(v, -0) ? "-0" : v);
+    assertEquals(a, JSON.stringify(want, (_, v) => Object.is(v, -0) ? "-0" : v));
+  }
+  // the test has teeth: summing each part's sentiments in floating point and adding the part
+  // sums would change the last bits of some cells
+  const naive = (from: number, to: number) => {
+    const m = new Map<string, number>();
+    for (const c of comments.slice(from, to)) {
+      const k = `${c.language}/${Math.floor(c.time / 86400)}/${c.community}`;
+      m.set(k, (m.get(k) ?? 0) + sentimentOf(c.text, c.language));
+    }
+    return m;
+  };
+  const one = naive(0, 6000), a = naive(0, 1), b = naive(1, 3000), c = naive(3000, 6000);
+  let differ = 0;
+  for (const [k, v] of one) {
+    if (((a.get(k) ?? 0) + (b.get(k) ?? 0)) + (c.get(k) ?? 0) !== v) differ++;
+  }
+  assert(differ > 0, "naive part sums never differ on this data");
+});
+
+const scorers = new Map<string, SentimentScorer>();
+function sentimentOf(text: string, language: string): number {
+  let s = scorers.get(language);
+  if (!s) {
+    try {
+      scorers.set(language, s = new SentimentScorer(language));
+    } catch {
+      return 0;
+    }
+  }
+  return s.score(text).comparative;
+}
