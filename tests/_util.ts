@@ -50,3 +50,24 @@ export function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
   }
   return Math.sqrt(num / den);
 }
+
+/** Why the mpirun worlds cannot run here (empty when they can): no mpirun, or no permission. */
+export async function mpirunMissing(): Promise<string> {
+  try {
+    const out = await new Deno.Command("mpirun", {
+      args: ["--version"],
+      stdout: "null",
+      stderr: "null",
+      stdin: "null",
+    }).output();
+    return out.success ? "" : "`mpirun --version` failed";
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      return "mpirun is not on PATH (apt-get install openmpi-bin libopenmpi-dev)";
+    }
+    if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
+      return "no --allow-run permission to start mpirun";
+    }
+    throw e;
+  }
+}

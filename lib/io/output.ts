@@ -62,16 +62,6 @@ async function writeIsOver(parent: string, tag: string): Promise<boolean> {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
-
 /**
  * Cleans `dir` of the leftovers of killed writes (see the module doc) and returns what it did, one
  * line each. Writes still running (their lock held) are left alone.
@@ -114,7 +104,7 @@ export async function cleanStaleOutputs(dir: string): Promise<string[]> {
       } catch { /* unreadable: treat as never committed */ }
       for (const [from, to] of renames ?? []) {
         if (typeof from !== "string" || typeof to !== "string") continue;
-        if (await exists(`${dir}/${from}`)) {
+        if (await pathExists(`${dir}/${from}`)) {
           await Deno.rename(`${dir}/${from}`, `${dir}/${to}`);
           done.push(`finished the commit of '${dir}/${to}' (a write killed mid-commit)`);
         }
@@ -123,17 +113,17 @@ export async function cleanStaleOutputs(dir: string): Promise<string[]> {
     }
     for (const n of mine) {
       const tmp = TMP.exec(n), old = OLD.exec(n);
-      if (tmp && !(await exists(`${dir}/${n}`))) continue; // renamed by the journal above
+      if (tmp && !(await pathExists(`${dir}/${n}`))) continue; // renamed by the journal above
       if (old) {
         // a folder write killed between moving the old folder aside and renaming the new in
         const target = `${dir}/${old[1]}`, fresh = `${target}.tmp-${tag}`;
-        if (!(await exists(target)) && (await exists(fresh))) {
+        if (!(await pathExists(target)) && (await pathExists(fresh))) {
           await Deno.rename(fresh, target);
           done.push(`finished the replacement of '${target}' (a write killed mid-rename)`);
         }
         await Deno.remove(`${dir}/${n}`, { recursive: true });
         done.push(`removed the replaced '${dir}/${n}'`);
-      } else if (tmp && (await exists(`${dir}/${n}`))) {
+      } else if (tmp && (await pathExists(`${dir}/${n}`))) {
         await Deno.remove(`${dir}/${n}`, { recursive: true });
         done.push(`removed '${dir}/${n}', the temporary of a killed write`);
       }
@@ -206,8 +196,7 @@ export async function writeFileAtomic(
   path: string,
   write: (tmp: string) => Promise<void>,
 ): Promise<void> {
-  const slash = path.lastIndexOf("/");
-  const parent = slash < 0 ? "." : slash === 0 ? "/" : path.slice(0, slash);
+  const parent = parentOf(path);
   await cleanStaleOutputs(parent);
   const w = await beginWrite(parent);
   const tmp = `${path}.tmp-${w.tag}`;
@@ -224,7 +213,19 @@ export async function writeFileAtomic(
 
 /** Whether `path` exists (a broken link counts). */
 export async function pathExists(path: string): Promise<boolean> {
-  return await exists(path);
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+/** The folder `path` is in ("." for a bare name). */
+function parentOf(path: string): string {
+  const slash = path.lastIndexOf("/");
+  return slash < 0 ? "." : slash === 0 ? "/" : path.slice(0, slash);
 }
 
 /**
@@ -245,21 +246,19 @@ export async function writeFolder(
   fill: (tmp: string) => Promise<void>,
 ): Promise<void> {
   dir = dir.replace(/\/+$/, "");
-  const slash = dir.lastIndexOf("/");
-  const parent = slash < 0 ? "." : slash === 0 ? "/" : dir.slice(0, slash);
-  const base = dir.slice(slash + 1);
+  const parent = parentOf(dir), base = dir.slice(dir.lastIndexOf("/") + 1);
   if (base === "" || base === "." || base === "..") {
     throw new RangeError(`Cannot write a folder at '${dir}': expected a folder name`);
   }
   await Deno.mkdir(parent, { recursive: true });
   await cleanStaleOutputs(parent);
-  if (await exists(dir)) {
+  if (await pathExists(dir)) {
     let empty = true;
     for await (const _ of Deno.readDir(dir)) {
       empty = false;
       break;
     }
-    if (!empty && !(await exists(`${dir}/config.json`))) {
+    if (!empty && !(await pathExists(`${dir}/config.json`))) {
       throw new RangeError(
         `Cannot write a model folder at '${dir}': it exists and is not a model folder (no config.json); choose a new folder`,
       );
@@ -275,7 +274,7 @@ export async function writeFolder(
       await Deno.remove(tmp, { recursive: true }).catch(() => {});
       throw e;
     }
-    if (await exists(dir)) {
+    if (await pathExists(dir)) {
       const old = `${dir}.old-${w.tag}`;
       await Deno.rename(dir, old);
       await Deno.rename(tmp, dir);

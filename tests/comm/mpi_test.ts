@@ -5,29 +5,9 @@
 // bound, never hang. Skipped, with one printed reason, where mpirun or the library is missing.
 import { assert, assertEquals } from "@std/assert";
 import { mpiInfo, mpiLastError, mpiLibrary } from "../../ffi/mpi/mod.ts";
-import { freshSeed, runDeno } from "../_util.ts";
+import { freshSeed, mpirunMissing, runDeno } from "../_util.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
-
-async function mpirunMissing(): Promise<string> {
-  try {
-    const out = await new Deno.Command("mpirun", {
-      args: ["--version"],
-      stdout: "null",
-      stderr: "null",
-      stdin: "null",
-    }).output();
-    return out.success ? "" : "`mpirun --version` failed";
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      return "mpirun is not on PATH (apt-get install openmpi-bin libopenmpi-dev)";
-    }
-    if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
-      return "no --allow-run permission to start mpirun";
-    }
-    throw e;
-  }
-}
 
 const skip = (await mpirunMissing()) || (mpiLibrary().reason);
 if (skip) console.log(`skipped the mpi world tests: ${skip}`);

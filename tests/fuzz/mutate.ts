@@ -356,7 +356,8 @@ function mutateNpy(b: Uint8Array, rng: Rng): Uint8Array {
   return concat(b.subarray(0, 8), len, h, b.subarray(10 + hl));
 }
 
-async function gzipBytes(b: Uint8Array): Promise<Uint8Array> {
+/** `b` gzip-compressed (one member). */
+export async function gzipBytes(b: Uint8Array): Promise<Uint8Array> {
   const s = new Blob([b as BlobPart]).stream().pipeThrough(new CompressionStream("gzip"));
   return new Uint8Array(await new Response(s).arrayBuffer());
 }

@@ -34,7 +34,7 @@ import { quikModel } from "../../lib/quant/quik.ts";
 import { loadQuikModel, saveQuikModel } from "../../lib/quant/quik_checkpoint.ts";
 import { sparseExpand } from "../../lib/sparse/expansion.ts";
 import { loadExpandedModel, saveModel } from "../../lib/sparse/expansion_io.ts";
-import type { SeedKind } from "./mutate.ts";
+import { gzipBytes, type SeedKind } from "./mutate.ts";
 import { safetensorsValid } from "./oracle.ts";
 
 /** One seed: a folder's files; `mutable` are the ones a case may mutate, with their kind. */
@@ -80,11 +80,6 @@ async function headCsv(path: string, n: number): Promise<Uint8Array> {
     if (rows.length >= n) break;
   }
   return text(stringify(rows, { header: true }));
-}
-
-async function gzip(b: Uint8Array): Promise<Uint8Array> {
-  const s = new Blob([b as BlobPart]).stream().pipeThrough(new CompressionStream("gzip"));
-  return new Uint8Array(await new Response(s).arrayBuffer());
 }
 
 async function drain<T>(it: AsyncIterable<T>): Promise<void> {
@@ -429,7 +424,7 @@ export const TARGETS: readonly Target[] = [
       const tsv = text(await head(`${SHARED}toxicity/hurtlex/hurtlex_DE.tsv`, 15));
       return [
         { files: { "a.tsv": tsv }, mutable: { "a.tsv": "text" } },
-        { files: { "a.tsv.gz": await gzip(tsv) }, mutable: { "a.tsv.gz": "gz" } },
+        { files: { "a.tsv.gz": await gzipBytes(tsv) }, mutable: { "a.tsv.gz": "gz" } },
       ];
     },
     async run(dir) {
@@ -442,7 +437,7 @@ export const TARGETS: readonly Target[] = [
       const jsonl = text(await head(`${SHARED}multilingual_text/ud_pud/pud_en.jsonl`, 6));
       return [
         { files: { "a.jsonl": jsonl }, mutable: { "a.jsonl": "jsonl" } },
-        { files: { "a.jsonl.gz": await gzip(jsonl) }, mutable: { "a.jsonl.gz": "gz" } },
+        { files: { "a.jsonl.gz": await gzipBytes(jsonl) }, mutable: { "a.jsonl.gz": "gz" } },
       ];
     },
     async run(dir) {
@@ -460,7 +455,7 @@ export const TARGETS: readonly Target[] = [
       const csv = stringify(rows, { header: true });
       return [
         { files: { "c.jsonl": jsonl }, mutable: { "c.jsonl": "jsonl" } },
-        { files: { "c.jsonl.gz": await gzip(jsonl) }, mutable: { "c.jsonl.gz": "gz" } },
+        { files: { "c.jsonl.gz": await gzipBytes(jsonl) }, mutable: { "c.jsonl.gz": "gz" } },
         {
           files: { "c.jsonl.zst": await Deno.readFile(`${fx}.zst`) },
           mutable: { "c.jsonl.zst": "zst" },

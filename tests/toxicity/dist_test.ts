@@ -19,7 +19,7 @@ import {
   splittable,
 } from "../../lib/toxicity/dist.ts";
 import { Rng } from "../../lib/core/rng.ts";
-import { freshSeed } from "../_util.ts";
+import { freshSeed, mpirunMissing } from "../_util.ts";
 import { DAY0, realCommentLines } from "./_real_comments.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -152,26 +152,6 @@ Deno.test("byte ranges at every cut of a file: each line read once, by the range
 });
 
 // ---- real mpirun worlds of the script ----
-
-async function mpirunMissing(): Promise<string> {
-  try {
-    const out = await new Deno.Command("mpirun", {
-      args: ["--version"],
-      stdout: "null",
-      stderr: "null",
-      stdin: "null",
-    }).output();
-    return out.success ? "" : "`mpirun --version` failed";
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      return "mpirun is not on PATH (apt-get install openmpi-bin libopenmpi-dev)";
-    }
-    if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
-      return "no --allow-run permission to start mpirun";
-    }
-    throw e;
-  }
-}
 
 const skip = (await mpirunMissing()) || mpiLibrary().reason;
 if (skip) console.log(`skipped the toxicity_stats mpi tests: ${skip}`);
