@@ -26,14 +26,8 @@ import { writeOutputs } from "../lib/io/output.ts";
 import { markdownTable } from "../lib/report/markdown.ts";
 import { heatmapSvg, htmlPage, lineSvg } from "../lib/report/svg.ts";
 import { type FieldMap, parseTime } from "../lib/toxicity/comments.ts";
-import {
-  distributedStats,
-  fromRoot,
-  onEveryRank,
-  planPieces,
-  RankFailed,
-  statInputs,
-} from "../lib/toxicity/dist.ts";
+import { fromRoot, onEveryRank, RankFailed } from "../lib/comm/ranks.ts";
+import { distributedStats, planPieces, statInputs } from "../lib/toxicity/dist.ts";
 import { ldnoobw, readHurtLex, TOXICITY_LANGUAGES } from "../lib/toxicity/lexicon.ts";
 import { LexiconMatcher } from "../lib/toxicity/matcher.ts";
 import { type EventDate, isoDay, ToxicityStats } from "../lib/toxicity/stats.ts";

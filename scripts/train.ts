@@ -3,11 +3,17 @@
  * Trains a Llama model: fine-tunes a checkpoint (default: the bundled model on the SemEval-2021
  * toxic-spans comments, held-out bits/byte on their test split) or trains one from scratch, with
  * AdamW, clipping, warm-up + cosine, gradient accumulation, held-out evaluation, checkpoints that
- * resume exactly, and a report.
+ * resume exactly, and a report. With `--dist mpi` (started by `mpirun -np N`) it trains
+ * data-parallel: each rank trains on its own share of every batch, the gradient is all-reduced in
+ * buckets while the backward runs, rank 0 evaluates its share, writes the report and the
+ * checkpoints, and every rank's weights are checked equal (a hash) at each checkpoint and at the
+ * end.
  *
  * @module
  */
 import { parseArgs } from "@std/cli";
+import { COMM_BACKENDS, createCommunicator } from "../lib/comm/communicator.ts";
+import { onEveryRank, RankFailed } from "../lib/comm/ranks.ts";
 import { stringify } from "@std/csv";
 import { intFlag, numFlag } from "../lib/core/args.ts";
 import { FormatError } from "../lib/core/errors.ts";
@@ -27,6 +33,7 @@ import { type Checkpoint, loadCheckpoint, saveTrainedModel } from "../lib/train/
 import { batchFromSequences, type TokenBatch } from "../lib/train/data.ts";
 import { LlamaParams } from "../lib/train/params.ts";
 import { type StepResult, Trainer } from "../lib/train/trainer.ts";
+import { DEFAULT_BUCKET_BYTES } from "../lib/train/ddp.ts";
 import { htmlPage, lineSvg } from "../lib/report/svg.ts";
 import { markdownTable } from "../lib/report/markdown.ts";
 
@@ -64,6 +71,15 @@ Training:
   --checkpoint DIR     write a checkpoint every --checkpoint-every N steps (default 10) into DIR
   --save DIR           write the trained model there (HF layout, F32; loadable by LlamaModel.load)
   --backend B          ts | cpu | cuda
+
+Data-parallel (several processes or machines):
+  --dist B             single (one process, the default) | mpi: the ranks of an mpirun job,
+                       mpirun -np N deno run --allow-ffi=ffi/build … scripts/train.ts --dist mpi;
+                       each rank trains on --batch sequences of every micro-batch (the global
+                       batch is N × --batch), the gradient is summed over the ranks in buckets
+                       during the backward, rank 0 writes every output
+  --bucket-mb X        gradient bucket size in MiB (default 25, as PyTorch DDP)
+  --comm-timeout S     mpi: the most seconds a rank waits for the others (default 600)
   --out DIR            report folder (default out/train)
   --json               also print results.json
   -h, --help           this text
@@ -141,6 +157,8 @@ interface HistoryRow {
   gradNorm: number;
   tokens: number;
   seconds: number;
+  /** Seconds waiting for the gradient all-reduce (absent in runs from before --dist). */
+  waitSeconds?: number;
   heldoutBitsPerByte?: number;
 }
 
@@ -176,6 +194,9 @@ await runScript({ name: "train.ts", usage: USAGE, needs: [] }, async (args) => {
       "checkpoint-every": { type: "string", default: "10" },
       save: { type: "string" },
       backend: { type: "string" },
+      dist: { type: "string", default: "single" },
+      "bucket-mb": { type: "string", default: String(DEFAULT_BUCKET_BYTES / 2 ** 20) },
+      "comm-timeout": { type: "string", default: "600" },
       out: { type: "string", default: "out/train" },
       json: { type: "boolean", default: false },
     },
@@ -201,6 +222,13 @@ await runScript({ name: "train.ts", usage: USAGE, needs: [] }, async (args) => {
     throw new RangeError("Give --from-scratch or --resume, not both");
   }
   const scratch = values["from-scratch"] ? scratchConfig(values) : undefined;
+  const bucketBytes = numFlag("--bucket-mb", values["bucket-mb"], 1e-3, 1 << 20) * 2 ** 20;
+  const commTimeout = numFlag("--comm-timeout", values["comm-timeout"], 1);
+  if (!(COMM_BACKENDS as readonly string[]).includes(values.dist)) {
+    throw new RangeError(
+      `--dist ${JSON.stringify(values.dist)} is not one of ${COMM_BACKENDS.join(", ")}`,
+    );
+  }
   requirePermissions("train.ts", [
     { name: "read", path: values.train },
     { name: "read", path: values.heldout },
@@ -212,50 +240,67 @@ await runScript({ name: "train.ts", usage: USAGE, needs: [] }, async (args) => {
     { name: "read", path: values.out },
   ]);
   const backend = selectBackend(values.backend);
-
-  // the model
-  let params: LlamaParams, tok: TextTokenizer, source: string, baseConfig: string | undefined;
-  let resume: Checkpoint | undefined;
-  if (values.resume) {
-    resume = await loadCheckpoint(values.resume);
-    params = resume.params.clone();
-    tok = new ByteTokenizer();
-    if (resume.params.config.tokenizer !== "bytes") {
-      tok = await loadTokenizer(resume.dir, resume.params.config);
+  using comm = createCommunicator(values.dist, { timeoutSeconds: commTimeout });
+  const root = comm.rank === 0;
+  // a failure on any rank ends every rank (the communicator closed); rank 0 reports it
+  const together = async <T>(p: Promise<T>): Promise<T> => {
+    try {
+      return await p;
+    } catch (e) {
+      if (e instanceof RankFailed) Deno.exit(1);
+      throw e;
     }
-    source = `resumed from ${resume.dir} at step ${resume.state.step}`;
-    baseConfig = await Deno.readTextFile(`${resume.dir}/config.json`);
-  } else if (scratch) {
-    params = LlamaParams.init(scratch, new Rng(seed));
-    tok = new ByteTokenizer();
-    source =
-      `from scratch: ${scratch.numLayers} layers, hidden ${scratch.hiddenSize}, ${scratch.numHeads}/${scratch.numKvHeads} heads`;
-  } else {
-    const model = await LlamaModel.load(values.model, { backend: "ts" });
-    params = LlamaParams.fromModel(model);
-    tok = await loadTokenizer(values.model, model.config);
-    source = `fine-tuning ${values.model}`;
-    baseConfig = await Deno.readTextFile(`${values.model}/config.json`);
-  }
-  const config = params.config;
-  const context = intFlag("--context", values.context, 1, config.maxPositionEmbeddings);
-  const trainWindows = toWindows(
-    await readDocuments(values.train, values.field),
-    tok,
-    context,
-    "--train",
-  );
-  const heldout = toWindows(
-    await readDocuments(values.heldout, values.field),
-    tok,
-    context,
-    "--heldout",
-  )
-    .slice(0, evalWindows);
-  const heldoutBatches: TokenBatch[] = [];
-  for (let i = 0; i < heldout.length; i += batch) {
-    heldoutBatches.push(batchFromSequences(heldout.slice(i, i + batch), 0));
-  }
+  };
+
+  // the model and the data, on every rank
+  const prepared = await together(onEveryRank(comm, async () => {
+    // the model
+    let params: LlamaParams, tok: TextTokenizer, source: string, baseConfig: string | undefined;
+    let resume: Checkpoint | undefined;
+    if (values.resume) {
+      resume = await loadCheckpoint(values.resume);
+      params = resume.params.clone();
+      tok = new ByteTokenizer();
+      if (resume.params.config.tokenizer !== "bytes") {
+        tok = await loadTokenizer(resume.dir, resume.params.config);
+      }
+      source = `resumed from ${resume.dir} at step ${resume.state.step}`;
+      baseConfig = await Deno.readTextFile(`${resume.dir}/config.json`);
+    } else if (scratch) {
+      params = LlamaParams.init(scratch, new Rng(seed));
+      tok = new ByteTokenizer();
+      source =
+        `from scratch: ${scratch.numLayers} layers, hidden ${scratch.hiddenSize}, ${scratch.numHeads}/${scratch.numKvHeads} heads`;
+    } else {
+      const model = await LlamaModel.load(values.model, { backend: "ts" });
+      params = LlamaParams.fromModel(model);
+      tok = await loadTokenizer(values.model, model.config);
+      source = `fine-tuning ${values.model}`;
+      baseConfig = await Deno.readTextFile(`${values.model}/config.json`);
+    }
+    const config = params.config;
+    const context = intFlag("--context", values.context, 1, config.maxPositionEmbeddings);
+    const trainWindows = toWindows(
+      await readDocuments(values.train, values.field),
+      tok,
+      context,
+      "--train",
+    );
+    const heldout = toWindows(
+      await readDocuments(values.heldout, values.field),
+      tok,
+      context,
+      "--heldout",
+    )
+      .slice(0, evalWindows);
+    const heldoutBatches: TokenBatch[] = [];
+    for (let i = 0; i < heldout.length; i += batch) {
+      heldoutBatches.push(batchFromSequences(heldout.slice(i, i + batch), 0));
+    }
+    return { params, source, baseConfig, resume, context, trainWindows, heldout, heldoutBatches };
+  }));
+  const { params, source, baseConfig, resume, context, trainWindows, heldout, heldoutBatches } =
+    prepared;
   const trainer = new Trainer(params, trainWindows, {
     steps,
     microBatch: batch,
@@ -266,24 +311,28 @@ await runScript({ name: "train.ts", usage: USAGE, needs: [] }, async (args) => {
     clip,
     seed,
     weightDecay,
-  }, { backend, ...(resume ? { resume } : {}) });
+  }, { backend, comm, bucketBytes, ...(resume ? { resume } : {}) });
   const o = trainer.options;
   const history: HistoryRow[] = (resume?.state.history as HistoryRow[] | undefined) ?? [];
   const startBpb = (resume?.state.startBitsPerByte as number | undefined) ??
     trainer.evaluate(heldoutBatches).bitsPerByte;
-  console.error(
-    `${source}; ${backend} backend; ${trainWindows.length} training windows of ${context} tokens, ${heldout.length} held-out; ` +
-      `${o.steps} steps of ${o.microBatch}×${o.accumulate} sequences, lr ${o.lr} → ${o.minLr}; held-out ${
+  const ranks = comm.size > 1 ? ` on ${comm.size} ranks (${comm.describe()})` : "";
+  const log = (line: string) => root && console.error(line);
+  log(
+    `${source}; ${backend} backend${ranks}; ${trainWindows.length} training windows of ${context} tokens, ${heldout.length} held-out; ` +
+      `${o.steps} steps of ${
+        comm.size > 1 ? `${comm.size}×` : ""
+      }${o.microBatch}×${o.accumulate} sequences, lr ${o.lr} → ${o.minLr}; held-out ${
         startBpb.toFixed(4)
       } bits/byte at the start`,
   );
-  const bar = progress("train", o.steps - trainer.step);
+  const bar = progress("train", o.steps - trainer.step, root ? {} : { enabled: false });
   let lastEval = startBpb;
   const t0 = performance.now();
   let trainedTokens = 0;
   while (trainer.step < o.steps) {
     const ts = performance.now();
-    const r: StepResult = trainer.trainStep();
+    const r: StepResult = await trainer.trainStepAsync();
     const seconds = (performance.now() - ts) / 1000;
     trainedTokens += r.tokens;
     const row: HistoryRow = {
@@ -293,6 +342,7 @@ await runScript({ name: "train.ts", usage: USAGE, needs: [] }, async (args) => {
       gradNorm: r.gradNorm,
       tokens: r.tokens,
       seconds,
+      waitSeconds: r.waitSeconds,
     };
     if (r.step % evalEvery === 0 || r.step === o.steps) {
       row.heldoutBitsPerByte = lastEval = trainer.evaluate(heldoutBatches).bitsPerByte;
@@ -300,7 +350,7 @@ await runScript({ name: "train.ts", usage: USAGE, needs: [] }, async (args) => {
     history.push(row);
     bar.tick();
     if (!Deno.stderr.isTerminal() || !Deno.stdout.isTerminal()) {
-      console.error(
+      log(
         `step ${r.step}/${o.steps} loss ${r.loss.toFixed(4)} lr ${r.lr.toExponential(2)} |g| ${
           r.gradNorm.toFixed(3)
         } ` +
@@ -312,14 +362,19 @@ await runScript({ name: "train.ts", usage: USAGE, needs: [] }, async (args) => {
       );
     }
     if (ckptDir && (r.step % ckptEvery === 0 || r.step === o.steps)) {
-      await trainer.save(ckptDir, baseConfig ? { baseConfig } : {}, {
-        history,
-        startBitsPerByte: startBpb,
-      });
+      trainer.checkReplicas(`at step ${r.step}`);
+      if (root) {
+        await trainer.save(ckptDir, baseConfig ? { baseConfig } : {}, {
+          history,
+          startBitsPerByte: startBpb,
+        });
+      }
     }
   }
   bar.stop();
   const seconds = (performance.now() - t0) / 1000;
+  const weightsHash = trainer.checkReplicas("at the end");
+  if (!root) return; // rank 0 writes every output
   if (values.save) {
     await saveTrainedModel(values.save, trainer.params, baseConfig ? { baseConfig } : {});
   }
@@ -333,6 +388,7 @@ await runScript({ name: "train.ts", usage: USAGE, needs: [] }, async (args) => {
     heldoutWindows: heldout.length,
     context,
     options: o,
+    dist: { backend: comm.backend, ranks: comm.size, bucketBytes, weightsHash },
     parameters: params.layout.size,
     savedActivationBytesPerToken: savedBytesPerToken(params),
     heldoutBitsPerByte: { start: startBpb, end: endBpb, change: endBpb - startBpb },
@@ -365,21 +421,47 @@ await runScript({ name: "train.ts", usage: USAGE, needs: [] }, async (args) => {
     }], { title: "Held-out bits per byte", xLabel: "step", yLabel: "bits/byte", points: true }),
   ];
   const md =
-    `# Training\n\n${source} on the ${backend} backend: ${o.steps} steps of ${o.microBatch}×${o.accumulate} windows of ${context} tokens from \`${values.train}\`; held-out: ${heldout.length} windows of \`${values.heldout}\`.\n\n**${verdict}.**\n\n` +
+    `# Training\n\n${source} on the ${backend} backend${ranks}: ${o.steps} steps of ${
+      comm.size > 1 ? `${comm.size} ranks × ` : ""
+    }${o.microBatch}×${o.accumulate} windows of ${context} tokens from \`${values.train}\`; held-out: ${heldout.length} windows of \`${values.heldout}\`.\n\n**${verdict}.**\n\n` +
     markdownTable([
       { metric: "held-out bits/byte at the start", value: startBpb },
       { metric: "held-out bits/byte at the end", value: endBpb },
       { metric: "final training loss (nats/token)", value: results.finalTrainLoss ?? NaN },
       { metric: "tokens/s (this run)", value: Math.round(results.tokensPerSecond) },
       { metric: "activation bytes kept per token", value: results.savedActivationBytesPerToken },
+      ...(comm.size > 1
+        ? [
+          { metric: "ranks", value: comm.size },
+          {
+            metric: "share of step time waiting for the gradient all-reduce",
+            value: history.reduce((a, h) => a + (h.waitSeconds ?? 0), 0) /
+              history.reduce((a, h) => a + h.seconds, 0),
+          },
+          { metric: "weights hash (equal on every rank)", value: weightsHash },
+        ]
+        : []),
     ], ["metric", "value"]) + "\n\n## Held-out evaluations\n\n" +
     markdownTable(evals, ["step", "lr", "loss", "heldoutBitsPerByte"]) + "\n";
   const files = await writeOutputs(values.out, {
     "results.json": JSON.stringify(results, null, 2),
     "loss.csv": stringify(
-      history.map((h) => ({ ...h, heldoutBitsPerByte: h.heldoutBitsPerByte ?? "" })),
+      history.map((h) => ({
+        ...h,
+        waitSeconds: h.waitSeconds ?? "",
+        heldoutBitsPerByte: h.heldoutBitsPerByte ?? "",
+      })),
       {
-        columns: ["step", "lr", "loss", "gradNorm", "tokens", "seconds", "heldoutBitsPerByte"],
+        columns: [
+          "step",
+          "lr",
+          "loss",
+          "gradNorm",
+          "tokens",
+          "seconds",
+          "waitSeconds",
+          "heldoutBitsPerByte",
+        ],
       },
     ),
     "report.md": md,

@@ -71,3 +71,79 @@ export async function mpirunMissing(): Promise<string> {
     throw e;
   }
 }
+
+/** What {@linkcode mpirunDeno} returns. */
+export interface MpiRun {
+  /** mpirun's exit code. */
+  code: number;
+  /** Every rank's and mpirun's stdout. */
+  stdout: string;
+  /** Every rank's and mpirun's stderr. */
+  stderr: string;
+  /** Seconds from start to end. */
+  seconds: number;
+  /** Whether the world was ended for running past `limitS`. */
+  timedOut: boolean;
+}
+
+/**
+ * Runs `mpirun --oversubscribe -np np deno run …runArgs` from the repository root (np 0: `deno
+ * run …runArgs` alone, no mpirun), with `env` added to every rank's environment (mpirun's -x);
+ * ends it with SIGTERM (mpirun ends its ranks) after `limitS` seconds, SIGKILL 10 s later.
+ * `onLine` sees each output line as it comes.
+ */
+export async function mpirunDeno(
+  np: number,
+  runArgs: string[],
+  options: { limitS: number; env?: Record<string, string>; onLine?: (line: string) => void },
+): Promise<MpiRun> {
+  const t0 = performance.now(), env = { NO_COLOR: "1", ...options.env };
+  const deno = [Deno.execPath(), "run", ...runArgs];
+  const [cmd, ...args] = np === 0 ? deno : [
+    "mpirun",
+    "--oversubscribe",
+    "--allow-run-as-root",
+    ...Object.keys(options.env ?? {}).flatMap((k) => ["-x", k]),
+    "-np",
+    String(np),
+    ...deno,
+  ];
+  const child = new Deno.Command(cmd!, {
+    args,
+    cwd: new URL("../", import.meta.url).pathname,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env,
+  }).spawn();
+  let timedOut = false;
+  const term = setTimeout(() => {
+    timedOut = true;
+    child.kill("SIGTERM");
+  }, options.limitS * 1000);
+  const kill = setTimeout(() => child.kill("SIGKILL"), (options.limitS + 10) * 1000);
+  const read = async (s: ReadableStream<Uint8Array>) => {
+    let rest = "", all = "";
+    for await (const chunk of s.pipeThrough(new TextDecoderStream())) {
+      all += chunk;
+      const lines = (rest + chunk).split("\n");
+      rest = lines.pop()!;
+      for (const l of lines) options.onLine?.(l);
+    }
+    return all;
+  };
+  const [status, stdout, stderr] = await Promise.all([
+    child.status,
+    read(child.stdout),
+    read(child.stderr),
+  ]);
+  clearTimeout(term);
+  clearTimeout(kill);
+  return {
+    code: status.code,
+    stdout,
+    stderr,
+    seconds: (performance.now() - t0) / 1000,
+    timedOut,
+  };
+}

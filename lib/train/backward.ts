@@ -22,7 +22,7 @@ import {
   swiglu,
   swigluBackward,
 } from "../kernels/mod.ts";
-import { type LinearName, linearTensorName, ropeTable } from "../model/llama.ts";
+import { LINEAR_NAMES, type LinearName, linearTensorName, ropeTable } from "../model/llama.ts";
 import { checkBatch, type TokenBatch } from "./data.ts";
 import { headTensorName, type LlamaParams } from "./params.ts";
 
@@ -37,6 +37,13 @@ export interface LossAndGradOptions {
    * count: the mean). Accumulating micro-batches pass 1/(all micro-batches' targets).
    */
   scale?: number;
+  /**
+   * Called as the backward finishes tensors' gradients (their final values for this batch), in
+   * backward order: the final norm and lm_head, then each block from the last to the first,
+   * then the embedding (with tied embeddings, it and the head's share come last). Data-parallel
+   * training starts all-reducing a bucket when its tensors are ready.
+   */
+  onGradsReady?: (names: readonly string[]) => void;
 }
 
 /** What {@linkcode lossAndGrad} returns. */
@@ -286,6 +293,8 @@ export function lossAndGrad(
     grad.view("model.norm.weight"),
     o,
   );
+  const ready = options.onGradsReady ?? (() => {});
+  ready(c.tieWordEmbeddings ? ["model.norm.weight"] : ["model.norm.weight", headName]);
   for (let l = c.numLayers - 1; l >= 0; l--) {
     const s = f.saved[l]!, pre = `model.layers.${l}`;
     const W = (n: LinearName) => params.linear(l, n);
@@ -348,8 +357,14 @@ export function lossAndGrad(
       rmsNormBackward(dn1, s.h, inW, s.rstd1, grad.view(`${pre}.input_layernorm.weight`), o),
       dh1,
     );
+    ready([
+      `${pre}.input_layernorm.weight`,
+      `${pre}.post_attention_layernorm.weight`,
+      ...LINEAR_NAMES.map((n) => linearTensorName(l, n)),
+    ]);
   }
   embeddingBackward(f.ids, dh, grad.view("model.embed_tokens.weight"), o);
+  ready(["model.embed_tokens.weight"]);
   return { loss: sumLoss / tokens, sumLoss, tokens, byteTargets: byteCount(targets), grad };
 }
 

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { ShapeError } from "../core/errors.ts";
+import { quoteValue, ShapeError } from "../core/errors.ts";
 import { Rng } from "../core/rng.ts";
 import { IGNORE_TARGET } from "../kernels/mod.ts";
 
@@ -149,8 +149,27 @@ export class WindowSampler {
 
   /** The next `count` windows as a batch. */
   next(count: number): TokenBatch {
+    return this.nextShard(count, 0, 1);
+  }
+
+  /**
+   * Rank `rank`'s share of the next `count` × `ranks` windows: windows [rank·count,
+   * (rank + 1)·count) of them. Every rank of a data-parallel run draws the same windows in the
+   * same order and trains on its own, disjoint share; together they are the batch that
+   * `next(count × ranks)` gives one process.
+   */
+  nextShard(count: number, rank: number, ranks: number): TokenBatch {
+    if (
+      !(Number.isInteger(ranks) && ranks >= 1 && Number.isInteger(rank) && rank >= 0 &&
+        rank < ranks)
+    ) {
+      throw new RangeError(`Rank ${quoteValue(rank)} of ${quoteValue(ranks)} ranks is not a rank`);
+    }
+    if (!(Number.isInteger(count) && count >= 1)) {
+      throw new RangeError(`A batch of ${quoteValue(count)} windows is not an integer ≥ 1`);
+    }
     const picked: (readonly number[])[] = [];
-    while (picked.length < count) {
+    while (picked.length < count * ranks) {
       if (this.#cursor === this.#order.length) {
         this.#epoch++;
         this.#cursor = 0;
@@ -159,6 +178,6 @@ export class WindowSampler {
       }
       picked.push(this.#windows[this.#order[this.#cursor++]!]!);
     }
-    return batchFromSequences(picked, this.#padId);
+    return batchFromSequences(picked.slice(rank * count, (rank + 1) * count), this.#padId);
   }
 }

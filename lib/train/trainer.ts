@@ -1,16 +1,19 @@
 /**
  * The training loop's step: micro-batches from a seeded sampler, gradient accumulation, a finite
  * check, global-norm clipping, the warm-up + cosine learning rate and an AdamW update; held-out
- * evaluation; checkpoints that resume exactly.
+ * evaluation; checkpoints that resume exactly; data-parallel training over the ranks of a
+ * {@linkcode Communicator} (PyTorch DDP's scheme: see {@linkcode Trainer}).
  *
  * @module
  */
+import { type Communicator, createCommunicator } from "../comm/communicator.ts";
 import { NumericalError } from "../core/errors.ts";
 import type { Backend } from "../kernels/mod.ts";
 import { selectBackend } from "../kernels/mod.ts";
 import { batchLoss, lossAndGrad } from "./backward.ts";
 import { type Checkpoint, saveCheckpoint, type SaveTrainedModelOptions } from "./checkpoint.ts";
 import { countTargets, type SamplerState, type TokenBatch, WindowSampler } from "./data.ts";
+import { broadcastFromRoot, BucketReducer, checkReplicas, type ReduceTiming } from "./ddp.ts";
 import { AdamW, checkFinite, clipGradNorm, gradNorm } from "./optimizer.ts";
 import type { LlamaParams } from "./params.ts";
 import { learningRate } from "./schedule.ts";
@@ -43,6 +46,8 @@ export interface TrainerOptions {
   weightDecay: number;
   /** Decay RMSNorm weights and embeddings too. */
   decayAll: boolean;
+  /** Data-parallel ranks (each trains on microBatch sequences per micro-batch). */
+  ranks: number;
 }
 
 /** One step's figures. */
@@ -55,8 +60,28 @@ export interface StepResult {
   lr: number;
   /** Gradient norm before clipping. */
   gradNorm: number;
-  /** Target tokens in the step. */
+  /** Target tokens in the step (over every rank). */
   tokens: number;
+  /**
+   * Seconds the step waited for the gradient's all-reduce after its backward (0 on one rank):
+   * with {@linkcode Trainer.trainStepAsync} the part of the exchange the backward did not hide.
+   */
+  waitSeconds: number;
+}
+
+/** How a {@linkcode Trainer} runs. */
+export interface TrainerRun {
+  /** The backend every kernel runs on (default: the best available). */
+  backend?: Backend;
+  /** A checkpoint to continue from. */
+  resume?: Checkpoint;
+  /**
+   * The ranks of a data-parallel run (default: a world of one). Every rank builds its trainer
+   * with the same windows and options; rank 0's weights (and moments) are sent to the others.
+   */
+  comm?: Communicator;
+  /** Gradient bucket size in bytes for the all-reduce (default 25 MiB, as PyTorch DDP). */
+  bucketBytes?: number;
 }
 
 /** A fingerprint of the training windows, so that a resumed run refuses other data. */
@@ -71,6 +96,15 @@ function fingerprint(windows: readonly (readonly number[])[]): string {
 
 /**
  * Trains `params` in place on `windows` (token sequences, each predicting its tokens 1..n).
+ *
+ * Data-parallel (with a communicator of N ranks): every rank draws the same windows in the same
+ * order and trains on its own share of each micro-batch (microBatch of the microBatch × N
+ * drawn); the gradient, scaled by 1/(the targets of every rank), is summed over the ranks in
+ * buckets of whole tensors, each started when the backward has finished its tensors, so that
+ * communication overlaps the rest of the backward ({@linkcode Trainer.trainStepAsync}); every
+ * rank then applies the same update. N ranks × microBatch B train as one process with
+ * microBatch N·B, to rounding. Rank 0 writes the checkpoints; {@linkcode Trainer.checkReplicas}
+ * proves the ranks' weights equal.
  *
  * @example
  * ```ts
@@ -95,6 +129,9 @@ export class Trainer {
   readonly backend: Backend;
   /** Completed steps. */
   step = 0;
+  /** The ranks (a world of one unless given). */
+  readonly comm: Communicator;
+  readonly #reducer: BucketReducer | undefined;
   readonly #sampler: WindowSampler;
   readonly #grad: LlamaParams;
   readonly #data: string;
@@ -106,15 +143,25 @@ export class Trainer {
    * @param windows Training sequences.
    * @param options Hyperparameters (defaults: micro-batch 8, no accumulation, lr 3e-4 to 3e-5,
    *   10 % warm-up, clip 1, seed 0, AdamW (0.9, 0.95, 1e-8), weight decay 0.1 on projections).
-   * @param run Backend, and a checkpoint to continue from.
+   * @param run Backend, a checkpoint to continue from, the ranks of a data-parallel run.
    */
   constructor(
     params: LlamaParams,
     windows: readonly (readonly number[])[],
-    options: Partial<TrainerOptions> & { steps: number },
-    run: { backend?: Backend; resume?: Checkpoint } = {},
+    options: Partial<Omit<TrainerOptions, "ranks">> & { steps: number },
+    run: TrainerRun = {},
   ) {
+    const comm = run.comm ?? createCommunicator("single");
     const saved = run.resume?.state.options as TrainerOptions | undefined;
+    if (saved && (saved.ranks ?? 1) !== comm.size) {
+      throw new RangeError(
+        `The checkpoint in '${
+          run.resume!.dir
+        }' was trained on ${(saved.ranks ?? 1)} rank(s); resume it on as many (mpirun -np ${
+          saved.ranks ?? 1
+        }), not ${comm.size}, so that it sees the same batches`,
+      );
+    }
     const o: TrainerOptions = saved ?? {
       microBatch: options.microBatch ?? 8,
       accumulate: options.accumulate ?? 1,
@@ -129,8 +176,10 @@ export class Trainer {
       eps: options.eps ?? 1e-8,
       weightDecay: options.weightDecay ?? 0.1,
       decayAll: options.decayAll ?? false,
+      ranks: comm.size,
     };
     if (saved) o.steps = Math.max(saved.steps, options.steps);
+    o.ranks = comm.size; // checkpoints from before data parallelism have no ranks: 1
     for (const k of ["microBatch", "accumulate", "steps"] as const) {
       if (!Number.isInteger(o[k]) || o[k] < 1) {
         throw new RangeError(`${k} ${o[k]} is not an integer ≥ 1`);
@@ -164,6 +213,25 @@ export class Trainer {
       o.seed,
       r?.state.sampler as SamplerState | undefined,
     );
+    this.comm = comm;
+    if (comm.size > 1) {
+      const m = this.optimizer.m.data, v = this.optimizer.v.data;
+      broadcastFromRoot(comm, r ? [params.data, m, v] : [params.data]);
+      this.#reducer = new BucketReducer(comm, this.#grad, run.bucketBytes);
+      this.checkReplicas("at the start");
+    }
+  }
+
+  /**
+   * Throws unless every rank's weights and moments are bit for bit the same (a hash of each,
+   * gathered; blocking); returns the hash. `what` says when, for the message.
+   */
+  checkReplicas(what = `after step ${this.step}`): string {
+    return checkReplicas(
+      this.comm,
+      [this.params.data, this.optimizer.m.data, this.optimizer.v.data],
+      what,
+    );
   }
 
   /** The learning rate of step `t`. */
@@ -179,39 +247,112 @@ export class Trainer {
    * the parameters and moments as they were.
    */
   trainStep(): StepResult {
-    const step = this.step + 1, o = this.options;
-    const batches: TokenBatch[] = [];
-    for (let i = 0; i < o.accumulate; i++) batches.push(this.#sampler.next(o.microBatch));
-    return this.#apply(step, batches);
+    return this.trainStepOn(this.#draw());
   }
 
-  /** One optimiser step on given micro-batches (the sampler is not advanced). */
+  /**
+   * {@linkcode Trainer.trainStep} with the gradient's all-reduce overlapped with the backward:
+   * each bucket is summed over the ranks off the JavaScript thread as soon as the backward of
+   * the last micro-batch has finished its tensors (on one rank, the same as trainStep). Same
+   * result as trainStep, bit for bit.
+   */
+  async trainStepAsync(): Promise<StepResult> {
+    return await this.trainStepOnAsync(this.#draw());
+  }
+
+  /**
+   * One optimiser step on given micro-batches (the sampler is not advanced); data-parallel, this
+   * rank's share. With several ranks the buckets are summed after the backward (blocking).
+   */
   trainStepOn(batches: readonly TokenBatch[]): StepResult {
-    return this.#apply(this.step + 1, batches);
+    const step = this.step + 1, tokens = this.#tokens(step, batches);
+    const r = this.#backward(step, batches, tokens, false);
+    return this.#finish(step, r, tokens, this.#reducer?.reduceSync() ?? { waitSeconds: 0 });
   }
 
-  #apply(step: number, batches: readonly TokenBatch[]): StepResult {
-    const tokens = batches.reduce((a, b) => a + countTargets(b), 0);
-    if (tokens === 0) throw new RangeError(`Step ${step}: the batch has no target tokens`);
+  /** {@linkcode Trainer.trainStepOn} with the all-reduce overlapped (see trainStepAsync). */
+  async trainStepOnAsync(batches: readonly TokenBatch[]): Promise<StepResult> {
+    const step = this.step + 1, tokens = this.#tokens(step, batches);
+    const r = this.#backward(step, batches, tokens, true);
+    return this.#finish(step, r, tokens, await this.#reducer?.wait() ?? { waitSeconds: 0 });
+  }
+
+  /** This rank's micro-batches of the next step. */
+  #draw(): TokenBatch[] {
+    const o = this.options, batches: TokenBatch[] = [];
+    for (let i = 0; i < o.accumulate; i++) {
+      batches.push(this.#sampler.nextShard(o.microBatch, this.comm.rank, this.comm.size));
+    }
+    return batches;
+  }
+
+  /** The step's targets over every rank. */
+  #tokens(step: number, batches: readonly TokenBatch[]): number {
+    const n = new Float64Array([batches.reduce((a, b) => a + countTargets(b), 0)]);
+    if (this.#reducer) this.comm.allReduceSync(n);
+    if (n[0] === 0) throw new RangeError(`Step ${step}: the batch has no target tokens`);
+    return n[0]!;
+  }
+
+  /**
+   * The gradient of the step's micro-batches into #grad, scaled by 1/tokens; with several ranks
+   * a NaN loss is carried (not thrown) so that this rank still joins the all-reduces.
+   */
+  #backward(
+    step: number,
+    batches: readonly TokenBatch[],
+    tokens: number,
+    overlap: boolean,
+  ): { sum: number; failure?: string } {
+    const reducer = this.#reducer;
     this.#grad.data.fill(0);
+    reducer?.begin();
     let sum = 0;
-    for (const b of batches) {
+    for (let i = 0; i < batches.length; i++) {
+      const b = batches[i]!;
+      if (countTargets(b) === 0) continue; // a rank's share may have none
       try {
         sum += lossAndGrad(this.params, b, {
           backend: this.backend,
           grad: this.#grad,
           scale: 1 / tokens,
+          ...(overlap && reducer && i === batches.length - 1
+            ? { onGradsReady: (names: readonly string[]) => reducer.ready(names) }
+            : {}),
         }).sumLoss;
       } catch (e) {
         if (!(e instanceof NumericalError)) throw e;
-        throw new NumericalError(
-          `Step ${step}: the loss is NaN or infinite (${e.message}); the update was not applied`,
-        );
+        if (!reducer) {
+          throw new NumericalError(
+            `Step ${step}: the loss is NaN or infinite (${e.message}); the update was not applied`,
+          );
+        }
+        return { sum: NaN, failure: e.message };
       }
+    }
+    return { sum };
+  }
+
+  #finish(
+    step: number,
+    r: { sum: number; failure?: string },
+    tokens: number,
+    timing: ReduceTiming,
+  ): StepResult {
+    let sum = r.sum;
+    if (this.#reducer) {
+      const s = new Float64Array([sum]);
+      this.comm.allReduceSync(s);
+      sum = s[0]!;
     }
     const loss = sum / tokens;
     if (!Number.isFinite(loss)) {
-      throw new NumericalError(`Step ${step}: the loss is ${loss}; the update was not applied`);
+      const where = r.failure === undefined
+        ? this.#reducer && Number.isFinite(r.sum) ? " on another rank" : ""
+        : ` on rank ${this.comm.rank} (${r.failure})`;
+      throw new NumericalError(
+        `Step ${step}: the loss is ${loss}${where}; the update was not applied`,
+      );
     }
     checkFinite(this.#grad, step);
     const norm = this.options.clip > 0
@@ -220,30 +361,40 @@ export class Trainer {
     const lr = this.learningRate(step);
     this.optimizer.update(this.params, this.#grad, lr);
     this.step = step;
-    return { step, loss, lr, gradNorm: norm, tokens };
+    return { step, loss, lr, gradNorm: norm, tokens, waitSeconds: timing.waitSeconds };
   }
 
-  /** Mean loss (nats per target) and bits per byte (byte targets) over held-out batches. */
+  /**
+   * Mean loss (nats per target) and bits per byte (byte targets) over held-out batches;
+   * data-parallel, every rank passes the same batches and evaluates every N-th (blocking).
+   */
   evaluate(batches: readonly TokenBatch[]): { loss: number; bitsPerByte: number; tokens: number } {
-    let nats = 0, tokens = 0, bytes = 0;
-    for (const b of batches) {
+    const sums = new Float64Array(3), { rank, size } = this.comm;
+    batches.forEach((b, i) => {
+      if (i % size !== rank) return;
       const r = batchLoss(this.params, b, { backend: this.backend });
-      nats += r.sumLoss;
-      tokens += r.tokens;
-      bytes += r.byteTargets;
-    }
+      sums[0]! += r.sumLoss;
+      sums[1]! += r.tokens;
+      sums[2]! += r.byteTargets;
+    });
+    if (this.#reducer) this.comm.allReduceSync(sums);
+    const [nats, tokens, bytes] = sums as unknown as [number, number, number];
     return { loss: nats / tokens, bitsPerByte: bytes ? nats / Math.LN2 / bytes : NaN, tokens };
   }
 
   /**
    * Saves a checkpoint under `root` (see {@linkcode saveCheckpoint}), with `extra` fields (e.g. a
-   * script's loss history) in its trainer_state.json; returns its folder.
+   * script's loss history) in its trainer_state.json; returns its folder. Data-parallel: on rank
+   * 0 only (the ranks' states are equal: {@linkcode Trainer.checkReplicas}).
    */
   save(
     root: string,
     options: SaveTrainedModelOptions & { keep?: number } = {},
     extra: Record<string, unknown> = {},
   ): Promise<string> {
+    if (this.comm.rank !== 0) {
+      throw new RangeError(`Rank ${this.comm.rank} asked to save a checkpoint: only rank 0 writes`);
+    }
     return saveCheckpoint(root, this.params, this.optimizer, {
       ...extra,
       step: this.step,

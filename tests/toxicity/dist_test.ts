@@ -19,7 +19,7 @@ import {
   splittable,
 } from "../../lib/toxicity/dist.ts";
 import { Rng } from "../../lib/core/rng.ts";
-import { freshSeed, mpirunMissing } from "../_util.ts";
+import { freshSeed, type MpiRun, mpirunDeno, mpirunMissing } from "../_util.ts";
 import { DAY0, realCommentLines } from "./_real_comments.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -156,43 +156,18 @@ Deno.test("byte ranges at every cut of a file: each line read once, by the range
 const skip = (await mpirunMissing()) || mpiLibrary().reason;
 if (skip) console.log(`skipped the toxicity_stats mpi tests: ${skip}`);
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
 /** toxicity_stats.ts on one process (np 0: `--dist single`, no mpirun) or an mpirun world. */
-async function run(np: number, dir: string, args: string[]): Promise<Run> {
-  const deno = [
-    Deno.execPath(),
-    "run",
+function run(np: number, dir: string, args: string[]): Promise<MpiRun> {
+  return mpirunDeno(np, [
     "--no-prompt",
     `--allow-read=${dir},${FIX}`,
     `--allow-write=${dir}`,
     "--allow-ffi=ffi/build",
     "scripts/toxicity_stats.ts",
     ...args,
-  ];
-  const [cmd, ...rest] = np === 0 ? [...deno, "--dist", "single"] : [
-    "mpirun",
-    "--oversubscribe",
-    "--allow-run-as-root",
-    "-np",
-    String(np),
-    ...deno,
     "--dist",
-    "mpi",
-  ];
-  const out = await new Deno.Command(cmd!, {
-    args: rest,
-    cwd: ROOT,
-    stdin: "null",
-    env: { NO_COLOR: "1" },
-    signal: AbortSignal.timeout(120_000),
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+    np === 0 ? "single" : "mpi",
+  ], { limitS: 120 });
 }
 
 /** The output files of a run, with the lines that describe the run itself left out. */
