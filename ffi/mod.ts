@@ -446,6 +446,47 @@ const cpuSymbols = {
   },
 } as const;
 
+/**
+ * The NCCL collectives of the CUDA library (ffi/cuda/nccl.cu), each bound twice: `lk_nccl_X`
+ * blocks the calling thread, `lk_nccl_X_async` is the same C function as a Deno `nonblocking`
+ * symbol (a worker thread; a Promise). The C side runs a communicator's calls in ticket order.
+ */
+const ncclCollectives = {
+  lk_nccl_all_reduce: {
+    parameters: ["i32", "f64", "i32", "f64", "f64", "i32", "buffer", "i32"],
+    result: "i32",
+  },
+  lk_nccl_reduce_scatter: {
+    parameters: ["i32", "f64", "i32", "f64", "f64", "i32", "f64", "f64", "i32", "buffer", "i32"],
+    result: "i32",
+  },
+  lk_nccl_all_gather: {
+    parameters: ["i32", "f64", "i32", "f64", "f64", "i32", "f64", "f64", "buffer", "i32"],
+    result: "i32",
+  },
+  lk_nccl_all_to_all: {
+    parameters: ["i32", "f64", "i32", "f64", "f64", "i32", "f64", "f64", "buffer", "i32"],
+    result: "i32",
+  },
+  lk_nccl_broadcast: {
+    parameters: ["i32", "f64", "i32", "f64", "f64", "i32", "buffer", "i32"],
+    result: "i32",
+  },
+  lk_nccl_barrier: { parameters: ["i32", "f64", "buffer", "i32"], result: "i32" },
+} as const;
+
+type NcclAsync<T> = {
+  [K in keyof T as `${K & string}_async`]: T[K] & { name: K; nonblocking: true };
+};
+
+function ncclAsync<T extends Record<string, Deno.ForeignFunction>>(table: T): NcclAsync<T> {
+  const out: Record<string, Deno.ForeignFunction> = {};
+  for (const [name, def] of Object.entries(table)) {
+    out[`${name}_async`] = { ...def, name, nonblocking: true };
+  }
+  return out as NcclAsync<T>;
+}
+
 const cudaSymbols = {
   ...common,
   lk_cuda_device_count: { parameters: ["buffer", "f64"], result: "i32" },
@@ -596,6 +637,16 @@ const cudaSymbols = {
     ],
     result: "i32",
   },
+  lk_nccl_library: { parameters: ["buffer", "i32"], result: "i32" },
+  lk_nccl_get_unique_id: { parameters: ["buffer", "f64"], result: "i32" },
+  lk_nccl_init: {
+    parameters: ["buffer", "f64", "i32", "i32", "f64", "i32", "buffer", "f64"],
+    result: "i32",
+  },
+  lk_nccl_info: { parameters: ["i32", "buffer", "f64"], result: "i32" },
+  lk_nccl_destroy: { parameters: ["i32", "f64", "buffer", "i32"], result: "i32" },
+  ...ncclCollectives,
+  ...ncclAsync(ncclCollectives),
 } as const;
 
 /** The CPU library's symbols. */

@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <deque>
 #include <vector>
 
 #include "internal.cuh"
@@ -160,7 +161,9 @@ struct Buf {
   size_t len;
   int32_t dtype;
 };
-static std::vector<Buf> table;  // handle h ↔ table[h - 1]
+// a deque: push_back keeps existing elements in place, so a Buf* that lookup() handed to a
+// worker thread (a non-blocking NCCL call) stays valid while the JS thread allocates
+static std::deque<Buf> table;  // handle h ↔ table[h - 1]
 static const size_t esize[] = {4, 8, 4, 1, 2};
 static const char* dname[] = {"f32", "f64", "i32", "u8", "bf16"};
 

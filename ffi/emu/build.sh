@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the CUDA emulator into ffi/build/emu/: ffi/cuda/*.cu compiled as C++ against cuda_emu.h
-# (liblmkit_cuda.so), the emulator's runtime (libcudaemu.so) and the mock cuBLAS, cuSOLVER and
-# cuSPARSELt (libcublas.so.13, libcusolver.so.12, libcusparseLt.so.0), found through $ORIGIN before
+# (liblmkit_cuda.so), the emulator's runtime (libcudaemu.so) and the mock cuBLAS, cuSOLVER,
+# cuSPARSELt and NCCL (libcublas.so.13, libcusolver.so.12, libcusparseLt.so.0, libnccl.so.2,
+# the last from nccl_mock.cpp), found through $ORIGIN before
 # any real library. Needs only a C++17 compiler. Usage: bash ffi/emu/build.sh [--force] OUT_DIR [CU_DIR]
 # (CU_DIR: where the .cu sources are, default ffi/cuda; ffi/emu/seeded_bugs.ts builds altered copies)
 # Does nothing when OUT_DIR's library is newer than every source (unless --force); otherwise builds
@@ -47,6 +48,8 @@ $CXX "${flags[@]}" -shared -o "$out/libcudaemu.so" "$here/runtime.cpp"
 $CXX "${flags[@]}" -O2 -shared -o "$out/libcublas.so.13" "$here/mocks.cpp" -L"$out" -lcudaemu "${rpath[@]}"
 cp "$out/libcublas.so.13" "$out/libcusolver.so.12"
 cp "$out/libcublas.so.13" "$out/libcusparseLt.so.0"
+# the mock NCCL (a world of one rank), which ffi/cuda/nccl.cu finds as libnccl.so.2 through $ORIGIN
+$CXX "${flags[@]}" -O2 -shared -o "$out/libnccl.so.2" "$here/nccl_mock.cpp" -L"$out" -lcudaemu "${rpath[@]}"
 $CXX "${flags[@]}" "${kflags[@]}" -include cuda_emu.h -shared -o "$out/liblmkit_cuda.so" "$out"/*.emu.cpp \
   -L"$out" -lcudaemu \
   -ldl -lpthread "${rpath[@]}"

@@ -70,6 +70,7 @@ typedef enum cudaError {
   cudaErrorMemoryAllocation = 2,
   cudaErrorInvalidConfiguration = 9,
   cudaErrorInvalidDevicePointer = 17,
+  cudaErrorNotReady = 600,
   cudaErrorIllegalAddress = 700,
   cudaErrorLaunchFailure = 719,
 } cudaError_t;
@@ -98,6 +99,10 @@ cudaError_t cudaGetLastError(void);
 const char* cudaGetErrorString(cudaError_t e);
 cudaError_t cudaGetDeviceCount(int* n);
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device);
+// work runs when it is launched, so a stream is always drained (cudaSuccess) unless a mock has
+// stalled it (emu_stream_stall: the mock NCCL's injected hang, until ncclCommAbort)
+cudaError_t cudaStreamQuery(cudaStream_t s);
+void emu_stream_stall(int on);
 // emulator services for the mocks: is [p, p + bytes) inside one live allocation?
 int emu_is_device(const void* p, size_t bytes);
 }

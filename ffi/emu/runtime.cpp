@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -66,6 +67,7 @@ extern "C" const char* cudaGetErrorString(cudaError_t e) {
     case cudaErrorInvalidDevicePointer: return "invalid device pointer";
     case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
+    case cudaErrorNotReady: return "device not ready";
   }
   return "unknown error";
 }
@@ -87,6 +89,12 @@ extern "C" cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
 }
 
 extern "C" cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+
+static std::atomic<int> stream_stalled{0};
+extern "C" void emu_stream_stall(int on) { stream_stalled = on; }
+extern "C" cudaError_t cudaStreamQuery(cudaStream_t) {
+  return stream_stalled ? cudaErrorNotReady : cudaSuccess;
+}
 
 // ---------------------------------------------------------------- device memory
 // Each allocation is mapped on its own: its bytes, rounded up to 16 (the widest access a kernel

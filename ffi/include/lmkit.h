@@ -319,6 +319,49 @@ int32_t lk_cuda_adamw_f32(int32_t p, int32_t g, int32_t m, int32_t v, double n, 
 /* Waits for queued work; ms_out[0] = milliseconds since the previous lk_cuda_sync. */
 int32_t lk_cuda_sync(double* ms_out, double ms_len);
 
+/* ---- NCCL collectives on device buffers (ffi/cuda/nccl.cu; lib/comm/nccl.ts) ----
+ * libnccl.so.2 is loaded at first use: $LMKIT_NCCL when set (only it), else "libnccl.so.2"
+ * through the dynamic loader, else PyTorch's nvidia-nccl wheel in the usual Python folders.
+ * lk_nccl_library: JSON {"path","version","code"} of the library loaded (LK_EBACKEND, "NCCL
+ * could not be loaded: …", when none). One communicator per process and GPU: rank 0 gets the
+ * 128-byte unique id, the caller sends it to every rank, each calls lk_nccl_init (blocks until
+ * all nranks have joined). agree = 1: every call first checks, with one small all-reduce, that
+ * the ranks are at the same call with the same sizes and valid arguments (else it fails on
+ * every rank, no data moved). Collectives take a ticket (0, 1, 2, … per communicator; calls run
+ * in ticket order, one at a time, from any thread) and an err buffer for their message (they may
+ * run on a worker thread). A range is (handle, offset, count) in elements of the buffer's dtype;
+ * sums take f32, f64 or bf16 (op 0 sum, 1 prod, 2 max, 3 min, 4 avg). Each call returns when its
+ * data is in place. A timeout or an NCCL error aborts the communicator (LK_EBACKEND; it is
+ * "broken" in lk_nccl_info and fails every later call). */
+int32_t lk_nccl_library(char* buf, int32_t cap);
+int32_t lk_nccl_get_unique_id(uint8_t* out, double out_len);
+int32_t lk_nccl_init(const uint8_t* id, double id_len, int32_t nranks, int32_t rank, double timeout_s,
+                     int32_t agree, int32_t* comm_out, double out_len);
+/* out[6]: rank, nranks, broken, closed, agree, the next ticket */
+int32_t lk_nccl_info(int32_t comm, double* out, double out_len);
+/* in place over [offset, offset + count) */
+int32_t lk_nccl_all_reduce(int32_t comm, double ticket, int32_t buf, double offset, double count,
+                           int32_t op, char* err, int32_t err_cap);
+/* recv (rcount) = this rank's block of the reduction of send (nranks × rcount); in place when
+ * recv is this rank's block of send */
+int32_t lk_nccl_reduce_scatter(int32_t comm, double ticket, int32_t send, double soff,
+                               double scount, int32_t recv, double roff, double rcount, int32_t op,
+                               char* err, int32_t err_cap);
+/* recv (nranks × scount) = every rank's send, rank j's at block j; in place when send is this
+ * rank's block of recv */
+int32_t lk_nccl_all_gather(int32_t comm, double ticket, int32_t send, double soff, double scount,
+                           int32_t recv, double roff, double rcount, char* err, int32_t err_cap);
+/* in place: every rank's range becomes root's */
+int32_t lk_nccl_broadcast(int32_t comm, double ticket, int32_t buf, double offset, double count,
+                          int32_t root, char* err, int32_t err_cap);
+/* scount = rcount = nranks blocks: send block j goes to rank j, recv block j comes from rank j
+ * (ncclSend/ncclRecv in one group); send and recv must not overlap */
+int32_t lk_nccl_all_to_all(int32_t comm, double ticket, int32_t send, double soff, double scount,
+                           int32_t recv, double roff, double rcount, char* err, int32_t err_cap);
+int32_t lk_nccl_barrier(int32_t comm, double ticket, char* err, int32_t err_cap);
+/* waits for the earlier tickets, then ncclCommDestroy (a broken one was aborted already) */
+int32_t lk_nccl_destroy(int32_t comm, double ticket, char* err, int32_t err_cap);
+
 #ifdef __cplusplus
 }
 #endif

@@ -14,9 +14,15 @@
  * {@linkcode CommError} and leaves the communicator unusable; the process should then exit with
  * a non-zero status (mpirun ends the other ranks).
  *
+ * {@linkcode DeviceCommunicator} is the same set of collectives over GPU memory
+ * ({@linkcode DeviceBuffer}s, or ranges of them), with the `nccl` backend
+ * (`createNcclCommunicator` in `./nccl.ts`): one process per GPU, NCCL loaded at run time, its
+ * unique id sent over the `mpi` communicator.
+ *
  * @module
  */
 import { quoteValue } from "../core/errors.ts";
+import type { DeviceBuffer } from "../../ffi/mod.ts";
 import { SingleCommunicator } from "./single.ts";
 import { MpiCommunicator } from "./mpi.ts";
 
@@ -138,7 +144,98 @@ export function createCommunicator(
       throw new RangeError(
         `Unknown communicator backend ${quoteValue(backend)}: expected ${
           COMM_BACKENDS.join(" or ")
+        }${
+          backend === "nccl"
+            ? " (nccl moves device buffers, not host arrays: use createNcclCommunicator())"
+            : ""
         }`,
       );
   }
+}
+
+/** The device communicator backends. */
+export type DeviceCommBackend = "nccl";
+
+/** A reduction of {@linkcode DeviceCommunicator}: element-wise over ranks (`avg`: sum / size). */
+export type ReduceOp = "sum" | "prod" | "max" | "min" | "avg";
+
+/**
+ * Elements [offset, offset + length) of a device buffer (offset 0 and the rest of the buffer by
+ * default): a DDP bucket or an FSDP shard is a range of one flat buffer.
+ */
+export interface DeviceRange {
+  /** The buffer. */
+  readonly buffer: DeviceBuffer;
+  /** The first element (default 0). */
+  readonly offset?: number;
+  /** The number of elements (default: to the end of the buffer). */
+  readonly length?: number;
+}
+
+/** A whole device buffer or a range of one. */
+export type DeviceSpan = DeviceBuffer | DeviceRange;
+
+/**
+ * A world of `size` ranks, one process per GPU, that exchange device memory. Lengths count
+ * elements of the buffers' element type; send and recv of one call share it. Reductions take
+ * f32, f64 or bf16. Each blocking call returns when its data is in place on this rank; each
+ * non-blocking one runs the same call on a worker thread and resolves then (until it settles,
+ * its buffers belong to the communicator: do not free, read or write them). Calls, blocking or
+ * not, run in the order they were issued, and every rank must issue the same calls in the same
+ * order. A call that fails its argument checks throws (ShapeError, RangeError, TypeError) and
+ * the communicator stays usable; with several ranks such a failure, or sizes that differ
+ * between ranks, fails the call on every rank. A call that times out or that NCCL reports
+ * failed throws {@linkcode CommError} and leaves the communicator unusable.
+ */
+export interface DeviceCommunicator extends Disposable {
+  /** The backend in use. */
+  readonly backend: DeviceCommBackend;
+  /** This process's rank, 0 … size − 1. */
+  readonly rank: number;
+  /** The number of ranks. */
+  readonly size: number;
+  /** One line for a script's report: the backend, its library, rank and size. */
+  describe(): string;
+
+  /** In place: `buf` becomes the reduction (default `sum`) of every rank's `buf` (same length). */
+  allReduceSync(buf: DeviceSpan, op?: ReduceOp): void;
+  /** {@linkcode DeviceCommunicator.allReduceSync}, off the JavaScript thread. */
+  allReduce(buf: DeviceSpan, op?: ReduceOp): Promise<void>;
+
+  /**
+   * `send` holds `size` blocks of n elements; `recv` (n elements) becomes the reduction over
+   * ranks of their block number `rank`. In place when `recv` is that block of `send`.
+   */
+  reduceScatterSync(send: DeviceSpan, recv: DeviceSpan, op?: ReduceOp): void;
+  /** {@linkcode DeviceCommunicator.reduceScatterSync}, off the JavaScript thread. */
+  reduceScatter(send: DeviceSpan, recv: DeviceSpan, op?: ReduceOp): Promise<void>;
+
+  /**
+   * `recv` (`size` × n elements) becomes every rank's `send` (n elements), rank r's at block r.
+   * In place when `send` is block `rank` of `recv`.
+   */
+  allGatherSync(send: DeviceSpan, recv: DeviceSpan): void;
+  /** {@linkcode DeviceCommunicator.allGatherSync}, off the JavaScript thread. */
+  allGather(send: DeviceSpan, recv: DeviceSpan): Promise<void>;
+
+  /**
+   * `send` holds `size` blocks of b elements, block j for rank j; `recv` (as long, not
+   * overlapping `send`) becomes the block for this rank from every rank, rank r's at block r.
+   */
+  allToAllSync(send: DeviceSpan, recv: DeviceSpan): void;
+  /** {@linkcode DeviceCommunicator.allToAllSync}, off the JavaScript thread. */
+  allToAll(send: DeviceSpan, recv: DeviceSpan): Promise<void>;
+
+  /** In place: every rank's `buf` becomes `root`'s (same length and root on all ranks). */
+  broadcastSync(buf: DeviceSpan, root: number): void;
+  /** {@linkcode DeviceCommunicator.broadcastSync}, off the JavaScript thread. */
+  broadcast(buf: DeviceSpan, root: number): Promise<void>;
+
+  /** Returns once every rank has called it. */
+  barrierSync(): void;
+  /** {@linkcode DeviceCommunicator.barrierSync}, off the JavaScript thread. */
+  barrier(): Promise<void>;
+
+  /** Waits for every earlier call, then ends the communicator. Does nothing the second time. */
+  close(): void;
 }

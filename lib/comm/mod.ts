@@ -2,7 +2,9 @@
  * Communication between the ranks of a job: one communicator interface (rank, size, all-reduce,
  * reduce-scatter, all-gather, all-to-all, broadcast, barrier; each blocking and non-blocking)
  * with two backends, `single` (a world of one, no dependency) and `mpi` (Open MPI through
- * `ffi/build/liblmkit_mpi.so`, processes started by `mpirun`).
+ * `ffi/build/liblmkit_mpi.so`, processes started by `mpirun`), and the same collectives over GPU
+ * memory (`DeviceCommunicator`) with the `nccl` backend (one process per GPU, NCCL loaded at run
+ * time by `ffi/build/liblmkit_cuda.so`).
  *
  * @module
  */
@@ -10,3 +12,4 @@ export * from "./communicator.ts";
 export * from "./errors.ts";
 export * from "./single.ts";
 export * from "./mpi.ts";
+export * from "./nccl.ts";
