@@ -26,7 +26,7 @@ import { writeOutputs } from "../lib/io/output.ts";
 import { markdownTable } from "../lib/report/markdown.ts";
 import { heatmapSvg, htmlPage, lineSvg } from "../lib/report/svg.ts";
 import { type FieldMap, parseTime } from "../lib/toxicity/comments.ts";
-import { fromRoot, onEveryRank, RankFailed } from "../lib/comm/ranks.ts";
+import { exitIfRankFailed, fromRoot, onEveryRank } from "../lib/comm/ranks.ts";
 import { distributedStats, planPieces, statInputs } from "../lib/toxicity/dist.ts";
 import { ldnoobw, readHurtLex, TOXICITY_LANGUAGES } from "../lib/toxicity/lexicon.ts";
 import { LexiconMatcher } from "../lib/toxicity/matcher.ts";
@@ -222,15 +222,7 @@ await runScript({ name: "toxicity_stats.ts", usage: USAGE, needs: [] }, async (a
   using comm = createCommunicator(values.dist, {
     timeoutSeconds: numFlag("--comm-timeout", values["comm-timeout"], 1),
   });
-  // a failure on any rank ends every rank (the communicator closed); rank 0 reports it
-  const together = async <T>(p: Promise<T>): Promise<T> => {
-    try {
-      return await p;
-    } catch (e) {
-      if (e instanceof RankFailed) Deno.exit(1);
-      throw e;
-    }
-  };
+  // a failure on any rank ends every rank (exitIfRankFailed); rank 0 reports it
   const {
     inputs,
     languages,
@@ -243,12 +235,12 @@ await runScript({ name: "toxicity_stats.ts", usage: USAGE, needs: [] }, async (a
     seed,
     minDayComments,
     minTopicComments,
-  } = await together(onEveryRank(comm, () => prepare(values)));
-  const plan = await together(
+  } = await exitIfRankFailed(onEveryRank(comm, () => prepare(values)));
+  const plan = await exitIfRankFailed(
     fromRoot(comm, async () => planPieces(await statInputs(inputs), comm.size)),
   );
   const t0 = performance.now();
-  const result = await together(distributedStats(comm, stats, plan, fields, {
+  const result = await exitIfRankFailed(distributedStats(comm, stats, plan, fields, {
     skipBadRows: values["skip-bad-rows"],
     onPiece: (piece) => {
       if (comm.rank !== 0) return { onBytes() {}, done() {} };

@@ -13,7 +13,7 @@
  */
 import { parseArgs } from "@std/cli";
 import { COMM_BACKENDS, createCommunicator } from "../lib/comm/communicator.ts";
-import { onEveryRank, RankFailed } from "../lib/comm/ranks.ts";
+import { exitIfRankFailed, onEveryRank } from "../lib/comm/ranks.ts";
 import { stringify } from "@std/csv";
 import { intFlag, numFlag } from "../lib/core/args.ts";
 import { FormatError } from "../lib/core/errors.ts";
@@ -242,18 +242,10 @@ await runScript({ name: "train.ts", usage: USAGE, needs: [] }, async (args) => {
   const backend = selectBackend(values.backend);
   using comm = createCommunicator(values.dist, { timeoutSeconds: commTimeout });
   const root = comm.rank === 0;
-  // a failure on any rank ends every rank (the communicator closed); rank 0 reports it
-  const together = async <T>(p: Promise<T>): Promise<T> => {
-    try {
-      return await p;
-    } catch (e) {
-      if (e instanceof RankFailed) Deno.exit(1);
-      throw e;
-    }
-  };
+  // a failure on any rank ends every rank (exitIfRankFailed); rank 0 reports it
 
   // the model and the data, on every rank
-  const prepared = await together(onEveryRank(comm, async () => {
+  const prepared = await exitIfRankFailed(onEveryRank(comm, async () => {
     // the model
     let params: LlamaParams, tok: TextTokenizer, source: string, baseConfig: string | undefined;
     let resume: Checkpoint | undefined;

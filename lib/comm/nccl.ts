@@ -335,174 +335,107 @@ export class NcclCommunicator implements DeviceCommunicator {
     return -1;
   }
 
+  /**
+   * Runs `lk_nccl_<sym>` (or its `_async` twin off the JavaScript thread) with this
+   * communicator's id, a ticket, `args` and an error buffer; the first argument error found on
+   * this side is thrown after the C side has taken part (so every rank fails together).
+   */
+  #call(call: string, sym: string, args: number[], bads: Error[], async: true): Promise<void>;
+  #call(call: string, sym: string, args: number[], bads: Error[], async: false): void;
+  #call(
+    call: string,
+    sym: string,
+    args: number[],
+    bads: Error[],
+    async: boolean,
+  ): void | Promise<void> {
+    const lib = this.#lib as unknown as Record<string, (...a: unknown[]) => unknown>;
+    const f = lib[`lk_nccl_${sym}${async ? "_async" : ""}`]!;
+    const go = (t: number, e: Uint8Array<ArrayBuffer>) => f(this.#id, t, ...args, e, ERR_CAP);
+    return async
+      ? this.#runAsync(
+        call,
+        bads[0],
+        go as (t: number, e: Uint8Array<ArrayBuffer>) => Promise<number>,
+      )
+      : this.#run(call, bads[0], go as (t: number, e: Uint8Array<ArrayBuffer>) => number);
+  }
+
+  #reduce(buf: DeviceSpan, op: ReduceOp, bads: Error[]): number[] {
+    const b = this.#arg("allReduce", "buf", buf, bads);
+    return [b.handle, b.offset, b.count, this.#op("allReduce", op, bads)];
+  }
+
+  /** send and recv as (handle, offset, count) twice, and the reduction when there is one. */
+  #pair(call: string, send: DeviceSpan, recv: DeviceSpan, bads: Error[], op?: ReduceOp): number[] {
+    const s = this.#arg(call, "send", send, bads), r = this.#arg(call, "recv", recv, bads);
+    const args = [s.handle, s.offset, s.count, r.handle, r.offset, r.count];
+    return op === undefined ? args : [...args, this.#op(call, op, bads)];
+  }
+
+  #bcast(buf: DeviceSpan, root: number, bads: Error[]): number[] {
+    const b = this.#arg("broadcast", "buf", buf, bads);
+    return [b.handle, b.offset, b.count, this.#root("broadcast", root, bads)];
+  }
+
   /** The element-wise reduction over ranks, in place (blocking). */
   allReduceSync(buf: DeviceSpan, op: ReduceOp = "sum"): void {
-    const bads: Error[] = [], b = this.#arg("allReduce", "buf", buf, bads);
-    const o = this.#op("allReduce", op, bads);
-    this.#run(
-      "allReduce",
-      bads[0],
-      (t, e) =>
-        this.#lib.lk_nccl_all_reduce(this.#id, t, b.handle, b.offset, b.count, o, e, ERR_CAP),
-    );
+    const bads: Error[] = [];
+    this.#call("allReduce", "all_reduce", this.#reduce(buf, op, bads), bads, false);
   }
 
   /** The element-wise reduction over ranks, in place, off the JavaScript thread. */
   allReduce(buf: DeviceSpan, op: ReduceOp = "sum"): Promise<void> {
-    const bads: Error[] = [], b = this.#arg("allReduce", "buf", buf, bads);
-    const o = this.#op("allReduce", op, bads);
-    return this.#runAsync(
-      "allReduce",
-      bads[0],
-      (t, e) =>
-        this.#lib.lk_nccl_all_reduce_async(this.#id, t, b.handle, b.offset, b.count, o, e, ERR_CAP),
-    );
+    const bads: Error[] = [];
+    return this.#call("allReduce", "all_reduce", this.#reduce(buf, op, bads), bads, true);
   }
 
   /** This rank's block of the reduction over ranks (blocking). */
   reduceScatterSync(send: DeviceSpan, recv: DeviceSpan, op: ReduceOp = "sum"): void {
-    const bads: Error[] = [], s = this.#arg("reduceScatter", "send", send, bads);
-    const r = this.#arg("reduceScatter", "recv", recv, bads),
-      o = this.#op("reduceScatter", op, bads);
-    this.#run("reduceScatter", bads[0], (t, e) =>
-      this.#lib.lk_nccl_reduce_scatter(
-        this.#id,
-        t,
-        s.handle,
-        s.offset,
-        s.count,
-        r.handle,
-        r.offset,
-        r.count,
-        o,
-        e,
-        ERR_CAP,
-      ));
+    const bads: Error[] = [], args = this.#pair("reduceScatter", send, recv, bads, op);
+    this.#call("reduceScatter", "reduce_scatter", args, bads, false);
   }
 
   /** This rank's block of the reduction over ranks, off the JavaScript thread. */
   reduceScatter(send: DeviceSpan, recv: DeviceSpan, op: ReduceOp = "sum"): Promise<void> {
-    const bads: Error[] = [], s = this.#arg("reduceScatter", "send", send, bads);
-    const r = this.#arg("reduceScatter", "recv", recv, bads),
-      o = this.#op("reduceScatter", op, bads);
-    return this.#runAsync(
-      "reduceScatter",
-      bads[0],
-      (t, e) =>
-        this.#lib.lk_nccl_reduce_scatter_async(
-          this.#id,
-          t,
-          s.handle,
-          s.offset,
-          s.count,
-          r.handle,
-          r.offset,
-          r.count,
-          o,
-          e,
-          ERR_CAP,
-        ),
-    );
+    const bads: Error[] = [], args = this.#pair("reduceScatter", send, recv, bads, op);
+    return this.#call("reduceScatter", "reduce_scatter", args, bads, true);
   }
 
   /** Every rank's `send`, rank r's at block r of `recv` (blocking). */
   allGatherSync(send: DeviceSpan, recv: DeviceSpan): void {
-    const bads: Error[] = [], s = this.#arg("allGather", "send", send, bads);
-    const r = this.#arg("allGather", "recv", recv, bads);
-    this.#run("allGather", bads[0], (t, e) =>
-      this.#lib.lk_nccl_all_gather(
-        this.#id,
-        t,
-        s.handle,
-        s.offset,
-        s.count,
-        r.handle,
-        r.offset,
-        r.count,
-        e,
-        ERR_CAP,
-      ));
+    const bads: Error[] = [], args = this.#pair("allGather", send, recv, bads);
+    this.#call("allGather", "all_gather", args, bads, false);
   }
 
   /** Every rank's `send`, rank r's at block r of `recv`, off the JavaScript thread. */
   allGather(send: DeviceSpan, recv: DeviceSpan): Promise<void> {
-    const bads: Error[] = [], s = this.#arg("allGather", "send", send, bads);
-    const r = this.#arg("allGather", "recv", recv, bads);
-    return this.#runAsync("allGather", bads[0], (t, e) =>
-      this.#lib.lk_nccl_all_gather_async(
-        this.#id,
-        t,
-        s.handle,
-        s.offset,
-        s.count,
-        r.handle,
-        r.offset,
-        r.count,
-        e,
-        ERR_CAP,
-      ));
+    const bads: Error[] = [], args = this.#pair("allGather", send, recv, bads);
+    return this.#call("allGather", "all_gather", args, bads, true);
   }
 
   /** Block j of `send` to rank j; block r of `recv` from rank r (blocking). */
   allToAllSync(send: DeviceSpan, recv: DeviceSpan): void {
-    const bads: Error[] = [], s = this.#arg("allToAll", "send", send, bads);
-    const r = this.#arg("allToAll", "recv", recv, bads);
-    this.#run("allToAll", bads[0], (t, e) =>
-      this.#lib.lk_nccl_all_to_all(
-        this.#id,
-        t,
-        s.handle,
-        s.offset,
-        s.count,
-        r.handle,
-        r.offset,
-        r.count,
-        e,
-        ERR_CAP,
-      ));
+    const bads: Error[] = [], args = this.#pair("allToAll", send, recv, bads);
+    this.#call("allToAll", "all_to_all", args, bads, false);
   }
 
   /** Block j of `send` to rank j; block r of `recv` from rank r, off the JavaScript thread. */
   allToAll(send: DeviceSpan, recv: DeviceSpan): Promise<void> {
-    const bads: Error[] = [], s = this.#arg("allToAll", "send", send, bads);
-    const r = this.#arg("allToAll", "recv", recv, bads);
-    return this.#runAsync("allToAll", bads[0], (t, e) =>
-      this.#lib.lk_nccl_all_to_all_async(
-        this.#id,
-        t,
-        s.handle,
-        s.offset,
-        s.count,
-        r.handle,
-        r.offset,
-        r.count,
-        e,
-        ERR_CAP,
-      ));
+    const bads: Error[] = [], args = this.#pair("allToAll", send, recv, bads);
+    return this.#call("allToAll", "all_to_all", args, bads, true);
   }
 
   /** Every rank's `buf` becomes root's (blocking). */
   broadcastSync(buf: DeviceSpan, root: number): void {
-    const bads: Error[] = [], b = this.#arg("broadcast", "buf", buf, bads);
-    const r = this.#root("broadcast", root, bads);
-    this.#run(
-      "broadcast",
-      bads[0],
-      (t, e) =>
-        this.#lib.lk_nccl_broadcast(this.#id, t, b.handle, b.offset, b.count, r, e, ERR_CAP),
-    );
+    const bads: Error[] = [];
+    this.#call("broadcast", "broadcast", this.#bcast(buf, root, bads), bads, false);
   }
 
   /** Every rank's `buf` becomes root's, off the JavaScript thread. */
   broadcast(buf: DeviceSpan, root: number): Promise<void> {
-    const bads: Error[] = [], b = this.#arg("broadcast", "buf", buf, bads);
-    const r = this.#root("broadcast", root, bads);
-    return this.#runAsync(
-      "broadcast",
-      bads[0],
-      (t, e) =>
-        this.#lib.lk_nccl_broadcast_async(this.#id, t, b.handle, b.offset, b.count, r, e, ERR_CAP),
-    );
+    const bads: Error[] = [];
+    return this.#call("broadcast", "broadcast", this.#bcast(buf, root, bads), bads, true);
   }
 
   /** Returns once every rank has called it. */

@@ -98,3 +98,17 @@ export async function fromRoot<T>(comm: Communicator, fn: () => T | Promise<T>):
   if (comm.rank !== 0) throw new RankFailed(`rank 0 failed: ${got.error.message}`);
   throw failure;
 }
+
+/**
+ * `p`'s value; when `p` throws {@linkcode RankFailed} (another rank failed, and rank 0 reports
+ * it) this process exits with status 1 without a message of its own. A script wraps each
+ * {@linkcode onEveryRank} or {@linkcode fromRoot} step in it.
+ */
+export async function exitIfRankFailed<T>(p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (e) {
+    if (e instanceof RankFailed) Deno.exit(1);
+    throw e;
+  }
+}

@@ -150,6 +150,19 @@ const skip = (await mpirunMissing()) || mpiLibrary().reason;
 if (skip) console.log(`skipped the data-parallel mpi tests: ${skip}`);
 const ENV = { OMP_NUM_THREADS: "1" };
 
+/** tests/train/_ddp_rank.ts SCENARIO on np ranks, this run's seed and backend. */
+function rankWorld(np: number, scenario: string, args: string[] = [], write?: string) {
+  return mpirunDeno(np, [
+    "--no-prompt",
+    "--allow-read=data,tests",
+    ...(write ? [`--allow-write=${write}`] : []),
+    "--allow-ffi=ffi/build",
+    "tests/train/_ddp_rank.ts",
+    scenario,
+    ...["--seed", String(seed), "--backend", backend, ...args],
+  ], { limitS: 120, env: ENV });
+}
+
 function rankLines(out: string, np: number): string[] {
   const lines: string[] = [];
   for (let r = 0; r < np; r++) {
@@ -183,17 +196,11 @@ for (
     async fn() {
       const dir = await Deno.makeTempDir();
       try {
-        const run = await mpirunDeno(w.np, [
-          "--no-prompt",
-          "--allow-read=data,tests",
-          `--allow-write=${dir}`,
-          "--allow-ffi=ffi/build",
-          "tests/train/_ddp_rank.ts",
-          "train",
-          ...["--seed", String(seed), "--tied", w.tied ? "1" : "0", "--batch", String(w.batch)],
-          ...["--accumulate", String(w.accumulate), "--mode", w.mode, "--backend", backend],
+        const run = await rankWorld(w.np, "train", [
+          ...["--tied", w.tied ? "1" : "0", "--batch", String(w.batch)],
+          ...["--accumulate", String(w.accumulate), "--mode", w.mode],
           ...["--bucket-bytes", "3000", "--out", `${dir}/w.bin`],
-        ], { limitS: 120, env: ENV });
+        ], dir);
         assertEquals(run.code, 0, run.stdout + run.stderr);
         const got = rankLines(run.stdout, w.np).map((l) => {
           const [r, json] = l.split("\t");
@@ -235,14 +242,7 @@ Deno.test({
   name: "a NaN loss on one rank fails the step on every rank and changes no weight",
   ignore: !!skip,
   async fn() {
-    const run = await mpirunDeno(3, [
-      "--no-prompt",
-      "--allow-read=data,tests",
-      "--allow-ffi=ffi/build",
-      "tests/train/_ddp_rank.ts",
-      "nan",
-      ...["--seed", String(seed), "--backend", backend],
-    ], { limitS: 60, env: ENV });
+    const run = await rankWorld(3, "nan");
     assertEquals(run.code, 0, run.stdout + run.stderr);
     const lines = rankLines(run.stdout, 3);
     assertEquals(lines.length, 3, run.stdout);
@@ -262,14 +262,7 @@ Deno.test({
   name: "a rank killed mid-run ends every rank within a bound, never a hang",
   ignore: !!skip,
   async fn() {
-    const run = await mpirunDeno(3, [
-      "--no-prompt",
-      "--allow-read=data,tests",
-      "--allow-ffi=ffi/build",
-      "tests/train/_ddp_rank.ts",
-      "killed",
-      ...["--seed", String(seed), "--backend", backend],
-    ], { limitS: 60, env: ENV });
+    const run = await rankWorld(3, "killed");
     assert(!run.timedOut, `the world hung: ${run.stdout}${run.stderr}`);
     assert(run.code !== 0);
     assert(run.seconds < 30, `${run.seconds} s`);
