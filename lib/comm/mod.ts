@@ -13,3 +13,4 @@ export * from "./errors.ts";
 export * from "./single.ts";
 export * from "./mpi.ts";
 export * from "./nccl.ts";
+export * from "./ranks.ts";

@@ -25,7 +25,9 @@ export class RankFailed extends Error {
 
 /** An error as it travels between ranks. */
 export interface WireError {
+  /** The error's class name, e.g. "FormatError". */
   name: string;
+  /** Its message. */
   message: string;
 }
 

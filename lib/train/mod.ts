@@ -12,4 +12,5 @@ export * from "./backward.ts";
 export * from "./optimizer.ts";
 export * from "./schedule.ts";
 export * from "./checkpoint.ts";
+export * from "./ddp.ts";
 export * from "./trainer.ts";

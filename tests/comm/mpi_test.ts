@@ -7,8 +7,6 @@ import { assert, assertEquals } from "@std/assert";
 import { mpiInfo, mpiLastError, mpiLibrary } from "../../ffi/mpi/mod.ts";
 import { freshSeed, mpirunDeno, mpirunMissing, runDeno } from "../_util.ts";
 
-const ROOT = new URL("../../", import.meta.url).pathname;
-
 const skip = (await mpirunMissing()) || (mpiLibrary().reason);
 if (skip) console.log(`skipped the mpi world tests: ${skip}`);
 const seed = freshSeed();
