@@ -67,6 +67,21 @@ export interface StepResult {
    * with {@linkcode Trainer.trainStepAsync} the part of the exchange the backward did not hide.
    */
   waitSeconds: number;
+  /**
+   * Bytes of gradient this rank handed to the communicator (an all-reduce's buffer counts once;
+   * a compressed exchange counts its messages): 0 on one rank.
+   */
+  sentBytes: number;
+}
+
+/**
+ * A replacement for the bucketed all-reduce of the gradient: sums this rank's gradient (already
+ * scaled) over the ranks in place, after the backward, e.g. compressed (lib/train/compressed.ts).
+ * Every rank calls it once per step, with the same step.
+ */
+export interface GradientExchange {
+  /** Sums `grad` over the ranks in place; resolves to the bytes this rank sent. */
+  reduce(grad: LlamaParams, step: number): Promise<number>;
 }
 
 /** How a {@linkcode Trainer} runs. */
@@ -82,6 +97,11 @@ export interface TrainerRun {
   comm?: Communicator;
   /** Gradient bucket size in bytes for the all-reduce (default 25 MiB, as PyTorch DDP). */
   bucketBytes?: number;
+  /**
+   * Exchange the gradient this way instead of the bucketed all-reduce (after the backward, no
+   * overlap; {@linkcode Trainer.trainStepAsync} only).
+   */
+  exchange?: GradientExchange;
 }
 
 /** A fingerprint of the training windows, so that a resumed run refuses other data. */
@@ -132,6 +152,7 @@ export class Trainer {
   /** The ranks (a world of one unless given). */
   readonly comm: Communicator;
   readonly #reducer: BucketReducer | undefined;
+  readonly #exchange: GradientExchange | undefined;
   readonly #sampler: WindowSampler;
   readonly #grad: LlamaParams;
   readonly #data: string;
@@ -214,6 +235,7 @@ export class Trainer {
       r?.state.sampler as SamplerState | undefined,
     );
     this.comm = comm;
+    this.#exchange = run.exchange;
     if (comm.size > 1) {
       const m = this.optimizer.m.data, v = this.optimizer.v.data;
       broadcastFromRoot(comm, r ? [params.data, m, v] : [params.data]);
@@ -265,6 +287,9 @@ export class Trainer {
    * rank's share. With several ranks the buckets are summed after the backward (blocking).
    */
   trainStepOn(batches: readonly TokenBatch[]): StepResult {
+    if (this.#exchange) {
+      throw new RangeError("A trainer with a gradient exchange steps with trainStepOnAsync");
+    }
     const step = this.step + 1, tokens = this.#tokens(step, batches);
     const r = this.#backward(step, batches, tokens, false);
     return this.#finish(step, r, tokens, this.#reducer?.reduceSync() ?? { waitSeconds: 0 });
@@ -273,8 +298,15 @@ export class Trainer {
   /** {@linkcode Trainer.trainStepOn} with the all-reduce overlapped (see trainStepAsync). */
   async trainStepOnAsync(batches: readonly TokenBatch[]): Promise<StepResult> {
     const step = this.step + 1, tokens = this.#tokens(step, batches);
-    const r = this.#backward(step, batches, tokens, true);
-    return this.#finish(step, r, tokens, await this.#reducer?.wait() ?? { waitSeconds: 0 });
+    const exchange = this.#exchange;
+    const r = this.#backward(step, batches, tokens, !exchange);
+    if (!exchange) {
+      return this.#finish(step, r, tokens, await this.#reducer?.wait() ?? { waitSeconds: 0 });
+    }
+    // a rank whose loss was NaN still takes part, with a zero gradient (the step fails on all)
+    if (r.failure !== undefined) this.#grad.data.fill(0);
+    const t = performance.now(), sent = await exchange.reduce(this.#grad, step);
+    return this.#finish(step, r, tokens, { waitSeconds: (performance.now() - t) / 1000 }, sent);
   }
 
   /** This rank's micro-batches of the next step. */
@@ -338,6 +370,7 @@ export class Trainer {
     r: { sum: number; failure?: string },
     tokens: number,
     timing: ReduceTiming,
+    sent = this.#reducer ? this.#grad.data.byteLength : 0,
   ): StepResult {
     let sum = r.sum;
     if (this.#reducer) {
@@ -361,7 +394,15 @@ export class Trainer {
     const lr = this.learningRate(step);
     this.optimizer.update(this.params, this.#grad, lr);
     this.step = step;
-    return { step, loss, lr, gradNorm: norm, tokens, waitSeconds: timing.waitSeconds };
+    return {
+      step,
+      loss,
+      lr,
+      gradNorm: norm,
+      tokens,
+      waitSeconds: timing.waitSeconds,
+      sentBytes: sent,
+    };
   }
 
   /**

@@ -1,0 +1,115 @@
+// The compressed gradient exchange on the data-parallel path (lib/train/compressed.ts), in a world
+// of one with a compressor whose result is known (keep the first ⌈level·n/4⌉ elements of each
+// tensor, the rest to the residual): error feedback loses nothing (what is sent plus the new
+// residual is exactly gradient plus old residual), 1-D tensors travel raw, a level that would not
+// shrink a tensor is refused, a Trainer steps with it; L-GreCo's levels follow the authors'
+// schedule (raw in warm-up, the uniform level, the DP's choice from the first solve on).
+import { assert, assertEquals, assertThrows } from "@std/assert";
+import { createCommunicator } from "../../lib/comm/communicator.ts";
+import { Rng } from "../../lib/core/rng.ts";
+import {
+  CompressedExchange,
+  type GradientCompressor,
+  LgrecoLevels,
+} from "../../lib/train/compressed.ts";
+import { LlamaParams } from "../../lib/train/params.ts";
+import { Trainer } from "../../lib/train/trainer.ts";
+import { freshSeed } from "../_util.ts";
+import { tinyConfig } from "./_ref_llama.ts";
+import { DDP_OPTIONS, ddpCase } from "./_ddp.ts";
+
+const seed = freshSeed();
+
+/** Keeps the first ⌈level·n/4⌉ elements (level 1…3; 4 would not shrink the tensor). */
+const prefix: GradientCompressor = {
+  name: "prefix",
+  bytes: (shape, level) => {
+    const n = shape[0]! * shape[1]!, k = Math.ceil(level * n / 4);
+    return k >= n ? null : 4 * k;
+  },
+  error: (x, shape, level) => {
+    const k = Math.ceil(level * shape[0]! * shape[1]! / 4);
+    return x.subarray(k).reduce((a, v) => a + v * v, 0);
+  },
+  exchange(_comm, x, residual, { shape, level }) {
+    const k = Math.ceil(level * shape[0]! * shape[1]! / 4);
+    residual.fill(0, 0, k);
+    residual.set(x.subarray(k), k);
+    x.fill(0, k);
+    return Promise.resolve(4 * k);
+  },
+};
+
+Deno.test("error feedback: what is sent plus the new residual is the gradient plus the old residual, bit for bit", async () => {
+  const config = tinyConfig(false), rng = new Rng(seed);
+  const grad = new LlamaParams(config, rng.normalArray(new LlamaParams(config).data.length));
+  const ex = new CompressedExchange(createCommunicator("single"), grad, prefix, {
+    level: (v) => v.name.includes("mlp") ? 3 : 1,
+  });
+  ex.residual.data.set(rng.normalArray(grad.data.length));
+  const x = grad.data.map((g, i) => Math.fround(g + ex.residual.data[i]!));
+  const sent = await ex.reduce(grad, 1);
+  for (let i = 0; i < x.length; i++) {
+    assertEquals(grad.data[i]! + ex.residual.data[i]!, x[i], `element ${i}`);
+  }
+  // the 1-D tensors travelled raw, their residual cleared
+  for (const v of grad.layout.views.filter((v) => v.shape.length === 1)) {
+    assertEquals(grad.view(v.name), x.subarray(v.offset, v.offset + v.size));
+    assert(ex.residual.view(v.name).every((e) => e === 0));
+  }
+  assertEquals(sent, ex.stepBytes());
+  assert(sent < grad.data.byteLength);
+  // a level that would not shrink the tensor: raw; a 1-D tensor or a bad level: refused
+  ex.setLevel("model.layers.0.self_attn.q_proj.weight", 4);
+  assertEquals(ex.levels().get("model.layers.0.self_attn.q_proj.weight"), null);
+  assertThrows(() => ex.setLevel("model.norm.weight", 2), RangeError, "only 2-D tensors");
+  assertThrows(() => ex.setLevel("no.such", 2), RangeError, "no tensor");
+  assertThrows(() => ex.setLevel("lm_head.weight", NaN), RangeError, "at level NaN");
+});
+
+Deno.test("a Trainer with a compressed exchange trains, and only asynchronously", async () => {
+  const { params, windows } = ddpCase(seed, false);
+  const ex = new CompressedExchange(createCommunicator("single"), params, prefix, {
+    level: () => 2,
+  });
+  const t = new Trainer(params.clone(), windows, { ...DDP_OPTIONS, microBatch: 4 }, {
+    backend: "ts",
+    exchange: ex,
+  });
+  assertThrows(() => t.trainStep(), RangeError, "steps with trainStepOnAsync");
+  const losses: number[] = [];
+  for (let i = 0; i < 12; i++) {
+    const r = await t.trainStepAsync();
+    assertEquals(r.sentBytes, ex.stepBytes());
+    losses.push(r.loss);
+  }
+  assert(losses.slice(-3).reduce((a, b) => a + b) < losses.slice(0, 3).reduce((a, b) => a + b));
+});
+
+Deno.test("L-GreCo levels: raw in warm-up, uniform until the first solve, the DP's choice after", async () => {
+  const config = tinyConfig(false), rng = new Rng(seed + 1);
+  const grad = new LlamaParams(config);
+  const lg = new LlamaParams(config);
+  const o = { candidates: [1, 2, 3], uniform: 1, warmup: 2, adjustFreq: 3, accIter: 2, alpha: 1 };
+  const comm = createCommunicator("single");
+  let levels: LgrecoLevels | undefined;
+  const ex = new CompressedExchange(comm, lg, prefix, {
+    level: () => null,
+    onInput: (x, step, e) => levels!.onInput(x, step, e),
+  });
+  levels = new LgrecoLevels(comm, lg, prefix, o);
+  const seen: (number | null)[][] = [];
+  for (let step = 1; step <= 9; step++) {
+    grad.data.set(rng.normalArray(grad.data.length));
+    await ex.reduce(grad, step);
+    seen.push(levels.names.map((n) => ex.levels().get(n)!));
+  }
+  // steps 1–2 raw; 3–5 uniform (level 2); solves at the starts of steps 6 and 9
+  assert(seen.slice(0, 2).every((s) => s.every((l) => l === null)));
+  assert(seen.slice(2, 5).every((s) => s.every((l) => l === 2)));
+  assertEquals(levels.history.map((h) => h.step), [5, 8]);
+  const adj = levels.history[0]!.adjustment!;
+  // the choice in force is the solution's, and within the budget (α = 1 × uniform's error)
+  assertEquals(seen[5], adj.choice.map((c) => o.candidates[c]!));
+  assert(adj.solution.error < adj.budget);
+});
