@@ -22,15 +22,14 @@ import { progress } from "../lib/core/progress.ts";
 import { Rng } from "../lib/core/rng.ts";
 import { runScript } from "../lib/core/script.ts";
 import { writeOutputs } from "../lib/io/output.ts";
-import { readCsv, readJsonl } from "../lib/io/text.ts";
+import { readDocuments } from "../lib/io/text.ts";
 import { selectBackend } from "../ffi/mod.ts";
 import type { LlamaConfig } from "../lib/model/config.ts";
 import { LlamaModel } from "../lib/model/llama.ts";
-import { windows } from "../lib/model/perplexity.ts";
 import { ByteTokenizer, loadTokenizer, type TextTokenizer } from "../lib/model/tokenizer.ts";
 import { savedBytesPerToken } from "../lib/train/backward.ts";
 import { type Checkpoint, loadCheckpoint, saveTrainedModel } from "../lib/train/checkpoint.ts";
-import { batchFromSequences, type TokenBatch } from "../lib/train/data.ts";
+import { batchFromSequences, documentWindows, type TokenBatch } from "../lib/train/data.ts";
 import { LlamaParams } from "../lib/train/params.ts";
 import { type StepResult, Trainer } from "../lib/train/trainer.ts";
 import { DEFAULT_BUCKET_BYTES } from "../lib/train/ddp.ts";
@@ -87,39 +86,6 @@ Data-parallel (several processes or machines):
 Time: a step of 8 × 256 tokens of the bundled model takes about 1–4 s on the cpu backend of a
 2-core machine, so the defaults run in a few minutes.
 `;
-
-/** Documents of a .txt, .jsonl, .csv or .tsv file. */
-async function readDocuments(path: string, field: string): Promise<string[]> {
-  const docs: string[] = [];
-  if (/\.jsonl$/.test(path)) {
-    for await (const { line, value } of readJsonl<Record<string, unknown>>(path)) {
-      const t = value?.[field];
-      if (typeof t !== "string") {
-        throw new FormatError(`'${path}' line ${line} has no string field "${field}"`);
-      }
-      if (t.trim()) docs.push(t);
-    }
-  } else if (/\.(csv|tsv)(\.gz)?$/.test(path)) {
-    for await (const { record } of readCsv(path, { required: [field] })) {
-      if (record[field]!.trim()) docs.push(record[field]!);
-    }
-  } else docs.push(await Deno.readTextFile(path));
-  if (docs.length === 0) throw new FormatError(`'${path}' has no text in field "${field}"`);
-  return docs;
-}
-
-/** Windows of context + 1 tokens from the documents, each BOS + text + EOS, concatenated. */
-function toWindows(docs: string[], tok: TextTokenizer, context: number, what: string): number[][] {
-  const stream: number[] = [];
-  for (const d of docs) for (const id of tok.encode(d, { eos: true })) stream.push(id);
-  const w = windows(stream, context, context + 1);
-  if (w.length === 0) {
-    throw new RangeError(
-      `The ${what} documents give ${stream.length} tokens, fewer than one window of ${context + 1}`,
-    );
-  }
-  return w;
-}
 
 function scratchConfig(v: Record<string, string | boolean | undefined>): LlamaConfig {
   const n = (flag: string, def: number) =>
@@ -272,13 +238,13 @@ await runScript({ name: "train.ts", usage: USAGE, needs: [] }, async (args) => {
     }
     const config = params.config;
     const context = intFlag("--context", values.context, 1, config.maxPositionEmbeddings);
-    const trainWindows = toWindows(
+    const trainWindows = documentWindows(
       await readDocuments(values.train, values.field),
       tok,
       context,
       "--train",
     );
-    const heldout = toWindows(
+    const heldout = documentWindows(
       await readDocuments(values.heldout, values.field),
       tok,
       context,

@@ -244,3 +244,27 @@ export async function* readJsonl<T = unknown>(path: string): AsyncGenerator<Json
     yield { line, value };
   }
 }
+
+/**
+ * The documents of a file: a .txt file is one document; .jsonl, .csv and .tsv (also .gz) give
+ * one per record, its `field` (blank ones skipped). Throws a FormatError naming the file and
+ * line when a record has no such string field, or when no document has text.
+ */
+export async function readDocuments(path: string, field: string): Promise<string[]> {
+  const docs: string[] = [];
+  if (/\.jsonl$/.test(path)) {
+    for await (const { line, value } of readJsonl<Record<string, unknown>>(path)) {
+      const t = value?.[field];
+      if (typeof t !== "string") {
+        throw new FormatError(`'${path}' line ${line} has no string field "${field}"`);
+      }
+      if (t.trim()) docs.push(t);
+    }
+  } else if (/\.(csv|tsv)(\.gz)?$/.test(path)) {
+    for await (const { record } of readCsv(path, { required: [field] })) {
+      if (record[field]!.trim()) docs.push(record[field]!);
+    }
+  } else docs.push(await Deno.readTextFile(path));
+  if (docs.length === 0) throw new FormatError(`'${path}' has no text in field "${field}"`);
+  return docs;
+}

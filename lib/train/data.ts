@@ -8,6 +8,8 @@
 import { quoteValue, ShapeError } from "../core/errors.ts";
 import { Rng } from "../core/rng.ts";
 import { IGNORE_TARGET } from "../kernels/mod.ts";
+import { windows } from "../model/perplexity.ts";
+import type { TextTokenizer } from "../model/tokenizer.ts";
 
 /**
  * `rows` sequences of `seqLen` positions: `inputs[r·seqLen + t]` is the token at position t of
@@ -180,4 +182,26 @@ export class WindowSampler {
     }
     return batchFromSequences(picked.slice(rank * count, (rank + 1) * count), this.#padId);
   }
+}
+
+/**
+ * Training windows of context + 1 tokens: the documents, each encoded as BOS + text + EOS,
+ * concatenated and cut into consecutive windows (the tail shorter than a window dropped). `what`
+ * names the documents in the error when they give less than one window.
+ */
+export function documentWindows(
+  docs: string[],
+  tok: TextTokenizer,
+  context: number,
+  what: string,
+): number[][] {
+  const stream: number[] = [];
+  for (const d of docs) for (const id of tok.encode(d, { eos: true })) stream.push(id);
+  const w = windows(stream, context, context + 1);
+  if (w.length === 0) {
+    throw new RangeError(
+      `The ${what} documents give ${stream.length} tokens, fewer than one window of ${context + 1}`,
+    );
+  }
+  return w;
 }
