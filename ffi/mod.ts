@@ -444,6 +444,15 @@ const cpuSymbols = {
     ],
     result: "i32",
   },
+  lk_cpu_cq_bytes: { parameters: ["f64", "i32", "i32", "i32", "buffer", "f64"], result: "i32" },
+  lk_cpu_cq_quantize_f32: {
+    parameters: ["buffer", "f64", "i32", "i32", "i32", "i32", "f64", "buffer", "f64"],
+    result: "i32",
+  },
+  lk_cpu_cq_dequantize_f32: {
+    parameters: ["buffer", "f64", "i32", "i32", "i32", "i32", "buffer", "f64"],
+    result: "i32",
+  },
 } as const;
 
 /**
@@ -647,6 +656,14 @@ const cudaSymbols = {
   lk_nccl_destroy: { parameters: ["i32", "f64", "buffer", "i32"], result: "i32" },
   ...ncclCollectives,
   ...ncclAsync(ncclCollectives),
+  lk_cuda_cq_quantize_f32: {
+    parameters: ["i32", "f64", "i32", "i32", "i32", "i32", "f64", "i32"],
+    result: "i32",
+  },
+  lk_cuda_cq_dequantize_f32: {
+    parameters: ["i32", "f64", "i32", "i32", "i32", "i32", "i32"],
+    result: "i32",
+  },
 } as const;
 
 /** The CPU library's symbols. */

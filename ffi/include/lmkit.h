@@ -362,6 +362,32 @@ int32_t lk_nccl_barrier(int32_t comm, double ticket, char* err, int32_t err_cap)
 /* waits for the earlier tickets, then ncclCommDestroy (a broken one was aborted already) */
 int32_t lk_nccl_destroy(int32_t comm, double ticket, char* err, int32_t err_cap);
 
+/* ---- bucketed max–min quantization for compressed collectives (QSDP, CGX) ----
+ * ffi/cpu/comm_quant.c, ffi/cuda/comm_quant.cu; lib/comm/quantize.ts. n elements (< 2^32) in
+ * buckets of `bucket` (the last may be short); bits 1..8; meta_f16 0: per bucket min and unit as
+ * f32, 1: as f16 (min rounded down, unit up). The message: every bucket's (min, unit), then the
+ * levels packed densely, b bits each, least significant bit first, the last byte zero-padded:
+ * ceil(n/bucket)·(8 or 4) + ceil(n·b/8) bytes. stochastic 1: level = min(⌊(x−min)/unit + r⌋,
+ * 2^b−1) with r = (H((i + k0) ^ k1) >> 8)·2^-24, H the lowbias32 hash, i the element index,
+ * (k0, k1) from the seed (an integer < 2^53); 0: r =
+ * 0.5. Non-finite input fails naming the lowest index; all three backends give the same bytes. */
+/* out[0] = the message's byte count */
+int32_t lk_cpu_cq_bytes(double n, int32_t bits, int32_t bucket, int32_t meta_f16, double* out,
+                        double out_len);
+/* quantizes x (all x_len elements) into out (at least the message's bytes) */
+int32_t lk_cpu_cq_quantize_f32(const float* x, double x_len, int32_t bits, int32_t bucket,
+                               int32_t meta_f16, int32_t stochastic, double seed, uint8_t* out,
+                               double out_len);
+/* out (out_len elements) = (accumulate 0) or += (accumulate 1) the dequantized message */
+int32_t lk_cpu_cq_dequantize_f32(const uint8_t* msg, double msg_len, int32_t bits, int32_t bucket,
+                                 int32_t meta_f16, int32_t accumulate, float* out,
+                                 double out_len);
+/* the same on device buffers: x (f32, ≥ n), msg (u8, ≥ the message's bytes), out (f32, ≥ n) */
+int32_t lk_cuda_cq_quantize_f32(int32_t x, double n, int32_t bits, int32_t bucket,
+                                int32_t meta_f16, int32_t stochastic, double seed, int32_t msg);
+int32_t lk_cuda_cq_dequantize_f32(int32_t msg, double n, int32_t bits, int32_t bucket,
+                                  int32_t meta_f16, int32_t accumulate, int32_t out);
+
 #ifdef __cplusplus
 }
 #endif
