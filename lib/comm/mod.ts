@@ -14,3 +14,8 @@ export * from "./single.ts";
 export * from "./mpi.ts";
 export * from "./nccl.ts";
 export * from "./ranks.ts";
+export * from "./quantize.ts";
+export * from "./quantized.ts";
+export * from "./topk.ts";
+export * from "./powersgd.ts";
+export * from "./lgreco.ts";

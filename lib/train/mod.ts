@@ -14,3 +14,5 @@ export * from "./schedule.ts";
 export * from "./checkpoint.ts";
 export * from "./ddp.ts";
 export * from "./trainer.ts";
+export * from "./compressed.ts";
+export * from "./compressors.ts";

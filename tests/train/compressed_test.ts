@@ -3,7 +3,8 @@
 // tensor, the rest to the residual): error feedback loses nothing (what is sent plus the new
 // residual is exactly gradient plus old residual), 1-D tensors travel raw, a level that would not
 // shrink a tensor is refused, a Trainer steps with it; L-GreCo's levels follow the authors'
-// schedule (raw in warm-up, the uniform level, the DP's choice from the first solve on).
+// schedule (raw in warm-up, the uniform level, the DP's choice from the first solve on); and
+// scripts/lgreco.ts end to end on a real 2-rank mpirun world.
 import { assert, assertEquals, assertThrows } from "@std/assert";
 import { createCommunicator } from "../../lib/comm/communicator.ts";
 import { Rng } from "../../lib/core/rng.ts";
@@ -14,7 +15,9 @@ import {
 } from "../../lib/train/compressed.ts";
 import { LlamaParams } from "../../lib/train/params.ts";
 import { Trainer } from "../../lib/train/trainer.ts";
-import { freshSeed } from "../_util.ts";
+import { freshSeed, mpirunDeno, mpirunMissing } from "../_util.ts";
+import { mpiLibrary } from "../../ffi/mpi/mod.ts";
+import { LlamaModel } from "../../lib/model/llama.ts";
 import { tinyConfig } from "./_ref_llama.ts";
 import { DDP_OPTIONS, ddpCase } from "./_ddp.ts";
 
@@ -112,4 +115,47 @@ Deno.test("L-GreCo levels: raw in warm-up, uniform until the first solve, the DP
   // the choice in force is the solution's, and within the budget (α = 1 × uniform's error)
   assertEquals(seen[5], adj.choice.map((c) => o.candidates[c]!));
   assert(adj.solution.error < adj.budget);
+});
+
+const skip = (await mpirunMissing()) || mpiLibrary().reason;
+if (skip) console.log(`skipped the lgreco.ts mpi test: ${skip}`);
+
+Deno.test({
+  name:
+    "lgreco.ts on 2 ranks: every family uncompressed, uniform and L-GreCo, equal replicas, a report",
+  ignore: !!skip,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      const run = await mpirunDeno(2, [
+        "--no-prompt",
+        `--allow-read=data,${dir}`,
+        `--allow-write=${dir}`,
+        "--allow-ffi=ffi/build",
+        "scripts/lgreco.ts",
+        "--dist",
+        "mpi",
+        ...["--steps", "8", "--warmup", "2", "--adjust-freq", "3", "--acc-iter", "1"],
+        ...["--batch", "1", "--context", "32", "--eval-windows", "2", "--out", dir],
+      ], { limitS: 240, env: { OMP_NUM_THREADS: "1" } });
+      assertEquals(run.code, 0, run.stdout + run.stderr);
+      const res = JSON.parse(await Deno.readTextFile(`${dir}/results.json`));
+      assertEquals(res.ranks, 2);
+      assertEquals(res.runs.length, 7);
+      const base = res.runs[0];
+      for (const r of res.runs.slice(1)) {
+        assert(r.compressedBytes < base.compressedBytes, `${r.family} ${r.setting} compresses`);
+        assert(Number.isFinite(r.bpb) && r.bpb > 0);
+      }
+      // 6 compressed steps in windows of 3: one solve (at the 4th), a level per 2-D tensor
+      const levels = (await Deno.readTextFile(`${dir}/levels.csv`)).trim().split("\n").slice(1);
+      const tensors = new LlamaParams(
+        (await LlamaModel.load("data/models/tinyllama-bytes", { backend: "ts" })).config,
+      ).layout.views.filter((v) => v.shape.length === 2).length;
+      assertEquals(levels.length, 3 * tensors);
+      assert(run.stdout.includes("| powersgd | L-GreCo |"), run.stdout);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
