@@ -14,7 +14,7 @@
 // script says when it is not 1).
 import { parseArgs } from "node:util";
 import { cpu, libraryInfo } from "../ffi/mod.ts";
-import { dequantizeAdd, dequantizeBuckets, quantize } from "../lib/comm/quantize.ts";
+import { dequantizeBuckets, dequantizeBucketsAdd, quantizeBuckets } from "../lib/comm/quantize.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -77,13 +77,13 @@ const rows: Row[] = [];
 for (const bits of [4, 8]) {
   for (const rounding of ["stochastic", "nearest"] as const) {
     const o = { bits, rounding, seed: 7, backend: "cpu" } as const;
-    const msg = quantize(x, o);
+    const msg = quantizeBuckets(x, o);
     const ops: [string, () => void][] = [
-      ["quantize+pack", () => quantize(x, o, msg)],
+      ["quantize+pack", () => quantizeBuckets(x, o, msg)],
       ...(rounding === "stochastic"
         ? [
           ["dequantize", () => dequantizeBuckets(msg, n, o, y)] as [string, () => void],
-          ["dequantize-add", () => dequantizeAdd(msg, y, o)] as [string, () => void],
+          ["dequantize-add", () => dequantizeBucketsAdd(msg, y, o)] as [string, () => void],
         ]
         : []),
     ];

@@ -44,7 +44,7 @@ export interface BucketQuantSpec {
   meta?: MetaType;
 }
 
-/** Options of {@linkcode quantize}. */
+/** Options of {@linkcode quantizeBuckets}. */
 export interface QuantizeOptions extends BucketQuantSpec {
   /** `stochastic` (default) or `nearest`. */
   rounding?: Rounding;
@@ -54,7 +54,7 @@ export interface QuantizeOptions extends BucketQuantSpec {
   backend?: Backend;
 }
 
-/** Options of {@linkcode dequantizeBuckets} and {@linkcode dequantizeAdd}. */
+/** Options of {@linkcode dequantizeBuckets} and {@linkcode dequantizeBucketsAdd}. */
 export interface DequantizeOptions extends BucketQuantSpec {
   /** Force a backend; default: `LMKIT_BACKEND`, else the best available. */
   backend?: Backend;
@@ -298,15 +298,19 @@ function dequantizeRef(msg: Uint8Array, p: Spec, out: Float32Array, accumulate: 
  *
  * @example Round trip on the ts backend
  * ```ts
- * import { dequantizeBuckets, quantize } from "./quantize.ts";
+ * import { dequantizeBuckets, quantizeBuckets } from "./quantize.ts";
  * const x = new Float32Array([0, 0.25, 0.5, 1]);
- * const msg = quantize(x, { bits: 2, rounding: "nearest", backend: "ts" });
+ * const msg = quantizeBuckets(x, { bits: 2, rounding: "nearest", backend: "ts" });
  * const y = dequantizeBuckets(msg, x.length, { bits: 2, backend: "ts" });
  * // unit = 1/3: 0.25 → level 1 (1/3), 0.5 → level 2 (2/3)
  * if (Math.abs(y[1]! - 1 / 3) > 1e-6 || y[3] !== 1) throw new Error("wrong levels");
  * ```
  */
-export function quantize(x: Float32Array, options: QuantizeOptions, out?: Uint8Array): Uint8Array {
+export function quantizeBuckets(
+  x: Float32Array,
+  options: QuantizeOptions,
+  out?: Uint8Array,
+): Uint8Array {
   const p = spec(options);
   checkCount(x.length);
   const rounding = options.rounding ?? "stochastic", seed = options.seed ?? 0;
@@ -440,7 +444,7 @@ export function dequantizeBuckets(
  * In place: `out += dequantizeBuckets(msg)` element-wise, each sum rounded to f32 (a reduction's
  * step); returns `out`.
  */
-export function dequantizeAdd(
+export function dequantizeBucketsAdd(
   msg: Uint8Array,
   out: Float32Array,
   options: DequantizeOptions,

@@ -33,11 +33,11 @@ import type { Communicator } from "./communicator.ts";
 import {
   type Backend,
   type BucketQuantSpec,
-  dequantizeAdd,
   dequantizeBuckets,
+  dequantizeBucketsAdd,
   deriveSeed,
   type MetaType,
-  quantize,
+  quantizeBuckets,
   quantizedBytes,
   type Rounding,
 } from "./quantize.ts";
@@ -262,7 +262,7 @@ export class QuantizedCollectives {
   #pack(x: Float32Array, seed: number, offset = 0): [Uint8Array, Error | undefined] {
     const out = new Uint8Array(this.messageBytes(x.length));
     try {
-      quantize(x, {
+      quantizeBuckets(x, {
         ...this.#spec,
         seed,
         ...(this.#o.rounding ? { rounding: this.#o.rounding } : {}),
@@ -430,7 +430,7 @@ export class QuantizedCollectives {
       if (r === this.comm.rank) {
         for (let i = 0; i < out.length; i++) out[i]! += own[i]!;
       } else {
-        dequantizeAdd(msg(r), out, this.#deq());
+        dequantizeBucketsAdd(msg(r), out, this.#deq());
       }
     }
   }

@@ -18,10 +18,10 @@
 import type { Communicator } from "../comm/communicator.ts";
 import { PowerSgdCompressor, powerSgdRoundTrip } from "../comm/powersgd.ts";
 import {
-  dequantizeAdd,
   dequantizeBuckets,
+  dequantizeBucketsAdd,
   deriveSeed,
-  quantize,
+  quantizeBuckets,
   quantizedBytes,
 } from "../comm/quantize.ts";
 import { TopKCompressor, topKCount, topKRoundTrip } from "../comm/topk.ts";
@@ -57,7 +57,7 @@ export function quantizeCompressor(seed = 0): GradientCompressor {
     error(x, _shape, bits) {
       const spec = { bits, bucketSize: BUCKET };
       const y = dequantizeBuckets(
-        quantize(x, { ...spec, seed: deriveSeed(seed, 0xffffffff) }),
+        quantizeBuckets(x, { ...spec, seed: deriveSeed(seed, 0xffffffff) }),
         x.length,
         spec,
       );
@@ -67,13 +67,13 @@ export function quantizeCompressor(seed = 0): GradientCompressor {
     },
     async exchange(comm: Communicator, x, residual, { level: bits }) {
       const spec = { bits, bucketSize: BUCKET };
-      const msg = quantize(x, { ...spec, seed: deriveSeed(seed, calls++, comm.rank) });
+      const msg = quantizeBuckets(x, { ...spec, seed: deriveSeed(seed, calls++, comm.rank) });
       const mine = dequantizeBuckets(msg, x.length, spec);
       for (let i = 0; i < x.length; i++) residual[i] = x[i]! - mine[i]!;
       const all = comm.size > 1 ? await comm.allGather(msg) : msg;
       x.fill(0);
       for (let r = 0; r < comm.size; r++) {
-        dequantizeAdd(all.subarray(r * msg.length, (r + 1) * msg.length), x, spec);
+        dequantizeBucketsAdd(all.subarray(r * msg.length, (r + 1) * msg.length), x, spec);
       }
       return msg.length;
     },

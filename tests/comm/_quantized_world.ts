@@ -7,9 +7,9 @@
 import { parseArgs } from "node:util";
 import { createCommunicator } from "../../lib/comm/communicator.ts";
 import {
-  dequantizeAdd,
   dequantizeBuckets,
-  quantize,
+  dequantizeBucketsAdd,
+  quantizeBuckets,
   quantizedBytes,
 } from "../../lib/comm/quantize.ts";
 import {
@@ -90,7 +90,7 @@ interface Sim {
 }
 
 function qd(s: Sim, x: Float32Array, sd: number): Uint8Array {
-  return quantize(x, { ...s.o, seed: sd, backend: "ts" });
+  return quantizeBuckets(x, { ...s.o, seed: sd, backend: "ts" });
 }
 
 function simGather(s: Sim, call: number, shards: Float32Array[]): Float32Array {
@@ -110,7 +110,7 @@ function simReduce(s: Sim, call: number, owner: number, chunkOf: (r: number) => 
     if (r === owner) { for (let i = 0; i < out.length; i++) out[i]! += c[i]!; }
     else {
       const msg = qd(s, c, collectiveSeed(s.base, call, "scatter", r, owner));
-      dequantizeAdd(msg, out, { ...s.o, backend: "ts" });
+      dequantizeBucketsAdd(msg, out, { ...s.o, backend: "ts" });
     }
   }
   return out;

@@ -5,10 +5,10 @@
 // in the test task's second pass (LMKIT_CUDA_EMU=1 --filter cuda).
 import { assert, assertEquals, assertThrows } from "@std/assert";
 import {
-  dequantizeAdd,
   dequantizeBuckets,
+  dequantizeBucketsAdd,
   type MetaType,
-  quantize,
+  quantizeBuckets,
   quantizedBytes,
   quantizeDraw,
   type Rounding,
@@ -70,7 +70,7 @@ Deno.test("quantizedBytes is the exact message size for every spec", () => {
   assertEquals(quantizedBytes(1025, { bits: 4 }), 2 * 8 + 513); // default bucket 1024, f32
   const x = new Float32Array(1025).fill(1);
   assertEquals(
-    quantize(x, { bits: 3, bucketSize: 100, meta: "f16", backend: "ts" }).length,
+    quantizeBuckets(x, { bits: 3, bucketSize: 100, meta: "f16", backend: "ts" }).length,
     11 * 4 + 385,
   );
 });
@@ -82,7 +82,7 @@ Deno.test(`stochastic rounding is unbiased: the mean of K draws is within a z-bo
     const sum = new Float64Array(n);
     let unit: number[] = [];
     for (let k = 0; k < K; k++) {
-      const msg = quantize(x, { bits, bucketSize, seed: seed + k, backend: "ts" });
+      const msg = quantizeBuckets(x, { bits, bucketSize, seed: seed + k, backend: "ts" });
       if (k === 0) unit = metaOf(msg, n, bucketSize).map((m) => m.unit);
       const y = dequantizeBuckets(msg, n, { bits, bucketSize, backend: "ts" });
       for (let i = 0; i < n; i++) sum[i]! += y[i]!;
@@ -106,7 +106,7 @@ Deno.test(`stochastic rounding's variance per bucket matches p(1 − p)·unit² 
   const sq = new Float64Array(n);
   let meta: { min: number; unit: number }[] = [];
   for (let k = 0; k < K; k++) {
-    const msg = quantize(x, { bits, bucketSize, seed: 7 * seed + k, backend: "ts" });
+    const msg = quantizeBuckets(x, { bits, bucketSize, seed: 7 * seed + k, backend: "ts" });
     meta = metaOf(msg, n, bucketSize);
     const y = dequantizeBuckets(msg, n, { bits, bucketSize, backend: "ts" });
     for (let i = 0; i < n; i++) sq[i]! += (y[i]! - x[i]!) ** 2;
@@ -139,7 +139,7 @@ for (const rounding of ["nearest", "stochastic"] as const) {
       const x = new Float32Array(k.map((j) => min + j * unit));
       for (const meta of ["f32", "f16"] as const) {
         const o = { bits, bucketSize: n, meta, rounding, seed, backend: "ts" as const };
-        const msg = quantize(x, o);
+        const msg = quantizeBuckets(x, o);
         assertEquals(metaOf(msg, n, n, meta)[0], { min, unit });
         assertEquals(dequantizeBuckets(msg, n, o), x, `bits ${bits} ${meta}`);
       }
@@ -158,30 +158,30 @@ Deno.test("constant buckets (unit 0), one-element buckets and a short last bucke
     for (const rounding of ["nearest", "stochastic"] as const) {
       const c = new Float32Array(1000).fill(0.1);
       const o = { bits: 2, bucketSize: 64, rounding, seed, backend };
-      const msg = quantize(c, o);
+      const msg = quantizeBuckets(c, o);
       assert(metaOf(msg, 1000, 64).every((m) => m.unit === 0));
       assertEquals(dequantizeBuckets(msg, 1000, o), c);
       const half = new Float32Array(50).fill(0.375); // an f16 value
       assertEquals(
-        dequantizeBuckets(quantize(half, { ...o, meta: "f16" }), 50, { ...o, meta: "f16" }),
+        dequantizeBuckets(quantizeBuckets(half, { ...o, meta: "f16" }), 50, { ...o, meta: "f16" }),
         half,
       );
       // buckets of one element: every value exact, whatever it is
       const x = rng.normalArray(77, 100);
       assertEquals(
-        dequantizeBuckets(quantize(x, { ...o, bucketSize: 1 }), 77, { ...o, bucketSize: 1 }),
+        dequantizeBuckets(quantizeBuckets(x, { ...o, bucketSize: 1 }), 77, { ...o, bucketSize: 1 }),
         x,
       );
       // n = 1025 in buckets of 1024: the last bucket holds one element, exact
       const y = rng.normalArray(1025);
       const o2 = { ...o, bucketSize: 1024 };
-      const back = dequantizeBuckets(quantize(y, o2), 1025, o2);
+      const back = dequantizeBuckets(quantizeBuckets(y, o2), 1025, o2);
       assertEquals(back[1024], y[1024]);
     }
   }
 });
 
-/** Checks |dequantizeBuckets(quantize(x)) − x| ≤ unit (stochastic) or unit/2 (nearest) everywhere. */
+/** Checks |dequantizeBuckets(quantizeBuckets(x)) − x| ≤ unit (stochastic) or unit/2 (nearest) everywhere. */
 function checkErrors(
   x: Float32Array,
   bits: number,
@@ -190,7 +190,7 @@ function checkErrors(
   rounding: Rounding,
 ) {
   const o = { bits, bucketSize, meta, rounding, seed, backend: "ts" as const };
-  const msg = quantize(x, o);
+  const msg = quantizeBuckets(x, o);
   assertEquals(msg.length, quantizedBytes(x.length, o));
   const y = dequantizeBuckets(msg, x.length, o), m = metaOf(msg, x.length, bucketSize, meta);
   for (let i = 0; i < x.length; i++) {
@@ -231,7 +231,8 @@ function matchesTs(backend: "cpu" | "cuda", sizes: number[], buckets: number[]) 
         for (const rounding of ["nearest", "stochastic"] as const) {
           const o = { bits, bucketSize, meta, rounding, seed: seed * 31 + bits } as const;
           const at = `n ${n} bits ${bits} bucket ${bucketSize} ${meta} ${rounding}`;
-          const want = quantize(x, { ...o, backend: "ts" }), got = quantize(x, { ...o, backend });
+          const want = quantizeBuckets(x, { ...o, backend: "ts" }),
+            got = quantizeBuckets(x, { ...o, backend });
           assertEquals(got, want, at);
           assertEquals(
             dequantizeBuckets(got, n, { ...o, backend }),
@@ -239,8 +240,8 @@ function matchesTs(backend: "cpu" | "cuda", sizes: number[], buckets: number[]) 
             at,
           );
           const acc = rng.normalArray(n), acc2 = acc.slice();
-          dequantizeAdd(got, acc, { ...o, backend });
-          dequantizeAdd(want, acc2, { ...o, backend: "ts" });
+          dequantizeBucketsAdd(got, acc, { ...o, backend });
+          dequantizeBucketsAdd(want, acc2, { ...o, backend: "ts" });
           assertEquals(acc, acc2, at);
           count++;
         }
@@ -254,7 +255,7 @@ const cpuBackend = NATIVE.find((b) => b.backend === "cpu")!;
 const cudaBackend = NATIVE.find((b) => b.backend === "cuda")!;
 
 Deno.test({
-  name: `cpu quantize, dequantize and dequantizeAdd equal ts byte for byte (seed ${seed})`,
+  name: `cpu quantizeBuckets, dequantize and dequantizeAdd equal ts byte for byte (seed ${seed})`,
   ignore: cpuBackend.ignore,
   fn() {
     matchesTs("cpu", [...AWKWARD_N, 4096 * 3 + 5], [1, 7, 1024, 1025]);
@@ -269,19 +270,19 @@ Deno.test({
     const x = new Rng(seed + 6).normalArray(300007);
     for (const [bits, bucketSize, meta] of [[3, 7, "f16"], [8, 1024, "f32"]] as const) {
       const o = { bits, bucketSize, meta, seed };
-      const want = quantize(x, { ...o, backend: "ts" }),
-        got = quantize(x, { ...o, backend: "cpu" });
+      const want = quantizeBuckets(x, { ...o, backend: "ts" }),
+        got = quantizeBuckets(x, { ...o, backend: "cpu" });
       assertEquals(got, want);
       const acc = new Float32Array(x.length).fill(0.5), acc2 = acc.slice();
-      dequantizeAdd(got, acc, { ...o, backend: "cpu" });
-      dequantizeAdd(want, acc2, { ...o, backend: "ts" });
+      dequantizeBucketsAdd(got, acc, { ...o, backend: "cpu" });
+      dequantizeBucketsAdd(want, acc2, { ...o, backend: "ts" });
       assertEquals(acc, acc2);
     }
   },
 });
 
 Deno.test({
-  name: `cuda quantize, dequantize and dequantizeAdd equal ts byte for byte (seed ${seed})`,
+  name: `cuda quantizeBuckets, dequantize and dequantizeAdd equal ts byte for byte (seed ${seed})`,
   ignore: cudaBackend.ignore,
   fn() {
     // small sizes: the emulator runs every GPU thread on the CPU
@@ -311,54 +312,67 @@ for (const { backend, ignore } of [{ backend: "ts" as const, ignore: false }, ..
       const x = new Float32Array(3000).fill(1);
       x[2049] = NaN;
       x[2500] = -Infinity;
-      assertThrows(() => quantize(x, { bits: 4, backend }), NumericalError, "x[2049] is NaN");
-      x[2049] = 0;
-      assertThrows(() => quantize(x, { bits: 4, backend }), NumericalError, "x[2500] is -Infinity");
       assertThrows(
-        () => quantize(new Float32Array([1, Infinity]), { bits: 4, backend }),
+        () => quantizeBuckets(x, { bits: 4, backend }),
+        NumericalError,
+        "x[2049] is NaN",
+      );
+      x[2049] = 0;
+      assertThrows(
+        () => quantizeBuckets(x, { bits: 4, backend }),
+        NumericalError,
+        "x[2500] is -Infinity",
+      );
+      assertThrows(
+        () => quantizeBuckets(new Float32Array([1, Infinity]), { bits: 4, backend }),
         NumericalError,
         "x[1] is Infinity",
       );
       const wide = new Float32Array([-3e38, 3e38, 0, 1]);
       assertThrows(
-        () => quantize(wide, { bits: 1, bucketSize: 2, backend }),
+        () => quantizeBuckets(wide, { bits: 1, bucketSize: 2, backend }),
         NumericalError,
         "ucket 0 (elements 0 to 1)",
       );
       assertThrows(
         () =>
-          quantize(new Float32Array([0, 1, 1e5]), { bits: 8, bucketSize: 2, meta: "f16", backend }),
+          quantizeBuckets(new Float32Array([0, 1, 1e5]), {
+            bits: 8,
+            bucketSize: 2,
+            meta: "f16",
+            backend,
+          }),
         NumericalError,
         "ucket 1 (elements 2 to 2)",
       );
       for (const bits of [0, 9, 2.5]) {
         assertThrows(
-          () => quantize(x, { bits, backend }),
+          () => quantizeBuckets(x, { bits, backend }),
           RangeError,
           `${bits} bits: expected an integer from 1 to 8`,
         );
       }
       for (const bucketSize of [0, 1.5, -4]) {
         assertThrows(
-          () => quantize(x, { bits: 4, bucketSize, backend }),
+          () => quantizeBuckets(x, { bits: 4, bucketSize, backend }),
           RangeError,
           `buckets of ${bucketSize} elements`,
         );
       }
-      assertThrows(() => quantize(x, { bits: 4, seed: -1, backend }), RangeError, "seed -1");
+      assertThrows(() => quantizeBuckets(x, { bits: 4, seed: -1, backend }), RangeError, "seed -1");
       assertThrows(
-        () => quantize(x.subarray(0, 10), { bits: 4, backend }, new Uint8Array(9)),
+        () => quantizeBuckets(x.subarray(0, 10), { bits: 4, backend }, new Uint8Array(9)),
         ShapeError,
         "the message needs 13",
       );
-      const msg = quantize(x.subarray(0, 10), { bits: 4, backend });
+      const msg = quantizeBuckets(x.subarray(0, 10), { bits: 4, backend });
       assertThrows(
         () => dequantizeBuckets(msg, 11, { bits: 4, backend }),
         ShapeError,
         "the message has 14",
       );
       assertThrows(
-        () => dequantizeAdd(msg, new Float32Array(10), { bits: 5, backend }),
+        () => dequantizeBucketsAdd(msg, new Float32Array(10), { bits: 5, backend }),
         ShapeError,
       );
     },

@@ -6,7 +6,7 @@
 // library is missing.
 import { assert, assertEquals, assertThrows } from "@std/assert";
 import { createCommunicator } from "../../lib/comm/communicator.ts";
-import { dequantizeBuckets, quantize, quantizedBytes } from "../../lib/comm/quantize.ts";
+import { dequantizeBuckets, quantizeBuckets, quantizedBytes } from "../../lib/comm/quantize.ts";
 import { collectiveSeed, QuantizedCollectives } from "../../lib/comm/quantized.ts";
 import { NumericalError, ShapeError } from "../../lib/core/errors.ts";
 import { Rng } from "../../lib/core/rng.ts";
@@ -23,7 +23,7 @@ Deno.test("a world of one: all-gather is quantize + dequantize with call 0's see
   const x = new Rng(seed).normalArray(1001);
   const r = q.allGatherSync(x);
   const want = dequantizeBuckets(
-    quantize(x, {
+    quantizeBuckets(x, {
       bits: 6,
       bucketSize: 100,
       seed: collectiveSeed(3, 0, "gather", 0),
