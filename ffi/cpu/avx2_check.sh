@@ -13,4 +13,4 @@ esac
 cd "$(dirname "$0")/../.."
 bash ffi/cpu/build.sh ffi/build/cpu-avx2/liblmkit_cpu.so -mno-avx512f
 LMKIT_CPU_BUILD=cpu-avx2 deno test --no-prompt --allow-read --allow-write --allow-env \
-  --allow-ffi=ffi/build --allow-run tests/kernels tests/sparse tests/model
+  --allow-ffi=ffi/build --allow-run tests/kernels tests/sparse tests/model tests/comm/quantize_test.ts

@@ -36,6 +36,6 @@ run() { # run DENO-TEST-ARGS...: deno test with the sanitized library
 }
 run tests/ffi/cpu_abi_test.ts tests/kernels tests/sparse/sparsegpt_test.ts \
   tests/sparse/sparse_expert_test.ts tests/quant/gptq_test.ts tests/model/model_test.ts \
-  tests/train/train_test.ts
+  tests/train/train_test.ts tests/comm/quantize_test.ts
 # tests/quant/quik_test.ts but for quikModel
 run --filter "/^quik(OutlierCount|WeightScales|Linear)/" tests/quant/quik_test.ts
