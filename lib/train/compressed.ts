@@ -278,3 +278,92 @@ export class LgrecoLevels {
     this.schedule.advance();
   };
 }
+
+/** Options of {@linkcode AccordionLevels}. */
+export interface AccordionLevelsOptions {
+  /** The level in critical regimes (low compression, e.g. PowerSGD rank r0). */
+  fine: number;
+  /** The level elsewhere (high compression, e.g. rank r0/2). */
+  coarse: number;
+  /** Uncompressed steps first (default 0). */
+  warmup?: number;
+  /** Steps per detection window (Accordion: an epoch). */
+  interval: number;
+  /** A tensor is critical when its window gradient norm changed by ≥ eta of the last (0.5). */
+  eta?: number;
+}
+
+/**
+ * Accordion (Agarwal et al., MLSys 2021), the adaptive baseline L-GreCo compares with: per tensor,
+ * the low-compression level in critical regimes — where the norm of the gradient summed over a
+ * window changed by at least `eta` (0.5) relative to the previous window's — and the
+ * high-compression level elsewhere; the first window is critical (as uw-mad-dash/Accordion's
+ * `auto_scale.py`). Rank 0 decides on its own inputs (gradient + residual) and broadcasts, like
+ * {@linkcode LgrecoLevels}. Pass {@linkcode onInput} as the exchange's `onInput`.
+ */
+export class AccordionLevels {
+  /** The compressible (2-D) tensors. */
+  readonly names: readonly string[];
+  /** Every decision: its step and each tensor's level. */
+  readonly history: { step: number; levels: number[] }[] = [];
+  readonly #comm: Communicator;
+  readonly #o: Required<AccordionLevelsOptions>;
+  readonly #sums: Float64Array[];
+  #prev: Float64Array | undefined;
+  #levels: Int32Array;
+  #step = 0;
+
+  /**
+   * Accordion's levels for `params`' 2-D tensors.
+   * @param comm The ranks.
+   * @param params The parameters (for their layout).
+   * @param options The two levels, the warm-up, the window and eta.
+   */
+  constructor(comm: Communicator, params: LlamaParams, options: AccordionLevelsOptions) {
+    const views = params.layout.views.filter((v) => v.shape.length === 2);
+    this.#comm = comm;
+    this.#o = { warmup: 0, eta: 0.5, ...options };
+    for (const k of ["warmup", "interval"] as const) {
+      const v = this.#o[k];
+      if (!Number.isInteger(v) || v < (k === "interval" ? 1 : 0)) {
+        throw new RangeError(
+          `Accordion ${k} ${quoteValue(v)} is not an integer ≥ ${k === "interval" ? 1 : 0}`,
+        );
+      }
+    }
+    this.names = views.map((v) => v.name);
+    this.#sums = comm.rank === 0 ? views.map((v) => new Float64Array(v.size)) : [];
+    this.#levels = new Int32Array(views.length).fill(this.#o.fine);
+  }
+
+  /** The exchange's `onInput`: at each window's end decides the levels; sets them; accumulates. */
+  readonly onInput = (x: LlamaParams, _step: number, exchange: CompressedExchange): void => {
+    const k = this.#step++ - this.#o.warmup, root = this.#comm.rank === 0;
+    if (k > 0 && k % this.#o.interval === 0) {
+      if (root) {
+        const norms = Float64Array.from(this.#sums, (s) => {
+          let q = 0;
+          for (const v of s) q += v * v;
+          return Math.sqrt(q);
+        });
+        this.names.forEach((_, l) => {
+          const prev = this.#prev?.[l], now = norms[l]!;
+          const critical = prev === undefined || prev === 0 ||
+            Math.abs(prev - now) / prev >= this.#o.eta;
+          this.#levels[l] = critical ? this.#o.fine : this.#o.coarse;
+        });
+        this.#prev = norms;
+        for (const s of this.#sums) s.fill(0);
+      }
+      if (this.#comm.size > 1) this.#comm.broadcastSync(new Uint8Array(this.#levels.buffer), 0);
+      this.history.push({ step: this.#step - 1, levels: [...this.#levels] });
+    }
+    this.names.forEach((n, l) => exchange.setLevel(n, k >= 0 ? this.#levels[l]! : null));
+    if (root && k >= 0) {
+      this.names.forEach((n, l) => {
+        const s = this.#sums[l]!, g = x.view(n);
+        for (let i = 0; i < g.length; i++) s[i]! += g[i]!;
+      });
+    }
+  };
+}

@@ -9,6 +9,7 @@ import { assert, assertEquals, assertThrows } from "@std/assert";
 import { createCommunicator } from "../../lib/comm/communicator.ts";
 import { Rng } from "../../lib/core/rng.ts";
 import {
+  AccordionLevels,
   CompressedExchange,
   type GradientCompressor,
   LgrecoLevels,
@@ -117,6 +118,31 @@ Deno.test("L-GreCo levels: raw in warm-up, uniform until the first solve, the DP
   assert(adj.solution.error < adj.budget);
 });
 
+Deno.test("Accordion: the fine level in the first window and where the window norm moved by ≥ eta, else coarse", async () => {
+  const config = tinyConfig(false), comm = createCommunicator("single");
+  const params = new LlamaParams(config), grad = new LlamaParams(config);
+  const acc = new AccordionLevels(comm, params, { fine: 3, coarse: 1, warmup: 1, interval: 2 });
+  const ex = new CompressedExchange(comm, params, prefix, {
+    level: () => null,
+    onInput: acc.onInput,
+  });
+  const q = "model.layers.0.self_attn.q_proj.weight", k = "model.layers.0.self_attn.k_proj.weight";
+  const seen: (number | null)[][] = [];
+  // windows of 2 steps after 1 warm-up step; q's gradient norm jumps ×3 in the third window
+  for (let step = 1; step <= 8; step++) {
+    grad.data.fill(0);
+    grad.view(q).fill(step >= 6 ? 3 : 1);
+    grad.view(k).fill(1);
+    ex.residual.data.fill(0); // isolate the windows from error feedback
+    await ex.reduce(grad, step);
+    seen.push([ex.levels().get(q)!, ex.levels().get(k)!]);
+  }
+  // step 1 raw; windows {2, 3}, {4, 5}, {6, 7}: the first decision (step 4) has no previous
+  // window, so fine; at step 6 both norms are unchanged, so coarse; at step 8 q's tripled
+  assertEquals(seen, [[null, null], [3, 3], [3, 3], [3, 3], [3, 3], [1, 1], [1, 1], [3, 1]]);
+  assertEquals(acc.history.map((h) => h.step), [3, 5, 7]);
+});
+
 const skip = (await mpirunMissing()) || mpiLibrary().reason;
 if (skip) console.log(`skipped the lgreco.ts mpi test: ${skip}`);
 
@@ -141,7 +167,7 @@ Deno.test({
       assertEquals(run.code, 0, run.stdout + run.stderr);
       const res = JSON.parse(await Deno.readTextFile(`${dir}/results.json`));
       assertEquals(res.ranks, 2);
-      assertEquals(res.runs.length, 7);
+      assertEquals(res.runs.length, 8);
       const base = res.runs[0];
       for (const r of res.runs.slice(1)) {
         assert(r.compressedBytes < base.compressedBytes, `${r.family} ${r.setting} compresses`);
