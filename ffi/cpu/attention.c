@@ -1,11 +1,13 @@
 /* Causal grouped-query attention over a KV cache (see lmkit.h). */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
+#include "attention_tiles.h"
 #include "internal.h"
 
-/* From this many queries on, attention runs as per-head GEMMs over blocks of LK_ATT_ROWS. */
+/* From this many queries on, attention runs as register-tiled products (attention_tiles.h) over
+ * blocks of LK_ATT_BR queries. */
 #define LK_ATT_GEMM_MIN_T 16
-#define LK_ATT_ROWS 64
 
 int32_t lk_cpu_attention_f32(const float* q, double q_len, const float* k, double k_len,
                              const float* v, double v_len, float* out, double out_len, int32_t t,
@@ -29,38 +31,68 @@ int32_t lk_cpu_attention_f32(const float* q, double q_len, const float* k, doubl
   const int total = start + t;
   int failed = 0;
   if (t >= LK_ATT_GEMM_MIN_T) {
-    /* prefill: per (head, block of LK_ATT_ROWS queries) S = Q·Kᵀ/√d over the keys the block
-     * sees, the causal softmax row by row, O = P·V, both products by the own GEMM */
-    const int nb = (t + LK_ATT_ROWS - 1) / LK_ATT_ROWS;
-    const size_t gs = lk_sgemm_serial_scratch();
+    /* prefill: per (head, block of LK_ATT_BR queries), tile by tile of LK_ATT_R queries,
+     * S = Q·Kᵀ/√d over the keys the tile sees (Kᵀ laid out once per call), the causal softmax
+     * row by row (one exp per visible score), O = P·V over the same keys */
+    const int kp = lk_att_round(total), dp = lk_att_round(d);
+    const int nb = (t + LK_ATT_BR - 1) / LK_ATT_BR;
     const ptrdiff_t ldq = (ptrdiff_t)heads * d;
+    float* kt = lk_alloc(sizeof(float) * (size_t)kv_heads * d * kp);
+    float* vp = dp == d ? NULL : lk_alloc(sizeof(float) * (size_t)kv_heads * total * dp);
+    if (!kt || (dp != d && !vp)) {
+      free(kt);
+      free(vp);
+      return lk_fail(LK_ENOMEM, "%s: cannot allocate the keys of %d kv heads × %d positions", fn,
+                     kv_heads, total);
+    }
 #pragma omp parallel
     {
-      float* scratch = lk_alloc(sizeof(float) * (gs + (size_t)LK_ATT_ROWS * total));
-      if (!scratch) {
+#pragma omp for schedule(static)
+      for (int g = 0; g < kv_heads; g++) {
+        lk_att_transpose(total, kp, d, k + (size_t)g * cap * d, d, kt + (size_t)g * d * kp, kp);
+        if (vp) lk_att_pad_rows(total, d, v + (size_t)g * cap * d, d, vp + (size_t)g * total * dp, dp);
+      }
+      float* s = lk_alloc(sizeof(float) * (size_t)LK_ATT_BR * (kp + dp));
+      if (!s) {
 #pragma omp atomic write
         failed = 1;
       }
 #pragma omp for schedule(dynamic, 1)
       for (int task = 0; task < heads * nb; task++) {
-        if (!scratch) continue;
+        if (!s) continue;
         const int h = task % heads, b = nb - 1 - task / heads; /* longest blocks first */
-        const int i0 = b * LK_ATT_ROWS, rows = t - i0 < LK_ATT_ROWS ? t - i0 : LK_ATT_ROWS;
-        const int g = h / group, keys = start + i0 + rows;
-        float* s = scratch + gs;
-        lk_sgemm_serial(rows, keys, d, scale, q + ((size_t)i0 * heads + h) * d, ldq, 1,
-                        k + (size_t)g * cap * d, 1, d, 0.0f, s, keys, 0, scratch);
-        for (int r = 0; r < rows; r++) {
-          float* sr = s + (size_t)r * keys;
-          const int p = start + i0 + r;
-          lk_softmax_row(sr, p + 1);
-          for (int j = p + 1; j < keys; j++) sr[j] = 0;
+        const int i0 = b * LK_ATT_BR, rows = t - i0 < LK_ATT_BR ? t - i0 : LK_ATT_BR;
+        const int g = h / group;
+        const float* qb = q + ((size_t)i0 * heads + h) * d;
+        const float* ktg = kt + (size_t)g * d * kp;
+        const float* vg = vp ? vp + (size_t)g * total * dp : v + (size_t)g * cap * d;
+        float* o = s + (size_t)LK_ATT_BR * kp;
+        for (int r0 = 0; r0 < rows; r0 += LK_ATT_R) {
+          const int mr = rows - r0 < LK_ATT_R ? rows - r0 : LK_ATT_R;
+          const int last = start + i0 + r0 + mr - 1; /* the tile's last position */
+          float* st = s + (size_t)r0 * kp;
+          lk_att_gemm(mr, lk_att_round(last + 1), d, scale, qb + r0 * ldq, ldq, 1, ktg, kp, st,
+                      kp, 0);
+          float inv[LK_ATT_R];
+          for (int r = 0; r < mr; r++) {
+            float* sr = st + (size_t)r * kp;
+            const int p = start + i0 + r0 + r;
+            /* the exponentials, 0 past p up to p + 1 rounded to whole vectors; 1/sum applied to O */
+            inv[r] = lk_att_softmax_unscaled(sr, p + 1);
+            for (int j = lk_att_round(p + 1); j <= last; j++) sr[j] = 0;
+          }
+          lk_att_gemm(mr, dp, last + 1, 1.0f, st, kp, 1, vg, dp, o + (size_t)r0 * dp, dp, 0);
+          for (int r = 0; r < mr; r++) {
+            float* orow = out + ((size_t)(i0 + r0 + r) * heads + h) * d;
+            const float* ot = o + (size_t)(r0 + r) * dp;
+            for (int e = 0; e < d; e++) orow[e] = ot[e] * inv[r];
+          }
         }
-        lk_sgemm_serial(rows, d, keys, 1.0f, s, keys, 1, v + (size_t)g * cap * d, d, 1, 0.0f,
-                        out + ((size_t)i0 * heads + h) * d, ldq, 0, scratch);
       }
-      free(scratch);
+      free(s);
     }
+    free(kt);
+    free(vp);
     if (failed) return lk_fail(LK_ENOMEM, "%s: cannot allocate attention scratch", fn);
     return LK_OK;
   }

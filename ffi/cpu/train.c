@@ -6,10 +6,10 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include "attention_tiles.h"
 #include "internal.h"
 
 #define LK_BLAS_MIN_MACS_TRAIN 134217728.0
-#define LK_ATT_BWD_ROWS 64 /* row block of attention backward's triangular products */
 
 int32_t lk_cpu_gemm_f32(const float* a, double a_len, const float* b, double b_len, float* c,
                         double c_len, int32_t m, int32_t k, int32_t n, int32_t trans_a,
@@ -166,18 +166,36 @@ int32_t lk_cpu_attention_bwd_f32(const float* q, double q_len, const float* k, d
   if (t == 0) return LK_OK;
   const int group = heads / kv_heads;
   const float scale = 1.0f / sqrtf((float)d);
-  const size_t hsz = (size_t)t * d;
-  /* per query head: its share of dk and dv, summed over the group afterwards in head order */
-  float* part = calloc((size_t)heads * 2 * hsz, sizeof(float));
-  if (!part) return lk_fail(LK_ENOMEM, "%s: cannot allocate %.0f floats of partial gradients", fn, 2.0 * heads * hsz);
-  int failed = 0;
-  /* per head: S = Q·Kᵀ/√d (lower triangle), P = causal softmax, dP = dO·Vᵀ, dS = P∘(dP − rowsum(
-   * P∘dP))/√d, then dV_h = Pᵀ·dO, dQ = dS·K, dK_h = dSᵀ·Q: five products by the own GEMM */
-  const size_t gs = lk_sgemm_serial_scratch(), tt = (size_t)t * t;
+  /* Kᵀ and Vᵀ (rows padded to whole vectors) once per call; K, and each head's Q and dO, with
+   * rows padded to whole vectors where d is not a multiple of the vector width */
+  const int kp = lk_att_round(t), dp = lk_att_round(d);
+  const size_t hsz = (size_t)t * d, psz = (size_t)t * dp, tsz = (size_t)d * kp;
   const ptrdiff_t ldq = (ptrdiff_t)heads * d;
+  /* per query head: its share of dk and dv, summed over the group afterwards in head order */
+  float* part = calloc((size_t)heads * 2 * psz, sizeof(float));
+  float* lay = lk_alloc(sizeof(float) * ((size_t)kv_heads * 2 * tsz + (dp != d ? (size_t)kv_heads * psz : 0)));
+  if (!part || !lay) {
+    free(part);
+    free(lay);
+    return lk_fail(LK_ENOMEM, "%s: cannot allocate %.0f floats of partial gradients", fn, 2.0 * heads * psz);
+  }
+  float* kt = lay;
+  float* vt = kt + (size_t)kv_heads * tsz;
+  float* kpad = dp != d ? vt + (size_t)kv_heads * tsz : NULL;
+  int failed = 0;
+  /* per head, by blocks of LK_ATT_BR query rows and within them tiles of LK_ATT_R rows, over
+   * only the keys a tile sees: S = Q·Kᵀ/√d, P = causal softmax, dP = dO·Vᵀ, dS = P∘(dP −
+   * rowsum(P∘dP))/√d, dQ = dS·K; then for the block's keys dV_h += Pᵀ·dO, dK_h += dSᵀ·Q */
 #pragma omp parallel if ((double)t * t * heads * d > 65536)
   {
-    float* scratch = lk_alloc(sizeof(float) * (gs + 2 * tt));
+#pragma omp for schedule(static)
+    for (int g = 0; g < kv_heads; g++) {
+      lk_att_transpose(t, kp, d, k + (size_t)g * hsz, d, kt + (size_t)g * tsz, kp);
+      lk_att_transpose(t, kp, d, v + (size_t)g * hsz, d, vt + (size_t)g * tsz, kp);
+      if (kpad) lk_att_pad_rows(t, d, k + (size_t)g * hsz, d, kpad + (size_t)g * psz, dp);
+    }
+    const size_t bs = (size_t)LK_ATT_BR * kp;
+    float* scratch = lk_alloc(sizeof(float) * (2 * bs + (size_t)LK_ATT_BR * dp + (kpad ? 2 * psz : 0)));
     if (!scratch) {
 #pragma omp atomic write
       failed = 1;
@@ -186,59 +204,93 @@ int32_t lk_cpu_attention_bwd_f32(const float* q, double q_len, const float* k, d
     for (int h = 0; h < heads; h++) {
       if (!scratch) continue;
       const int g = h / group;
-      const float* kg = k + (size_t)g * hsz;
-      const float* vg = v + (size_t)g * hsz;
+      const float* ktg = kt + (size_t)g * tsz;
+      const float* vtg = vt + (size_t)g * tsz;
+      const float* kg = kpad ? kpad + (size_t)g * psz : k + (size_t)g * hsz;
       const float* qh = q + (size_t)h * d;
       const float* gh = dout + (size_t)h * d;
-      float* pk = part + (size_t)h * 2 * hsz;
-      float* pv = pk + hsz;
-      float* P = scratch + gs;
-      float* dS = P + tt;
-      lk_sgemm_serial(t, t, d, scale, qh, ldq, 1, kg, 1, d, 0.0f, P, t, 1, scratch);
-      lk_sgemm_serial(t, t, d, 1.0f, gh, ldq, 1, vg, 1, d, 0.0f, dS, t, 1, scratch);
-      for (int i = 0; i < t; i++) {
-        float* pi = P + (size_t)i * t;
-        float* di = dS + (size_t)i * t;
-        lk_softmax_row(pi, i + 1);
-        double dot = 0;
-        for (int j = 0; j <= i; j++) dot += (double)pi[j] * di[j];
-        const float fdot = (float)dot;
-#pragma omp simd
-        for (int j = 0; j <= i; j++) di[j] = pi[j] * (di[j] - fdot) * scale;
-        for (int j = i + 1; j < t; j++) pi[j] = di[j] = 0;
+      float* P = scratch;
+      float* dS = P + bs;
+      float* dqt = dS + bs;
+      /* Q and dO as B operands (rows of whole vectors) */
+      const float* qb = qh;
+      const float* gb = gh;
+      ptrdiff_t ldb = ldq;
+      if (kpad) {
+        float* qp = dqt + (size_t)LK_ATT_BR * dp;
+        float* gp = qp + psz;
+        lk_att_pad_rows(t, d, qh, ldq, qp, dp);
+        lk_att_pad_rows(t, d, gh, ldq, gp, dp);
+        qb = qp;
+        gb = gp;
+        ldb = dp;
       }
-      /* by blocks of rows, over only the positions the triangle makes nonzero: rows i of dV and
-       * dK sum over positions p ≥ i, rows of dQ over p ≤ i */
-      for (int i0 = 0; i0 < t; i0 += LK_ATT_BWD_ROWS) {
-        const int rows = t - i0 < LK_ATT_BWD_ROWS ? t - i0 : LK_ATT_BWD_ROWS;
-        const size_t diag = (size_t)i0 * t + i0;
-        lk_sgemm_serial(rows, d, t - i0, 1.0f, P + diag, 1, t, gh + i0 * ldq, ldq, 1, 0.0f,
-                        pv + (size_t)i0 * d, d, 0, scratch);
-        lk_sgemm_serial(rows, d, t - i0, 1.0f, dS + diag, 1, t, qh + i0 * ldq, ldq, 1, 0.0f,
-                        pk + (size_t)i0 * d, d, 0, scratch);
-        lk_sgemm_serial(rows, d, i0 + rows, 1.0f, dS + (size_t)i0 * t, t, 1, kg, d, 1, 0.0f,
-                        dq + (size_t)i0 * ldq + (size_t)h * d, ldq, 0, scratch);
+      float* pk = part + (size_t)h * 2 * psz;
+      float* pv = pk + psz;
+      for (int i0 = 0; i0 < t; i0 += LK_ATT_BR) {
+        const int rows = t - i0 < LK_ATT_BR ? t - i0 : LK_ATT_BR;
+        for (int r0 = 0; r0 < rows; r0 += LK_ATT_R) {
+          const int mr = rows - r0 < LK_ATT_R ? rows - r0 : LK_ATT_R;
+          const int last = i0 + r0 + mr - 1, kw = lk_att_round(last + 1);
+          float* pt = P + (size_t)r0 * kp;
+          float* dt = dS + (size_t)r0 * kp;
+          lk_att_gemm(mr, kw, d, scale, qh + (i0 + r0) * ldq, ldq, 1, ktg, kp, pt, kp, 0);
+          lk_att_gemm(mr, kw, d, 1.0f, gh + (i0 + r0) * ldq, ldq, 1, vtg, kp, dt, kp, 0);
+          for (int r = 0; r < mr; r++) {
+            float* pi = pt + (size_t)r * kp;
+            float* di = dt + (size_t)r * kp;
+            const int i = i0 + r0 + r;
+            /* over whole vectors (columns up to nv are written): P is 0 past i */
+            const int nv = lk_att_round(i + 1);
+            lk_att_softmax(pi, i + 1);
+            double dot = 0;
+#pragma omp simd reduction(+ : dot)
+            for (int j = 0; j < nv; j++) dot += j <= i ? (double)pi[j] * di[j] : 0.0;
+            const float fdot = (float)dot;
+#pragma omp simd
+            for (int j = 0; j < nv; j++) di[j] = j <= i ? pi[j] * (di[j] - fdot) * scale : 0.0f;
+            for (int j = nv; j <= last; j++) pi[j] = di[j] = 0;
+          }
+          lk_att_gemm(mr, dp, last + 1, 1.0f, dt, kp, 1, kg, dp, dqt + (size_t)r0 * dp, dp, 0);
+          for (int r = 0; r < mr; r++)
+            memcpy(dq + (size_t)(i0 + r0 + r) * ldq + (size_t)h * d, dqt + (size_t)(r0 + r) * dp,
+                   sizeof(float) * (size_t)d);
+        }
+        /* keys j0 … (tiles aligned, from i0 on, to the row tiles) meet the block's rows from
+         * position max(j0, i0) on; P and dS are zero past each row's position up to its tile's end */
+        for (int j0 = 0; j0 < i0 + rows;) {
+          const int end = j0 < i0 ? i0 : i0 + rows; /* from i0 on, the row tiles' alignment */
+          const int mj = end - j0 < LK_ATT_R ? end - j0 : LK_ATT_R;
+          const int rs = j0 > i0 ? j0 - i0 : 0;
+          lk_att_gemm(mj, dp, rows - rs, 1.0f, P + (size_t)rs * kp + j0, 1, kp,
+                      gb + (i0 + rs) * ldb, ldb, pv + (size_t)j0 * dp, dp, 1);
+          lk_att_gemm(mj, dp, rows - rs, 1.0f, dS + (size_t)rs * kp + j0, 1, kp,
+                      qb + (i0 + rs) * ldb, ldb, pk + (size_t)j0 * dp, dp, 1);
+          j0 += mj;
+        }
       }
     }
     free(scratch);
   }
+  free(lay);
   if (failed) {
     free(part);
     return lk_fail(LK_ENOMEM, "%s: cannot allocate the attention scratch for %d positions", fn, t);
   }
 #pragma omp parallel for schedule(static) if (kn > 65536)
   for (int g = 0; g < kv_heads; g++) {
-    float* dkg = dk + (size_t)g * hsz;
-    float* dvg = dv + (size_t)g * hsz;
-    memset(dkg, 0, sizeof(float) * hsz);
-    memset(dvg, 0, sizeof(float) * hsz);
-    for (int h = g * group; h < (g + 1) * group; h++) {
-      const float* pk = part + (size_t)h * 2 * hsz;
-      const float* pv = pk + hsz;
+    for (int j = 0; j < t; j++) {
+      float* dkj = dk + (size_t)g * hsz + (size_t)j * d;
+      float* dvj = dv + (size_t)g * hsz + (size_t)j * d;
+      for (int e = 0; e < d; e++) dkj[e] = dvj[e] = 0;
+      for (int h = g * group; h < (g + 1) * group; h++) {
+        const float* pk = part + (size_t)h * 2 * psz + (size_t)j * dp;
+        const float* pv = pk + psz;
 #pragma omp simd
-      for (size_t i = 0; i < hsz; i++) {
-        dkg[i] += pk[i];
-        dvg[i] += pv[i];
+        for (int e = 0; e < d; e++) {
+          dkj[e] += pk[e];
+          dvj[e] += pv[e];
+        }
       }
     }
   }

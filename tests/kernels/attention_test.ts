@@ -23,6 +23,15 @@ Deno.test("causalAttention cpu matches ts (GQA groups, offsets into the cache, a
       [17, 0, 6, 2, 13, 1],
       [1, 128, 4, 1, 64, 7],
       [33, 3, 3, 3, 5, 0],
+      // the tiled prefill path (T >= 16): tiles of 8 (6 on AVX2) rows and 16 (8) keys, blocks
+      // of 64 rows; head widths 6/32/64/80, GQA groups 1/2/4, start > 0, capacity > T
+      [256, 0, 8, 4, 32, 0], // the training shape of tinyllama-bytes
+      [16, 0, 2, 1, 6, 0],
+      [65, 0, 4, 4, 64, 3],
+      [70, 9, 4, 2, 80, 5],
+      [129, 31, 8, 2, 32, 0],
+      [23, 100, 4, 1, 6, 17],
+      [19, 0, 2, 2, 1, 0],
     ]
   ) {
     const cap = start! + T! + extra!;

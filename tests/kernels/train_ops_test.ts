@@ -599,6 +599,14 @@ Deno.test({
       [65, 3, 3, 33],
       [5, 2, 1, 129],
       [0, 4, 2, 8],
+      // register tiles of 8 (6 on AVX2) rows and 16 (8) keys: widths 6/32/64/80 (padded to
+      // whole vectors where not a multiple), groups 1/2/4, T off the tile and block sizes
+      [256, 8, 4, 32], // the training shape of tinyllama-bytes
+      [9, 4, 1, 6],
+      [70, 4, 4, 64],
+      [50, 8, 2, 80],
+      [100, 2, 2, 32],
+      [17, 4, 1, 16],
     ];
     for (const [T, heads, kvHeads, d] of cases as [number, number, number, number][]) {
       const at = `seed ${seed} T=${T} heads=${heads} kvHeads=${kvHeads} d=${d}`;
