@@ -22,9 +22,7 @@
 // about 1 (1 and 3) or 2 (2) the machine ran other work and the speedup is not the program's. Skips with one printed reason when mpirun or the library is
 // absent.
 import { parseArgs } from "node:util";
-import { Rng } from "../lib/core/rng.ts";
-import { readGermEval, readOffensEval, readSemEval } from "../lib/toxicity/datasets.ts";
-import { readJsonl } from "../lib/io/text.ts";
+import { benchComments, benchTexts } from "./_toxicity_input.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const { values } = parseArgs({
@@ -64,69 +62,6 @@ if (skip) {
 
 const N = 4_500_000;
 const SHARED = "../shared/data";
-
-async function loadTexts(): Promise<Record<string, string[]>> {
-  const texts: Record<string, string[]> = {
-    en: (await readSemEval("data/toxic_spans/semeval2021/tsd_train.csv")).map((p) => p.text),
-    de: (await readGermEval("data/toxicity_labelled/germeval2018/germeval2018.training.txt"))
-      .map((p) => p.text),
-    es: (await Array.fromAsync(
-      readJsonl<{ text: string }>("data/multilingual_text/ud_pud/pud_es.jsonl"),
-    )).map((r) => r.value.text),
-  };
-  const optional = async (lang: string, load: () => Promise<string[]>) => {
-    try {
-      texts[lang] = await load();
-    } catch {
-      log(`no ${lang} text under ${SHARED}; the bench runs without it`);
-    }
-  };
-  await optional("nl", async () =>
-    (await Array.fromAsync(
-      readJsonl<{ text: string }>(`${SHARED}/multilingual_text/ud_nl_lassysmall_test.jsonl`),
-    )).map((r) => r.value.text));
-  await optional(
-    "tr",
-    async () =>
-      (await readOffensEval(`${SHARED}/toxicity_labelled/offenseval2020/tr_dev.tsv`)).map((p) =>
-        p.text
-      ),
-  );
-  await optional(
-    "ar",
-    async () =>
-      (await readOffensEval(`${SHARED}/toxicity_labelled/offenseval2020/ar_dev.tsv`)).map((p) =>
-        p.text
-      ),
-  );
-  return texts;
-}
-
-function comments(texts: Record<string, string[]>): ReadableStream<Uint8Array> {
-  const langs = Object.keys(texts);
-  const bodies: Record<string, string[]> = Object.fromEntries(
-    langs.map((l) => [l, texts[l]!.map((t) => JSON.stringify(t))]),
-  );
-  const T0 = Date.UTC(2020, 0, 1) / 1000, SPAN = 4 * 365 * 86400;
-  const rng = new Rng(7), enc = new TextEncoder();
-  let i = 0;
-  return new ReadableStream({
-    pull(c) {
-      if (i >= N) return c.close();
-      let s = "";
-      for (let k = 0; k < 2000 && i < N; k++, i++) {
-        const l = langs[i % langs.length]!, b = bodies[l]!;
-        const parent = rng.int(5) < 2 || i === 0
-          ? "t3_p" + rng.int(30000)
-          : "t1_c" + (i - 1 - rng.int(Math.min(i, 500)));
-        s += `{"id":"c${i}","parent_id":"${parent}","body":${b[rng.int(b.length)]},"created_utc":${
-          T0 + rng.int(SPAN)
-        },"subreddit":"r${rng.int(60)}","lang":"${l}"}\n`;
-      }
-      c.enqueue(enc.encode(s));
-    },
-  });
-}
 
 const tmp = await Deno.makeTempDir({ prefix: "lmkit_toxicity_dist_" });
 let keepTmp = values.keep;
@@ -171,7 +106,7 @@ async function runLine(dir: string): Promise<string> {
 }
 
 try {
-  const texts = await loadTexts();
+  const texts = await benchTexts(log);
   const langs = Object.keys(texts);
   let input = values.input;
   if (input) {
@@ -180,7 +115,7 @@ try {
     input = `${tmp}/comments.jsonl`;
     const t0 = performance.now();
     const file = await Deno.open(input, { write: true, create: true, truncate: true });
-    await comments(texts).pipeTo(file.writable);
+    await benchComments(texts, N).pipeTo(file.writable);
     const mb = (await Deno.stat(input)).size / 1e6;
     log(
       `wrote ${N / 1e6}M comments (${langs.join(", ")}; ${mb.toFixed(0)} MB) to ${input} in ${

@@ -16,7 +16,6 @@ import { COMM_BACKENDS, createCommunicator } from "../lib/comm/communicator.ts";
 import { exitIfRankFailed, onEveryRank } from "../lib/comm/ranks.ts";
 import { stringify } from "@std/csv";
 import { intFlag, numFlag } from "../lib/core/args.ts";
-import { FormatError } from "../lib/core/errors.ts";
 import { requirePermissions } from "../lib/core/permissions.ts";
 import { progress } from "../lib/core/progress.ts";
 import { Rng } from "../lib/core/rng.ts";

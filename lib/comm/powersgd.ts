@@ -480,7 +480,10 @@ export class PowerSgdCompressor {
   }
 
   /** @internal One simulated step of N ranks (see {@linkcode simulatePowerSgd}). */
-  static _simulate(states: readonly PowerSgdCompressor[], grads: readonly Float32Array[]) {
+  static _simulate(
+    states: readonly PowerSgdCompressor[],
+    grads: readonly Float32Array[],
+  ): ExchangeResult[] {
     const s0 = states[0]!, size = states.length;
     for (let r = 0; r < size; r++) {
       const [bad, kind] = states[r]!.#check(grads[r]!);

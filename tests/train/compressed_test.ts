@@ -96,12 +96,11 @@ Deno.test("L-GreCo levels: raw in warm-up, uniform until the first solve, the DP
   const lg = new LlamaParams(config);
   const o = { candidates: [1, 2, 3], uniform: 1, warmup: 2, adjustFreq: 3, accIter: 2, alpha: 1 };
   const comm = createCommunicator("single");
-  let levels: LgrecoLevels | undefined;
+  const levels = new LgrecoLevels(comm, lg, prefix, o);
   const ex = new CompressedExchange(comm, lg, prefix, {
     level: () => null,
-    onInput: (x, step, e) => levels!.onInput(x, step, e),
+    onInput: levels.onInput,
   });
-  levels = new LgrecoLevels(comm, lg, prefix, o);
   const seen: (number | null)[][] = [];
   for (let step = 1; step <= 9; step++) {
     grad.data.set(rng.normalArray(grad.data.length));
