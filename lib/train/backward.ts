@@ -23,6 +23,7 @@ import {
   swigluBackward,
 } from "../kernels/mod.ts";
 import { LINEAR_NAMES, type LinearName, linearTensorName, ropeTable } from "../model/llama.ts";
+import type { LlamaConfig } from "../model/config.ts";
 import { checkBatch, type TokenBatch } from "./data.ts";
 import { headTensorName, type LlamaParams } from "./params.ts";
 
@@ -60,6 +61,43 @@ export interface LossAndGrad {
   grad: LlamaParams;
 }
 
+/**
+ * A unit of weights that {@linkcode shardedLossAndGrad} fetches on demand: transformer block
+ * `l`, the embedding, or the head (the final norm and lm_head; with tied embeddings the
+ * embedding too).
+ */
+export type WeightUnit = number | "embed" | "head";
+
+/** Whether a unit's weights are fetched for its forward or for its backward. */
+export type WeightPhase = "forward" | "backward";
+
+/** Named f32 tensors with the views of {@linkcode LlamaParams} (which is one). */
+export interface TensorViews {
+  /** The elements of tensor `name` (writes go to the buffer). */
+  view(name: string): Float32Array;
+  /** Tensor `name` (2-D) as a matrix over the buffer. */
+  matrix(name: string): Matrix;
+}
+
+/**
+ * Where {@linkcode shardedLossAndGrad} gets each unit's weights and puts its gradients (fully
+ * sharded training: the weights are gathered just before use and freed after). A unit is
+ * acquired before its forward and released after it, then acquired again before its backward
+ * and released after that: the embedding for its forward only (its backward needs no weights),
+ * the head once for its forward and backward together. The views stay valid until released.
+ */
+export interface WeightSource {
+  /** The weights of `unit`'s tensors for `phase`. */
+  acquire(unit: WeightUnit, phase: WeightPhase): TensorViews;
+  /** The views of the last acquire of `unit` are no longer used. */
+  release(unit: WeightUnit, phase: WeightPhase): void;
+  /**
+   * The gradient buffers of `unit`'s tensors, added into (the head's include the tied
+   * embedding's); final once `onGradsReady` reports them.
+   */
+  grads(unit: WeightUnit): TensorViews;
+}
+
 interface Seq {
   row: number;
   len: number;
@@ -80,9 +118,9 @@ interface LayerSaved {
 }
 
 /** The sequences of a batch cut after their last counted target (later positions change nothing). */
-function sequences(params: LlamaParams, b: TokenBatch): { seqs: Seq[]; tokens: number } {
+function sequences(c: LlamaConfig, b: TokenBatch): { seqs: Seq[]; tokens: number } {
   checkBatch(b);
-  const c = params.config, seqs: Seq[] = [];
+  const seqs: Seq[] = [];
   let off = 0, tokens = 0;
   for (let r = 0; r < b.rows; r++) {
     let len = 0;
@@ -168,13 +206,14 @@ function addInto(a: Matrix, b: Matrix): Matrix {
  * states and the ids, positions and sequences.
  */
 function forward(
-  p: LlamaParams,
+  c: LlamaConfig,
+  src: WeightSource,
   seqs: Seq[],
   b: TokenBatch,
   backend: Backend,
   keep: boolean,
 ) {
-  const c = p.config, o = { backend }, d = c.hiddenSize, hd = c.headDim;
+  const o = { backend }, d = c.hiddenSize, hd = c.headDim;
   const N = seqs.reduce((a, s) => a + s.len, 0);
   const ids = new Int32Array(N), positions: number[] = [];
   for (const s of seqs) {
@@ -184,14 +223,17 @@ function forward(
     }
   }
   const rope = ropeTable(c, positions);
-  const embed = p.view("model.embed_tokens.weight");
+  const embed = src.acquire("embed", "forward").view("model.embed_tokens.weight");
   let h = Matrix.zeros(N, d);
   for (let i = 0; i < N; i++) h.data.set(embed.subarray(ids[i]! * d, (ids[i]! + 1) * d), i * d);
+  src.release("embed", "forward");
   const saved: LayerSaved[] = [];
+  let p: TensorViews;
   const lin = (x: Matrix, l: number, n: LinearName) =>
-    gemm(x, p.linear(l, n), { ...o, transB: true });
+    gemm(x, p.matrix(linearTensorName(l, n)), { ...o, transB: true });
   for (let l = 0; l < c.numLayers; l++) {
     const pre = `model.layers.${l}`;
+    p = src.acquire(l, "forward");
     const n1 = rmsNormForward(h, p.view(`${pre}.input_layernorm.weight`), c.rmsNormEps, o);
     const q = applyRope(lin(n1.y, l, "q_proj"), rope.cos, rope.sin, hd, o);
     const k = applyRope(lin(n1.y, l, "k_proj"), rope.cos, rope.sin, hd, o);
@@ -218,6 +260,7 @@ function forward(
     );
     const gate = lin(n2.y, l, "gate_proj"), up = lin(n2.y, l, "up_proj");
     const h2 = addInto(lin(swiglu(gate, up, o), l, "down_proj"), h1);
+    src.release(l, "forward");
     if (keep) saved.push({ h, rstd1: n1.rstd, q, kc, vc, att, h1, rstd2: n2.rstd, gate, up });
     h = h2;
   }
@@ -263,41 +306,98 @@ export function lossAndGrad(
   batch: TokenBatch,
   options: LossAndGradOptions = {},
 ): LossAndGrad {
-  const backend = selectBackend(options.backend), o = { backend };
-  const c = params.config, hd = c.headDim, KV = c.numKvHeads;
-  const { seqs, tokens } = sequences(params, batch);
-  const scale = options.scale ?? 1 / tokens;
-  if (!Number.isFinite(scale)) throw new RangeError(`Loss scale ${scale} is not finite`);
   const grad = options.grad ?? params.zerosLike();
   if (grad.layout.size !== params.layout.size) {
     throw new RangeError(
       `The gradient buffer holds ${grad.layout.size} values, expected ${params.layout.size}`,
     );
   }
-  const f = forward(params, seqs, batch, backend, true);
+  const src: WeightSource = { acquire: () => params, release: () => {}, grads: () => grad };
+  return { ...lossAndGradOf(params.config, batch, src, options, false), grad };
+}
+
+/** Options of {@linkcode shardedLossAndGrad}. */
+export type ShardedLossAndGradOptions = Omit<LossAndGradOptions, "grad">;
+
+/**
+ * {@linkcode lossAndGrad} with the weights fetched unit by unit from `source` (acquired just
+ * before each unit's forward and backward, released after) and the gradient added into the
+ * buffers it gives, for fully sharded training (lib/train/fsdp.ts). Same operations in the same
+ * order as lossAndGrad, so the same bits for the same weights. A non-finite loss does not throw:
+ * the backward goes on with a zero loss gradient (so that every rank takes part in every
+ * collective the source runs) and `sumLoss` is returned non-finite; the caller fails the step.
+ *
+ * @example One source over a whole parameter buffer (what lossAndGrad does)
+ * ```ts
+ * import { lossAndGrad, shardedLossAndGrad } from "./backward.ts";
+ * import { batchFromSequences } from "./data.ts";
+ * import { LlamaParams } from "./params.ts";
+ * import { LlamaModel } from "../model/llama.ts";
+ * const params = LlamaParams.fromModel(await LlamaModel.load("data/models/tinyllama-bytes", { backend: "ts" }));
+ * const batch = batchFromSequences([[256, 72, 101, 108, 108, 111]]);
+ * const grad = params.zerosLike(), units: string[] = [];
+ * const r = shardedLossAndGrad(params.config, batch, {
+ *   acquire: (unit, phase) => (units.push(`${unit} ${phase}`), params),
+ *   release: () => {},
+ *   grads: () => grad,
+ * }, { backend: "ts" });
+ * const full = lossAndGrad(params, batch, { backend: "ts" });
+ * if (r.loss !== full.loss || grad.data.some((g, i) => g !== full.grad.data[i])) throw new Error();
+ * if (units[0] !== "embed forward" || units.at(-1) !== "0 backward") throw new Error();
+ * ```
+ */
+export function shardedLossAndGrad(
+  config: LlamaConfig,
+  batch: TokenBatch,
+  source: WeightSource,
+  options: ShardedLossAndGradOptions = {},
+): Omit<LossAndGrad, "grad"> {
+  return lossAndGradOf(config, batch, source, options, true);
+}
+
+function lossAndGradOf(
+  c: LlamaConfig,
+  batch: TokenBatch,
+  src: WeightSource,
+  options: ShardedLossAndGradOptions,
+  carry: boolean,
+): Omit<LossAndGrad, "grad"> {
+  const backend = selectBackend(options.backend), o = { backend };
+  const hd = c.headDim, KV = c.numKvHeads;
+  const { seqs, tokens } = sequences(c, batch);
+  const scale = options.scale ?? 1 / tokens;
+  if (!Number.isFinite(scale)) throw new RangeError(`Loss scale ${scale} is not finite`);
+  const f = forward(c, src, seqs, batch, backend, true);
   // head: final norm, lm_head, cross-entropy
-  const nf = rmsNormForward(f.h, params.view("model.norm.weight"), c.rmsNormEps, o);
+  const headW = src.acquire("head", "forward");
+  const nf = rmsNormForward(f.h, headW.view("model.norm.weight"), c.rmsNormEps, o);
   const headName = headTensorName(c);
-  const logits = gemm(nf.y, params.matrix(headName), { ...o, transB: true });
+  const logits = gemm(nf.y, headW.matrix(headName), { ...o, transB: true });
   const targets = rowTargets(seqs, batch, f.N);
   const ce = crossEntropy(logits, targets, scale, o);
   let sumLoss = 0;
   for (const v of ce.loss) sumLoss += v;
-  if (!Number.isFinite(sumLoss)) throw new NumericalError(`The loss is ${sumLoss}`);
-  gemm(ce.dlogits, nf.y, { ...o, transA: true, accumulate: grad.matrix(headName) });
+  if (!Number.isFinite(sumLoss)) {
+    if (!carry) throw new NumericalError(`The loss is ${sumLoss}`);
+    ce.dlogits.data.fill(0);
+  }
+  const headG = src.grads("head");
+  gemm(ce.dlogits, nf.y, { ...o, transA: true, accumulate: headG.matrix(headName) });
   let dh = rmsNormBackward(
-    gemm(ce.dlogits, params.matrix(headName), o),
+    gemm(ce.dlogits, headW.matrix(headName), o),
     f.h,
-    params.view("model.norm.weight"),
+    headW.view("model.norm.weight"),
     nf.rstd,
-    grad.view("model.norm.weight"),
+    headG.view("model.norm.weight"),
     o,
   );
+  src.release("head", "forward");
   const ready = options.onGradsReady ?? (() => {});
   ready(c.tieWordEmbeddings ? ["model.norm.weight"] : ["model.norm.weight", headName]);
   for (let l = c.numLayers - 1; l >= 0; l--) {
     const s = f.saved[l]!, pre = `model.layers.${l}`;
-    const W = (n: LinearName) => params.linear(l, n);
+    const params = src.acquire(l, "backward"), grad = src.grads(l);
+    const W = (n: LinearName) => params.matrix(linearTensorName(l, n));
     const dW = (n: LinearName) => grad.matrix(linearTensorName(l, n));
     const wGrad = (dy: Matrix, x: Matrix, n: LinearName) =>
       gemm(dy, x, { ...o, transA: true, accumulate: dW(n) });
@@ -357,15 +457,16 @@ export function lossAndGrad(
       rmsNormBackward(dn1, s.h, inW, s.rstd1, grad.view(`${pre}.input_layernorm.weight`), o),
       dh1,
     );
+    src.release(l, "backward");
     ready([
       `${pre}.input_layernorm.weight`,
       `${pre}.post_attention_layernorm.weight`,
       ...LINEAR_NAMES.map((n) => linearTensorName(l, n)),
     ]);
   }
-  embeddingBackward(f.ids, dh, grad.view("model.embed_tokens.weight"), o);
+  embeddingBackward(f.ids, dh, src.grads("embed").view("model.embed_tokens.weight"), o);
   ready(["model.embed_tokens.weight"]);
-  return { loss: sumLoss / tokens, sumLoss, tokens, byteTargets: byteCount(targets), grad };
+  return { loss: sumLoss / tokens, sumLoss, tokens, byteTargets: byteCount(targets) };
 }
 
 /**
@@ -377,11 +478,36 @@ export function batchLoss(
   batch: TokenBatch,
   options: { backend?: Backend } = {},
 ): Omit<LossAndGrad, "grad"> {
-  const backend = selectBackend(options.backend), o = { backend }, c = params.config;
-  const { seqs, tokens } = sequences(params, batch);
-  const f = forward(params, seqs, batch, backend, false);
-  const nf = rmsNormForward(f.h, params.view("model.norm.weight"), c.rmsNormEps, o);
-  const logits = gemm(nf.y, params.matrix(headTensorName(c)), { ...o, transB: true });
+  const src: WeightSource = { acquire: () => params, release: () => {}, grads: () => params };
+  return batchLossOf(params.config, batch, src, options);
+}
+
+/**
+ * {@linkcode batchLoss} with the weights fetched unit by unit from `source` (each acquired for
+ * its forward and released after; `grads` is not called).
+ */
+export function shardedBatchLoss(
+  config: LlamaConfig,
+  batch: TokenBatch,
+  source: WeightSource,
+  options: { backend?: Backend } = {},
+): Omit<LossAndGrad, "grad"> {
+  return batchLossOf(config, batch, source, options);
+}
+
+function batchLossOf(
+  c: LlamaConfig,
+  batch: TokenBatch,
+  src: WeightSource,
+  options: { backend?: Backend },
+): Omit<LossAndGrad, "grad"> {
+  const backend = selectBackend(options.backend), o = { backend };
+  const { seqs, tokens } = sequences(c, batch);
+  const f = forward(c, src, seqs, batch, backend, false);
+  const headW = src.acquire("head", "forward");
+  const nf = rmsNormForward(f.h, headW.view("model.norm.weight"), c.rmsNormEps, o);
+  const logits = gemm(nf.y, headW.matrix(headTensorName(c)), { ...o, transB: true });
+  src.release("head", "forward");
   const targets = rowTargets(seqs, batch, f.N);
   const ce = crossEntropy(logits, targets, 0, o);
   let sumLoss = 0;

@@ -16,3 +16,4 @@ export * from "./ddp.ts";
 export * from "./trainer.ts";
 export * from "./compressed.ts";
 export * from "./compressors.ts";
+export * from "./fsdp.ts";

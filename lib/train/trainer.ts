@@ -7,7 +7,7 @@
  * @module
  */
 import { type Communicator, createCommunicator } from "../comm/communicator.ts";
-import { NumericalError } from "../core/errors.ts";
+import { NumericalError, quoteValue } from "../core/errors.ts";
 import type { Backend } from "../kernels/mod.ts";
 import { selectBackend } from "../kernels/mod.ts";
 import { batchLoss, lossAndGrad } from "./backward.ts";
@@ -105,13 +105,69 @@ export interface TrainerRun {
 }
 
 /** A fingerprint of the training windows, so that a resumed run refuses other data. */
-function fingerprint(windows: readonly (readonly number[])[]): string {
+export function windowsFingerprint(windows: readonly (readonly number[])[]): string {
   let h = 0x811c9dc5;
   for (const w of windows) {
     for (const t of w) h = Math.imul(h ^ t, 0x01000193);
     h = Math.imul(h ^ 0xffff, 0x01000193);
   }
   return `${windows.length}:${(h >>> 0).toString(16)}`;
+}
+
+/**
+ * A run's hyperparameters: `options` with the defaults filled in (see {@linkcode Trainer}), or
+ * those of the checkpoint `resume` (its steps extended to `options.steps`), checked; `ranks` is
+ * the number of data-parallel ranks, which a checkpoint must have been trained on.
+ */
+export function resolveTrainerOptions(
+  options: Partial<Omit<TrainerOptions, "ranks">> & { steps: number },
+  ranks: number,
+  resume?: Checkpoint,
+): TrainerOptions {
+  const saved = resume?.state.options as TrainerOptions | undefined;
+  if (saved && (saved.ranks ?? 1) !== ranks) {
+    throw new RangeError(
+      `The checkpoint in '${
+        resume!.dir
+      }' was trained on ${(saved.ranks ?? 1)} rank(s); resume it on as many (mpirun -np ${
+        saved.ranks ?? 1
+      }), not ${ranks}, so that it sees the same batches`,
+    );
+  }
+  const o: TrainerOptions = saved ? { ...saved } : {
+    microBatch: options.microBatch ?? 8,
+    accumulate: options.accumulate ?? 1,
+    steps: options.steps,
+    lr: options.lr ?? 3e-4,
+    minLr: options.minLr ?? (options.lr ?? 3e-4) / 10,
+    warmup: options.warmup ?? Math.ceil(options.steps / 10),
+    clip: options.clip ?? 1,
+    seed: options.seed ?? 0,
+    beta1: options.beta1 ?? 0.9,
+    beta2: options.beta2 ?? 0.95,
+    eps: options.eps ?? 1e-8,
+    weightDecay: options.weightDecay ?? 0.1,
+    decayAll: options.decayAll ?? false,
+    ranks,
+  };
+  if (saved) o.steps = Math.max(saved.steps, options.steps);
+  o.ranks = ranks; // checkpoints from before data parallelism have no ranks: 1
+  for (const k of ["microBatch", "accumulate", "steps"] as const) {
+    if (!Number.isInteger(o[k]) || o[k] < 1) {
+      throw new RangeError(`${k} ${quoteValue(o[k])} is not an integer ≥ 1`);
+    }
+  }
+  if (!Number.isInteger(o.warmup) || o.warmup < 0) {
+    throw new RangeError(`warmup ${quoteValue(o.warmup)} is not an integer ≥ 0`);
+  }
+  if (!(o.clip >= 0)) throw new RangeError(`clip ${quoteValue(o.clip)} is not ≥ 0`);
+  for (const k of ["beta1", "beta2", "eps", "weightDecay"] as const) {
+    const x = o[k];
+    if (!Number.isFinite(x) || x < 0 || (k.startsWith("beta") && x >= 1)) {
+      throw new RangeError(`AdamW ${k} ${quoteValue(x)} is out of range`);
+    }
+  }
+  return o;
 }
 
 /**
@@ -173,49 +229,13 @@ export class Trainer {
     run: TrainerRun = {},
   ) {
     const comm = run.comm ?? createCommunicator("single");
-    const saved = run.resume?.state.options as TrainerOptions | undefined;
-    if (saved && (saved.ranks ?? 1) !== comm.size) {
-      throw new RangeError(
-        `The checkpoint in '${
-          run.resume!.dir
-        }' was trained on ${(saved.ranks ?? 1)} rank(s); resume it on as many (mpirun -np ${
-          saved.ranks ?? 1
-        }), not ${comm.size}, so that it sees the same batches`,
-      );
-    }
-    const o: TrainerOptions = saved ?? {
-      microBatch: options.microBatch ?? 8,
-      accumulate: options.accumulate ?? 1,
-      steps: options.steps,
-      lr: options.lr ?? 3e-4,
-      minLr: options.minLr ?? (options.lr ?? 3e-4) / 10,
-      warmup: options.warmup ?? Math.ceil(options.steps / 10),
-      clip: options.clip ?? 1,
-      seed: options.seed ?? 0,
-      beta1: options.beta1 ?? 0.9,
-      beta2: options.beta2 ?? 0.95,
-      eps: options.eps ?? 1e-8,
-      weightDecay: options.weightDecay ?? 0.1,
-      decayAll: options.decayAll ?? false,
-      ranks: comm.size,
-    };
-    if (saved) o.steps = Math.max(saved.steps, options.steps);
-    o.ranks = comm.size; // checkpoints from before data parallelism have no ranks: 1
-    for (const k of ["microBatch", "accumulate", "steps"] as const) {
-      if (!Number.isInteger(o[k]) || o[k] < 1) {
-        throw new RangeError(`${k} ${o[k]} is not an integer ≥ 1`);
-      }
-    }
-    if (!Number.isInteger(o.warmup) || o.warmup < 0) {
-      throw new RangeError(`warmup ${o.warmup} is not an integer ≥ 0`);
-    }
-    if (!(o.clip >= 0)) throw new RangeError(`clip ${o.clip} is not ≥ 0`);
+    const o = resolveTrainerOptions(options, comm.size, run.resume);
     this.options = o;
     this.backend = selectBackend(run.backend);
     this.params = params;
     this.optimizer = new AdamW(params, { ...o, backend: this.backend });
     this.#grad = params.zerosLike();
-    this.#data = fingerprint(windows);
+    this.#data = windowsFingerprint(windows);
     const r = run.resume;
     if (r) {
       if (r.state.data !== this.#data) {
