@@ -17,6 +17,13 @@ import {
 import { LlamaParams } from "../../lib/train/params.ts";
 import { Trainer } from "../../lib/train/trainer.ts";
 import { freshSeed, mpirunDeno, mpirunMissing } from "../_util.ts";
+import { compressInput } from "./_compress_data.ts";
+import {
+  dequantizeBuckets,
+  dequantizeBucketsAdd,
+  deriveSeed,
+  quantizeBuckets,
+} from "../../lib/comm/quantize.ts";
 import { mpiLibrary } from "../../ffi/mpi/mod.ts";
 import { LlamaModel } from "../../lib/model/llama.ts";
 import { tinyConfig } from "./_ref_llama.ts";
@@ -184,3 +191,52 @@ Deno.test({
     }
   },
 });
+
+for (const np of [2, 4]) {
+  Deno.test({
+    name:
+      `the quantize family's exchange on ${np} ranks equals its one-process simulation bit for bit`,
+    ignore: !!skip,
+    async fn() {
+      const dir = await Deno.makeTempDir();
+      try {
+        const run = await mpirunDeno(np, [
+          "--no-prompt",
+          "--allow-ffi=ffi/build",
+          `--allow-write=${dir}`,
+          "tests/train/_compress_rank.ts",
+          ...["--seed", String(seed % 100000), "--out", `${dir}/r.bin`],
+        ], { limitS: 60 });
+        assertEquals(run.code, 0, run.stdout + run.stderr);
+        const spec = { bits: 3, bucketSize: 1024 }, n = 7 * 1031;
+        const s = seed % 100000;
+        for (let r = 0; r < np; r++) {
+          const got = new Float32Array(Deno.readFileSync(`${dir}/r.bin.${r}`).buffer);
+          for (let call = 0; call < 3; call++) {
+            // every rank quantizes with its own draws; the sum is taken in rank order
+            const msgs = Array.from(
+              { length: np },
+              (_, q) =>
+                quantizeBuckets(compressInput(s, call, q), {
+                  ...spec,
+                  seed: deriveSeed(s, call, q),
+                }),
+            );
+            const sum = new Float32Array(n);
+            for (const m of msgs) dequantizeBucketsAdd(m, sum, spec);
+            const x = compressInput(s, call, r), mine = dequantizeBuckets(msgs[r]!, n, spec);
+            const residual = x.map((v, i) => v - mine[i]!);
+            assertEquals(
+              got.subarray(2 * call * n, (2 * call + 1) * n),
+              sum,
+              `rank ${r} call ${call}`,
+            );
+            assertEquals(got.subarray((2 * call + 1) * n, (2 * call + 2) * n), residual);
+          }
+        }
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  });
+}
