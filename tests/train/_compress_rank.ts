@@ -1,6 +1,6 @@
 // One rank of tests/train/compressed_test.ts's world: the quantize family's exchange
-// (lib/train/compressors.ts) on seeded tensors for 3 calls; prints `rank R: <json>` with each
-// call, and writes its results and residuals to --out.RANK.
+// (lib/train/compressors.ts) on seeded tensors for 3 calls; prints `rank R: call C sent B` lines
+// and writes its results and residuals to --out.RANK.
 //   mpirun -np N deno run --allow-ffi=ffi/build --allow-write=DIR tests/train/_compress_rank.ts --seed S --out DIR/r.bin
 import { parseArgs } from "node:util";
 import { createCommunicator } from "../../lib/comm/communicator.ts";
