@@ -177,6 +177,14 @@ export interface QsdpOptions {
   minElements?: number;
   /** Base seed of the stochastic rounding (default 0). */
   seed?: number;
+  /**
+   * Keep the master weights on the weights' quantization grid (the paper's iterates on the
+   * lattice; default false): at the start and after every update each rank replaces the
+   * quantized part of its shard by its stochastic rounding to `weightBits` (the buckets of the
+   * messages), so that what the ranks gather and compute with is the master weights, up to
+   * floating-point rounding. AdamW's moments stay f32.
+   */
+  onGrid?: boolean;
 }
 
 /** How a {@linkcode ShardedTrainer} runs. */
@@ -343,6 +351,7 @@ export class ShardedTrainer {
         bucketSize: q.bucketSize ?? 1024,
         minElements: q.minElements ?? 1024,
         seed: q.seed ?? 0,
+        onGrid: q.onGrid ?? false,
       };
       for (const k of ["weightBits", "gradBits"] as const) {
         const b = this.#qsdp[k];
@@ -388,6 +397,7 @@ export class ShardedTrainer {
     } else {
       checkReplicas(comm, [params.data], "at the start (every rank must pass the same weights)");
       this.#shardOf(params.data, this.weights);
+      this.#project(0);
     }
     this.#sampler = new WindowSampler(
       windows,
@@ -406,6 +416,22 @@ export class ShardedTrainer {
         out.set(full.subarray(from, from + len), u.shardOffset + t.pieceOffset);
       }
     }
+  }
+
+  /**
+   * QSDP's `onGrid`: the quantized part of each unit's piece of this rank's shard replaced by
+   * its stochastic rounding to the weights' levels (after step `step`; 0 at the start).
+   */
+  #project(step: number): void {
+    const q = this.#qsdp;
+    if (!q?.onGrid || q.weightBits === 32) return;
+    const spec = { bits: q.weightBits, bucketSize: q.bucketSize };
+    this.plan.units.forEach((u, i) => {
+      if (u.bigPiece === 0) return;
+      const x = this.weights.subarray(u.shardOffset, u.shardOffset + u.bigPiece);
+      const seed = deriveSeed(q.seed, step, i, this.comm.rank, 1);
+      dequantizeBuckets(quantizeBuckets(x, { ...spec, seed }), u.bigPiece, spec, x);
+    });
   }
 
   /** The learning rate of step `t`. */
@@ -732,6 +758,7 @@ export class ShardedTrainer {
         step,
       }, { backend: this.backend });
     }
+    this.#project(step);
     this.step = step;
     const wire = this.#wire;
     return {
