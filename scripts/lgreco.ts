@@ -18,7 +18,6 @@ import { runScript } from "../lib/core/script.ts";
 import { COMM_BACKENDS, createCommunicator } from "../lib/comm/communicator.ts";
 import { exitIfRankFailed, onEveryRank } from "../lib/comm/ranks.ts";
 import { writeOutputs } from "../lib/io/output.ts";
-import { readDocuments } from "../lib/io/text.ts";
 import { selectBackend } from "../ffi/mod.ts";
 import { LlamaModel } from "../lib/model/llama.ts";
 import { loadTokenizer } from "../lib/model/tokenizer.ts";
@@ -28,7 +27,7 @@ import {
   type CompressionFamily,
   familyCompressor,
 } from "../lib/train/compressors.ts";
-import { batchFromSequences, documentWindows, type TokenBatch } from "../lib/train/data.ts";
+import { loadTextData } from "../lib/train/data.ts";
 import { LlamaParams } from "../lib/train/params.ts";
 import { Trainer } from "../lib/train/trainer.ts";
 import { heatmapSvg, htmlPage, lineSvg } from "../lib/report/svg.ts";
@@ -141,22 +140,12 @@ await runScript({ name: "lgreco.ts", usage: USAGE, needs: [] }, async (args) => 
     const model = await LlamaModel.load(values.model, { backend: "ts" });
     const tok = await loadTokenizer(values.model, model.config);
     const context = intFlag("--context", values.context, 1, model.config.maxPositionEmbeddings);
-    const train = documentWindows(
-      await readDocuments(values.train, values.field),
-      tok,
+    const { train, heldoutBatches: heldout } = await loadTextData(tok, {
+      ...values,
       context,
-      "--train",
-    );
-    const held = documentWindows(
-      await readDocuments(values.heldout, values.field),
-      tok,
-      context,
-      "--heldout",
-    ).slice(0, evalWindows);
-    const heldout: TokenBatch[] = [];
-    for (let i = 0; i < held.length; i += batch) {
-      heldout.push(batchFromSequences(held.slice(i, i + batch)));
-    }
+      heldoutWindows: evalWindows,
+      batch,
+    });
     return { init: LlamaParams.fromModel(model), train, heldout, context };
   }));
   const { init, train, heldout, context } = data;

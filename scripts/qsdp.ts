@@ -21,11 +21,10 @@ import { COMM_BACKENDS, type Communicator, createCommunicator } from "../lib/com
 import { quantizedBytes } from "../lib/comm/quantize.ts";
 import { exitIfRankFailed, onEveryRank } from "../lib/comm/ranks.ts";
 import { writeOutputs } from "../lib/io/output.ts";
-import { readDocuments } from "../lib/io/text.ts";
 import { selectBackend } from "../ffi/mod.ts";
 import { type LlamaConfig, parseLlamaConfig } from "../lib/model/config.ts";
 import { ByteTokenizer } from "../lib/model/tokenizer.ts";
-import { batchFromSequences, documentWindows, type TokenBatch } from "../lib/train/data.ts";
+import { loadTextData } from "../lib/train/data.ts";
 import { type QsdpOptions, ShardedTrainer, shardPlan } from "../lib/train/fsdp.ts";
 import { LlamaParams } from "../lib/train/params.ts";
 import { htmlPage, lineSvg } from "../lib/report/svg.ts";
@@ -288,23 +287,12 @@ await runScript({ name: "qsdp.ts", usage: USAGE, needs: [] }, async (args) => {
   const warmup = Math.max(1, Math.round(steps / 10));
 
   const { train, heldout } = await exitIfRankFailed(onEveryRank(world, async () => {
-    const tok = new ByteTokenizer();
-    const train = documentWindows(
-      await readDocuments(values.train, values.field),
-      tok,
+    const { train, heldoutBatches: heldout } = await loadTextData(new ByteTokenizer(), {
+      ...values,
       context,
-      "--train",
-    );
-    const held = documentWindows(
-      await readDocuments(values.heldout, values.field),
-      tok,
-      context,
-      "--heldout",
-    ).slice(0, evalWindows);
-    const heldout: TokenBatch[] = [];
-    for (let i = 0; i < held.length; i += batch) {
-      heldout.push(batchFromSequences(held.slice(i, i + batch)));
-    }
+      heldoutWindows: evalWindows,
+      batch,
+    });
     return { train, heldout };
   }));
   const nParams = new LlamaParams(config).data.length;

@@ -21,14 +21,13 @@ import { progress } from "../lib/core/progress.ts";
 import { Rng } from "../lib/core/rng.ts";
 import { runScript } from "../lib/core/script.ts";
 import { writeOutputs } from "../lib/io/output.ts";
-import { readDocuments } from "../lib/io/text.ts";
 import { selectBackend } from "../ffi/mod.ts";
 import type { LlamaConfig } from "../lib/model/config.ts";
 import { LlamaModel } from "../lib/model/llama.ts";
 import { ByteTokenizer, loadTokenizer, type TextTokenizer } from "../lib/model/tokenizer.ts";
 import { savedBytesPerToken } from "../lib/train/backward.ts";
 import { type Checkpoint, loadCheckpoint, saveTrainedModel } from "../lib/train/checkpoint.ts";
-import { batchFromSequences, documentWindows, type TokenBatch } from "../lib/train/data.ts";
+import { loadTextData } from "../lib/train/data.ts";
 import { LlamaParams } from "../lib/train/params.ts";
 import { type StepResult, Trainer } from "../lib/train/trainer.ts";
 import { DEFAULT_BUCKET_BYTES } from "../lib/train/ddp.ts";
@@ -237,23 +236,12 @@ await runScript({ name: "train.ts", usage: USAGE, needs: [] }, async (args) => {
     }
     const config = params.config;
     const context = intFlag("--context", values.context, 1, config.maxPositionEmbeddings);
-    const trainWindows = documentWindows(
-      await readDocuments(values.train, values.field),
-      tok,
+    const { train: trainWindows, heldout, heldoutBatches } = await loadTextData(tok, {
+      ...values,
       context,
-      "--train",
-    );
-    const heldout = documentWindows(
-      await readDocuments(values.heldout, values.field),
-      tok,
-      context,
-      "--heldout",
-    )
-      .slice(0, evalWindows);
-    const heldoutBatches: TokenBatch[] = [];
-    for (let i = 0; i < heldout.length; i += batch) {
-      heldoutBatches.push(batchFromSequences(heldout.slice(i, i + batch), 0));
-    }
+      heldoutWindows: evalWindows,
+      batch,
+    });
     return { params, source, baseConfig, resume, context, trainWindows, heldout, heldoutBatches };
   }));
   const { params, source, baseConfig, resume, context, trainWindows, heldout, heldoutBatches } =

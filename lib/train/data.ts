@@ -10,6 +10,7 @@ import { Rng } from "../core/rng.ts";
 import { IGNORE_TARGET } from "../kernels/mod.ts";
 import { windows } from "../model/perplexity.ts";
 import type { TextTokenizer } from "../model/tokenizer.ts";
+import { readDocuments } from "../io/text.ts";
 
 /**
  * `rows` sequences of `seqLen` positions: `inputs[r·seqLen + t]` is the token at position t of
@@ -204,4 +205,42 @@ export function documentWindows(
     );
   }
   return w;
+}
+
+/** What {@linkcode loadTextData} reads. */
+export interface TextDataOptions {
+  /** Training documents (a .txt file, or .jsonl/.csv/.tsv with `field`). */
+  train: string;
+  /** Held-out documents, same formats. */
+  heldout: string;
+  /** The JSONL/CSV field holding the text. */
+  field: string;
+  /** Tokens per window (each window holds context + 1). */
+  context: number;
+  /** Held-out windows kept (the first ones). */
+  heldoutWindows: number;
+  /** Sequences per held-out batch. */
+  batch: number;
+}
+
+/**
+ * Training windows and held-out batches from document files (see {@linkcode documentWindows});
+ * `heldout` holds the held-out windows, `heldoutBatches` them cut into batches of `batch`.
+ */
+export async function loadTextData(
+  tok: TextTokenizer,
+  o: TextDataOptions,
+): Promise<{ train: number[][]; heldout: number[][]; heldoutBatches: TokenBatch[] }> {
+  const train = documentWindows(await readDocuments(o.train, o.field), tok, o.context, "--train");
+  const heldout = documentWindows(
+    await readDocuments(o.heldout, o.field),
+    tok,
+    o.context,
+    "--heldout",
+  ).slice(0, o.heldoutWindows);
+  const heldoutBatches: TokenBatch[] = [];
+  for (let i = 0; i < heldout.length; i += o.batch) {
+    heldoutBatches.push(batchFromSequences(heldout.slice(i, i + o.batch)));
+  }
+  return { train, heldout, heldoutBatches };
 }
