@@ -12,8 +12,8 @@
 // calls, and the exact bytes one rank sends per step. Skipped with one printed reason without
 // mpirun or the MPI library.
 import { parseArgs } from "node:util";
-import type { Communicator } from "../lib/comm/communicator.ts";
 import { createCommunicator } from "../lib/comm/communicator.ts";
+import { timedCommunicator } from "../lib/comm/timed.ts";
 import { LlamaModel } from "../lib/model/llama.ts";
 import { ByteTokenizer } from "../lib/model/tokenizer.ts";
 import { readDocuments } from "../lib/io/text.ts";
@@ -38,29 +38,6 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 
-/** `comm` with the milliseconds spent inside its blocking calls counted. */
-function timed(comm: Communicator): { comm: Communicator; ms: () => number } {
-  let ms = 0;
-  const proxy = new Proxy(comm, {
-    get(target, prop) {
-      const v = Reflect.get(target, prop, target);
-      if (typeof v !== "function") return v;
-      if (typeof prop === "string" && prop.endsWith("Sync")) {
-        return (...a: unknown[]) => {
-          const t = performance.now();
-          try {
-            return v.apply(target, a);
-          } finally {
-            ms += performance.now() - t;
-          }
-        };
-      }
-      return v.bind(target);
-    },
-  });
-  return { comm: proxy, ms: () => ms };
-}
-
 async function worker(): Promise<void> {
   using world = createCommunicator("mpi");
   const model = await LlamaModel.load("data/models/tinyllama-bytes", { backend: "ts" });
@@ -73,8 +50,8 @@ async function worker(): Promise<void> {
   );
   const options = { steps: steps + warmup, microBatch: Number(values.batch), lr: 1e-4, warmup: 1 };
   const runs = [
-    { name: "FSDP fp32", t: timed(world) },
-    { name: "QSDP W8G8", t: timed(world) },
+    { name: "FSDP fp32", t: timedCommunicator(world) },
+    { name: "QSDP W8G8", t: timedCommunicator(world) },
   ].map((r) => ({
     ...r,
     trainer: new ShardedTrainer(params, windows, options, {
@@ -90,12 +67,12 @@ async function worker(): Promise<void> {
   for (let k = 0; k < steps + warmup; k++) {
     for (const r of runs) {
       world.barrierSync();
-      const c0 = r.t.ms(), t0 = performance.now();
+      const c0 = 1000 * r.t.seconds(), t0 = performance.now();
       const s = r.trainer.trainStep();
       const dt = performance.now() - t0;
       if (k < warmup) continue;
       r.step.push(dt);
-      r.comm.push(r.t.ms() - c0);
+      r.comm.push(1000 * r.t.seconds() - c0);
       r.bytes = s.sentBytes;
       r.uncompressed = s.wire.uncompressed;
     }

@@ -17,8 +17,9 @@ import { intFlag, numFlag } from "../lib/core/args.ts";
 import { requirePermissions } from "../lib/core/permissions.ts";
 import { runScript } from "../lib/core/script.ts";
 import { Rng } from "../lib/core/rng.ts";
-import { COMM_BACKENDS, type Communicator, createCommunicator } from "../lib/comm/communicator.ts";
+import { COMM_BACKENDS, createCommunicator } from "../lib/comm/communicator.ts";
 import { quantizedBytes } from "../lib/comm/quantize.ts";
+import { timedCommunicator } from "../lib/comm/timed.ts";
 import { exitIfRankFailed, onEveryRank } from "../lib/comm/ranks.ts";
 import { writeOutputs } from "../lib/io/output.ts";
 import { selectBackend } from "../ffi/mod.ts";
@@ -160,29 +161,6 @@ export function wireBytesPerStep(
   let reduceScatter = 0;
   for (let i = 0; i <= last; i++) reduceScatter += piece(i, g);
   return { gather: (ranks - 1) * gather, reduceScatter: (ranks - 1) * reduceScatter };
-}
-
-/** `comm` with the seconds spent inside its blocking calls counted. */
-function timedCommunicator(comm: Communicator): { comm: Communicator; seconds: () => number } {
-  let ms = 0;
-  const proxy = new Proxy(comm, {
-    get(target, prop) {
-      const v = Reflect.get(target, prop, target);
-      if (typeof v !== "function") return v;
-      if (typeof prop === "string" && prop.endsWith("Sync")) {
-        return (...a: unknown[]) => {
-          const t = performance.now();
-          try {
-            return v.apply(target, a);
-          } finally {
-            ms += performance.now() - t;
-          }
-        };
-      }
-      return v.bind(target);
-    },
-  });
-  return { comm: proxy, seconds: () => ms / 1000 };
 }
 
 const median = (xs: number[]) => {

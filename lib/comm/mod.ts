@@ -19,3 +19,4 @@ export * from "./quantized.ts";
 export * from "./topk.ts";
 export * from "./powersgd.ts";
 export * from "./lgreco.ts";
+export * from "./timed.ts";
