@@ -14,6 +14,7 @@ import { parseArgs } from "@std/cli";
 import { stringify } from "@std/csv";
 import { intFlag, numFlag } from "../lib/core/args.ts";
 import { requirePermissions } from "../lib/core/permissions.ts";
+import { progress } from "../lib/core/progress.ts";
 import { runScript } from "../lib/core/script.ts";
 import { COMM_BACKENDS, createCommunicator } from "../lib/comm/communicator.ts";
 import { exitIfRankFailed, onEveryRank } from "../lib/comm/ranks.ts";
@@ -171,14 +172,17 @@ await runScript({ name: "lgreco.ts", usage: USAGE, needs: [] }, async (args) => 
     }, { backend, comm, ...(exchange ? { exchange } : {}) });
     let bytes = 0, compressedBytes = 0;
     const t0 = performance.now();
+    const bar = progress(`${family} ${setting}`, steps, root ? {} : { enabled: false });
     for (let s = 0; s < steps; s++) {
       const r = await t.trainStepAsync();
+      bar.tick();
       // uncompressed: the gradient a rank hands to the all-reduce (also in a world of one)
       const sent = exchange ? r.sentBytes : init.data.byteLength;
       bytes += sent;
       if (r.step > warmup) compressedBytes += sent;
       rows.push({ family, setting, step: r.step, loss: r.loss, sentBytes: sent });
     }
+    bar.stop();
     t.checkReplicas("at the end");
     const bpb = t.evaluate(heldout).bitsPerByte;
     const seconds = (performance.now() - t0) / 1000;

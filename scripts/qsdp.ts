@@ -15,6 +15,7 @@ import { parseArgs } from "@std/cli";
 import { stringify } from "@std/csv";
 import { intFlag, numFlag } from "../lib/core/args.ts";
 import { requirePermissions } from "../lib/core/permissions.ts";
+import { progress } from "../lib/core/progress.ts";
 import { runScript } from "../lib/core/script.ts";
 import { Rng } from "../lib/core/rng.ts";
 import { COMM_BACKENDS, createCommunicator } from "../lib/comm/communicator.ts";
@@ -354,6 +355,7 @@ await runScript({ name: "qsdp.ts", usage: USAGE, needs: [] }, async (args) => {
       };
     });
     const t0 = performance.now();
+    const bar = progress(`seed ${seed}`, steps * active.length, root ? {} : { enabled: false });
     for (let k = 0; k < steps; k++) {
       for (const a of active) {
         const c0 = a.timed.seconds(), s0 = performance.now();
@@ -374,6 +376,7 @@ await runScript({ name: "qsdp.ts", usage: USAGE, needs: [] }, async (args) => {
           commSeconds: dc,
           wireBytes: sent,
         });
+        bar.tick();
       }
       if (root && (k + 1) % Math.max(1, Math.round(steps / 4)) === 0 && k + 1 < steps) {
         log(
@@ -383,6 +386,7 @@ await runScript({ name: "qsdp.ts", usage: USAGE, needs: [] }, async (args) => {
         );
       }
     }
+    bar.stop();
     for (const a of active) {
       const ev = a.t.evaluate(heldout);
       const f = wireBytesPerStep(config, world.size, a.s, bucketSize, minElements);
