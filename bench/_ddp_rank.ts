@@ -14,6 +14,7 @@ import { LlamaModel } from "../lib/model/llama.ts";
 import { batchFromSequences } from "../lib/train/data.ts";
 import { LlamaParams } from "../lib/train/params.ts";
 import { Trainer } from "../lib/train/trainer.ts";
+import { textWindows } from "../tests/_util.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -32,22 +33,7 @@ const B = Number(values.batch), T = Number(values.seq);
 using comm = createCommunicator(values.dist);
 const { rank, size } = comm;
 
-const ids: number[] = [], enc = new TextEncoder();
-for (
-  const line of Deno.readTextFileSync(`${ROOT}data/multilingual_text/ud_pud/pud_en.jsonl`).split(
-    "\n",
-  )
-) {
-  if (line.trim()) ids.push(256, ...enc.encode(JSON.parse(line).text as string));
-  if (ids.length >= size * B * (T + 1)) break;
-}
-if (ids.length < size * B * (T + 1)) {
-  throw new Error(`pud_en.jsonl is too short for ${size * B} windows`);
-}
-const mine = Array.from(
-  { length: B },
-  (_, i) => ids.slice((rank * B + i) * (T + 1), (rank * B + i + 1) * (T + 1)),
-);
+const mine = textWindows(size * B, T + 1).slice(rank * B, (rank + 1) * B);
 const batch = batchFromSequences(mine);
 const model = await LlamaModel.load(`${ROOT}data/models/tinyllama-bytes`, { backend: "cpu" });
 const init = LlamaParams.fromModel(model);

@@ -9,26 +9,15 @@ import { LlamaModel } from "../lib/model/llama.ts";
 import { batchFromSequences } from "../lib/train/data.ts";
 import { LlamaParams } from "../lib/train/params.ts";
 import { Trainer } from "../lib/train/trainer.ts";
+import { textWindows } from "../tests/_util.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const MODEL = `${ROOT}data/models/tinyllama-bytes`;
 const B = 8, T = 256, BOS = 256;
 
-/** The peer's batch: each `text` of pud_en.jsonl as [BOS] + UTF-8 bytes, concatenated, 8 windows. */
+/** The peer's batch: 8 windows of 257 tokens of pud_en.jsonl (tests/_util.ts textWindows). */
 function peerBatch() {
-  const ids: number[] = [];
-  const lines = Deno.readTextFileSync(`${ROOT}data/multilingual_text/ud_pud/pud_en.jsonl`).split(
-    "\n",
-  );
-  const enc = new TextEncoder();
-  for (const line of lines) {
-    if (line.trim()) ids.push(BOS, ...enc.encode(JSON.parse(line).text));
-    if (ids.length >= B * (T + 1)) break;
-  }
-  if (ids.length < B * (T + 1)) throw new Error("pud_en.jsonl is too short for 8 × 257 tokens");
-  const seqs = [];
-  for (let r = 0; r < B; r++) seqs.push(ids.slice(r * (T + 1), (r + 1) * (T + 1)));
-  return batchFromSequences(seqs);
+  return batchFromSequences(textWindows(B, T + 1));
 }
 
 /** Peak resident memory of this process (getrusage via the cpu library's lk_info). */

@@ -51,6 +51,16 @@ export function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return Math.sqrt(num / den);
 }
 
+/** ‖a − b‖∞ / ‖b‖∞: the relative max-norm error of `a` against the reference `b`. */
+export function relMax(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < b.length; i++) {
+    num = Math.max(num, Math.abs(a[i]! - b[i]!));
+    den = Math.max(den, Math.abs(b[i]!));
+  }
+  return num / den;
+}
+
 /** Why the mpirun worlds cannot run here (empty when they can): no mpirun, or no permission. */
 export async function mpirunMissing(): Promise<string> {
   try {
@@ -146,4 +156,20 @@ export async function mpirunDeno(
     seconds: (performance.now() - t0) / 1000,
     timedOut,
   };
+}
+
+/**
+ * The first `n` windows of `len` tokens of real text: each `text` of UD PUD English
+ * (data/multilingual_text/ud_pud/pud_en.jsonl) as [256] + UTF-8 bytes, concatenated (the batch of
+ * the training benches and their PyTorch peers).
+ */
+export function textWindows(n: number, len: number): number[][] {
+  const ids: number[] = [], enc = new TextEncoder();
+  const path = new URL("../data/multilingual_text/ud_pud/pud_en.jsonl", import.meta.url).pathname;
+  for (const line of Deno.readTextFileSync(path).split("\n")) {
+    if (line.trim()) ids.push(256, ...enc.encode(JSON.parse(line).text as string));
+    if (ids.length >= n * len) break;
+  }
+  if (ids.length < n * len) throw new Error(`pud_en.jsonl is too short for ${n} × ${len} tokens`);
+  return Array.from({ length: n }, (_, w) => ids.slice(w * len, (w + 1) * len));
 }

@@ -156,6 +156,18 @@ export class WindowSampler {
   }
 
   /**
+   * One optimiser step's micro-batches for rank `rank` of `ranks`: `accumulate` times
+   * {@linkcode WindowSampler.nextShard} of `microBatch`.
+   */
+  nextStep(
+    o: { microBatch: number; accumulate: number },
+    rank: number,
+    ranks: number,
+  ): TokenBatch[] {
+    return Array.from({ length: o.accumulate }, () => this.nextShard(o.microBatch, rank, ranks));
+  }
+
+  /**
    * Rank `rank`'s share of the next `count` × `ranks` windows: windows [rank·count,
    * (rank + 1)·count) of them. Every rank of a data-parallel run draws the same windows in the
    * same order and trains on its own, disjoint share; together they are the batch that

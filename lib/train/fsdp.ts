@@ -791,11 +791,7 @@ export class ShardedTrainer {
   }
 
   #draw(): TokenBatch[] {
-    const o = this.options, batches: TokenBatch[] = [];
-    for (let i = 0; i < o.accumulate; i++) {
-      batches.push(this.#sampler.nextShard(o.microBatch, this.comm.rank, this.comm.size));
-    }
-    return batches;
+    return this.#sampler.nextStep(this.options, this.comm.rank, this.comm.size);
   }
 
   /**

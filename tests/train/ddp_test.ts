@@ -21,7 +21,7 @@ import { batchFromSequences } from "../../lib/train/data.ts";
 import { BucketReducer, gradientBuckets } from "../../lib/train/ddp.ts";
 import { LlamaParams, paramLayout } from "../../lib/train/params.ts";
 import { Trainer } from "../../lib/train/trainer.ts";
-import { freshSeed, mpirunDeno, mpirunMissing } from "../_util.ts";
+import { freshSeed, mpirunDeno, mpirunMissing, relMax } from "../_util.ts";
 import { tinyConfig } from "./_ref_llama.ts";
 import { DDP_OPTIONS, ddpCase } from "./_ddp.ts";
 
@@ -170,16 +170,6 @@ function rankLines(out: string, np: number): string[] {
     lines.push(...mine.map((l) => `${r}\t${l.slice(`rank ${r}: `.length)}`));
   }
   return lines;
-}
-
-/** ‖a − b‖∞ / ‖b‖∞. */
-function relMax(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num = Math.max(num, Math.abs(a[i]! - b[i]!));
-    den = Math.max(den, Math.abs(b[i]!));
-  }
-  return num / den;
 }
 
 for (

@@ -16,23 +16,13 @@ import { batchFromSequences } from "../../lib/train/data.ts";
 import { type ShardedMemory, ShardedTrainer, shardPlan } from "../../lib/train/fsdp.ts";
 import { LlamaParams, paramLayout } from "../../lib/train/params.ts";
 import { Trainer } from "../../lib/train/trainer.ts";
-import { freshSeed, mpirunDeno, mpirunMissing } from "../_util.ts";
+import { freshSeed, mpirunDeno, mpirunMissing, relMax } from "../_util.ts";
 import { tinyConfig } from "./_ref_llama.ts";
 import { DDP_OPTIONS, ddpCase } from "./_ddp.ts";
 import { oddCase } from "./_fsdp_rank.ts";
 
 const seed = freshSeed();
 const backend = availableBackends().cpu.ok ? "cpu" : "ts";
-
-/** ‖a − b‖∞ / ‖b‖∞. */
-function relMax(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num = Math.max(num, Math.abs(a[i]! - b[i]!));
-    den = Math.max(den, Math.abs(b[i]!));
-  }
-  return num / den;
-}
 
 Deno.test("shardPlan gives every element to one rank, chunks of ⌈size/N⌉, padding stated", () => {
   for (const tied of [false, true]) {
