@@ -842,6 +842,24 @@ function envBackend(): string | undefined {
   return Deno.env.get("LMKIT_BACKEND") || undefined;
 }
 
+let warnedTs = false;
+
+/**
+ * Says once per process, on stderr, that the native kernels did not load and why, instead of
+ * silently running the pure-TypeScript kernels (several times slower). Not said when the ts
+ * backend was asked for by name (`LMKIT_BACKEND=ts`, `--backend ts`).
+ */
+function warnTsFallback(reason: string): void {
+  if (warnedTs) return;
+  warnedTs = true;
+  const fix = reason.startsWith("no --allow-ffi")
+    ? `add --allow-ffi=${BUILD_DIR.replace(/\/$/, "")} to the deno run command`
+    : "build them with `deno task build`";
+  console.error(
+    `warning: lmkit's native kernels are not loaded (${reason}), so the pure-TypeScript kernels run, several times slower: ${fix}, or set LMKIT_BACKEND=ts to choose them on purpose`,
+  );
+}
+
 /**
  * The backend to use: `requested` if given, else `LMKIT_BACKEND` (when readable), else the best
  * available (cuda, then cpu, then ts). A backend that was asked for by name but cannot run
@@ -850,7 +868,11 @@ function envBackend(): string | undefined {
 export function selectBackend(requested?: string): Backend {
   const want = requested ?? envBackend();
   const avail = availableBackends();
-  if (want === undefined) return avail.cuda.ok ? "cuda" : avail.cpu.ok ? "cpu" : "ts";
+  if (want === undefined) {
+    if (avail.cuda.ok || avail.cpu.ok) return avail.cuda.ok ? "cuda" : "cpu";
+    warnTsFallback(avail.cpu.reason);
+    return "ts";
+  }
   if (!(BACKENDS as readonly string[]).includes(want)) {
     throw new RangeError(`Unknown backend '${want}': expected one of ts, cpu, cuda`);
   }

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --no-prompt --allow-read=../shared/data/ambiguity,out --allow-write=out
+#!/usr/bin/env -S deno run --no-prompt --allow-read --allow-write=out
 /**
  * The ambiguous-definite-descriptions benchmark: re-score released answers, or ask any
  * OpenAI-compatible chat endpoint live (resumable), and report accuracy per fragment and prompt
@@ -12,6 +12,7 @@ import { intFlag, numFlag } from "../lib/core/args.ts";
 import { granted, requirePermissions } from "../lib/core/permissions.ts";
 import { progress } from "../lib/core/progress.ts";
 import { runScript } from "../lib/core/script.ts";
+import { RUN_FOLDER_FLAGS, runFolder } from "../lib/core/run_folder.ts";
 import { writeOutputs } from "../lib/io/output.ts";
 import { markdownTable } from "../lib/report/markdown.ts";
 import { groupedBarSvg, htmlPage } from "../lib/report/svg.ts";
@@ -38,13 +39,15 @@ Both modes:
                         live ${RELEASED}/chatgpt, whose prompts are used, not its answers)
   --fragments A,B      only these fragments (e.g. P6_P19,P286_P17)
   --styles S,T         only these prompt styles (${Object.keys(PROMPT_STYLES).join(", ")})
-  --out DIR            report folder (default out/ambiguity)
+  --out DIR            report folder (default out/ambiguity/<run-id>)
+                       a chosen folder must be new or empty, unless --overwrite
 
 live:
   --base-url URL       endpoint base, e.g. http://127.0.0.1:8000/v1 (POSTs to URL/chat/completions)
   --model NAME         model name sent to the endpoint
   --answers FILE       answers JSONL, appended as answers arrive and read back to resume
-                       (default OUT/answers-<model>.jsonl)
+                       (default out/ambiguity/answers-<model>.jsonl, beside the run
+                       folders, or in the --out folder: resume there with --overwrite)
   --api-key-env NAME   environment variable holding the API key (default OPENAI_API_KEY; read
                        only when --allow-env grants it, otherwise no key is sent)
   --system TEXT        system message (default "You are a helpful assistant."; "" for none)
@@ -214,7 +217,7 @@ await runScript({ name: "ambiguity_eval.ts", usage: USAGE, needs: [] }, async (a
       benchmark: { type: "string" },
       fragments: { type: "string" },
       styles: { type: "string" },
-      out: { type: "string", default: "out/ambiguity" },
+      ...RUN_FOLDER_FLAGS,
       "base-url": { type: "string" },
       model: { type: "string" },
       answers: { type: "string" },
@@ -242,8 +245,8 @@ await runScript({ name: "ambiguity_eval.ts", usage: USAGE, needs: [] }, async (a
     const benchmark = values.benchmark ?? RELEASED;
     requirePermissions("ambiguity_eval.ts", [
       { name: "read", path: benchmark },
-      { name: "write", path: values.out },
-      { name: "read", path: values.out },
+      { name: "write", path: values.out ?? "out/ambiguity" },
+      { name: "read", path: values.out ?? "out/ambiguity" },
     ]);
     const sets: SetReport[] = [];
     for (const s of await loadAnswerSets(benchmark)) {
@@ -255,7 +258,7 @@ await runScript({ name: "ambiguity_eval.ts", usage: USAGE, needs: [] }, async (a
       (n, s) => n + s.styles.reduce((m, st) => m + st.overall.disagreements, 0),
       0,
     );
-    const files = await writeReport(values.out, sets, [
+    const files = await writeReport(await runFolder("ambiguity", values), sets, [
       `Re-scored from the \`responses\` in ${benchmark}, not from the stored \`results\`.`,
       `Parses that differ from the stored \`results.choice\`: ${disagree}.`,
     ]);
@@ -269,7 +272,9 @@ await runScript({ name: "ambiguity_eval.ts", usage: USAGE, needs: [] }, async (a
   }
   const benchmark = values.benchmark ?? `${RELEASED}/chatgpt`;
   const answers = values.answers ??
-    `${values.out}/answers-${values.model.replace(/[^A-Za-z0-9._-]+/g, "_")}.jsonl`;
+    `${values.out ?? "out/ambiguity"}/answers-${
+      values.model.replace(/[^A-Za-z0-9._-]+/g, "_")
+    }.jsonl`;
   const keyVar = values["api-key-env"] ?? "OPENAI_API_KEY";
   const clientOptions = {
     baseUrl: values["base-url"],
@@ -288,8 +293,8 @@ await runScript({ name: "ambiguity_eval.ts", usage: USAGE, needs: [] }, async (a
     { name: "net", host },
     { name: "read", path: answers },
     { name: "write", path: answers },
-    { name: "write", path: values.out },
-    { name: "read", path: values.out },
+    { name: "write", path: values.out ?? "out/ambiguity" },
+    { name: "read", path: values.out ?? "out/ambiguity" },
     ...(values["api-key-env"] ? [{ name: "env" as const, variable: keyVar }] : []),
   ]);
   const apiKey = granted({ name: "env", variable: keyVar }) ? Deno.env.get(keyVar) : undefined;
@@ -335,7 +340,7 @@ await runScript({ name: "ambiguity_eval.ts", usage: USAGE, needs: [] }, async (a
   }).finally(() => bar.stop());
   const { done: all } = await readAnswers(answers);
   const answered = items.map((it) => ({ ...it, ...pick(all.get(it.id)!) }));
-  const files = await writeReport(values.out, [{
+  const files = await writeReport(await runFolder("ambiguity", values), [{
     name: values.model,
     styles: reportByStyle(scoreItems(answered)),
   }], [

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --no-prompt --allow-read=../shared/data/ambiguity,data,out --allow-write=out
+#!/usr/bin/env -S deno run --no-prompt --allow-read --allow-write=out
 /**
  * Builds new items of the ambiguous-definite-descriptions benchmark from a fragment definition
  * (YAML with a Wikidata SPARQL query and templates) and a downloaded copy of that query's
@@ -10,6 +10,7 @@ import { parseArgs } from "@std/cli";
 import { intFlag } from "../lib/core/args.ts";
 import { requirePermissions } from "../lib/core/permissions.ts";
 import { runScript } from "../lib/core/script.ts";
+import { RUN_FOLDER_FLAGS, runFolder } from "../lib/core/run_folder.ts";
 import { writeOutputs } from "../lib/io/output.ts";
 import { itemRecord } from "../lib/ambiguity/benchmark.ts";
 import {
@@ -34,7 +35,8 @@ Options:
   --seed N            seed of the date draws, option order and sampling (default 42)
   --sample N          keep N items, half de dicto and half de re (the released fragments have 100)
   --key NAME          fragment key (default: the definition's file name, e.g. P6_P19)
-  --out DIR           output folder (default out/ambiguity_fragments)
+  --out DIR           output folder (default out/ambiguity_fragments/<run-id>)
+                      a chosen folder must be new or empty, unless --overwrite
 
 Writes KEY_prompts_STYLE.jsonl per style (items that ambiguity_eval.ts live can ask) and
 KEY_summary.json (pairs found, rows dropped by reason, items written).
@@ -50,7 +52,7 @@ await runScript({ name: "ambiguity_fragment.ts", usage: USAGE, needs: [] }, asyn
       seed: { type: "string", default: "42" },
       sample: { type: "string" },
       key: { type: "string" },
-      out: { type: "string", default: "out/ambiguity_fragments" },
+      ...RUN_FOLDER_FLAGS,
     },
   });
   if (!values.definition || !values.results) {
@@ -59,8 +61,8 @@ await runScript({ name: "ambiguity_fragment.ts", usage: USAGE, needs: [] }, asyn
   requirePermissions("ambiguity_fragment.ts", [
     { name: "read", path: values.definition },
     { name: "read", path: values.results },
-    { name: "write", path: values.out },
-    { name: "read", path: values.out },
+    { name: "write", path: values.out ?? "out/ambiguity_fragments" },
+    { name: "read", path: values.out ?? "out/ambiguity_fragments" },
   ]);
   const seed = intFlag("--seed", values.seed);
   const sample = values.sample === undefined ? undefined : intFlag("--sample", values.sample, 2);
@@ -102,7 +104,7 @@ await runScript({ name: "ambiguity_fragment.ts", usage: USAGE, needs: [] }, asyn
     };
   }
   files[`${key}_summary.json`] = JSON.stringify(summary, null, 1) + "\n";
-  const written = await writeOutputs(values.out, files);
+  const written = await writeOutputs(await runFolder("ambiguity_fragments", values), files);
   console.log(JSON.stringify(summary));
   console.error(`wrote ${written.join(", ")}`);
 });

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --no-prompt --allow-read=data --allow-ffi=ffi/build --allow-env=LMKIT_BACKEND
+#!/usr/bin/env -S deno run --no-prompt --allow-read --allow-ffi=ffi/build --allow-env=LMKIT_BACKEND
 /**
  * Continues a prompt with a Llama checkpoint: greedy by default, or seeded sampling.
  *

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --no-prompt --allow-read=data,out --allow-write=out --allow-ffi=ffi/build --allow-env=LMKIT_BACKEND
+#!/usr/bin/env -S deno run --no-prompt --allow-read --allow-write=out --allow-ffi=ffi/build --allow-env=LMKIT_BACKEND
 /**
  * L-GreCo (Alimohammadi et al., MLSys 2024): per-layer adaptive gradient compression on
  * data-parallel training. For each compression family (bucketed quantization, Top-K, PowerSGD)
@@ -16,6 +16,7 @@ import { intFlag, numFlag } from "../lib/core/args.ts";
 import { requirePermissions } from "../lib/core/permissions.ts";
 import { progress } from "../lib/core/progress.ts";
 import { runScript } from "../lib/core/script.ts";
+import { RUN_FOLDER_FLAGS, runFolder } from "../lib/core/run_folder.ts";
 import { COMM_BACKENDS, createCommunicator } from "../lib/comm/communicator.ts";
 import { exitIfRankFailed, onEveryRank } from "../lib/comm/ranks.ts";
 import { writeOutputs } from "../lib/io/output.ts";
@@ -58,7 +59,8 @@ Usage: scripts/lgreco.ts [options]
   --seed N             data order (default 0)
   --dist B             single (default) | mpi (the ranks of an mpirun job)
   --backend B          ts | cpu | cuda
-  --out DIR            report folder (default out/lgreco)
+  --out DIR            report folder (default out/lgreco/<run-id>)
+                       a chosen folder must be new or empty, unless --overwrite
   --json               also print results.json
   -h, --help           this text
 
@@ -98,7 +100,7 @@ await runScript({ name: "lgreco.ts", usage: USAGE, needs: [] }, async (args) => 
       seed: { type: "string", default: "0" },
       dist: { type: "string", default: "single" },
       backend: { type: "string" },
-      out: { type: "string", default: "out/lgreco" },
+      ...RUN_FOLDER_FLAGS,
       json: { type: "boolean", default: false },
     },
     strict: true,
@@ -129,8 +131,8 @@ await runScript({ name: "lgreco.ts", usage: USAGE, needs: [] }, async (args) => 
     { name: "read", path: values.train },
     { name: "read", path: values.heldout },
     { name: "read", path: values.model },
-    { name: "write", path: values.out },
-    { name: "read", path: values.out },
+    { name: "write", path: values.out ?? "out/lgreco" },
+    { name: "read", path: values.out ?? "out/lgreco" },
   ]);
   const backend = selectBackend(values.backend);
   using comm = createCommunicator(values.dist);
@@ -340,7 +342,7 @@ await runScript({ name: "lgreco.ts", usage: USAGE, needs: [] }, async (args) => 
   const md =
     `# L-GreCo\n\n${values.model} fine-tuned on ${comm.size} rank(s) × ${batch} windows of ${context} tokens, ${steps} steps per run, the same start and batches; the first ${warmup} steps uncompressed in every compressed run, then L-GreCo re-solves every ${adjustFreq} steps on the last ${accIter} steps' inputs with the error budget α = ${alpha} × the uniform level's. Bytes: what a rank hands to the communicator per step (an all-reduce's buffer once). "In the DP's tables": the uniform level's bytes over the DP choice's on the same measured tables (at α = 1 the choice's total error is below the uniform level's), averaged over the solves.\n\n` +
     table + "\n";
-  const files = await writeOutputs(values.out, {
+  const files = await writeOutputs(await runFolder("lgreco", values), {
     "results.json": JSON.stringify(results, null, 2),
     "runs.csv": stringify(rows, { columns: ["family", "setting", "step", "loss", "sentBytes"] }),
     "levels.csv": stringify(choices.map((c) => ({ ...c, level: c.level ?? "raw" })), {

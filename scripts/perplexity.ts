@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --no-prompt --allow-read=data,out --allow-write=out --allow-ffi=ffi/build --allow-env=LMKIT_BACKEND
+#!/usr/bin/env -S deno run --no-prompt --allow-read --allow-write=out --allow-ffi=ffi/build --allow-env=LMKIT_BACKEND
 /**
  * Perplexity and bits per byte of a Llama checkpoint over a text file, a JSONL field, or (by
  * default) the bundled model's held-out validation batch.
@@ -12,6 +12,7 @@ import { requirePermissions } from "../lib/core/permissions.ts";
 import { progress } from "../lib/core/progress.ts";
 import { FormatError } from "../lib/core/errors.ts";
 import { runScript } from "../lib/core/script.ts";
+import { RUN_FOLDER_FLAGS, runFolder } from "../lib/core/run_folder.ts";
 import { writeOutputs } from "../lib/io/output.ts";
 import { selectBackend } from "../ffi/mod.ts";
 import { evaluateLoss, tokenStream, windows } from "../lib/model/perplexity.ts";
@@ -40,7 +41,8 @@ Options:
   --stride N           start a window every N tokens (default: --context, no overlap)
   --max-windows N      evaluate at most N windows (default all)
   --backend B          ts | cpu | cuda
-  --out DIR            output folder (default out/perplexity)
+  --out DIR            output folder (default out/perplexity/<run-id>)
+                       a chosen folder must be new or empty, unless --overwrite
   --json               also print results.json
   -h, --help           this text
 `;
@@ -58,7 +60,7 @@ await runScript({ name: "perplexity.ts", usage: USAGE, needs: [] }, async (args)
       stride: { type: "string" },
       "max-windows": { type: "string" },
       backend: { type: "string" },
-      out: { type: "string", default: "out/perplexity" },
+      ...RUN_FOLDER_FLAGS,
       json: { type: "boolean", default: false },
     },
     strict: true,
@@ -72,8 +74,8 @@ await runScript({ name: "perplexity.ts", usage: USAGE, needs: [] }, async (args)
     { name: "read", path: values.model },
     ...(input ? [{ name: "read" as const, path: input }] : []),
     ...(values.golden ? [{ name: "read" as const, path: values.golden }] : []),
-    { name: "write", path: values.out },
-    { name: "read", path: values.out },
+    { name: "write", path: values.out ?? "out/perplexity" },
+    { name: "read", path: values.out ?? "out/perplexity" },
   ]);
   const backend = selectBackend(values.backend);
   const model = await loadExpandedModel(values.model, { backend }); // dense, pruned or expanded
@@ -141,7 +143,7 @@ await runScript({ name: "perplexity.ts", usage: USAGE, needs: [] }, async (args)
     } |\n| perplexity | ${total.perplexity.toFixed(4)} |\n| bits per byte | ${
       Number.isNaN(total.bitsPerByte) ? "— (not a byte model)" : total.bitsPerByte.toFixed(4)
     } |\n| tokens | ${total.tokens} |\n| tokens/s | ${results.tokensPerSecond.toFixed(0)} |\n`;
-  const files = await writeOutputs(values.out, {
+  const files = await writeOutputs(await runFolder("perplexity", values), {
     "results.json": JSON.stringify(results, null, 2),
     "windows.csv": stringify(perWindow, {
       columns: ["window", "tokens", "meanNats", "bitsPerByte"],

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --no-prompt --allow-read=data,out --allow-write=out --allow-ffi=ffi/build --allow-env=LMKIT_BACKEND
+#!/usr/bin/env -S deno run --no-prompt --allow-read --allow-write=out --allow-ffi=ffi/build --allow-env=LMKIT_BACKEND
 /**
  * QSDP (Markov et al., ICML 2023): a Llama model trained from scratch with fully sharded data
  * parallelism (lib/train/fsdp.ts), uncompressed (fp32) and with the weights' all-gathers and the
@@ -17,6 +17,7 @@ import { intFlag, numFlag } from "../lib/core/args.ts";
 import { requirePermissions } from "../lib/core/permissions.ts";
 import { progress } from "../lib/core/progress.ts";
 import { runScript } from "../lib/core/script.ts";
+import { RUN_FOLDER_FLAGS, runFolder } from "../lib/core/run_folder.ts";
 import { Rng } from "../lib/core/rng.ts";
 import { COMM_BACKENDS, createCommunicator } from "../lib/comm/communicator.ts";
 import { quantizedBytes } from "../lib/comm/quantize.ts";
@@ -65,7 +66,8 @@ Usage: scripts/qsdp.ts [options]
   --field NAME         JSONL/CSV text field (default text)
   --dist B             single (default) | mpi (the ranks of an mpirun job)
   --backend B          ts | cpu | cuda
-  --out DIR            report folder (default out/qsdp)
+  --out DIR            report folder (default out/qsdp/<run-id>)
+                       a chosen folder must be new or empty, unless --overwrite
   --json               also print results.json
   -h, --help           this text
 
@@ -216,7 +218,7 @@ await runScript({ name: "qsdp.ts", usage: USAGE, needs: [] }, async (args) => {
       field: { type: "string", default: "text" },
       dist: { type: "string", default: "single" },
       backend: { type: "string" },
-      out: { type: "string", default: "out/qsdp" },
+      ...RUN_FOLDER_FLAGS,
       "on-grid": { type: "boolean", default: false },
       json: { type: "boolean", default: false },
     },
@@ -244,8 +246,8 @@ await runScript({ name: "qsdp.ts", usage: USAGE, needs: [] }, async (args) => {
     { name: "read", path: values.train },
     { name: "read", path: values.heldout },
     { name: "read", path: values.config },
-    { name: "write", path: values.out },
-    { name: "read", path: values.out },
+    { name: "write", path: values.out ?? "out/qsdp" },
+    { name: "read", path: values.out ?? "out/qsdp" },
   ]);
   const path = `${values.config}/config.json`;
   const config = scratchConfig(parseLlamaConfig(await Deno.readTextFile(path), path), values);
@@ -591,7 +593,7 @@ await runScript({ name: "qsdp.ts", usage: USAGE, needs: [] }, async (args) => {
       world.size > 1 ? "" : " (one process: the whole step, i.e. each of P ranks with this batch)"
     }; no overlap, no latency. In brackets: fp32's projected time over this setting's. Gap: the held-out loss over fp32's of the same seed, − 1 (mean ± sd over seeds); the verdict uses its mean. Gradients: ${gradNote}.\n\n` +
     table + `\n\n**${verdict}** ${breaks}\n`;
-  const files = await writeOutputs(values.out, {
+  const files = await writeOutputs(await runFolder("qsdp", values), {
     "results.json": JSON.stringify(results, null, 2),
     "steps.csv": stringify(rows, {
       columns: ["setting", "seed", "step", "loss", "stepSeconds", "commSeconds", "wireBytes"],

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --no-prompt --allow-read=data,out --allow-write=out --allow-ffi=ffi/build --allow-env=LMKIT_BACKEND
+#!/usr/bin/env -S deno run --no-prompt --allow-read --allow-write=out --allow-ffi=ffi/build --allow-env=LMKIT_BACKEND
 /**
  * Weight quantization of a Llama model with round-to-nearest and GPTQ over bits × group size ×
  * act-order, compared on held-out bits per byte and model bytes; optionally saves one setting as a
@@ -11,6 +11,7 @@ import { stringify } from "@std/csv";
 import { intFlag } from "../lib/core/args.ts";
 import { requirePermissions } from "../lib/core/permissions.ts";
 import { runScript } from "../lib/core/script.ts";
+import { RUN_FOLDER_FLAGS, runFolder } from "../lib/core/run_folder.ts";
 import { writeOutputs } from "../lib/io/output.ts";
 import { openCheckpoint } from "../lib/io/safetensors.ts";
 import { selectBackend } from "../ffi/mod.ts";
@@ -54,7 +55,8 @@ Options:
                        check that the reloaded model scores the same
   --format F           gptq (default) or compressed-tensors (pack-quantized)
   --backend B          ts | cpu | cuda
-  --out DIR            (default out/quantize)
+  --out DIR            (default out/quantize/<run-id>)
+                       a chosen folder must be new or empty, unless --overwrite
   -h, --help           this text
 
 Held-out: the model folder's golden.json validation batch. Bytes: of the projections as the GPTQ
@@ -85,7 +87,7 @@ await runScript({ name: "quantize.ts", usage: USAGE, needs: [] }, async (args) =
       save: { type: "string" },
       format: { type: "string", default: "gptq" },
       backend: { type: "string" },
-      out: { type: "string", default: "out/quantize" },
+      ...RUN_FOLDER_FLAGS,
     },
     strict: true,
   });
@@ -147,8 +149,8 @@ await runScript({ name: "quantize.ts", usage: USAGE, needs: [] }, async (args) =
   requirePermissions("quantize.ts", [
     { name: "read", path: values.model },
     { name: "read", path: values.data },
-    { name: "write", path: values.out },
-    { name: "read", path: values.out },
+    { name: "write", path: values.out ?? "out/quantize" },
+    { name: "read", path: values.out ?? "out/quantize" },
     ...(values.save
       ? [{ name: "write" as const, path: values.save }, {
         name: "read" as const,
@@ -295,7 +297,7 @@ await runScript({ name: "quantize.ts", usage: USAGE, needs: [] }, async (args) =
       ]
       : []),
   ].join("\n\n");
-  const files = await writeOutputs(values.out, {
+  const files = await writeOutputs(await runFolder("quantize", values), {
     "results.json": JSON.stringify({ model: values.model, backend, metric, rows, saved }, null, 2),
     "results.csv": stringify(rows, { columns: cols }),
     "report.md": md + "\n",

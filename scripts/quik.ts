@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --no-prompt --allow-read=data,out --allow-write=out --allow-ffi=ffi/build --allow-env=LMKIT_BACKEND
+#!/usr/bin/env -S deno run --no-prompt --allow-read --allow-write=out --allow-ffi=ffi/build --allow-env=LMKIT_BACKEND
 /**
  * QUIK (4-bit weights and activations with f32 outlier columns, int8 down_proj) on a Llama model:
  * held-out bits per byte for dense, GPTQ W4A16, QUIK-4B, QUIK-4B all 4-bit, QUIK-8B and a sweep
@@ -12,6 +12,7 @@ import { stringify } from "@std/csv";
 import { intFlag } from "../lib/core/args.ts";
 import { requirePermissions } from "../lib/core/permissions.ts";
 import { runScript } from "../lib/core/script.ts";
+import { RUN_FOLDER_FLAGS, runFolder } from "../lib/core/run_folder.ts";
 import { writeOutputs } from "../lib/io/output.ts";
 import { openCheckpoint } from "../lib/io/safetensors.ts";
 import { selectBackend } from "../ffi/mod.ts";
@@ -45,7 +46,8 @@ Options:
   --seed N             seed of the calibration windows (default 0)
   --save DIR           save QUIK-4B as a QUIK checkpoint, reload it and check identical logits
   --backend B          ts | cpu (cuda runs the cpu kernels for QUIK layers)
-  --out DIR            (default out/quik)
+  --out DIR            (default out/quik/<run-id>)
+                       a chosen folder must be new or empty, unless --overwrite
   -h, --help           this text
 
 Held-out: the model folder's golden.json validation batch. The paper's column: Llama-2-7B
@@ -68,7 +70,7 @@ await runScript({ name: "quik.ts", usage: USAGE, needs: [] }, async (args) => {
       seed: { type: "string", default: "0" },
       save: { type: "string" },
       backend: { type: "string" },
-      out: { type: "string", default: "out/quik" },
+      ...RUN_FOLDER_FLAGS,
     },
     strict: true,
   });
@@ -83,8 +85,8 @@ await runScript({ name: "quik.ts", usage: USAGE, needs: [] }, async (args) => {
   requirePermissions("quik.ts", [
     { name: "read", path: values.model },
     { name: "read", path: values.data },
-    { name: "write", path: values.out },
-    { name: "read", path: values.out },
+    { name: "write", path: values.out ?? "out/quik" },
+    { name: "read", path: values.out ?? "out/quik" },
     ...(values.save
       ? [{ name: "write" as const, path: values.save }, {
         name: "read" as const,
@@ -264,7 +266,7 @@ await runScript({ name: "quik.ts", usage: USAGE, needs: [] }, async (args) => {
       ]
       : []),
   ].join("\n\n");
-  const files = await writeOutputs(values.out, {
+  const files = await writeOutputs(await runFolder("quik", values), {
     "results.json": JSON.stringify({ model: values.model, backend, metric, rows, saved }, null, 2),
     "results.csv": stringify(rows, { columns: cols }),
     "report.md": md + "\n",

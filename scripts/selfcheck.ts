@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --no-prompt --allow-ffi=ffi/build --allow-env=LMKIT_BACKEND --allow-read=out --allow-write=out
+#!/usr/bin/env -S deno run --no-prompt --allow-ffi=ffi/build --allow-env=LMKIT_BACKEND --allow-read --allow-write=out
 /**
  * Kernel self-check: which backends load here, each kernel's agreement with its TypeScript
  * reference on fresh random inputs, and a small speed table. Writes results.json, kernels.csv,
@@ -19,6 +19,7 @@ import {
 import { Matrix } from "../lib/core/matrix.ts";
 import { Rng } from "../lib/core/rng.ts";
 import { runScript } from "../lib/core/script.ts";
+import { RUN_FOLDER_FLAGS, runFolder } from "../lib/core/run_folder.ts";
 import { requirePermissions } from "../lib/core/permissions.ts";
 import { gramAccumulate } from "../lib/kernels/gram.ts";
 import { matmul } from "../lib/kernels/matmul.ts";
@@ -34,7 +35,8 @@ Usage: deno task demo [-- options]
        scripts/selfcheck.ts [options]
 
 Options:
-  --out DIR     output folder (default out/selfcheck)
+  --out DIR     output folder (default out/selfcheck/<run-id>)
+                a chosen folder must be new or empty, unless --overwrite
   --seed N      random seed (default 1)
   --json        also print results.json to stdout
   -h, --help    this text
@@ -109,16 +111,16 @@ await runScript({
   const { values } = parseArgs({
     args,
     options: {
-      out: { type: "string", default: "out/selfcheck" },
+      ...RUN_FOLDER_FLAGS,
       seed: { type: "string", default: "1" },
       json: { type: "boolean", default: false },
     },
     strict: true,
     allowPositionals: false,
   });
-  requirePermissions("selfcheck.ts", [{ name: "write", path: values.out }, {
+  requirePermissions("selfcheck.ts", [{ name: "write", path: values.out ?? "out/selfcheck" }, {
     name: "read",
-    path: values.out,
+    path: values.out ?? "out/selfcheck",
   }]);
   const seed = Number(values.seed);
   if (!Number.isInteger(seed)) throw new RangeError(`--seed '${values.seed}' is not an integer`);
@@ -184,7 +186,7 @@ await runScript({
     Object.entries(avail).map(([b, s]) => `${b} ${s.ok ? "✓" : `✗ (${s.reason})`}`).join(", ")
   }.\n\n${table}\n\nTimes are per call and include host↔device copies on cuda.\n`;
   const columns = ["kernel", "shape", "backend", "relErrVsTs", "ms", "gflops", "speedupVsTs"];
-  const files = await writeOutputs(values.out, {
+  const files = await writeOutputs(await runFolder("selfcheck", values), {
     "results.json": json,
     "kernels.csv": stringify(rows, { columns }),
     "report.md": report,

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --no-prompt --allow-read=data,out --allow-write=out --allow-ffi=ffi/build --allow-env=LMKIT_BACKEND
+#!/usr/bin/env -S deno run --no-prompt --allow-read --allow-write=out --allow-ffi=ffi/build --allow-env=LMKIT_BACKEND
 /**
  * One-shot sparsification of a Llama model's MLPs with magnitude, Wanda, SparseGPT and Sparse
  * Expansion, compared on held-out bits per byte against the dense model, with FLOPs per token
@@ -11,6 +11,7 @@ import { stringify } from "@std/csv";
 import { intFlag, numFlag } from "../lib/core/args.ts";
 import { requirePermissions } from "../lib/core/permissions.ts";
 import { runScript } from "../lib/core/script.ts";
+import { RUN_FOLDER_FLAGS, runFolder } from "../lib/core/run_folder.ts";
 import { writeOutputs } from "../lib/io/output.ts";
 import { selectBackend } from "../ffi/mod.ts";
 import { bundledDocuments, calibrationWindows } from "../lib/model/corpus.ts";
@@ -56,7 +57,8 @@ Options:
                        written as bitmap + values in the source's dtype and load back
                        compressed with loadExpandedModel (lib/sparse/expansion_io.ts)
   --backend B          ts | cpu | cuda
-  --out DIR            (default out/sparse_expand)
+  --out DIR            (default out/sparse_expand/<run-id>)
+                       a chosen folder must be new or empty, unless --overwrite
   -h, --help           this text
 
 Every method prunes gate_proj, up_proj and down_proj of every block; attention stays dense (as
@@ -81,7 +83,7 @@ await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (ar
       hessian: { type: "string", default: "f64" },
       save: { type: "string" },
       backend: { type: "string" },
-      out: { type: "string", default: "out/sparse_expand" },
+      ...RUN_FOLDER_FLAGS,
     },
     strict: true,
   });
@@ -106,8 +108,8 @@ await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (ar
   requirePermissions("sparse_expand.ts", [
     { name: "read", path: values.model },
     { name: "read", path: values.data },
-    { name: "write", path: values.out },
-    { name: "read", path: values.out },
+    { name: "write", path: values.out ?? "out/sparse_expand" },
+    { name: "read", path: values.out ?? "out/sparse_expand" },
     ...(values.save
       ? [{ name: "write" as const, path: values.save }, {
         name: "read" as const,
@@ -315,7 +317,7 @@ await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (ar
       ]
       : []),
   ].join("\n\n");
-  const files = await writeOutputs(values.out, {
+  const files = await writeOutputs(await runFolder("sparse_expand", values), {
     "results.json": JSON.stringify(
       { model: values.model, backend, metric, seeds, rows, summary },
       null,

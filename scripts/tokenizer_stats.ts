@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --no-prompt --allow-read=data,out --allow-write=out
+#!/usr/bin/env -S deno run --no-prompt --allow-read --allow-write=out
 /**
  * Tokenizer statistics per tokenizer × language over word-segmented parallel text (UD PUD), in the
  * native script and romanised: fertility, continued-word share, byte-piece and unknown rates,
@@ -12,6 +12,7 @@ import { intFlag } from "../lib/core/args.ts";
 import { requirePermissions } from "../lib/core/permissions.ts";
 import { progress } from "../lib/core/progress.ts";
 import { runScript } from "../lib/core/script.ts";
+import { RUN_FOLDER_FLAGS, runFolder } from "../lib/core/run_folder.ts";
 import { writeOutputs } from "../lib/io/output.ts";
 import { markdownTable } from "../lib/report/markdown.ts";
 import { groupedBarSvg, htmlPage } from "../lib/report/svg.ts";
@@ -45,7 +46,8 @@ Options:
                       (default: all of those names)
   --limit N           first N sentences per language (default: all)
   --no-romanised      skip the romanised statistics
-  --out DIR           output folder (default out/tokenizer_stats)
+  --out DIR           output folder (default out/tokenizer_stats/<run-id>)
+                      a chosen folder must be new or empty, unless --overwrite
 
 Fertility is tokens of the running text per gold UD word; the split share is the share of words
 that, tokenized alone (after a space, except in languages written without spaces between words),
@@ -65,14 +67,14 @@ await runScript({ name: "tokenizer_stats.ts", usage: USAGE, needs: [] }, async (
       tokenizers: { type: "string", default: TOKENIZERS.join(",") },
       limit: { type: "string" },
       "no-romanised": { type: "boolean", default: false },
-      out: { type: "string", default: "out/tokenizer_stats" },
+      ...RUN_FOLDER_FLAGS,
     },
   });
   const names = values.tokenizers.split(",").map((s) => s.trim()).filter((s) => s);
   requirePermissions("tokenizer_stats.ts", [
     { name: "read", path: values.data },
-    { name: "write", path: values.out },
-    { name: "read", path: values.out },
+    { name: "write", path: values.out ?? "out/tokenizer_stats" },
+    { name: "read", path: values.out ?? "out/tokenizer_stats" },
     ...names.filter((n) => n.startsWith("hf:")).map((n) => ({
       name: "read" as const,
       path: n.slice(3),
@@ -296,7 +298,7 @@ await runScript({ name: "tokenizer_stats.ts", usage: USAGE, needs: [] }, async (
       },
     )
     : "";
-  const files = await writeOutputs(values.out, {
+  const files = await writeOutputs(await runFolder("tokenizer_stats", values), {
     "stats.csv": statsCsv,
     "overlap.csv": stringify([[
       "tokenizer",

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --no-prompt --allow-read=data,../shared/data,out --allow-write=out
+#!/usr/bin/env -S deno run --no-prompt --allow-read --allow-write=out
 /**
  * Toxic spans across domains (Schouten et al.): lexicon detectors (off the shelf and constructed
  * from training spans), a bag-of-words rationale extractor, gap filling and a binary gate, grid
@@ -14,6 +14,7 @@ import { intFlag } from "../lib/core/args.ts";
 import { granted, requirePermissions } from "../lib/core/permissions.ts";
 import { progress } from "../lib/core/progress.ts";
 import { runScript } from "../lib/core/script.ts";
+import { RUN_FOLDER_FLAGS, runFolder } from "../lib/core/run_folder.ts";
 import { writeOutputs } from "../lib/io/output.ts";
 import { markdownTable } from "../lib/report/markdown.ts";
 import { heatmapSvg, htmlPage } from "../lib/report/svg.ts";
@@ -59,7 +60,8 @@ Options:
   --mode M             lexicon span matching: substring (the authors' regex) | word (default substring)
   --min-type-posts N   ACL-2022 span types with fewer test posts are left out (default 20)
   --quick              a small grid (θ 5 values, min occurrences 1 and 5, k 0 and 1)
-  --out DIR            output folder (default out/toxic_spans)
+  --out DIR            output folder (default out/toxic_spans/<run-id>)
+                       a chosen folder must be new or empty, unless --overwrite
 
 Per-post F1 is SemEval-2021's (both empty → 1, one empty → 0); aggregates are per-post means
 over all posts, toxic and non-toxic posts (precision/recall skip undefined posts). Every
@@ -113,7 +115,7 @@ await runScript({ name: "toxic_spans.ts", usage: USAGE, needs: [] }, async (args
       mode: { type: "string", default: "substring" },
       "min-type-posts": { type: "string", default: "20" },
       quick: { type: "boolean", default: false },
-      out: { type: "string", default: "out/toxic_spans" },
+      ...RUN_FOLDER_FLAGS,
     },
   });
   const mode = values.mode as MatchMode;
@@ -122,8 +124,8 @@ await runScript({ name: "toxic_spans.ts", usage: USAGE, needs: [] }, async (args
   }
   requirePermissions("toxic_spans.ts", [
     { name: "read", path: values.data },
-    { name: "write", path: values.out },
-    { name: "read", path: values.out },
+    { name: "write", path: values.out ?? "out/toxic_spans" },
+    { name: "read", path: values.out ?? "out/toxic_spans" },
   ]);
   const minTypePosts = intFlag("--min-type-posts", values["min-type-posts"], 1);
   const grid = values.quick
@@ -497,7 +499,7 @@ await runScript({ name: "toxic_spans.ts", usage: USAGE, needs: [] }, async (args
       "top FP in lexicon",
     ]),
   ].join("\n");
-  const files = await writeOutputs(values.out, {
+  const files = await writeOutputs(await runFolder("toxic_spans", values), {
     "results.json": JSON.stringify(
       {
         notes,

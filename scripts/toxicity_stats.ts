@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --no-prompt --allow-read=data,../shared/data,out --allow-write=out --allow-ffi=ffi/build
+#!/usr/bin/env -S deno run --no-prompt --allow-read --allow-write=out --allow-ffi=ffi/build
 /**
  * Toxicity statistics of comment collections across languages, events and topics (Tufa et al.,
  * NLDB 2024 and TRAC 2024): lexicon toxicity and sentiment per comment, ratios per language ×
@@ -21,6 +21,7 @@ import { FormatError } from "../lib/core/errors.ts";
 import { requirePermissions } from "../lib/core/permissions.ts";
 import { progress } from "../lib/core/progress.ts";
 import { runScript } from "../lib/core/script.ts";
+import { RUN_FOLDER_FLAGS, runFolder } from "../lib/core/run_folder.ts";
 import { readCsv } from "../lib/io/text.ts";
 import { writeOutputs } from "../lib/io/output.ts";
 import { markdownTable } from "../lib/report/markdown.ts";
@@ -61,7 +62,8 @@ Method (our defaults; the papers do not state theirs):
   --topics FILE          CSV community,topic
   --min-topic-comments N topics with fewer comments in a language are left out of the rank
                          agreement (default 50)
-  --out DIR              output folder (default out/toxicity_stats)
+  --out DIR              output folder (default out/toxicity_stats/<run-id>)
+                         a chosen folder must be new or empty, unless --overwrite
 Ranks:
   --dist B               single (one process, the default) | mpi: the ranks of an mpirun job
                          (mpirun -np N deno run --allow-ffi=ffi/build … --dist mpi); the input is
@@ -135,7 +137,7 @@ const OPTIONS = {
   "min-day-comments": { type: "string", default: "20" },
   topics: { type: "string" },
   "min-topic-comments": { type: "string", default: "50" },
-  out: { type: "string", default: "out/toxicity_stats" },
+  ...RUN_FOLDER_FLAGS,
   dist: { type: "string", default: "single" },
   "comm-timeout": { type: "string", default: "86400" },
 } as const;
@@ -169,8 +171,8 @@ async function prepare(values: Flags) {
     ...(values.lexicon !== "ldnoobw"
       ? [{ name: "read" as const, path: values["hurtlex-dir"] }]
       : []),
-    { name: "write", path: values.out },
-    { name: "read", path: values.out },
+    { name: "write", path: values.out ?? "out/toxicity_stats" },
+    { name: "read", path: values.out ?? "out/toxicity_stats" },
   ]);
   const window = intFlag("--window", values.window, 1);
   const minHits = intFlag("--min-hits", values["min-hits"], 1);
@@ -404,7 +406,7 @@ await runScript({ name: "toxicity_stats.ts", usage: USAGE, needs: [] }, async (a
       ]
       : []),
   ].join("\n");
-  const files = await writeOutputs(values.out, {
+  const files = await writeOutputs(await runFolder("toxicity_stats", values), {
     "daily.csv": csv(daily.map((r) => ({ ...r, day: isoDay(r.day) }))),
     "weekly.csv": csv(weekly.map((r) => ({ ...r, week: isoDay(r.week) }))),
     "events.csv": csv(ev.rows),

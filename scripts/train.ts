@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --no-prompt --allow-read=data,out --allow-write=out --allow-ffi=ffi/build --allow-env=LMKIT_BACKEND
+#!/usr/bin/env -S deno run --no-prompt --allow-read --allow-write=out --allow-ffi=ffi/build --allow-env=LMKIT_BACKEND
 /**
  * Trains a Llama model: fine-tunes a checkpoint (default: the bundled model on the SemEval-2021
  * toxic-spans comments, held-out bits/byte on their test split) or trains one from scratch, with
@@ -20,6 +20,7 @@ import { requirePermissions } from "../lib/core/permissions.ts";
 import { progress } from "../lib/core/progress.ts";
 import { Rng } from "../lib/core/rng.ts";
 import { runScript } from "../lib/core/script.ts";
+import { RUN_FOLDER_FLAGS, runFolder } from "../lib/core/run_folder.ts";
 import { writeOutputs } from "../lib/io/output.ts";
 import { selectBackend } from "../ffi/mod.ts";
 import type { LlamaConfig } from "../lib/model/config.ts";
@@ -77,7 +78,8 @@ Data-parallel (several processes or machines):
                        during the backward, rank 0 writes every output
   --bucket-mb X        gradient bucket size in MiB (default 25, as PyTorch DDP)
   --comm-timeout S     mpi: the most seconds a rank waits for the others (default 600)
-  --out DIR            report folder (default out/train)
+  --out DIR            report folder (default out/train/<run-id>)
+                       a chosen folder must be new or empty, unless --overwrite
   --json               also print results.json
   -h, --help           this text
 
@@ -161,7 +163,7 @@ await runScript({ name: "train.ts", usage: USAGE, needs: [] }, async (args) => {
       dist: { type: "string", default: "single" },
       "bucket-mb": { type: "string", default: String(DEFAULT_BUCKET_BYTES / 2 ** 20) },
       "comm-timeout": { type: "string", default: "600" },
-      out: { type: "string", default: "out/train" },
+      ...RUN_FOLDER_FLAGS,
       json: { type: "boolean", default: false },
     },
     strict: true,
@@ -200,8 +202,8 @@ await runScript({ name: "train.ts", usage: USAGE, needs: [] }, async (args) => {
     ...(values.resume ? [{ name: "read" as const, path: values.resume }] : []),
     ...(ckptDir ? [{ name: "write" as const, path: ckptDir }] : []),
     ...(values.save ? [{ name: "write" as const, path: values.save }] : []),
-    { name: "write", path: values.out },
-    { name: "read", path: values.out },
+    { name: "write", path: values.out ?? "out/train" },
+    { name: "read", path: values.out ?? "out/train" },
   ]);
   const backend = selectBackend(values.backend);
   using comm = createCommunicator(values.dist, { timeoutSeconds: commTimeout });
@@ -388,7 +390,7 @@ await runScript({ name: "train.ts", usage: USAGE, needs: [] }, async (args) => {
         : []),
     ], ["metric", "value"]) + "\n\n## Held-out evaluations\n\n" +
     markdownTable(evals, ["step", "lr", "loss", "heldoutBitsPerByte"]) + "\n";
-  const files = await writeOutputs(values.out, {
+  const files = await writeOutputs(await runFolder("train", values), {
     "results.json": JSON.stringify(results, null, 2),
     "loss.csv": stringify(
       history.map((h) => ({

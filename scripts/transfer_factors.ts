@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --no-prompt --allow-read=data,out --allow-write=out
+#!/usr/bin/env -S deno run --no-prompt --allow-read --allow-write=out
 /**
  * Factors of cross-lingual transfer: regress transfer scores on factors (script match, tokenizer
  * statistics, model size, typological distance, …) with standardised coefficients, LMG relative
@@ -11,6 +11,7 @@ import { stringify } from "@std/csv";
 import { intFlag, numFlag } from "../lib/core/args.ts";
 import { requirePermissions } from "../lib/core/permissions.ts";
 import { runScript } from "../lib/core/script.ts";
+import { RUN_FOLDER_FLAGS, runFolder } from "../lib/core/run_folder.ts";
 import { writeOutputs } from "../lib/io/output.ts";
 import { markdownTable } from "../lib/report/markdown.ts";
 import { groupedBarSvg, htmlPage } from "../lib/report/svg.ts";
@@ -38,7 +39,8 @@ Options:
   --level P             confidence level (default 0.95)
   --seed N              bootstrap seed (default 0)
   --pud DIR             text for the scripts of languages (default data/multilingual_text/ud_pud)
-  --out DIR             output folder (default out/transfer_factors)
+  --out DIR             output folder (default out/transfer_factors/<run-id>)
+                        a chosen folder must be new or empty, unless --overwrite
 
 A missing or non-numeric value in a used column, a results row without a matching factor row,
 a constant or collinear factor: one sentence naming file, line and column. Outputs: fit.json,
@@ -57,7 +59,7 @@ await runScript({ name: "transfer_factors.ts", usage: USAGE, needs: [] }, async 
       level: { type: "string", default: "0.95" },
       seed: { type: "string", default: "0" },
       pud: { type: "string", default: "data/multilingual_text/ud_pud" },
-      out: { type: "string", default: "out/transfer_factors" },
+      ...RUN_FOLDER_FLAGS,
     },
   });
   if (!values.results || !values.factors) {
@@ -68,8 +70,8 @@ await runScript({ name: "transfer_factors.ts", usage: USAGE, needs: [] }, async 
   requirePermissions("transfer_factors.ts", [
     { name: "read", path: values.results },
     ...tables.map((t) => ({ name: "read" as const, path: t })),
-    { name: "write", path: values.out },
-    { name: "read", path: values.out },
+    { name: "write", path: values.out ?? "out/transfer_factors" },
+    { name: "read", path: values.out ?? "out/transfer_factors" },
   ]);
   const replicates = intFlag("--bootstrap", values.bootstrap, 10);
   const level = numFlag("--level", values.level, 0.5, 0.999);
@@ -127,7 +129,7 @@ await runScript({ name: "transfer_factors.ts", usage: USAGE, needs: [] }, async 
     { label: "share of R² (LMG)", values: order.map((r) => r["share of R²"]) },
     { label: "|standardised coefficient|", values: order.map((r) => Math.abs(r.standardised)) },
   ], { title: "Relative importance of the factors", width: 720, height: 320 });
-  const files = await writeOutputs(values.out, {
+  const files = await writeOutputs(await runFolder("transfer_factors", values), {
     "fit.json": JSON.stringify(fit, null, 1) + "\n",
     "factors.csv": stringify([
       [

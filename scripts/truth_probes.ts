@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --no-prompt --allow-read=data,../shared/data,out --allow-write=out --allow-ffi=ffi/build --allow-env=LMKIT_BACKEND
+#!/usr/bin/env -S deno run --no-prompt --allow-read --allow-write=out --allow-ffi=ffi/build --allow-env=LMKIT_BACKEND
 /**
  * Truth directions in context (Schouten et al.; sfschouten/tvj-in-llms): hidden states of
  * contrast pairs in seven premise variants, LR / mass-mean / CCR (/ CCS / unsupervised
@@ -16,6 +16,7 @@ import { intFlag } from "../lib/core/args.ts";
 import { requirePermissions } from "../lib/core/permissions.ts";
 import { progress } from "../lib/core/progress.ts";
 import { runScript } from "../lib/core/script.ts";
+import { RUN_FOLDER_FLAGS, runFolder } from "../lib/core/run_folder.ts";
 import { writeOutputs } from "../lib/io/output.ts";
 import { selectBackend } from "../ffi/mod.ts";
 import { LINEAR_NAMES, type LinearName, LlamaModel } from "../lib/model/llama.ts";
@@ -92,7 +93,8 @@ Usage: scripts/truth_probes.ts [options]
   --calib-windows N  calibration windows of 256 tokens for --compress (default 32)
   --cache DIR        hidden-state cache (default out/truth-probes/cache)
   --backend NAME     ts, cpu or cuda (default: the fastest available)
-  --out DIR          results.json, *.csv, report.md, report.html (default out/truth-probes)
+  --out DIR          results.json, *.csv, report.md, report.html (default out/truth-probes/<run-id>)
+                     a chosen folder must be new or empty, unless --overwrite
   Files outside data/ and ../shared/data need --allow-read=FILE added to the deno run command.
 
 Training groups (the authors'): pos-prem and no-prem train every probe on the original-premise
@@ -239,7 +241,7 @@ await runScript({ name: "truth_probes.ts", usage: USAGE, needs: [] }, async (arg
       "calib-windows": { type: "string", default: "32" },
       cache: { type: "string", default: "out/truth-probes/cache" },
       backend: { type: "string" },
-      out: { type: "string", default: "out/truth-probes" },
+      ...RUN_FOLDER_FLAGS,
     },
     strict: true,
   });
@@ -260,7 +262,7 @@ await runScript({ name: "truth_probes.ts", usage: USAGE, needs: [] }, async (arg
     { name: "read", path: values.data },
     { name: "read", path: values.cache },
     { name: "write", path: values.cache },
-    { name: "write", path: values.out },
+    { name: "write", path: values.out ?? "out/truth-probes" },
   ]);
   const backend = selectBackend(values.backend);
   const model = await LlamaModel.load(values.model, { backend });
@@ -884,7 +886,7 @@ await runScript({ name: "truth_probes.ts", usage: USAGE, needs: [] }, async (arg
         columns: Object.keys(rows[0] ?? {}),
       },
     );
-  const files = await writeOutputs(values.out, {
+  const files = await writeOutputs(await runFolder("truth-probes", values), {
     "results.json": JSON.stringify(results, null, 2),
     "accuracy.csv": csv(accRows),
     "metrics.csv": csv(metricRows),

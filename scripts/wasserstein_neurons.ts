@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --no-prompt --allow-read=data,out --allow-write=out --allow-ffi=ffi/build --allow-env=LMKIT_BACKEND
+#!/usr/bin/env -S deno run --no-prompt --allow-read --allow-write=out --allow-ffi=ffi/build --allow-env=LMKIT_BACKEND
 /**
  * Wasserstein neurons of a Llama model: every MLP neuron's W1 distance to N(0,1) over
  * calibration tokens, the top-p% per layer, and the paper's entanglement ablation (prune with
@@ -12,6 +12,7 @@ import { intFlag, numFlag } from "../lib/core/args.ts";
 import { requirePermissions } from "../lib/core/permissions.ts";
 import { Rng } from "../lib/core/rng.ts";
 import { runScript } from "../lib/core/script.ts";
+import { RUN_FOLDER_FLAGS, runFolder } from "../lib/core/run_folder.ts";
 import { writeOutputs } from "../lib/io/output.ts";
 import { selectBackend } from "../ffi/mod.ts";
 import { bundledDocuments, calibrationWindows } from "../lib/model/corpus.ts";
@@ -50,7 +51,8 @@ Options:
   --no-ablation        only measure and select neurons
   --seed N             calibration order and random-neuron seed (default 0)
   --backend B          ts | cpu | cuda
-  --out DIR            output folder (default out/wasserstein_neurons)
+  --out DIR            output folder (default out/wasserstein_neurons/<run-id>)
+                       a chosen folder must be new or empty, unless --overwrite
   -h, --help           this text
 
 Held-out quality is the bits per byte (nats/token otherwise) of the model folder's golden.json
@@ -75,15 +77,15 @@ await runScript({ name: "wasserstein_neurons.ts", usage: USAGE, needs: [] }, asy
       heldout: { type: "string", default: "64" },
       seed: { type: "string", default: "0" },
       backend: { type: "string" },
-      out: { type: "string", default: "out/wasserstein_neurons" },
+      ...RUN_FOLDER_FLAGS,
     },
     strict: true,
   });
   requirePermissions("wasserstein_neurons.ts", [
     { name: "read", path: values.model },
     { name: "read", path: values.data },
-    { name: "write", path: values.out },
-    { name: "read", path: values.out },
+    { name: "write", path: values.out ?? "out/wasserstein_neurons" },
+    { name: "read", path: values.out ?? "out/wasserstein_neurons" },
   ]);
   const backend = selectBackend(values.backend);
   const percent = numFlag("--percent", values.percent, 1e-9, 99.999);
@@ -334,7 +336,7 @@ await runScript({ name: "wasserstein_neurons.ts", usage: USAGE, needs: [] }, asy
     bars,
     `<h2>Most and least Gaussian gate_proj neurons</h2>${hists.join("")}`,
   ]);
-  const files = await writeOutputs(values.out, {
+  const files = await writeOutputs(await runFolder("wasserstein_neurons", values), {
     "neurons.csv": stringify(neuronRows, {
       columns: ["layer", "name", "neuron", "w1", "selected"],
     }),

@@ -30,10 +30,11 @@ export const AWKWARD = [1, 3, 17, 129];
 /** Runs `deno <args>` from the repository root with no stdin; returns exit code and output. */
 export async function runDeno(
   args: string[],
+  options: { cwd?: string } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
     args,
-    cwd: new URL("../", import.meta.url).pathname,
+    cwd: options.cwd ?? new URL("../", import.meta.url).pathname,
     stdin: "null",
     env: { NO_COLOR: "1" },
   }).output();

@@ -74,3 +74,33 @@ export function quoteValue(v: unknown, max = 80): string {
   }
   return s.length > max ? `${s.slice(0, max)}…` : s;
 }
+
+/**
+ * The error for a checkpoint folder without `config.json`: when the folder itself does not exist
+ * it says so, relative to the working directory (a mistyped `--model` path), else that the folder
+ * has no config.json.
+ *
+ * @example
+ * ```ts
+ * import { missingConfigError } from "./errors.ts";
+ * const e = missingConfigError("no/such/model");
+ * if (!e.message.startsWith("Checkpoint folder 'no/such/model' does not exist")) throw e;
+ * ```
+ */
+export function missingConfigError(dir: string, what = "Checkpoint folder"): FormatError {
+  let exists = true;
+  try {
+    Deno.statSync(dir);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) exists = false;
+  }
+  if (exists) return new FormatError(`${what} '${dir}' has no config.json`);
+  const rel = dir.startsWith("/") ? "" : (() => {
+    try {
+      return ` (relative to '${Deno.cwd()}')`;
+    } catch {
+      return " (relative to the working directory)";
+    }
+  })();
+  return new FormatError(`${what} '${dir}' does not exist${rel}`);
+}

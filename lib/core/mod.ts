@@ -11,3 +11,4 @@ export * from "./progress.ts";
 export * from "./permissions.ts";
 export * from "./args.ts";
 export * from "./numeric.ts";
+export * from "./run_folder.ts";

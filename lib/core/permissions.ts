@@ -31,8 +31,85 @@ export function granted(need: Need): boolean {
   return Deno.permissions.querySync(need).state === "granted";
 }
 
+/** Quotes `arg` for a POSIX shell when it needs it. */
+function shellQuote(arg: string): string {
+  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+
 /**
- * Throws one `Deno.errors.NotCapable` error naming every missing flag, or returns quietly.
+ * The permission flags of the running script's shebang line (`#!/usr/bin/env -S deno run …`), or
+ * [] when the main module is not a readable local file with such a line.
+ */
+function shebangFlags(): string[] {
+  try {
+    const url = new URL(Deno.mainModule);
+    if (url.protocol !== "file:") return [];
+    if (Deno.permissions.querySync({ name: "read", path: url.pathname }).state !== "granted") {
+      return [];
+    }
+    const first = Deno.readTextFileSync(url.pathname).split("\n", 1)[0]!;
+    const m = /^#!.*\bdeno run (.*)$/.exec(first);
+    return m ? m[1]!.trim().split(/\s+/).filter((f) => f.startsWith("--")) : [];
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * The flags `base` with `missing` added: a missing `--allow-x=b` joins `--allow-x=a` as
+ * `--allow-x=a,b`; a flag without a value replaces the one with values.
+ *
+ * @example
+ * ```ts
+ * import { mergeFlags } from "./permissions.ts";
+ * const f = mergeFlags(["--no-prompt", "--allow-write=out"], ["--allow-write=/tmp/x"]);
+ * if (f.join(" ") !== "--no-prompt --allow-write=out,/tmp/x") throw new Error(f.join(" "));
+ * ```
+ */
+export function mergeFlags(base: readonly string[], missing: readonly string[]): string[] {
+  const out = [...base];
+  for (const m of missing) {
+    const [name, value] = m.split(/=(.*)/s, 2) as [string, string | undefined];
+    const i = out.findIndex((f) => f === name || f.startsWith(`${name}=`));
+    if (i < 0) out.push(m);
+    else if (value === undefined) out[i] = name;
+    else if (out[i] !== name) {
+      const have = out[i]!.slice(name.length + 1).split(",");
+      if (!have.includes(value)) out[i] = `${out[i]},${value}`;
+    }
+  }
+  return out;
+}
+
+/**
+ * The command line that runs the current script again with `missing` flags added: `deno run`, the
+ * script's shebang flags merged with the missing ones, the script's path (relative to the working
+ * directory when under it) and its arguments, each quoted for a shell.
+ */
+export function commandWith(
+  missing: readonly string[],
+  args: readonly string[] = Deno.args,
+): string {
+  let script = Deno.mainModule;
+  try {
+    const url = new URL(script);
+    if (url.protocol === "file:") {
+      script = url.pathname;
+      const cwd = Deno.permissions.querySync({ name: "read", path: "." }).state === "granted"
+        ? Deno.cwd()
+        : "";
+      if (cwd && script.startsWith(`${cwd}/`)) script = script.slice(cwd.length + 1);
+    }
+  } catch { /* keep the specifier */ }
+  const flags = mergeFlags(shebangFlags(), missing);
+  if (!flags.includes("--no-prompt")) flags.unshift("--no-prompt");
+  const rest = args[0] === "--" ? args.slice(1) : args;
+  return ["deno", "run", ...flags, script, ...rest].map(shellQuote).join(" ");
+}
+
+/**
+ * Throws one `Deno.errors.NotCapable` error naming every missing flag and the full command line
+ * that adds them, or returns quietly.
  *
  * @example
  * ```ts
@@ -41,12 +118,12 @@ export function granted(need: Need): boolean {
  * ```
  */
 export function requirePermissions(script: string, needs: Need[]): void {
-  const missing = needs.filter((n) => !granted(n)).map(flagOf);
+  const missing = [...new Set(needs.filter((n) => !granted(n)).map(flagOf))];
   if (missing.length > 0) {
     throw new Deno.errors.NotCapable(
-      `${script} needs ${
-        missing.join(" ")
-      }: add it to the deno run command (the deno task and the shebang grant what the defaults need)`,
+      `${script} needs ${missing.join(" ")}, which this run was not given; run it as:\n  ${
+        commandWith(missing)
+      }`,
     );
   }
 }

@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { type Need, requirePermissions } from "./permissions.ts";
+import { commandWith, type Need, requirePermissions } from "./permissions.ts";
+import { checkOutFlag, settleRunFolders } from "./run_folder.ts";
 
 /** What a script declares about itself. */
 export interface ScriptSpec {
@@ -33,10 +34,13 @@ export async function runScript(
   }
   try {
     requirePermissions(spec.name, spec.needs);
+    await checkOutFlag(args);
     await main(args);
+    await settleRunFolders(true);
   } catch (e) {
     const err = e as Error;
-    console.error(`error: ${plainMessage(e)}`);
+    await settleRunFolders(false);
+    console.error(`error: ${plainMessage(e, spec.name, args)}`);
     const debug = { name: "env", variable: "LMKIT_DEBUG" } as const;
     if (Deno.permissions.querySync(debug).state === "granted" && Deno.env.get("LMKIT_DEBUG")) {
       console.error(err?.stack);
@@ -45,12 +49,31 @@ export async function runScript(
   }
 }
 
+/** The working directory, or "the working directory" when it may not be read. */
+function where(): string {
+  return Deno.permissions.querySync({ name: "read", path: "." }).state === "granted"
+    ? `'${Deno.cwd()}'`
+    : "the working directory";
+}
+
 /**
  * The error's message, with the system's wording for a missing file ("No such file or directory
  * (os error 2): readfile 'x.txt'") said plainly: "'x.txt' does not exist".
  */
-function plainMessage(e: unknown): string {
+function plainMessage(e: unknown, script: string, args: string[]): string {
   const message = (e as Error)?.message ?? String(e);
+  // Deno's own refusal ("Requires read access to "x", run again with the --allow-read flag"),
+  // for a path the script did not check up front: the flag and the command line that adds it
+  const refused = e instanceof Deno.errors.NotCapable &&
+    /^Requires (read|write|net|env|run|ffi|sys) access to "(.*?)"/.exec(message);
+  if (refused) {
+    const flag = `--allow-${refused[1]}=${refused[2]}`;
+    return `${script} needs ${flag}, which this run was not given; run it as:\n  ${
+      commandWith([flag], args)
+    }`;
+  }
   const missing = e instanceof Deno.errors.NotFound && /\(os error 2\): \w+ '(.*)'$/.exec(message);
-  return missing ? `'${missing[1]}' does not exist` : message;
+  if (!missing) return message;
+  const path = missing[1]!;
+  return `'${path}' does not exist${path.startsWith("/") ? "" : ` (relative to ${where()})`}`;
 }

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { FormatError, ShapeError } from "../core/errors.ts";
+import { FormatError, missingConfigError, ShapeError } from "../core/errors.ts";
 import { Matrix } from "../core/matrix.ts";
 import { openCheckpoint, type Tensor } from "../io/safetensors.ts";
 import { type Backend, causalAttention, selectBackend, swiglu } from "../kernels/mod.ts";
@@ -210,7 +210,7 @@ export class LlamaModel {
       configText = await Deno.readTextFile(`${dir}/config.json`);
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) {
-        throw new FormatError(`Checkpoint folder '${dir}' has no config.json`);
+        throw missingConfigError(dir);
       }
       throw e;
     }

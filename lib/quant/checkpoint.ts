@@ -22,7 +22,7 @@
  *
  * @module
  */
-import { FormatError, quoteValue } from "../core/errors.ts";
+import { FormatError, missingConfigError, quoteValue } from "../core/errors.ts";
 import { writeFolder } from "../io/output.ts";
 import {
   f16ToF32,
@@ -351,7 +351,7 @@ export async function readConfigJson(dir: string): Promise<Record<string, unknow
     config = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) {
-      throw new FormatError(`Checkpoint folder '${dir}' has no config.json`);
+      throw missingConfigError(dir);
     }
     if (e instanceof SyntaxError) {
       throw new FormatError(`'${dir}/config.json' is not JSON: ${e.message}`);

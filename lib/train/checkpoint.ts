@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { FormatError } from "../core/errors.ts";
+import { FormatError, missingConfigError } from "../core/errors.ts";
 import { type LlamaConfig, parseLlamaConfig } from "../model/config.ts";
 import {
   openCheckpoint,
@@ -213,7 +213,7 @@ export async function loadCheckpoint(root: string): Promise<Checkpoint> {
     configText = await Deno.readTextFile(`${dir}/config.json`);
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
-    throw new FormatError(`Checkpoint '${dir}' has no config.json`);
+    throw missingConfigError(dir, "Checkpoint");
   }
   const config = parseLlamaConfig(configText, `${dir}/config.json`);
   let state: TrainerState;

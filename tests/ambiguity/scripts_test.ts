@@ -131,7 +131,11 @@ Deno.test("ambiguity_eval.ts live: killed with SIGKILL mid-run, resumed without 
     await Deno.writeTextFile(answers, '{"id": "T1_T2/dir', { append: true });
     const before = s.requests.length;
     s.delayMs = 0;
-    const r = await runDeno(args);
+    // the answers are in the --out folder, so resuming there writes over it: asked for
+    const refused = await runDeno(args);
+    assertEquals(refused.code, 1);
+    assert(refused.stderr.includes("add --overwrite"), refused.stderr);
+    const r = await runDeno([...args, "--overwrite"]);
     assertEquals(r.code, 0, r.stderr);
     assert(r.stderr.includes(`20 items, ${kept} already in ${answers}`), r.stderr);
     assert(r.stderr.includes("dropped an incomplete last line (17 bytes)"), r.stderr);

@@ -292,6 +292,12 @@ Deno.test("bad or inconsistent quantized files fail with a FormatError naming th
     await assertRejects(
       () => loadQuantizedModel(`${dir}/nowhere`),
       FormatError,
+      `'${dir}/nowhere' does not exist`,
+    );
+    await Deno.mkdir(`${dir}/empty`);
+    await assertRejects(
+      () => loadQuantizedModel(`${dir}/empty`),
+      FormatError,
       "has no config.json",
     );
   } finally {

@@ -67,7 +67,7 @@ Deno.test("quik.ts: bad options fail in one sentence, before any work, with no o
       [["--outlier-fraction", "2"], "error: --outlier-fraction '2': expected 0 to 1"],
       [["--calib-windows", "0"], "error: --calib-windows '0' is not an integer"],
       [["--bits", "3"], "error: "],
-      [["--model", `${tmp}/nowhere`], "has no config.json"],
+      [["--model", `${tmp}/nowhere`], "does not exist"],
     ];
     for (const [args, msg] of cases) {
       const r = await run(tmp, [...args, "--out", `${tmp}/out`]);

@@ -49,7 +49,7 @@ Deno.test("quantize.ts: bad options fail in one sentence, before any work, with 
       [["--names", "mlp"], "error: --names has 'mlp': expected projections among"],
       [["--nm", "4:2"], "error: --nm '4:2' is not N:M with 1 ≤ N < M"],
       [["--save", `${tmp}/q`], "error: --save needs exactly one configuration"],
-      [["--model", `${tmp}/nowhere`], "has no config.json"],
+      [["--model", `${tmp}/nowhere`], "does not exist"],
     ];
     for (const [args, msg] of cases) {
       const r = await run(tmp, [...args, "--out", `${tmp}/out`]);

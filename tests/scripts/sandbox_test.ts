@@ -61,8 +61,43 @@ Deno.test("selfcheck.ts without its write permission fails with one clear senten
   assertEquals(r.code, 1);
   assertEquals(
     r.stderr.trim(),
-    "error: selfcheck.ts needs --allow-write=out/selfcheck --allow-read=out/selfcheck: add it to the deno run command (the deno task and the shebang grant what the defaults need)",
+    "error: selfcheck.ts needs --allow-write=out/selfcheck --allow-read=out/selfcheck, which this run was not given; run it as:\n" +
+      // without read access the shebang cannot be read: the command adds what was missing
+      `  deno run --no-prompt --allow-write=out/selfcheck --allow-read=out/selfcheck ${ROOT}scripts/selfcheck.ts`,
   );
+});
+
+Deno.test("a script told to write where its flags do not reach prints the command line to copy, which then works", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const r = await run([
+      "task",
+      "tokenizer-stats",
+      "--",
+      "--languages",
+      "en",
+      "--tokenizers",
+      "r50k",
+      "--limit",
+      "20",
+      "--out",
+      `${dir}/run`,
+    ]);
+    assertEquals(r.code, 1, r.stderr);
+    const lines = r.stderr.trim().split("\n").filter((l) => !l.startsWith("Task "));
+    assertEquals(
+      lines[0],
+      `error: tokenizer_stats.ts needs --allow-write=${dir}/run, which this run was not given; run it as:`,
+    );
+    const cmd = lines[1]!.trim().split(" ");
+    assertEquals(cmd.slice(0, 2), ["deno", "run"]);
+    assert(cmd.includes(`--allow-write=out,${dir}/run`), lines[1]);
+    const again = await run(cmd.slice(1));
+    assertEquals(again.code, 0, again.stderr);
+    assert(Deno.statSync(`${dir}/run/report.md`).isFile);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 async function probe(
@@ -87,6 +122,9 @@ Deno.test("inside a sandbox with no permissions the kernels run on the ts backen
   );
   assertEquals(r.code, 0, r.stderr);
   assertEquals(r.stdout.trim(), "ts 11");
+  // …and says so once, with the flag that loads the native kernels
+  assertEquals(r.stderr.split("native kernels are not loaded").length, 2, r.stderr);
+  assert(r.stderr.includes(`add --allow-ffi=${ROOT}ffi/build`), r.stderr);
   const asked = await probe(
     `import { selectBackend } from "${ROOT}ffi/mod.ts";
      try { selectBackend("cpu"); } catch (e) { console.log(\`\${e.name}: \${e.message}\`); }`,
