@@ -58,9 +58,9 @@ live:
   --timeout S          seconds per request (default 60)
   --limit N            only the first N items of each fragment and style
 
-A live run needs --allow-net for the endpoint's host and --allow-write/--allow-read for the
-answers file, e.g.
-  deno run --no-prompt --allow-read=../shared/data/ambiguity,out --allow-write=out \\
+A live run needs --allow-net for the endpoint's host (and --allow-write for an answers file
+outside out/), e.g.
+  deno run --no-prompt --allow-read --allow-write=out \\
     --allow-net=127.0.0.1:8000 scripts/ambiguity_eval.ts live --base-url http://127.0.0.1:8000/v1 --model m
 
 Scoring is the authors' calc_metrics.py: an unparseable answer is "neither", an option number

@@ -21,8 +21,7 @@ Usage: scripts/generate.ts [options]
 
 Options:
   --model DIR          HF checkpoint folder (default data/models/tinyllama-bytes), also a
-                       Sparse Expansion checkpoint from sparse_expand.ts --save; a folder
-                       outside data/ needs --allow-read=DIR as well
+                       Sparse Expansion checkpoint from sparse_expand.ts --save
   --prompt TEXT        (default "The city of Paris is in France.")
   --max-new-tokens N   (default 50; prompt and new tokens together at most the model's
                        max_position_embeddings)

@@ -40,7 +40,7 @@ lgreco.ts — L-GreCo: per-layer adaptive gradient compression (quantization, To
 compared with uniform compression and none, on data-parallel fine-tuning of a Llama model.
 
 Usage: scripts/lgreco.ts [options]
-       mpirun -np N deno run --no-prompt --allow-read=data,out --allow-write=out \\
+       mpirun -np N deno run --no-prompt --allow-read --allow-write=out \\
          --allow-ffi=ffi/build scripts/lgreco.ts --dist mpi [options]
        deno task lgreco [-- options]
 

@@ -30,7 +30,6 @@ Input (one of; default: the validation batch in the model folder's golden.json):
   --jsonl FILE         a JSONL file; each record's --field (default "text") is one document
   --golden FILE        the validation batch of another golden.json, e.g. the bundled model's
                        for a checkpoint that sparse_expand.ts --save wrote from it
-  Files outside data/ need --allow-read=FILE added to the deno run command.
 
 Options:
   --model DIR          HF checkpoint folder (default data/models/tinyllama-bytes); Sparse

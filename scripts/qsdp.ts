@@ -38,7 +38,7 @@ qsdp.ts — QSDP: fully sharded data-parallel training from scratch with quantiz
 all-gathers and gradient reduce-scatters, against uncompressed (fp32) FSDP.
 
 Usage: scripts/qsdp.ts [options]
-       mpirun -np N deno run --no-prompt --allow-read=data,out --allow-write=out \\
+       mpirun -np N deno run --no-prompt --allow-read --allow-write=out \\
          --allow-ffi=ffi/build scripts/qsdp.ts --dist mpi [options]
        deno task qsdp [-- options]
 

@@ -45,7 +45,6 @@ Data (documents: a .txt file is one document, .jsonl/.csv/.tsv give one per reco
   --train FILE         training documents (default data/toxic_spans/semeval2021/tsd_train.csv)
   --heldout FILE       held-out documents (default data/toxic_spans/semeval2021/tsd_test.csv)
   --field NAME         JSONL/CSV field holding the text (default text)
-  Files outside data/ need --allow-read=FILE added to the deno run command.
 
 Model:
   --model DIR          checkpoint to fine-tune (default data/models/tinyllama-bytes)

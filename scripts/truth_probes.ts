@@ -95,7 +95,6 @@ Usage: scripts/truth_probes.ts [options]
   --backend NAME     ts, cpu or cuda (default: the fastest available)
   --out DIR          results.json, *.csv, report.md, report.html (default out/truth-probes/<run-id>)
                      a chosen folder must be new or empty, unless --overwrite
-  Files outside data/ and ../shared/data need --allow-read=FILE added to the deno run command.
 
 Training groups (the authors'): pos-prem and no-prem train every probe on the original-premise
 or the no-premise variant and evaluate it on all seven; same trains the unsupervised probes (ccr,

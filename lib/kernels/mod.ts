@@ -32,3 +32,4 @@ export * from "./cross_entropy.ts";
 export * from "./adamw.ts";
 export * from "./quant_matmul.ts";
 export * from "./quik_matmul.ts";
+export * from "./selfcheck.ts";
