@@ -90,6 +90,42 @@ Deno.test("perplexity.ts: a record without the field fails in one sentence and w
   await Deno.remove(tmp, { recursive: true });
 });
 
+Deno.test("deno task demo -- --out DIR checks kernels, loss and continuation against golden.json; a wrong golden figure fails", async () => {
+  const tmp = await Deno.makeTempDir({ dir: "out" }); // the task may write under out/ only
+  try {
+    const r = await runDeno(["task", "demo", "--", "--out", `${tmp}/run`]);
+    assertEquals(r.code, 0, r.stderr);
+    assert(
+      r.stdout.includes("   matches golden.json: 1.254608 nats/token, 1.8279 bits/byte"),
+      r.stdout,
+    );
+    assert(r.stdout.includes("identical to golden.json's (50 tokens)"), r.stdout);
+    const res = JSON.parse(await Deno.readTextFile(`${tmp}/run/results.json`));
+    assert(res.ok && res.validation.absDelta <= 1e-4, JSON.stringify(res.validation));
+    // a model folder whose golden.json says another loss: the demo says so and exits 1
+    await Deno.mkdir(`${tmp}/model`);
+    for (const f of ["config.json", "model.safetensors"]) {
+      await Deno.copyFile(`data/models/tinyllama-bytes/${f}`, `${tmp}/model/${f}`);
+    }
+    const g = JSON.parse(await Deno.readTextFile("data/models/tinyllama-bytes/golden.json"));
+    g.val_batch.mean_loss_nats += 0.01;
+    await Deno.writeTextFile(`${tmp}/model/golden.json`, JSON.stringify(g));
+    const bad = await runDeno([
+      "task",
+      "demo",
+      "--",
+      "--model",
+      `${tmp}/model`,
+      "--out",
+      `${tmp}/bad`,
+    ]);
+    assertEquals(bad.code, 1);
+    assert(bad.stdout.includes("DIFFERS FROM golden.json: 1.264608"), bad.stdout);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
 Deno.test("generate.ts: bad options fail in one sentence before the prompt is printed", async () => {
   const flags = ["--allow-read=data", "--allow-ffi=ffi/build", "--allow-env=LMKIT_BACKEND"];
   const k = await run("generate.ts", ["--top-k", "0"], flags);
