@@ -100,6 +100,27 @@ Deno.test("a script told to write where its flags do not reach prints the comman
   }
 });
 
+Deno.test("a path that does not exist says so, relative to the working directory", async () => {
+  const text = await run(["task", "perplexity", "--", "--text", "no/such.txt"]);
+  assertEquals(text.code, 1);
+  assert(
+    text.stderr.includes(
+      `error: 'no/such.txt' does not exist (relative to '${ROOT.slice(0, -1)}')`,
+    ),
+    text.stderr,
+  );
+  const model = await run(["task", "generate", "--", "--model", "data/models/nope"]);
+  assertEquals(model.code, 1);
+  assert(
+    model.stderr.includes(
+      `error: Checkpoint folder 'data/models/nope' does not exist (relative to '${
+        ROOT.slice(0, -1)
+      }')`,
+    ),
+    model.stderr,
+  );
+});
+
 async function probe(
   code: string,
   flags: string[],
