@@ -3,7 +3,7 @@
 // k centroids fitted by k-means on the benchmark's own tokens, as Sparse Expansion fits them.
 import type { Matrix } from "../lib/core/matrix.ts";
 import type { Rng } from "../lib/core/rng.ts";
-import { fitCentroids, project, type Router } from "../lib/sparse/router.ts";
+import { fitCentroids, projectTokens, type Router } from "../lib/sparse/router.ts";
 
 /** A router for the tokens `x` (tokens × d) with `k` clusters. */
 export function benchRouter(x: Matrix, k: number, rng: Rng): Router {
@@ -16,7 +16,10 @@ export function benchRouter(x: Matrix, k: number, rng: Rng): Router {
     rank: r,
     k,
   };
-  return { ...base, centroids: fitCentroids(project(base, x), r, { k, restarts: 1, seed: 5 }) };
+  return {
+    ...base,
+    centroids: fitCentroids(projectTokens(base, x), r, { k, restarts: 1, seed: 5 }),
+  };
 }
 
 /** "smallest…largest tokens per expert" for the clusters `labels` of k experts. */

@@ -12,7 +12,7 @@ import { Rng } from "../lib/core/rng.ts";
 import { prunedCopy } from "./_prune.ts";
 import { compressWeight, sparseWeightBytes } from "../lib/kernels/sparse_weight.ts";
 import { matmul } from "../lib/kernels/matmul.ts";
-import { route } from "../lib/sparse/router.ts";
+import { routeTokens } from "../lib/sparse/router.ts";
 import { benchRouter, splitText } from "./_router.ts";
 import { SparseExpertLinear } from "../lib/sparse/sparse_expert.ts";
 
@@ -48,7 +48,7 @@ for (
     Deno.bench({
       name: `routed ${compressed.format} ${pattern} (${
         (sparseWeightBytes(compressed) / (4 * din * dout)).toFixed(2)
-      } of dense bytes per expert; ${splitText(route(r, x), E)})`,
+      } of dense bytes per expert; ${splitText(routeTokens(r, x), E)})`,
       group,
       n: 1,
       warmup: 0,

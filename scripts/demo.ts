@@ -13,7 +13,7 @@ import { runScript } from "../lib/core/script.ts";
 import { writeOutputs } from "../lib/io/output.ts";
 import { kernelCheckTable, kernelSelfCheck } from "../lib/kernels/selfcheck.ts";
 import { generate } from "../lib/model/generate.ts";
-import { evaluateLoss, goldenValidationBatch } from "../lib/model/perplexity.ts";
+import { checkGolden } from "../lib/model/golden.ts";
 import { loadTokenizer } from "../lib/model/tokenizer.ts";
 import { LlamaModel } from "../lib/model/llama.ts";
 import { selectBackend } from "../ffi/mod.ts";
@@ -39,34 +39,16 @@ Takes about 5 s on a 2-core machine. Writes results.json and report.md; exits 1 
 the loss or the continuation disagrees with its reference.
 `;
 
-/** The parts of golden.json the demo checks against. */
-interface Golden {
-  nats: number;
-  prompt: number[];
-  continuation: number[];
-}
-
-async function readGolden(dir: string): Promise<Golden> {
+/** golden.json's greedy continuation: its prompt and the ids PyTorch generated. */
+async function goldenContinuation(dir: string): Promise<{ prompt: number[]; ids: number[] }> {
   const file = `${dir}/golden.json`;
-  let g: Record<string, Record<string, unknown>>;
-  try {
-    g = JSON.parse(await Deno.readTextFile(file));
-  } catch (e) {
-    if (e instanceof SyntaxError) throw new FormatError(`'${file}' is not JSON: ${e.message}`);
-    if (e instanceof Deno.errors.NotFound) {
-      throw new RangeError(`'${dir}' has no golden.json to check the model against`);
-    }
-    throw e;
+  const g = JSON.parse(await Deno.readTextFile(file));
+  const prompt = g?.greedy_continuation?.prompt_ids, ids = g?.greedy_continuation?.generated_ids;
+  const isIds = (v: unknown) => Array.isArray(v) && v.every((x) => Number.isInteger(x));
+  if (!isIds(prompt) || !isIds(ids)) {
+    throw new FormatError(`'${file}' lacks greedy_continuation.prompt_ids and generated_ids`);
   }
-  const nats = g.val_batch?.mean_loss_nats;
-  const prompt = g.greedy_continuation?.prompt_ids, cont = g.greedy_continuation?.generated_ids;
-  const ids = (v: unknown) => Array.isArray(v) && v.every((x) => Number.isInteger(x));
-  if (typeof nats !== "number" || !ids(prompt) || !ids(cont)) {
-    throw new FormatError(
-      `'${file}' lacks val_batch.mean_loss_nats or greedy_continuation.prompt_ids/generated_ids`,
-    );
-  }
-  return { nats, prompt: prompt as number[], continuation: cont as number[] };
+  return { prompt, ids };
 }
 
 await runScript({ name: "demo.ts", usage: USAGE, needs: [] }, async (args) => {
@@ -88,7 +70,7 @@ await runScript({ name: "demo.ts", usage: USAGE, needs: [] }, async (args) => {
     throw new RangeError(`--tolerance '${values.tolerance}' is not a positive number`);
   }
   const backend = selectBackend(values.backend);
-  const golden = await readGolden(values.model);
+  const golden = await goldenContinuation(values.model);
 
   // 1. kernels
   const check = kernelSelfCheck({ seed });
@@ -105,29 +87,27 @@ await runScript({ name: "demo.ts", usage: USAGE, needs: [] }, async (args) => {
   // 2. validation loss
   const model = await LlamaModel.load(values.model, { backend });
   const tok = await loadTokenizer(values.model, model.config);
-  const seqs = await goldenValidationBatch(values.model);
   const t0 = performance.now();
-  const loss = evaluateLoss(model, seqs, { byteLevel: tok.byteLevel });
-  const seconds = (performance.now() - t0) / 1000;
-  const delta = Math.abs(loss.meanNats - golden.nats);
-  const lossOk = delta <= tolerance;
-  // golden.json stores nats/token; over the same targets its bits/byte scales the same way
-  const goldenBpb = loss.bitsPerByte * golden.nats / loss.meanNats;
+  const loss = await checkGolden(model, { golden: values.model, tolerance });
+  const seconds = (performance.now() - t0) / 1000, ref = loss.reference;
+  const delta = loss.absDelta, lossOk = loss.ok, goldenBpb = ref.bitsPerByte;
   const bpb = (x: number) => Number.isNaN(x) ? "—" : x.toFixed(4);
   console.log(
-    `2. validation batch (${seqs.length} × ${seqs[0]!.length - 1} tokens, ${backend}, ${
-      (loss.tokens / seconds).toFixed(0)
+    `2. validation batch (${ref.tokens} tokens, ${backend}, ${
+      (ref.tokens / seconds).toFixed(0)
     } tokens/s): ${loss.meanNats.toFixed(6)} nats/token, ${bpb(loss.bitsPerByte)} bits/byte`,
   );
   console.log(
-    `   ${lossOk ? "matches" : "DIFFERS FROM"} golden.json: ${golden.nats.toFixed(6)} nats/token, ${
-      bpb(goldenBpb)
-    } bits/byte (|Δ| = ${delta.toExponential(1)} nats/token, tolerance ${tolerance})`,
+    `   ${lossOk ? "matches" : "DIFFERS FROM"} golden.json: ${
+      ref.meanNats.toFixed(6)
+    } nats/token, ${bpb(goldenBpb)} bits/byte (|Δ| = ${
+      delta.toExponential(1)
+    } nats/token, tolerance ${tolerance})`,
   );
 
   // 3. greedy continuation
-  const ids = generate(model, golden.prompt, { maxNewTokens: golden.continuation.length });
-  const firstDiff = ids.findIndex((id, i) => id !== golden.continuation[i]);
+  const ids = generate(model, golden.prompt, { maxNewTokens: golden.ids.length });
+  const firstDiff = ids.findIndex((id, i) => id !== golden.ids[i]);
   const genOk = firstDiff < 0;
   const text = tok.decode(ids);
   console.log(
@@ -150,17 +130,16 @@ await runScript({ name: "demo.ts", usage: USAGE, needs: [] }, async (args) => {
     backend,
     kernels: check,
     validation: {
-      sequences: seqs.length,
-      tokens: loss.tokens,
+      tokens: ref.tokens,
       meanNats: loss.meanNats,
       bitsPerByte: loss.bitsPerByte,
-      goldenMeanNats: golden.nats,
+      goldenMeanNats: ref.meanNats,
       goldenBitsPerByte: goldenBpb,
       absDelta: delta,
       tolerance,
       ok: lossOk,
     },
-    continuation: { ids, text, golden: golden.continuation, ok: genOk },
+    continuation: { ids, text, golden: golden.ids, ok: genOk },
     ok,
   };
   const md = [
@@ -181,7 +160,7 @@ await runScript({ name: "demo.ts", usage: USAGE, needs: [] }, async (args) => {
     "| | nats/token | bits/byte |",
     "|---|---|---|",
     `| lmkit (${backend}) | ${loss.meanNats.toFixed(6)} | ${bpb(loss.bitsPerByte)} |`,
-    `| golden.json (PyTorch) | ${golden.nats.toFixed(6)} | ${bpb(goldenBpb)} |`,
+    `| golden.json (PyTorch) | ${ref.meanNats.toFixed(6)} | ${bpb(goldenBpb)} |`,
     "",
     `|Δ| = ${delta.toExponential(2)} nats/token (tolerance ${tolerance}): ${
       lossOk ? "matches" : "differs"

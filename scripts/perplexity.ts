@@ -15,7 +15,7 @@ import { runScript } from "../lib/core/script.ts";
 import { RUN_FOLDER_FLAGS, runFolder } from "../lib/core/run_folder.ts";
 import { writeOutputs } from "../lib/io/output.ts";
 import { selectBackend } from "../ffi/mod.ts";
-import { evaluateLoss, tokenStream, windows } from "../lib/model/perplexity.ts";
+import { evaluateLoss, tokenStream, tokenWindows } from "../lib/model/perplexity.ts";
 import { loadTokenizer } from "../lib/model/tokenizer.ts";
 import { loadExpandedModel } from "../lib/sparse/expansion_io.ts";
 
@@ -84,7 +84,7 @@ await runScript({ name: "perplexity.ts", usage: USAGE, needs: [] }, async (args)
   let seqs: number[][], source: string;
   if (input) {
     const stream = await tokenStream(input, tok, values.jsonl ? { field: values.field } : {});
-    seqs = windows(stream, context, stride);
+    seqs = tokenWindows(stream, context, stride);
     if (seqs.length === 0) {
       throw new RangeError(
         `'${input}' gives ${stream.length} tokens, fewer than one window of ${context + 1}`,

@@ -15,7 +15,7 @@
  * @module
  */
 // @ts-types="./_js_yaml.d.ts"
-import yaml from "js-yaml";
+import yaml from "npm:js-yaml@4.1.0";
 import { FormatError } from "../core/errors.ts";
 import { Rng } from "../core/rng.ts";
 import type { AmbiguityItem, Reading } from "./benchmark.ts";

@@ -32,13 +32,13 @@ export interface WireError {
 }
 
 /** An error as it travels between ranks. */
-export function wire(e: unknown): WireError {
+export function wireError(e: unknown): WireError {
   const err = e instanceof Error ? e : new Error(String(e));
   return { name: err.name, message: err.message };
 }
 
 /** An error of the class `name` names (FormatError, the built-in ones, Deno.errors.*). */
-export function revive(w: WireError): Error {
+export function reviveError(w: WireError): Error {
   const classes: Record<string, new (m: string) => Error> = {
     FormatError,
     RangeError,
@@ -67,13 +67,13 @@ export async function onEveryRank<T>(comm: Communicator, fn: () => T | Promise<T
     failure = e;
     failed = true;
   }
-  const all = comm.allGatherVSync(enc.encode(JSON.stringify(failed ? wire(failure) : null)))
+  const all = comm.allGatherVSync(enc.encode(JSON.stringify(failed ? wireError(failure) : null)))
     .map((b) => JSON.parse(dec.decode(b)) as WireError | null);
   const first = all.findIndex((x) => x !== null);
   if (first < 0) return value as T;
   comm.close();
   if (comm.rank !== 0) throw new RankFailed(`rank ${first} failed: ${all[first]!.message}`);
-  throw first === 0 ? failure : revive(all[first]!);
+  throw first === 0 ? failure : reviveError(all[first]!);
 }
 
 /**
@@ -88,7 +88,7 @@ export async function fromRoot<T>(comm: Communicator, fn: () => T | Promise<T>):
       mine = enc.encode(JSON.stringify({ value: await fn() }));
     } catch (e) {
       failure = e;
-      mine = enc.encode(JSON.stringify({ error: wire(e) }));
+      mine = enc.encode(JSON.stringify({ error: wireError(e) }));
     }
   }
   const got = JSON.parse(dec.decode(comm.allGatherVSync(mine)[0]!)) as {

@@ -5,7 +5,7 @@
  * @module
  */
 // @ts-types="./_cli_progress.d.ts"
-import cliProgress from "cli-progress";
+import cliProgress from "npm:cli-progress@3.12.0";
 
 /** A progress bar; every method is a no-op when output is not a terminal. */
 export interface Progress {

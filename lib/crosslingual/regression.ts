@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { Matrix as MlMatrix, QrDecomposition } from "ml-matrix";
+import { Matrix as MlMatrix, QrDecomposition } from "npm:ml-matrix@6.15.1";
 import { Rng } from "../core/rng.ts";
 import { meanSd } from "../stats/descriptive.ts";
 

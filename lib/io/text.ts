@@ -6,7 +6,7 @@
  */
 import { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
-import { parse } from "csv-parse";
+import { parse } from "npm:csv-parse@5.6.0";
 import { FormatError } from "../core/errors.ts";
 
 /**

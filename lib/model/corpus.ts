@@ -9,7 +9,7 @@
 import { FormatError } from "../core/errors.ts";
 import { Rng } from "../core/rng.ts";
 import { readCsv, readJsonl } from "../io/text.ts";
-import { windows } from "./perplexity.ts";
+import { tokenWindows } from "./perplexity.ts";
 import type { TextTokenizer } from "./tokenizer.ts";
 
 /** The PUD languages shipped in data/multilingual_text/ud_pud. */
@@ -87,7 +87,7 @@ export function calibrationWindows(
     for (const id of tokenizer.encode(docs[i] as string, { eos: true })) stream.push(id);
     if (stream.length >= need) break;
   }
-  const out = windows(stream, context, context + 1).slice(0, count);
+  const out = tokenWindows(stream, context, context + 1).slice(0, count);
   if (out.length < count) {
     throw new RangeError(
       `The documents give ${out.length} windows of ${

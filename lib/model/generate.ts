@@ -35,7 +35,7 @@ export function argmax(row: ArrayLike<number>): number {
 }
 
 /** Draws an id from `logits` under temperature, top-k and top-p. */
-export function sample(
+export function sampleToken(
   logits: ArrayLike<number>,
   rng: Rng,
   options: { temperature: number; topK?: number; topP?: number },
@@ -130,7 +130,7 @@ export function generate(
         } at generated position ${s} (prompt of ${prompt.length} tokens): its weights or activations overflowed`,
       );
     }
-    const id = temperature === 0 ? argmax(logits) : sample(logits, rng, {
+    const id = temperature === 0 ? argmax(logits) : sampleToken(logits, rng, {
       temperature,
       ...(options.topK !== undefined ? { topK: options.topK } : {}),
       ...(options.topP !== undefined ? { topP: options.topP } : {}),

@@ -12,3 +12,4 @@ export * from "./generate.ts";
 export * from "./perplexity.ts";
 export * from "./calibration.ts";
 export * from "./corpus.ts";
+export * from "./convenience.ts";

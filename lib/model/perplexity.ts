@@ -95,7 +95,11 @@ export function evaluateLoss(
  * Cuts a token stream into windows of `context + 1` tokens (inputs + shifted targets), starting
  * every `stride` tokens (default `context`: no overlap); a shorter tail is dropped.
  */
-export function windows(stream: readonly number[], context: number, stride = context): number[][] {
+export function tokenWindows(
+  stream: readonly number[],
+  context: number,
+  stride = context,
+): number[][] {
   if (!Number.isInteger(context) || context < 1) {
     throw new RangeError(`Context ${context} is not a positive integer`);
   }

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { Tokenizer as HfTokenizerImpl } from "@huggingface/tokenizers";
+import { Tokenizer as HfTokenizerImpl } from "npm:@huggingface/tokenizers@0.2.0";
 import { FormatError } from "../core/errors.ts";
 import type { LlamaConfig } from "./config.ts";
 

@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { EigenvalueDecomposition, Matrix as MlMatrix } from "ml-matrix";
+import { EigenvalueDecomposition, Matrix as MlMatrix } from "npm:ml-matrix@6.15.1";
 import { _checkLabels, _checkOption, _checkPairs } from "./_check.ts";
 import { _sub } from "./_math.ts";
 import { agglomerativeClustering, type Linkage } from "./cluster.ts";

@@ -4,7 +4,8 @@
  * sensitive" (code: sfschouten/tvj-in-llms): LR, mass-mean (and its iid and unsupervised
  * variants), CCS, CCR and the LM-head baseline; per-side centring, probabilities, calibration;
  * E1–E4, error_sv and the other metrics with the authors' aggregates; direction similarity.
- * Everything here takes plain arrays (see `pairs.ts` for the layout).
+ * The probes take plain arrays (see `pairs.ts` for the layout); `collect.ts` runs a model over
+ * contrast prompts to get them, `cache.ts` keeps them on disk and `data.ts` loads the truth items.
  *
  * @module
  */
@@ -22,3 +23,6 @@ export * from "./aggregate.ts";
 export * from "./metrics.ts";
 export * from "./similarity.ts";
 export * from "./groups.ts";
+export * from "./collect.ts";
+export * from "./cache.ts";
+export * from "./data.ts";

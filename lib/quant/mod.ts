@@ -14,3 +14,4 @@ export * from "./checkpoint.ts";
 export * from "./quik.ts";
 export * from "./quik_linear.ts";
 export * from "./quik_checkpoint.ts";
+export * from "./quantize_layers.ts";

@@ -13,7 +13,7 @@ import { HessianAccumulator } from "../kernels/gram.ts";
 import { type Backend, matmul } from "../kernels/mod.ts";
 import { DenseLinear, type Linear } from "../model/linear.ts";
 import { KVCache, type LinearName, type LlamaModel } from "../model/llama.ts";
-import { checkClusters, fitRouter, route, routedForward, type Router } from "./router.ts";
+import { checkClusters, fitRouter, routedForward, type Router, routeTokens } from "./router.ts";
 import { checkModelPattern } from "./_pattern.ts";
 import { sparseGpt } from "./sparsegpt.ts";
 
@@ -126,7 +126,7 @@ export async function sparseExpand(
       // gate and up share one router fitted on their common input
       const xg = collect(l, "gate_proj");
       const rg = fitRouter(xg, routerOptions(xg.cols, options, l));
-      const lg = route(rg, xg);
+      const lg = routeTokens(rg, xg);
       for (const name of ["gate_proj", "up_proj"] as const) {
         blk.linears[name] = expand(blk.linears[name], rg, xg, lg, options, backend);
       }
@@ -137,7 +137,7 @@ export async function sparseExpand(
         blk.linears.down_proj,
         rd,
         xd,
-        route(rd, xd),
+        routeTokens(rd, xd),
         options,
         backend,
       );
@@ -204,7 +204,7 @@ function identity(d: number): Matrix<Float64Array> {
 /**
  * FLOPs per token (two per multiply-add) of the model's MLPs and routers, counting only nonzero
  * weights. A router counts as the paper counts it, 2·d·r for the projection and 3·k·r for the k
- * distances, also where `route` evaluates the same rule as k linear scores (2·d·k; see
+ * distances, also where `routeTokens` evaluates the same rule as k linear scores (2·d·k; see
  * `routerScores`).
  */
 export function mlpFlopsPerToken(

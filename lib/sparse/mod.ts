@@ -13,3 +13,4 @@ export * from "./expansion_io.ts";
 export * from "./sparse_expert.ts";
 export * from "./sparse_expert_cuda.ts";
 export { checkModelPattern, type PatternOptions } from "./_pattern.ts";
+export * from "./prune_layers.ts";

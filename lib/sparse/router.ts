@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { EigenvalueDecomposition, Matrix as MlMatrix } from "ml-matrix";
+import { EigenvalueDecomposition, Matrix as MlMatrix } from "npm:ml-matrix@6.15.1";
 import { matmul } from "../kernels/matmul.ts";
 import { ShapeError } from "../core/errors.ts";
 import { Matrix, type MatrixData } from "../core/matrix.ts";
@@ -71,7 +71,7 @@ export function projectedMean(router: Router): Float64Array {
  * d ≥ 4096 and f32 inputs the product runs through the matmul kernel in f32 (X·Cᵀ − mean·Cᵀ);
  * below that, exactly in f64 (the bundled model's widths keep their exact routing).
  */
-export function project(router: Router, x: Matrix<MatrixData>): Float64Array {
+export function projectTokens(router: Router, x: Matrix<MatrixData>): Float64Array {
   const { dim: d, rank: r, mean, components } = router;
   if (x.cols !== d) throw new ShapeError(`The router expects rows of ${d}, got ${x.cols}`);
   if (d >= 4096 && x.data instanceof Float32Array && x.rows > 0) {
@@ -172,12 +172,12 @@ export function routerScores(router: Router): RouterScores {
 
 /**
  * Cluster of each row of `x` (hard top-1 routing), ties to the lower cluster. Where
- * {@linkcode project} runs in f32 (d ≥ 4096, f32 inputs) and there are fewer clusters than PCA
+ * {@linkcode projectTokens} runs in f32 (d ≥ 4096, f32 inputs) and there are fewer clusters than PCA
  * dimensions, the same rule is evaluated as k linear scores (2·d·k multiply-adds per token instead
  * of 2·d·r: 56× fewer at Llama-2-70B's down projection, d = 28672, r = 896, k = 16). FLOPs are
  * still counted as the paper counts the router (`mlpFlopsPerToken`): projection and distances.
  */
-export function route(router: Router, x: Matrix<MatrixData>): Int32Array {
+export function routeTokens(router: Router, x: Matrix<MatrixData>): Int32Array {
   const { dim: d, rank: r, k } = router;
   if (x.cols !== d) throw new ShapeError(`The router expects rows of ${d}, got ${x.cols}`);
   if (d >= 4096 && x.data instanceof Float32Array && x.rows > 0 && k < r) {
@@ -193,7 +193,7 @@ export function route(router: Router, x: Matrix<MatrixData>): Int32Array {
     }
     return out;
   }
-  const z = project(router, x), out = new Int32Array(x.rows);
+  const z = projectTokens(router, x), out = new Int32Array(x.rows);
   for (let t = 0; t < x.rows; t++) {
     out[t] = nearest(z, t, router.centroids, router.k, router.rank)[0];
   }
@@ -206,12 +206,12 @@ export function route(router: Router, x: Matrix<MatrixData>): Int32Array {
  *
  * @example
  * ```ts
- * import { fitRouter, route } from "./router.ts";
+ * import { fitRouter, routeTokens } from "./router.ts";
  * import { Matrix } from "../core/matrix.ts";
  * // two well-separated blobs along the first axis
  * const x = Matrix.from([[-5, 0.1], [-5.2, 0], [-4.9, -0.1], [5, 0], [5.1, 0.2], [4.8, -0.1]]);
  * const r = fitRouter(x, { k: 2, rank: 1 });
- * const c = route(r, x);
+ * const c = routeTokens(r, x);
  * if (c[0] !== c[1] || c[0] === c[3] || c[3] !== c[5]) throw new Error("wrong clusters");
  * ```
  */
@@ -255,7 +255,7 @@ export function fitRouter(x: Matrix, options: RouterOptions): Router {
     rank: r,
     k,
   };
-  const z = project(router, x);
+  const z = projectTokens(router, x);
   router.centroids = kmeans(z, n, r, k, options);
   return router;
 }
@@ -375,7 +375,7 @@ export function routedForward(
   outFeatures: number,
   expert: (cluster: number, rows: Matrix) => Matrix,
 ): Matrix {
-  const labels = route(router, x);
+  const labels = routeTokens(router, x);
   // one cluster for every row (always so for one token while decoding): no gather or scatter
   if (x.rows > 0 && labels.every((l) => l === labels[0])) return expert(labels[0]!, x);
   const out = Matrix.zeros(x.rows, outFeatures), d = x.cols, o = outFeatures;

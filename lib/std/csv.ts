@@ -5,8 +5,8 @@
  *
  * @module
  */
-import { parse as parseSync } from "csv-parse/sync";
-import { stringify as stringifySync } from "csv-stringify/sync";
+import { parse as parseSync } from "npm:csv-parse@5.6.0/sync";
+import { stringify as stringifySync } from "npm:csv-stringify@6.9.0/sync";
 
 /** Options of {@linkcode parse}. */
 export interface ParseOptions {

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { Decompress } from "fzstd";
+import { Decompress } from "npm:fzstd@0.1.1";
 import { FormatError, quoteValue } from "../core/errors.ts";
 import { gunzip, readCsv, splitLines, streamError } from "../io/text.ts";
 

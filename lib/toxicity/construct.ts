@@ -12,13 +12,13 @@
  * @module
  */
 import type { SpanPost } from "./spans.ts";
-import { runs } from "./spans.ts";
+import { offsetRuns } from "./spans.ts";
 
 const WORDS = /\p{L}+/gu;
 const ALPHA = /^\p{L}+$/u;
 
 /** The lower-cased letter runs of `text`. */
-export function words(text: string): string[] {
+export function letterWords(text: string): string[] {
   return text.toLowerCase().match(WORDS) ?? [];
 }
 
@@ -38,12 +38,12 @@ function cpSlice(cps: string[], start: number, end: number): string {
 export function countTokens(posts: readonly SpanPost[]): TokenCounts {
   const inToxic = new Map<string, number>(), all = new Map<string, number>();
   for (const p of posts) {
-    const textWords = words(p.text);
+    const textWords = letterWords(p.text);
     for (const w of textWords) all.set(w, (all.get(w) ?? 0) + 1);
     if (!p.toxic || p.gold.length === 0) continue;
     const inText = new Set(textWords);
     const cps = [...p.text];
-    for (const [s, e] of runs(p.gold)) {
+    for (const [s, e] of offsetRuns(p.gold)) {
       for (const t of cpSlice(cps, s, e).toLowerCase().split(" ")) {
         if (ALPHA.test(t) && inText.has(t)) inToxic.set(t, (inToxic.get(t) ?? 0) + 1);
       }

@@ -212,7 +212,7 @@ export async function readOffensEval(path: string): Promise<LabelledPost[]> {
 }
 
 /** A deterministic train/dev/test split by id (80/10/10 by a hash of the id). */
-export function splitOf(id: string): "train" | "dev" | "test" {
+export function splitOfId(id: string): "train" | "dev" | "test" {
   let h = 2166136261;
   for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 16777619) >>> 0;
   const u = (Math.imul(h, 2654435761) >>> 0) / 2 ** 32;

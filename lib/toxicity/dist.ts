@@ -25,7 +25,7 @@
  * @module
  */
 import type { Communicator } from "../comm/communicator.ts";
-import { RankFailed, revive, wire, type WireError } from "../comm/ranks.ts";
+import { RankFailed, reviveError, type WireError, wireError } from "../comm/ranks.ts";
 import { streamError } from "../io/text.ts";
 import {
   type Comment,
@@ -300,7 +300,7 @@ export async function distributedStats(
 
   // every rank learns every failure, and the line counts that place it in its file
   const status: Status = {
-    error: failedPiece >= 0 ? { ...wire(failure), piece: failedPiece } : null,
+    error: failedPiece >= 0 ? { ...wireError(failure), piece: failedPiece } : null,
     lines,
   };
   const statuses = comm.size === 1
@@ -320,7 +320,7 @@ export async function distributedStats(
       .reduce((s, p) => s + (counts.get(p.index) ?? 0), 0);
     const message = placeLine(first.message, piece.path, before);
     if (first.rank === 0 && message === first.message) throw failure;
-    throw revive({ name: first.name, message });
+    throw reviveError({ name: first.name, message });
   }
 
   // the partial statistics to rank 0, merged there in rank order (= input order)

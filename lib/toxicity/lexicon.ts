@@ -5,12 +5,12 @@
  *
  * @module
  */
-import ar from "naughty-words/ar.json" with { type: "json" };
-import de from "naughty-words/de.json" with { type: "json" };
-import en from "naughty-words/en.json" with { type: "json" };
-import es from "naughty-words/es.json" with { type: "json" };
-import nl from "naughty-words/nl.json" with { type: "json" };
-import tr from "naughty-words/tr.json" with { type: "json" };
+import ar from "npm:naughty-words@1.2.0/ar.json" with { type: "json" };
+import de from "npm:naughty-words@1.2.0/de.json" with { type: "json" };
+import en from "npm:naughty-words@1.2.0/en.json" with { type: "json" };
+import es from "npm:naughty-words@1.2.0/es.json" with { type: "json" };
+import nl from "npm:naughty-words@1.2.0/nl.json" with { type: "json" };
+import tr from "npm:naughty-words@1.2.0/tr.json" with { type: "json" };
 import { FormatError } from "../core/errors.ts";
 import { readLines } from "../io/text.ts";
 

@@ -296,7 +296,7 @@ function bounded(cps: Uint32Array, n: number, start: number, end: number): boole
 }
 
 /** The code points of a string (offsets into it are code-point offsets). */
-export function codePoints(text: string): number {
+export function codePointCount(text: string): number {
   let n = 0;
   for (const _ of text) n++;
   return n;

@@ -15,3 +15,4 @@ export * from "./search.ts";
 export * from "./sentiment.ts";
 export * from "./comments.ts";
 export * from "./stats.ts";
+export * from "./dist.ts";

@@ -23,7 +23,7 @@ export interface PostProcessing {
 }
 
 /** Predictions of `detect` on `posts` after post-processing. */
-export function predict(
+export function predictSpans(
   detect: SpanDetector,
   posts: readonly SpanPost[],
   post: PostProcessing,
@@ -73,7 +73,7 @@ export const DEFAULT_GRID: LexiconGrid = {
 };
 
 /** The trial with the best F1 over all posts (ties: the first). */
-export function best(trials: readonly Trial[]): Trial {
+export function bestTrial(trials: readonly Trial[]): Trial {
   if (trials.length === 0) throw new RangeError("No trials to choose from");
   return trials.reduce((a, b) => (b.report.all.f1 > a.report.all.f1 ? b : a));
 }
@@ -102,7 +102,7 @@ function postProcessingTrials(
 
 /**
  * Grid search of lexicons constructed from `train`, evaluated on `dev`; `gate` adds the gated
- * variants. Returns every trial; {@linkcode best} picks one.
+ * variants. Returns every trial; {@linkcode bestTrial} picks one.
  */
 export function searchConstructedLexicon(
   train: readonly SpanPost[],

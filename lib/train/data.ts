@@ -8,7 +8,7 @@
 import { quoteValue, ShapeError } from "../core/errors.ts";
 import { Rng } from "../core/rng.ts";
 import { IGNORE_TARGET } from "../kernels/mod.ts";
-import { windows } from "../model/perplexity.ts";
+import { tokenWindows } from "../model/perplexity.ts";
 import type { TextTokenizer } from "../model/tokenizer.ts";
 import { readDocuments } from "../io/text.ts";
 
@@ -210,7 +210,7 @@ export function documentWindows(
 ): number[][] {
   const stream: number[] = [];
   for (const d of docs) for (const id of tok.encode(d, { eos: true })) stream.push(id);
-  const w = windows(stream, context, context + 1);
+  const w = tokenWindows(stream, context, context + 1);
   if (w.length === 0) {
     throw new RangeError(
       `The ${what} documents give ${stream.length} tokens, fewer than one window of ${context + 1}`,

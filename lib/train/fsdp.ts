@@ -36,7 +36,7 @@ import {
 import { type Checkpoint, saveCheckpoint, type SaveTrainedModelOptions } from "./checkpoint.ts";
 import { countTargets, type SamplerState, type TokenBatch, WindowSampler } from "./data.ts";
 import { bitsHash, checkReplicas } from "./ddp.ts";
-import { AdamW, decays } from "./optimizer.ts";
+import { AdamW, decaysByDefault } from "./optimizer.ts";
 import { LlamaParams, paramLayout } from "./params.ts";
 import { learningRate } from "./schedule.ts";
 import {
@@ -141,7 +141,7 @@ export function shardPlan(config: LlamaConfig, ranks: number, minElements = 1024
     let piece = 0, bigPiece = 0;
     for (const v of ordered) {
       const chunk = Math.ceil(v.size / ranks), small = v.size < minElements;
-      tensors.push({ ...v, chunk, pieceOffset: piece, decay: decays(v), small });
+      tensors.push({ ...v, chunk, pieceOffset: piece, decay: decaysByDefault(v), small });
       piece += chunk;
       if (!small) bigPiece = piece;
     }

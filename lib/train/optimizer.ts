@@ -81,7 +81,7 @@ export class AdamW {
     // contiguous runs of tensors with the same decay: one kernel call each
     this.#runs = [];
     for (const view of params.layout.views) {
-      const decay = this.options.decayAll || decays(view), last = this.#runs.at(-1);
+      const decay = this.options.decayAll || decaysByDefault(view), last = this.#runs.at(-1);
       if (last && last.decay === decay) last.size += view.size;
       else this.#runs.push({ offset: view.offset, size: view.size, decay });
     }
@@ -109,7 +109,7 @@ export class AdamW {
 }
 
 /** Whether a tensor decays by default: projections yes, RMSNorm weights and embeddings no. */
-export function decays(view: ParamView): boolean {
+export function decaysByDefault(view: ParamView): boolean {
   return view.kind === "linear";
 }
 

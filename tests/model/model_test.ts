@@ -13,10 +13,10 @@ import { Rng } from "../../lib/core/rng.ts";
 import { openCheckpoint, type Tensor, writeSafetensors } from "../../lib/io/safetensors.ts";
 import { runCalibration } from "../../lib/model/calibration.ts";
 import { parseLlamaConfig } from "../../lib/model/config.ts";
-import { argmax, generate, sample } from "../../lib/model/generate.ts";
+import { argmax, generate, sampleToken } from "../../lib/model/generate.ts";
 import { DenseLinear } from "../../lib/model/linear.ts";
 import { KVCache, LlamaModel, rmsNorm, ropeInvFreq } from "../../lib/model/llama.ts";
-import { evaluateLoss, tokenStream, windows } from "../../lib/model/perplexity.ts";
+import { evaluateLoss, tokenStream, tokenWindows } from "../../lib/model/perplexity.ts";
 import { ByteTokenizer, HfTokenizer, loadTokenizer } from "../../lib/model/tokenizer.ts";
 import { freshSeed } from "../_util.ts";
 import { golden, model, MODEL_DIR } from "./_golden.ts";
@@ -175,16 +175,16 @@ Deno.test("sampling: seeded and reproducible; top-k 1 is greedy; frequencies fol
   const logits = [1, 2, 0.5, 2.5];
   const draw = (seed: number) => {
     const rng = new Rng(seed);
-    return Array.from({ length: 20 }, () => sample(logits, rng, { temperature: 1 }));
+    return Array.from({ length: 20 }, () => sampleToken(logits, rng, { temperature: 1 }));
   };
   assertEquals(draw(5), draw(5));
-  assertEquals(sample(logits, new Rng(1), { temperature: 1, topK: 1 }), argmax(logits));
+  assertEquals(sampleToken(logits, new Rng(1), { temperature: 1, topK: 1 }), argmax(logits));
   const rng = new Rng(freshSeed()), counts = [0, 0, 0, 0], n = 40000;
-  for (let i = 0; i < n; i++) counts[sample(logits, rng, { temperature: 1 })]!++;
+  for (let i = 0; i < n; i++) counts[sampleToken(logits, rng, { temperature: 1 })]!++;
   const z = logits.map(Math.exp), s = z.reduce((a, b) => a + b);
   counts.forEach((c, i) => assertAlmostEquals(c / n, z[i]! / s, 0.012));
   const top2 = new Set(
-    Array.from({ length: 200 }, () => sample(logits, rng, { temperature: 1, topP: 0.6 })),
+    Array.from({ length: 200 }, () => sampleToken(logits, rng, { temperature: 1, topP: 0.6 })),
   );
   assertEquals([...top2].sort(), [1, 3]); // p(3)=0.53 < 0.6 ≤ p(3)+p(1)
 });
@@ -216,8 +216,8 @@ Deno.test("generate: sampling with a seed is reproducible and stops at a stop id
 });
 
 Deno.test("perplexity: windows, JSONL token streams and bits per byte", async () => {
-  assertEquals(windows([1, 2, 3, 4, 5, 6, 7], 3), [[1, 2, 3, 4], [4, 5, 6, 7]]);
-  assertEquals(windows([1, 2, 3, 4, 5], 2, 1).length, 3);
+  assertEquals(tokenWindows([1, 2, 3, 4, 5, 6, 7], 3), [[1, 2, 3, 4], [4, 5, 6, 7]]);
+  assertEquals(tokenWindows([1, 2, 3, 4, 5], 2, 1).length, 3);
   const dir = await Deno.makeTempDir();
   await Deno.writeTextFile(`${dir}/d.jsonl`, '{"text":"ab"}\n{"text":""}\n{"text":"c"}\n');
   const tok = new ByteTokenizer();

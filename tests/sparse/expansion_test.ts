@@ -1,5 +1,5 @@
 import { assert, assertClose, assertEquals, assertRejects, assertThrows } from "@std/assert";
-import { fitCentroids, fitRouter, project, route } from "../../lib/sparse/router.ts";
+import { fitCentroids, fitRouter, projectTokens, routeTokens } from "../../lib/sparse/router.ts";
 import { ShapeError } from "../../lib/core/errors.ts";
 import { ExpertLinear, mlpFlopsPerToken, sparseExpand } from "../../lib/sparse/expansion.ts";
 import { matmulRef } from "../../lib/kernels/matmul.ts";
@@ -32,22 +32,22 @@ Deno.test("router: PCA finds the dominant direction and k-means separates well-s
     Math.SQRT1_2,
     Math.SQRT1_2,
   ], { rtol: 1e-2 });
-  const labels = route(r, x);
+  const labels = routeTokens(r, x);
   const map = new Map<number, number>();
   labels.forEach((l, t) => {
     if (!map.has(truth[t]!)) map.set(truth[t]!, l);
     assertEquals(l, map.get(truth[t]!), `token ${t}`);
   });
   assertEquals(new Set(map.values()).size, 3);
-  assertEquals(project(r, x).length, 300);
+  assertEquals(projectTokens(r, x).length, 300);
   assertThrows(
     () => fitRouter(Matrix.zeros(3, 4), { k: 4 }),
     RangeError,
     "more experts than tokens",
   );
-  assertThrows(() => route(r, Matrix.zeros(2, 5)), Error, "expects rows of 4");
+  assertThrows(() => routeTokens(r, Matrix.zeros(2, 5)), Error, "expects rows of 4");
   // the k-means step alone, on the projected tokens: the same centroids as the router's
-  const z = project(r, x);
+  const z = projectTokens(r, x);
   assertEquals(fitCentroids(z, 1, { k: 3, seed: 1 }), r.centroids);
   assertThrows(() => fitCentroids(z, 7, { k: 3 }), ShapeError, "300 coordinates");
   assertThrows(() => fitCentroids(z, 1, { k: 301 }), RangeError, "301 clusters to 300 tokens");
@@ -56,7 +56,7 @@ Deno.test("router: PCA finds the dominant direction and k-means separates well-s
 
 Deno.test("router: wide layers route by k linear scores exactly as by the nearest centroid", () => {
   // d ≥ 4096 with f32 tokens and k < r takes the score route; the reference is the f64 projection
-  // and f64 distances (a Float64 copy of the tokens takes project's exact path)
+  // and f64 distances (a Float64 copy of the tokens takes projectTokens' exact path)
   const seed = freshSeed(), rng = new Rng(seed);
   const d = 4103, r = 24, k = 5, m = 67;
   const unit = (n: number, scale: number) =>
@@ -65,10 +65,10 @@ Deno.test("router: wide layers route by k linear scores exactly as by the neares
   const x = new Matrix(m, d, Float32Array.from(rng.normalArray(m * d)));
   const probe = new Matrix(k, d, Float64Array.from(x.data.subarray(0, k * d)));
   const router = { mean, components, centroids: new Float64Array(k * r), dim: d, rank: r, k };
-  router.centroids.set(project(router, probe)); // centroids at the first k tokens' projections
+  router.centroids.set(projectTokens(router, probe)); // centroids at the first k tokens' projections
   for (let i = 0; i < k * r; i++) router.centroids[i]! += 0.3 * rng.normal();
-  const z = project(router, new Matrix(m, d, Float64Array.from(x.data)));
-  const labels = route(router, x);
+  const z = projectTokens(router, new Matrix(m, d, Float64Array.from(x.data)));
+  const labels = routeTokens(router, x);
   let nearTies = 0;
   for (let t = 0; t < m; t++) {
     const dist = Array.from({ length: k }, (_, c) => {
@@ -89,7 +89,11 @@ Deno.test("router: wide layers route by k linear scores exactly as by the neares
   }
   assert(nearTies <= 1, `seed ${seed}: ${nearTies} tokens routed differently`);
   assertEquals(new Set(labels).size > 1, true, `seed ${seed}: every token in one cluster`);
-  assertThrows(() => route(router, Matrix.zeros(2, d - 1)), ShapeError, `expects rows of ${d}`);
+  assertThrows(
+    () => routeTokens(router, Matrix.zeros(2, d - 1)),
+    ShapeError,
+    `expects rows of ${d}`,
+  );
 });
 
 Deno.test("ExpertLinear sends each row through its cluster's expert", () => {
@@ -98,7 +102,7 @@ Deno.test("ExpertLinear sends each row through its cluster's expert", () => {
   const r = fitRouter(x, { k: 2, rank: 1 });
   const experts = [randn(rng, 3, 2), randn(rng, 3, 2)];
   const lin = new ExpertLinear(r, experts, "cpu");
-  const labels = route(r, x), y = lin.forward(x);
+  const labels = routeTokens(r, x), y = lin.forward(x);
   for (let t = 0; t < 4; t++) {
     const want = matmulRef(
       new Matrix(1, 2, x.data.slice(2 * t, 2 * t + 2)),

@@ -12,7 +12,7 @@ import type { Matrix } from "../../lib/core/matrix.ts";
 import { Rng } from "../../lib/core/rng.ts";
 import { matmul } from "../../lib/kernels/matmul.ts";
 import type { Router } from "../../lib/sparse/router.ts";
-import { route } from "../../lib/sparse/router.ts";
+import { routeTokens } from "../../lib/sparse/router.ts";
 import {
   bf16ToHost,
   CudaRoutedExperts,
@@ -119,7 +119,7 @@ Deno.test({
         assertEquals(gpu.storage, storage);
         const got = gpu.forward(x), want = cpu.forward(x);
         const at = `seed ${seed} m=${m} rank=${rank} ${storage}`;
-        assertEquals(Array.from(got.labels), Array.from(route(router, x)), at);
+        assertEquals(Array.from(got.labels), Array.from(routeTokens(router, x)), at);
         const err = relativeL2Error(got.y.data, want.data);
         assert(err < 2e-2, `${at}: relative error ${err}`);
         using layer = new SparseExpertLinear(router, experts.map((w) => compressWeight(w)), "cuda");

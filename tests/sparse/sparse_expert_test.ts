@@ -6,7 +6,7 @@ import { assertClose } from "../../lib/std/assert.ts";
 import { Matrix } from "../../lib/core/matrix.ts";
 import { Rng } from "../../lib/core/rng.ts";
 import { ExpertLinear } from "../../lib/sparse/expansion.ts";
-import { fitRouter, project } from "../../lib/sparse/router.ts";
+import { fitRouter, projectTokens } from "../../lib/sparse/router.ts";
 import { SparseExpertLinear } from "../../lib/sparse/sparse_expert.ts";
 import { freshSeed, randn } from "../_util.ts";
 
@@ -73,7 +73,10 @@ Deno.test("router projection at model widths (d ≥ 4096) through the f32 kernel
     k: 2,
   };
   const x = randn(rng, n, d);
-  const fast = project(router, x);
-  const exact = project(router, new Matrix(n, d, Float64Array.from(x.data)) as unknown as Matrix);
+  const fast = projectTokens(router, x);
+  const exact = projectTokens(
+    router,
+    new Matrix(n, d, Float64Array.from(x.data)) as unknown as Matrix,
+  );
   assertClose(fast, exact, { rtol: 1e-6 });
 });

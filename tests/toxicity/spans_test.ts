@@ -4,8 +4,8 @@ import { assert, assertAlmostEquals, assertEquals, assertRejects } from "@std/as
 import {
   evaluateSpans,
   fillGaps,
+  offsetRuns,
   postScores,
-  runs,
   spanF1,
   type SpanPost,
 } from "../../lib/toxicity/spans.ts";
@@ -79,7 +79,7 @@ Deno.test("gap filling k ∈ {0, 1, ∞} and runs", () => {
   assertEquals(fillGaps([5, 0, 1, 3], 0), [0, 1, 3, 5]);
   assertEquals(fillGaps([0, 1, 3, 5, 9], 1), [0, 1, 2, 3, 4, 5, 9]);
   assertEquals(fillGaps([2, 6], Infinity), [2, 3, 4, 5, 6]);
-  assertEquals(runs([1, 2, 3, 7, 8]), [[1, 4], [7, 9]]);
+  assertEquals(offsetRuns([1, 2, 3, 7, 8]), [[1, 4], [7, 9]]);
 });
 
 async function temp(name: string, text: string): Promise<string> {
