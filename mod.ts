@@ -6,8 +6,8 @@
  * (truth probes, Wasserstein neurons, toxicity, cross-lingual tokenizer statistics, ambiguous
  * descriptions). Each area has its own module with everything it offers:
  * `@lmkit/lmkit/model`, `/sparse`, `/quant`, `/train`, `/comm`, `/probes`, `/wasserstein`,
- * `/toxicity`, `/crosslingual`, `/ambiguity`, `/stats`, `/io`, `/kernels`, `/core`, `/report`
- * and `/ffi` (in a checkout: `lib/<area>/mod.ts` and `ffi/mod.ts`).
+ * `/toxicity`, `/crosslingual`, `/ambiguity`, `/stats`, `/io`, `/kernels`, `/core` and
+ * `/report` (in a checkout: `lib/<area>/mod.ts`).
  *
  * @example
  * ```ts

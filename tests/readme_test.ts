@@ -1,5 +1,5 @@
-// The README's examples, run as written: every command in its ```sh blocks is listed here as
-// run (in this test), long (run with LMKIT_README_LONG=1: `deno task test-readme-long`), or
+// The README's examples, run as written: every ```ts block runs; every command in its ```sh blocks
+// is listed here as run (in this test), long (run with LMKIT_README_LONG=1: `deno task test-readme-long`), or
 // skipped with the reason and the test that covers it instead. A new example that is not listed
 // fails the first test. Each run must exit 0; what the runs write under out/ is removed after.
 import { assert, assertEquals } from "@std/assert";
@@ -178,6 +178,37 @@ for (const cmd of all) {
     },
   });
 }
+
+// the TypeScript examples: each ```ts block runs, type-checked, from the repository root
+const tsBlocks = [...README.matchAll(/^```ts\n([\s\S]*?)^```/gm)].map((m) => m[1]!);
+Deno.test("the README has TypeScript examples", () => assert(tsBlocks.length >= 2));
+tsBlocks.forEach((code, i) => {
+  const first = code.split("\n").find((l) => /^[a-z]/.test(l) && !l.startsWith("import")) ?? "";
+  Deno.test(`README TypeScript example ${i + 1}: ${first.slice(0, 60)}`, async () => {
+    const file = `${ROOT}.readme-example-${Deno.pid}-${i}.ts`;
+    await Deno.writeTextFile(file, code);
+    try {
+      const r = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--check",
+          "--no-prompt",
+          "--allow-read",
+          "--allow-ffi=ffi/build",
+          "--allow-env=LMKIT_BACKEND",
+          file,
+        ],
+        cwd: ROOT,
+        stdin: "null",
+        env: { NO_COLOR: "1" },
+      }).output();
+      const err = new TextDecoder().decode(r.stderr);
+      assertEquals(r.code, 0, `example ${i + 1}:\n${code}\n${err.slice(-2000)}`);
+    } finally {
+      await Deno.remove(file);
+    }
+  });
+});
 
 Deno.test("README examples: what they wrote is removed", async () => {
   const fixed = Object.values(HOW).flatMap((h) => ("paths" in h ? h.paths ?? [] : []));
