@@ -15,31 +15,25 @@ import type { LlamaModel } from "../model/llama.ts";
 import { sparseGpt } from "../sparse/sparsegpt.ts";
 import { gptq, type QuantResult, rtn } from "./gptq.ts";
 import { type QuantizedWeight, type QuantSpec, resolveSpec } from "./quantizer.ts";
-import { type QuantMethod, TRUE_SEQUENTIAL } from "./quantize_model.ts";
+import { type QuantizeModelOptions, TRUE_SEQUENTIAL } from "./quantize_model.ts";
 
-/** Options of {@linkcode quantizeLayers}: a {@linkcode QuantSpec} (bits, groupSize, sym, mse…) and more. */
-export interface QuantizeLayersOptions extends QuantSpec {
+/**
+ * Options of {@linkcode quantizeLayers}: a {@linkcode QuantSpec} (bits, groupSize, sym, mse…),
+ * GPTQ's settings as in {@linkcode QuantizeModelOptions}, and the layers.
+ */
+export interface QuantizeLayersOptions extends
+  QuantSpec,
+  Pick<
+    QuantizeModelOptions,
+    "method" | "actOrder" | "staticGroups" | "trueSequential" | "percdamp" | "blockSize" | "nm"
+  > {
   /** Which projections (see {@linkcode LayerSelector}). */
   layers: LayerSelector;
-  /** "gptq" (default) or "rtn". */
-  method?: QuantMethod;
   /**
    * Calibration token sequences (e.g. `calibrationWindows(await bundledDocuments(), tokenizer)`):
    * required by GPTQ; with RTN they only serve to measure each layer's output error.
    */
   calibration?: readonly (readonly number[])[];
-  /** GPTQ: sweep columns by descending diag H (desc_act; default false). */
-  actOrder?: boolean;
-  /** GPTQ: group parameters from the unquantized weights (default false). */
-  staticGroups?: boolean;
-  /** GPTQ: quantize a block's stages [k, v, q] → [o] → [up, gate] → [down] in turn (default true). */
-  trueSequential?: boolean;
-  /** GPTQ: relative damping (default 0.01). */
-  percdamp?: number;
-  /** GPTQ: lazy block width (default 128). */
-  blockSize?: number;
-  /** GPTQ: prune to N:M with SparseGPT first, then quantize the rest (e.g. [2, 4]). */
-  nm?: [number, number];
   /** Progress bar of the calibration pass (default: when output is a terminal). */
   progress?: boolean;
 }
