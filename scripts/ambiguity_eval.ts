@@ -14,8 +14,7 @@ import { progress } from "../lib/core/progress.ts";
 import { runScript } from "../lib/core/script.ts";
 import { RUN_FOLDER_FLAGS, runFolder } from "../lib/core/run_folder.ts";
 import { writeOutputs } from "../lib/io/output.ts";
-import { markdownTable } from "../lib/report/markdown.ts";
-import { groupedBarSvg, htmlPage } from "../lib/report/svg.ts";
+import { barChart, ColorMap, markdownTable, reportFiles } from "../lib/report/mod.ts";
 import { type AmbiguityItem, loadAnswerSets } from "../lib/ambiguity/benchmark.ts";
 import { ChatClient } from "../lib/ambiguity/client.ts";
 import { readAnswers, runLive } from "../lib/ambiguity/live.ts";
@@ -66,7 +65,8 @@ outside out/), e.g.
 Scoring is the authors' calc_metrics.py: an unparseable answer is "neither", an option number
 other than the label's counts as the other reading, and precision/recall/F1 follow
 scikit-learn's classification_report over [de_dicto, de_re, neither] (zero_division = 0).
-Outputs: report.md, report.html (accuracy per fragment plot), metrics.json, metrics.csv.
+Outputs: report.md, report.html (tables and the accuracy per fragment chart), chart-accuracy.vl.json
+(the chart's Vega-Lite spec and data), metrics.json, metrics.csv.
 `;
 
 function list(v: string | undefined): string[] | undefined {
@@ -151,21 +151,27 @@ async function writeReport(out: string, sets: SetReport[], notes: string[]): Pro
     "",
     confusions.join("\n\n"),
   ].join("\n");
-  const chart = groupedBarSvg(
-    [...fragments, "overall"],
-    columns.map((c) => ({
-      label: c.key,
-      values: [...fragments.map((f) => c.st.fragments[f]?.accuracy ?? 0), c.st.overall.accuracy],
-    })),
-    {
-      title: "Accuracy per fragment (dashed: chance, 0.5)",
-      yLabel: "accuracy",
-      width: 860,
-      height: 340,
-      max: 1,
-      baseline: 0.5,
-    },
-  );
+  const colors = new ColorMap(columns.map((c) => c.key));
+  const chart = barChart({
+    name: "accuracy",
+    title: "Accuracy per fragment and prompt style (dashed: chance, 0.5)",
+    section: "Accuracy per fragment",
+    data: [...fragments, "overall"].flatMap((f) =>
+      columns.map((c) => ({
+        fragment: f,
+        "model and style": c.key,
+        accuracy: f === "overall" ? c.st.overall.accuracy : c.st.fragments[f]?.accuracy ?? null,
+      }))
+    ),
+    x: "fragment",
+    y: "accuracy",
+    series: "model and style",
+    colors,
+    yDomain: [0, 1],
+    rules: [{ y: 0.5, label: "chance" }],
+    width: Math.min(900, Math.max(480, (fragments.length + 1) * (columns.length * 14 + 24))),
+    height: 320,
+  });
   const csvRows = sets.flatMap((s) =>
     s.styles.flatMap((st) =>
       [...Object.entries(st.fragments), ["overall", st.overall] as const].map(([f, g]) => [
@@ -198,10 +204,11 @@ async function writeReport(out: string, sets: SetReport[], notes: string[]): Pro
   ];
   const files = await writeOutputs(out, {
     "report.md": md + "\n",
-    "report.html": htmlPage("Ambiguous definite descriptions", [
-      chart,
-      `<pre>${md.replace(/&/g, "&amp;").replace(/</g, "&lt;")}</pre>`,
-    ]),
+    ...(await reportFiles({
+      title: "Ambiguous definite descriptions",
+      markdown: md,
+      charts: [chart],
+    })),
     "metrics.json": JSON.stringify(sets, null, 1) + "\n",
     "metrics.csv": stringify([header, ...csvRows]),
   });

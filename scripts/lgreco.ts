@@ -32,8 +32,14 @@ import {
 import { loadTextData } from "../lib/train/data.ts";
 import { LlamaParams } from "../lib/train/params.ts";
 import { Trainer } from "../lib/train/trainer.ts";
-import { heatmapSvg, htmlPage, lineSvg } from "../lib/report/svg.ts";
-import { markdownTable } from "../lib/report/markdown.ts";
+import {
+  type Chart,
+  ColorMap,
+  heatmapChart,
+  lineChart,
+  markdownTable,
+  reportFiles,
+} from "../lib/report/mod.ts";
 
 const USAGE = `
 lgreco.ts — L-GreCo: per-layer adaptive gradient compression (quantization, Top-K, PowerSGD)
@@ -161,7 +167,9 @@ await runScript({ name: "lgreco.ts", usage: USAGE, needs: [] }, async (args) => 
   const rows: RunRow[] = [];
   const summary: Record<string, unknown>[] = [];
   const choices: { family: string; step: number; tensor: string; level: number | null }[] = [];
-  const charts: string[] = [];
+  const charts: Chart[] = [];
+  // one colour per kind of run in every family's chart
+  const colors = new ColorMap(["uncompressed", "uniform", "L-GreCo", "Accordion"]);
 
   /** One training run from the same start; returns its final held-out bits/byte and bytes. */
   async function run(family: string, setting: string, exchange?: CompressedExchange) {
@@ -276,32 +284,46 @@ await runScript({ name: "lgreco.ts", usage: USAGE, needs: [] }, async (args) => 
         dpRatio,
       },
     );
-    charts.push(
-      lineSvg(
-        ["uncompressed", `uniform ${uniformLevel}`, "L-GreCo", "Accordion"].filter((setting) =>
-          setting !== "Accordion" || family === "powersgd"
-        ).map((setting) => ({
-          label: setting,
-          points: rows.filter((r) =>
-            (r.family === family || r.family === "none") && r.setting === setting
-          ).map((r) => [r.step, r.loss] as [number, number]),
-        })),
-        { title: `${family}: training loss`, xLabel: "step", yLabel: "nats/token" },
-      ),
-    );
+    const kinds = ["uncompressed", `uniform ${uniformLevel}`, "L-GreCo", "Accordion"].filter((
+      setting,
+    ) => setting !== "Accordion" || family === "powersgd");
+    charts.push(lineChart({
+      name: `loss-${family}`,
+      title: `${family}: training loss (uniform level ${uniformLevel})`,
+      data: rows.filter((r) =>
+        (r.family === family || r.family === "none") && kinds.includes(r.setting)
+      ).map((r) => ({
+        run: r.setting.replace(/ .*$/, ""),
+        step: r.step,
+        loss: r.loss,
+      })),
+      x: "step",
+      y: "loss",
+      series: "run",
+      colors,
+      xInteger: true,
+      yTitle: "nats/token",
+      rules: [{ x: warmup + 0.5, label: "end of warm-up" }],
+    }));
     if (solves.length) {
       const steps = [...new Set(choices.filter((c) => c.family === family).map((c) => c.step))];
-      charts.push(heatmapSvg(
-        levels.names.map((n) => n.replace("model.layers.", "L").replace(".weight", "")),
-        steps.map((s) => `step ${s + 1}`),
-        levels.names.map((n) =>
-          steps.map((s) =>
-            choices.find((c) => c.family === family && c.step === s && c.tensor === n)?.level ??
-              NaN
-          )
+      charts.push(heatmapChart({
+        name: `levels-${family}`,
+        title: `${family}: L-GreCo's level per tensor at each solve`,
+        data: levels.names.flatMap((n) =>
+          steps.map((s) => ({
+            tensor: n.replace("model.layers.", "L").replace(".weight", ""),
+            solve: `step ${s + 1}`,
+            level: choices.find((c) => c.family === family && c.step === s && c.tensor === n)
+              ?.level ?? null,
+          }))
         ),
-        { title: `${family}: L-GreCo's level per tensor at each solve`, digits: 3 },
-      ));
+        x: "solve",
+        y: "tensor",
+        value: "level",
+        digits: family === "topk" ? 3 : 0,
+        cellHeight: 16,
+      }));
     }
   }
   if (!root) return;
@@ -349,10 +371,7 @@ await runScript({ name: "lgreco.ts", usage: USAGE, needs: [] }, async (args) => 
       columns: ["family", "step", "tensor", "level"],
     }),
     "report.md": md,
-    "report.html": htmlPage("L-GreCo", [
-      ...charts,
-      `<pre>${md.replace(/&/g, "&amp;").replace(/</g, "&lt;")}</pre>`,
-    ]),
+    ...(await reportFiles({ title: "L-GreCo", markdown: md, charts })),
   });
   console.log(table);
   console.error(`wrote ${files.join(", ")}`);

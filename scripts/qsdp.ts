@@ -30,8 +30,7 @@ import { ByteTokenizer } from "../lib/model/tokenizer.ts";
 import { loadTextData } from "../lib/train/data.ts";
 import { type QsdpOptions, ShardedTrainer, shardPlan } from "../lib/train/fsdp.ts";
 import { LlamaParams } from "../lib/train/params.ts";
-import { htmlPage, lineSvg } from "../lib/report/svg.ts";
-import { markdownTable } from "../lib/report/markdown.ts";
+import { ColorMap, lineChart, markdownTable, reportFiles } from "../lib/report/mod.ts";
 
 const USAGE = `
 qsdp.ts — QSDP: fully sharded data-parallel training from scratch with quantized weight
@@ -555,28 +554,39 @@ await runScript({ name: "qsdp.ts", usage: USAGE, needs: [] }, async (args) => {
       ...LINKS_GBIT.map((g) => `${g} Gb/s ms`),
     ],
   );
-  const curves = lineSvg(
-    settings.map((s) => ({
-      label: s.name,
-      points: rows.filter((r) => r.setting === s.name && r.seed === seeds[0]).map((
-        r,
-      ) => [r.step, r.loss] as [number, number]),
+  const colors = new ColorMap(settings.map((s) => s.name));
+  const curves = lineChart({
+    name: "loss",
+    title: `Training loss (seed ${seeds[0]})`,
+    data: rows.filter((r) => r.seed === seeds[0]).map((r) => ({
+      setting: r.setting,
+      step: r.step,
+      loss: r.loss,
     })),
-    { title: `training loss (seed ${seeds[0]})`, xLabel: "step", yLabel: "nats/token" },
-  );
-  const proj = lineSvg(
-    summary.map((r) => ({
-      label: r.setting,
-      points: LINKS_GBIT.map((g) =>
-        [Math.log10(g), r.projectedStepSeconds[`${g}`]! * 1000] as [number, number]
-      ),
-    })),
-    {
-      title: `projected step time on ${P} ranks`,
-      xLabel: "log10 link Gbit/s",
-      yLabel: "ms per step",
-    },
-  );
+    x: "step",
+    y: "loss",
+    series: "setting",
+    colors,
+    xInteger: true,
+    yTitle: "nats/token",
+  });
+  const proj = lineChart({
+    name: "projected-step-time",
+    title: `Projected step time on ${P} ranks against link speed`,
+    data: summary.flatMap((r) =>
+      LINKS_GBIT.map((g) => ({
+        setting: r.setting,
+        "link Gbit/s": g,
+        "ms per step": r.projectedStepSeconds[`${g}`]! * 1000,
+      }))
+    ),
+    x: "link Gbit/s",
+    y: "ms per step",
+    series: "setting",
+    colors,
+    xLog: true,
+    yZero: true,
+  });
   const md =
     `# QSDP\n\nFrom scratch: ${config.numLayers} layers, hidden ${config.hiddenSize}, ${
       (nParams / 1e6).toFixed(2)
@@ -600,11 +610,7 @@ await runScript({ name: "qsdp.ts", usage: USAGE, needs: [] }, async (args) => {
     }),
     "runs.csv": stringify(runs, { columns: Object.keys(runs[0]!) }),
     "report.md": md,
-    "report.html": htmlPage("QSDP", [
-      curves,
-      proj,
-      `<pre>${md.replace(/&/g, "&amp;").replace(/</g, "&lt;")}</pre>`,
-    ]),
+    ...(await reportFiles({ title: "QSDP", markdown: md, charts: [curves, proj] })),
   });
   console.log(table);
   console.log(`\n${verdict} ${breaks}`);

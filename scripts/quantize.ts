@@ -19,8 +19,7 @@ import { bundledDocuments, calibrationWindows } from "../lib/model/corpus.ts";
 import { LINEAR_NAMES, type LinearName, LlamaModel } from "../lib/model/llama.ts";
 import { goldenValidationBatch, heldOutScorer } from "../lib/model/perplexity.ts";
 import { loadTokenizer } from "../lib/model/tokenizer.ts";
-import { htmlPage, lineSvg } from "../lib/report/svg.ts";
-import { markdownTable } from "../lib/report/markdown.ts";
+import { lineChart, markdownTable, reportFiles } from "../lib/report/mod.ts";
 import {
   loadQuantizedModel,
   type QuantFormat,
@@ -256,29 +255,25 @@ await runScript({ name: "quantize.ts", usage: USAGE, needs: [] }, async (args) =
     }
   }
   const cols = ["method", "bits", "groupSize", "actOrder", metric, "bytes", "seconds"];
-  const series = [
-    ...new Set(
-      rows.filter((r) => r.method !== "dense").map((r) =>
-        `${r.method} g${r.groupSize}${r.actOrder === "on" ? " act-order" : ""}`
-      ),
-    ),
-  ];
-  const chart = lineSvg(
-    series.map((label) => ({
-      label,
-      points: rows.filter((r) =>
-        r.method !== "dense" &&
-        `${r.method} g${r.groupSize}${r.actOrder === "on" ? " act-order" : ""}` === label
-      ).map((r) => [r.bits as number, r[metric] as number] as [number, number]),
+  const label = (r: (typeof rows)[number]) =>
+    `${r.method} g${r.groupSize}${r.actOrder === "on" ? " act-order" : ""}`;
+  const chart = lineChart({
+    name: "quality-vs-bits",
+    title: `Held-out ${metric} against bits per weight`,
+    data: rows.filter((r) => r.method !== "dense").map((r) => ({
+      setting: label(r),
+      bits: r.bits as number,
+      [metric]: r[metric] as number,
     })),
-    {
-      title: `Held-out ${metric} against bits per weight (dense ${dense.toFixed(3)})`,
-      xLabel: "bits per weight",
-      yLabel: metric,
-      width: 640,
-      height: 360,
-    },
-  );
+    x: "bits",
+    y: metric,
+    series: "setting",
+    xInteger: true,
+    xTitle: "bits per weight",
+    rules: [{ y: dense, label: `dense ${dense.toFixed(3)}` }],
+    width: 600,
+    height: 340,
+  });
   const md = [
     `# Weight quantization of \`${values.model}\``,
     `Projections ${names.join(", ")}; ${values.sym ? "symmetric" : "asymmetric"} levels${
@@ -301,10 +296,7 @@ await runScript({ name: "quantize.ts", usage: USAGE, needs: [] }, async (args) =
     "results.json": JSON.stringify({ model: values.model, backend, metric, rows, saved }, null, 2),
     "results.csv": stringify(rows, { columns: cols }),
     "report.md": md + "\n",
-    "report.html": htmlPage("Weight quantization", [
-      `<pre>${md.replace(/</g, "&lt;")}</pre>`,
-      chart,
-    ]),
+    ...(await reportFiles({ title: "Weight quantization", markdown: md, charts: [chart] })),
   });
   console.log(md);
   console.error(`wrote ${files.join(", ")}`);

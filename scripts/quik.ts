@@ -20,8 +20,7 @@ import { bundledDocuments, calibrationWindows } from "../lib/model/corpus.ts";
 import { LlamaModel } from "../lib/model/llama.ts";
 import { goldenValidationBatch, heldOutScorer } from "../lib/model/perplexity.ts";
 import { loadTokenizer } from "../lib/model/tokenizer.ts";
-import { htmlPage, lineSvg } from "../lib/report/svg.ts";
-import { markdownTable } from "../lib/report/markdown.ts";
+import { barChart, type Chart, lineChart, markdownTable, reportFiles } from "../lib/report/mod.ts";
 import { quantizeModel } from "../lib/quant/quantize_model.ts";
 import { QUIK_PAPER_LLAMA2_7B, quikModel, type QuikOptions } from "../lib/quant/quik.ts";
 import { QuikLinear } from "../lib/quant/quik_linear.ts";
@@ -238,18 +237,39 @@ await runScript({ name: "quik.ts", usage: USAGE, needs: [] }, async (args) => {
     "paperPpl",
     "paperNllChangePct",
   ];
-  const chart = sweepRows.length
-    ? lineSvg([
-      { label: "QUIK-4B (int8 down_proj)", points: sweepRows },
-      { label: `dense ${dense.toFixed(3)}`, points: sweepRows.map(([k]) => [k, dense]) },
-    ], {
-      title: `Held-out ${metric} against outlier columns per layer`,
-      xLabel: "outlier columns per layer",
-      yLabel: metric,
-      width: 640,
-      height: 360,
-    })
-    : "";
+  const charts: Chart[] = [];
+  const main = rows.filter((r) => r.setting !== "dense" && r.paperNllChangePct !== "");
+  if (main.length) {
+    charts.push(barChart({
+      name: "change-vs-paper",
+      title: `Change against dense, this model's ${metric} beside the paper's Llama-2-7B mean NLL`,
+      data: main.flatMap((r) => [
+        { setting: r.setting, source: `this model (${metric})`, "change %": r.changePct },
+        { setting: r.setting, source: "paper (Llama-2-7B NLL)", "change %": r.paperNllChangePct },
+      ]),
+      x: "setting",
+      y: "change %",
+      series: "source",
+      valueFormat: ".1f",
+      horizontal: true,
+      xTitle: null,
+      width: 520,
+      height: 56 * main.length,
+    }));
+  }
+  if (sweepRows.length) {
+    charts.push(lineChart({
+      name: "outlier-sweep",
+      title: `Held-out ${metric} of QUIK-4B (int8 down_proj) against outlier columns per layer`,
+      data: sweepRows.map(([k, v]) => ({ "outlier columns per layer": k, [metric]: v })),
+      x: "outlier columns per layer",
+      y: metric,
+      xInteger: true,
+      rules: [{ y: dense, label: `dense ${dense.toFixed(3)}` }],
+      width: 600,
+      height: 320,
+    }));
+  }
   const md = [
     `# QUIK on \`${values.model}\``,
     `Weights symmetric per row${
@@ -270,7 +290,7 @@ await runScript({ name: "quik.ts", usage: USAGE, needs: [] }, async (args) => {
     "results.json": JSON.stringify({ model: values.model, backend, metric, rows, saved }, null, 2),
     "results.csv": stringify(rows, { columns: cols }),
     "report.md": md + "\n",
-    "report.html": htmlPage("QUIK", [`<pre>${md.replace(/</g, "&lt;")}</pre>`, chart]),
+    ...(await reportFiles({ title: "QUIK", markdown: md, charts })),
   });
   console.log(md);
   console.error(`wrote ${files.join(", ")}`);

@@ -19,8 +19,7 @@ import { DenseLinear } from "../lib/model/linear.ts";
 import { LINEAR_NAMES, type LinearName, LlamaModel } from "../lib/model/llama.ts";
 import { goldenValidationBatch, heldOutScorer } from "../lib/model/perplexity.ts";
 import { loadTokenizer } from "../lib/model/tokenizer.ts";
-import { htmlPage, lineSvg } from "../lib/report/svg.ts";
-import { markdownTable } from "../lib/report/markdown.ts";
+import { ColorMap, lineChart, markdownTable, reportFiles } from "../lib/report/mod.ts";
 import { meanSd } from "../lib/stats/descriptive.ts";
 import { ExpertLinear, mlpFlopsPerToken, sparseExpand } from "../lib/sparse/expansion.ts";
 import { saveModel } from "../lib/sparse/expansion_io.ts";
@@ -262,39 +261,54 @@ await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (ar
     ...new Set(summary.filter((r) => r.method !== "dense").map((r) => r.method as string)),
   ];
   const unstructured = (r: Record<string, string | number>) => !String(r.pattern).includes(":");
-  const chart = lineSvg(
-    labels.map((l) => ({
-      label: l,
-      points: summary.filter((r) => r.method === l && unstructured(r)).map((r) =>
-        [Number(r.pattern), r[metric] as number] as [number, number]
-      ),
-    })),
-    {
-      title: `Held-out ${metric} against MLP sparsity (dense ${denseMetric.toFixed(3)}${
-        seeds.length > 1 ? `; means over ${seeds.length} seeds` : ""
-      })`,
-      xLabel: "sparsity",
-      yLabel: metric,
-      width: 640,
-      height: 360,
-    },
-  );
-  const flopsChart = lineSvg(
-    labels.map((l) => ({
-      label: l,
-      points: summary.filter((r) => r.method === l).map((r) =>
-        [(r.mlpFlopsPerToken as number) / 1e6, r[metric] as number] as [number, number]
-      ),
-    })),
-    {
-      title: `Held-out ${metric} against MLP MFLOP per token`,
-      xLabel: "MFLOP/token (MLPs incl. routers)",
-      yLabel: metric,
-      width: 640,
-      height: 360,
-      points: true,
-    },
-  );
+  const colors = new ColorMap(labels);
+  const many = seeds.length > 1;
+  const point = (r: Record<string, string | number>) => ({
+    method: r.method as string,
+    sparsity: Number(r.pattern),
+    "MFLOP/token": (r.mlpFlopsPerToken as number) / 1e6,
+    [metric]: r[metric] as number,
+    ...(many
+      ? {
+        low: (r[metric] as number) - (r.sd as number),
+        high: (r[metric] as number) + (r.sd as number),
+      }
+      : {}),
+  });
+  const denseRule = [{ y: denseMetric, label: `dense ${denseMetric.toFixed(3)}` }];
+  const chart = lineChart({
+    name: "quality-vs-sparsity",
+    title: `Held-out ${metric} against MLP sparsity${
+      many ? ` (means over ${seeds.length} seeds, band: ± sd)` : ""
+    }`,
+    section: "Sparse Expansion",
+    data: summary.filter((r) => r.method !== "dense" && unstructured(r)).map(point),
+    x: "sparsity",
+    y: metric,
+    series: "method",
+    colors,
+    rules: denseRule,
+    ...(many ? { band: { lo: "low", hi: "high" } } : {}),
+    width: 600,
+    height: 340,
+  });
+  const flopsChart = lineChart({
+    name: "quality-vs-flops",
+    title: `Held-out ${metric} against MLP MFLOP per token (routers included)`,
+    section: "Sparse Expansion",
+    data: summary.filter((r) => r.method !== "dense").map(point),
+    x: "MFLOP/token",
+    y: metric,
+    series: "method",
+    colors,
+    pointsOnly: true,
+    rules: [...denseRule, {
+      x: (summary[0]!.mlpFlopsPerToken as number) / 1e6,
+      label: "dense FLOPs",
+    }],
+    width: 600,
+    height: 340,
+  });
   const cols = [
     "method",
     "pattern",
@@ -325,11 +339,11 @@ await runScript({ name: "sparse_expand.ts", usage: USAGE, needs: [] }, async (ar
     ),
     "results.csv": stringify(rows, { columns: [...cols, "experts", "seed", "seconds"] }),
     "report.md": md + "\n",
-    "report.html": htmlPage("Sparse Expansion", [
-      `<pre>${md.replace(/</g, "&lt;")}</pre>`,
-      chart,
-      flopsChart,
-    ]),
+    ...(await reportFiles({
+      title: "Sparse Expansion",
+      markdown: md,
+      charts: [chart, flopsChart],
+    })),
   });
   console.log(md);
   console.error(`wrote ${files.join(", ")}`);

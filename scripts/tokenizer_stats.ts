@@ -14,8 +14,7 @@ import { progress } from "../lib/core/progress.ts";
 import { runScript } from "../lib/core/script.ts";
 import { RUN_FOLDER_FLAGS, runFolder } from "../lib/core/run_folder.ts";
 import { writeOutputs } from "../lib/io/output.ts";
-import { markdownTable } from "../lib/report/markdown.ts";
-import { groupedBarSvg, htmlPage } from "../lib/report/svg.ts";
+import { barChart, ColorMap, markdownTable, reportFiles } from "../lib/report/mod.ts";
 import { availableLanguages, readSentences, type Sentence } from "../lib/crosslingual/corpus.ts";
 import { romanize } from "../lib/crosslingual/romanize.ts";
 import { scriptMix } from "../lib/crosslingual/script.ts";
@@ -53,7 +52,8 @@ Fertility is tokens of the running text per gold UD word; the split share is the
 that, tokenized alone (after a space, except in languages written without spaces between words),
 give more than one token; a byte piece is a token that is not whole characters (SentencePiece
 byte fallback, or a byte-level BPE token that splits a character). Romanisation is npm any-ascii.
-Outputs: stats.csv, overlap.csv, scripts.csv, report.md, report.html.
+Outputs: stats.csv, overlap.csv, scripts.csv, report.md, report.html, chart-*.vl.json (each
+chart's Vega-Lite spec and data).
 `;
 
 const FORMS = ["native", "romanised"] as const;
@@ -259,45 +259,52 @@ await runScript({ name: "tokenizer_stats.ts", usage: USAGE, needs: [] }, async (
     "",
     markdownTable(examples, ["language", "script", "native", "romanised"]),
   ].join("\n");
+  // one colour per tokenizer in every chart
+  const colors = new ColorMap(tokenizers.map((t) => t.name));
+  const fertilityOf = (t: string, l: string, form: string) =>
+    rows.find((r) => r.tokenizer === t && r.language === l && r.form === form)!.stats.fertility;
+  const width = Math.min(960, Math.max(520, langs.length * (tokenizers.length * 9 + 14)));
   const fert = (form: string) =>
-    groupedBarSvg(
-      langs,
-      tokenizers.map((t) => ({
-        label: t.name,
-        values: langs.map((l) =>
-          rows.find((r) => r.tokenizer === t.name && r.language === l && r.form === form)!.stats
-            .fertility
-        ),
-      })),
-      {
-        title: `Fertility per language, ${form}`,
-        yLabel: "tokens per word",
-        width: 980,
-        height: 360,
-      },
-    );
+    barChart({
+      name: `fertility-${form}`,
+      title: `Fertility per language, ${form}`,
+      section: form === "native" ? "Fertility (tokens per word)" : "Fertility, romanised",
+      data: langs.flatMap((l) =>
+        tokenizers.map((t) => ({
+          language: l,
+          tokenizer: t.name,
+          "tokens per word": fertilityOf(t.name, l, form),
+        }))
+      ),
+      x: "language",
+      y: "tokens per word",
+      series: "tokenizer",
+      colors,
+      width,
+      height: 320,
+    });
   const subword = tokenizers.filter((t) => t.name !== "bytes" && t.name !== "chars");
-  const ratio = forms.length > 1
-    ? groupedBarSvg(
-      langs,
+  const ratio = barChart({
+    name: "romanised-over-native",
+    title: "Romanised ÷ native fertility (below 1: romanising helps)",
+    section: "Fertility, romanised",
+    data: langs.flatMap((l) =>
       subword.map((t) => ({
-        label: t.name,
-        values: langs.map((l) => {
-          const get = (form: string) =>
-            rows.find((r) => r.tokenizer === t.name && r.language === l && r.form === form)!.stats
-              .fertility;
-          return get("romanised") / get("native");
-        }),
-      })),
-      {
-        title: "Romanised ÷ native fertility (below 1: romanising helps)",
-        yLabel: "ratio",
-        width: 980,
-        height: 360,
-        baseline: 1,
-      },
-    )
-    : "";
+        language: l,
+        tokenizer: t.name,
+        "romanised ÷ native": fertilityOf(t.name, l, "romanised") /
+          fertilityOf(t.name, l, "native"),
+      }))
+    ),
+    x: "language",
+    y: "romanised ÷ native",
+    series: "tokenizer",
+    colors,
+    barBase: 1,
+    rules: [{ y: 1, label: "1 (no change)" }],
+    width,
+    height: 320,
+  });
   const files = await writeOutputs(await runFolder("tokenizer_stats", values), {
     "stats.csv": statsCsv,
     "overlap.csv": stringify([[
@@ -310,11 +317,11 @@ await runScript({ name: "tokenizer_stats.ts", usage: USAGE, needs: [] }, async (
     ], ...overlapRows]),
     "scripts.csv": scriptsCsv,
     "report.md": md + "\n",
-    "report.html": htmlPage("Tokenizer statistics", [
-      fert("native"),
-      ...(forms.length > 1 ? [fert("romanised"), ratio] : []),
-      `<pre>${md.replace(/&/g, "&amp;").replace(/</g, "&lt;")}</pre>`,
-    ]),
+    ...(await reportFiles({
+      title: "Tokenizer statistics",
+      markdown: md,
+      charts: [fert("native"), ...(forms.length > 1 ? [fert("romanised"), ratio] : [])],
+    })),
   });
   console.log(md);
   console.error(`wrote ${files.join(", ")}`);

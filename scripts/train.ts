@@ -32,8 +32,7 @@ import { loadTextData } from "../lib/train/data.ts";
 import { LlamaParams } from "../lib/train/params.ts";
 import { type StepResult, Trainer } from "../lib/train/trainer.ts";
 import { DEFAULT_BUCKET_BYTES } from "../lib/train/ddp.ts";
-import { htmlPage, lineSvg } from "../lib/report/svg.ts";
-import { markdownTable } from "../lib/report/markdown.ts";
+import { lineChart, markdownTable, reportFiles } from "../lib/report/mod.ts";
 
 const USAGE = `
 train.ts — train a Llama model (fine-tune a checkpoint, or from scratch) with AdamW.
@@ -350,21 +349,28 @@ await runScript({ name: "train.ts", usage: USAGE, needs: [] }, async (args) => {
     : `held-out bits/byte did not fall: ${startBpb.toFixed(4)} → ${endBpb.toFixed(4)}`;
   const evals = history.filter((h) => h.heldoutBitsPerByte !== undefined);
   const charts = [
-    lineSvg(
-      [{ label: "training loss (nats/token)", points: history.map((h) => [h.step, h.loss]) }],
-      {
-        title: "Training loss per step",
-        xLabel: "step",
-        yLabel: "nats/token",
-      },
-    ),
-    lineSvg([{
-      label: "held-out bits/byte",
-      points: [
-        [0, startBpb] as [number, number],
-        ...evals.map((h) => [h.step, h.heldoutBitsPerByte!] as [number, number]),
+    lineChart({
+      name: "loss",
+      title: "Training loss per step",
+      data: history.map((h) => ({ step: h.step, loss: h.loss })),
+      x: "step",
+      y: "loss",
+      yTitle: "nats/token",
+      xInteger: true,
+    }),
+    lineChart({
+      name: "heldout",
+      title: "Held-out bits per byte",
+      section: "Held-out evaluations",
+      data: [
+        { step: 0, "bits/byte": startBpb },
+        ...evals.map((h) => ({ step: h.step, "bits/byte": h.heldoutBitsPerByte! })),
       ],
-    }], { title: "Held-out bits per byte", xLabel: "step", yLabel: "bits/byte", points: true }),
+      x: "step",
+      y: "bits/byte",
+      xInteger: true,
+      points: true,
+    }),
   ];
   const md =
     `# Training\n\n${source} on the ${backend} backend${ranks}: ${o.steps} steps of ${
@@ -411,10 +417,7 @@ await runScript({ name: "train.ts", usage: USAGE, needs: [] }, async (args) => {
       },
     ),
     "report.md": md,
-    "report.html": htmlPage("Training", [
-      ...charts,
-      `<pre>${md.replace(/&/g, "&amp;").replace(/</g, "&lt;")}</pre>`,
-    ]),
+    ...(await reportFiles({ title: "Training", markdown: md, charts })),
   });
   console.log(
     `${verdict} after ${o.steps} steps (${backend}, ${

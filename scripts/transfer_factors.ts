@@ -13,8 +13,7 @@ import { requirePermissions } from "../lib/core/permissions.ts";
 import { runScript } from "../lib/core/script.ts";
 import { RUN_FOLDER_FLAGS, runFolder } from "../lib/core/run_folder.ts";
 import { writeOutputs } from "../lib/io/output.ts";
-import { markdownTable } from "../lib/report/markdown.ts";
-import { groupedBarSvg, htmlPage } from "../lib/report/svg.ts";
+import { barChart, ColorMap, markdownTable, reportFiles } from "../lib/report/mod.ts";
 import { availableLanguages, readSentences } from "../lib/crosslingual/corpus.ts";
 import { fitFactorsWithCi } from "../lib/crosslingual/regression.ts";
 import { scriptMix } from "../lib/crosslingual/script.ts";
@@ -44,7 +43,8 @@ Options:
 
 A missing or non-numeric value in a used column, a results row without a matching factor row,
 a constant or collinear factor: one sentence naming file, line and column. Outputs: fit.json,
-factors.csv, report.md, report.html.
+factors.csv, report.md, report.html, chart-lmg.vl.json and chart-standardised.vl.json (the charts'
+Vega-Lite specs and data).
 `;
 
 await runScript({ name: "transfer_factors.ts", usage: USAGE, needs: [] }, async (args) => {
@@ -125,10 +125,50 @@ await runScript({ name: "transfer_factors.ts", usage: USAGE, needs: [] }, async 
     "R² gained by adding the factor, averaged over all orders of entry (general dominance), and",
     "the LMG values sum to R².",
   ].join("\n");
-  const chart = groupedBarSvg(order.map((r) => r.factor), [
-    { label: "share of R² (LMG)", values: order.map((r) => r["share of R²"]) },
-    { label: "|standardised coefficient|", values: order.map((r) => Math.abs(r.standardised)) },
-  ], { title: "Relative importance of the factors", width: 720, height: 320 });
+  // the factors by LMG, each with its bootstrap interval; one colour per factor in both charts
+  const colors = new ColorMap(order.map((r) => r.factor));
+  const j = (factor: string) => fit.factors.indexOf(factor);
+  const height = Math.max(120, 30 * order.length);
+  const charts = [
+    barChart({
+      name: "lmg",
+      title: `LMG (R² = ${fit.r2.toFixed(3)} split among the factors), ${pct} bootstrap intervals`,
+      data: order.map((r) => ({
+        factor: r.factor,
+        LMG: r.LMG,
+        low: fit.lmgCi[j(r.factor)]![0],
+        high: fit.lmgCi[j(r.factor)]![1],
+      })),
+      x: "factor",
+      y: "LMG",
+      error: { lo: "low", hi: "high" },
+      horizontal: true,
+      colorByCategory: true,
+      colors,
+      xTitle: null,
+      height,
+    }),
+    barChart({
+      name: "standardised",
+      title: `Standardised coefficients, ${pct} bootstrap intervals`,
+      data: order.map((r) => ({
+        factor: r.factor,
+        standardised: r.standardised,
+        low: fit.standardizedCi[j(r.factor)]![0],
+        high: fit.standardizedCi[j(r.factor)]![1],
+      })),
+      x: "factor",
+      y: "standardised",
+      error: { lo: "low", hi: "high" },
+      horizontal: true,
+      colorByCategory: true,
+      colors,
+      xTitle: null,
+      yTitle: "standardised coefficient",
+      rules: [{ y: 0 }],
+      height,
+    }),
+  ];
   const files = await writeOutputs(await runFolder("transfer_factors", values), {
     "fit.json": JSON.stringify(fit, null, 1) + "\n",
     "factors.csv": stringify([
@@ -154,10 +194,7 @@ await runScript({ name: "transfer_factors.ts", usage: USAGE, needs: [] }, async 
       ]),
     ]),
     "report.md": md + "\n",
-    "report.html": htmlPage("Factors of transfer", [
-      chart,
-      `<pre>${md.replace(/&/g, "&amp;").replace(/</g, "&lt;")}</pre>`,
-    ]),
+    ...(await reportFiles({ title: "Factors of transfer", markdown: md, charts })),
   });
   console.log(md);
   console.error(`wrote ${files.join(", ")}`);

@@ -58,8 +58,14 @@ import {
   type TrainingGroup,
   unsupervisedMassMeanProbe,
 } from "../lib/probes/mod.ts";
-import { heatmapSvg, htmlPage, lineSvg } from "../lib/report/svg.ts";
-import { markdownTable } from "../lib/report/markdown.ts";
+import {
+  type Chart,
+  ColorMap,
+  heatmapChart,
+  lineChart,
+  markdownTable,
+  reportFiles,
+} from "../lib/report/mod.ts";
 
 /** Experts of an `expand-P` copy when the spec names none. */
 const DEFAULT_EXPERTS = 4;
@@ -733,63 +739,98 @@ await runScript({ name: "truth_probes.ts", usage: USAGE, needs: [] }, async (arg
     intervention,
     compression: drift,
   };
-  const series = (variant: PremiseVariant) =>
-    GROUPS.filter((g) => g !== "same").flatMap((group) =>
-      probeMethods.filter((m) =>
-        group === "pos-prem" || group === "no-prem" || !SUPERVISED.includes(m)
-      ).map((method) => ({
-        label: `${method} (${group})`,
-        points: accRows.filter((r) =>
-          r.group === group && r.method === method && r.variant === variant
-        ).map((r) => [r.layer as number, r.accuracy as number] as [number, number]),
-      }))
-    );
-  const accCharts = dirs.length
+  // one colour per probe method in every chart; the training group is the line's dash
+  const colors = new ColorMap(probeMethods);
+  const accCharts: Chart[] = dirs.length
     ? (["original_pos_prem", "no_prem"] as const).map((v) =>
-      lineSvg(series(v), {
+      lineChart({
+        name: `accuracy-${v}`,
         title: `Eval accuracy per layer on ${v} (group "same" = pos-prem / no-prem here)`,
-        xLabel: "layer",
-        yLabel: "accuracy",
+        section: "Accuracy on the eval half",
+        data: accRows.filter((r) =>
+          r.variant === v && r.group !== "same" && typeof r.layer === "number" &&
+          (r.group === "pos-prem" || r.group === "no-prem" ||
+            !SUPERVISED.includes(r.method as Method))
+        ).map((r) => ({
+          method: r.method as string,
+          group: r.group as string,
+          layer: r.layer as number,
+          accuracy: r.accuracy as number,
+        })),
+        x: "layer",
+        y: "accuracy",
+        series: "method",
+        dash: "group",
+        colors,
+        xInteger: true,
         points: true,
+        rules: [{ y: chance, label: `chance ${fmt(chance)}` }],
       })
     )
     : [];
-  const heats = GROUPS.map((group) => {
+  const heats = GROUPS.flatMap((group) => {
     const rows = metricRows.filter((r) => r.group === group && r.method !== "lm");
     return rows.length
-      ? heatmapSvg(
-        rows.map((r) => `${r.method} L${r.layer}`),
-        ["E1", "E2", "E3", "E4", "E3+4"],
-        rows.map((r) =>
-          [r.E1, r.E2, r.E3, r.E4, r.E34].map((x) => (typeof x === "number" ? x : NaN))
+      ? [heatmapChart({
+        name: `e-metrics-${group}`,
+        title: `Median E1–E4 per layer (${group} probes)`,
+        section: "Context sensitivity",
+        data: rows.flatMap((r) =>
+          (["E1", "E2", "E3", "E4", "E34"] as const).map((k) => ({
+            probe: `${r.method} L${r.layer}`,
+            metric: k === "E34" ? "E3+4" : k,
+            value: typeof r[k] === "number" ? r[k] as number : null,
+          }))
         ),
-        { title: `Median E1–E4 per layer (${group} probes)`, digits: 2 },
-      )
-      : "";
+        x: "metric",
+        y: "probe",
+        value: "value",
+        digits: 2,
+        cellHeight: 18,
+        valueTitle: "median",
+      })]
+      : [];
   });
   const cosHeat = dirs.length
-    ? heatmapSvg(dirKeys, dirKeys, cosine, {
+    ? [heatmapChart({
+      name: "cosine-directions",
       title: "Cosine of directions (pos-prem)",
-      min: -1,
-      max: 1,
+      section: "Best probe per training group",
+      data: dirKeys.flatMap((a, i) =>
+        dirKeys.map((b, j) => ({ row: a, column: b, cosine: cosine[i]![j]! }))
+      ),
+      x: "column",
+      y: "row",
+      value: "cosine",
+      domain: [-1, 1],
+      scheme: "diverging",
       digits: 2,
-      cell: 36,
-    })
-    : "";
+      cellWidth: 38,
+      cellHeight: 18,
+    })]
+    : [];
   // the train-set cosines of the first unsupervised probe at the intervention's probe layer (or
   // the middle layer)
   const cv = cosineVariants.find((c) =>
     c.layer === (editLayers.at(-1) ?? Math.max(1, Math.round(L / 2)))
   );
   const cosVarHeat = cv
-    ? heatmapSvg(cv.labels, cv.labels, cv.matrix, {
+    ? [heatmapChart({
+      name: "cosine-train-sets",
       title: `Cosine of ${cv.method} directions across train sets (layer ${cv.layer})`,
-      min: -1,
-      max: 1,
+      section: "Best probe per training group",
+      data: cv.labels.flatMap((a, i) =>
+        cv.labels.map((b, j) => ({ row: a, column: b, cosine: cv.matrix[i]![j]! }))
+      ),
+      x: "column",
+      y: "row",
+      value: "cosine",
+      domain: [-1, 1],
+      scheme: "diverging",
       digits: 2,
-      cell: 40,
-    })
-    : "";
+      cellWidth: 44,
+    })]
+    : [];
   const at = (b: { accuracy: number; method: unknown; layer: unknown }) =>
     `${fmt(b.accuracy)} (${b.method} layer ${b.layer})`;
   const bestGroup = (g: Group) =>
@@ -893,13 +934,11 @@ await runScript({ name: "truth_probes.ts", usage: USAGE, needs: [] }, async (arg
     ...(intervention.length ? { "intervention.csv": csv(intervention) } : {}),
     ...(drift.length ? { "compression.csv": csv(drift) } : {}),
     "report.md": md,
-    "report.html": htmlPage("Truth probes in context", [
-      ...accCharts,
-      ...heats,
-      cosHeat,
-      cosVarHeat,
-      `<pre>${md.replace(/&/g, "&amp;").replace(/</g, "&lt;")}</pre>`,
-    ]),
+    ...(await reportFiles({
+      title: "Truth probes in context",
+      markdown: md,
+      charts: [...accCharts, ...heats, ...cosHeat, ...cosVarHeat],
+    })),
   });
   console.log(verdict);
   console.error(`wrote ${files.join(", ")}`);

@@ -19,8 +19,15 @@ import { bundledDocuments, calibrationWindows } from "../lib/model/corpus.ts";
 import { LlamaModel } from "../lib/model/llama.ts";
 import { evaluateLoss } from "../lib/model/perplexity.ts";
 import { loadTokenizer } from "../lib/model/tokenizer.ts";
-import { barSvg, boxSvg, histogramSvg, htmlPage } from "../lib/report/svg.ts";
-import { markdownTable } from "../lib/report/markdown.ts";
+import {
+  barChart,
+  boxPlotChart,
+  type Chart,
+  ColorMap,
+  histogramChart,
+  markdownTable,
+  reportFiles,
+} from "../lib/report/mod.ts";
 import { type PruneMethod, pruneModel } from "../lib/sparse/prune_model.ts";
 import {
   neuronOutputShift,
@@ -255,41 +262,89 @@ await runScript({ name: "wasserstein_neurons.ts", usage: USAGE, needs: [] }, asy
     pruneAll!.dispose();
   }
   // report
-  const box = boxSvg(gate.map((l) => ({ label: `L${l.layer}`, values: l.w1 })), {
+  const charts: Chart[] = [boxPlotChart({
+    name: "w1-per-layer",
     title: "W1 to N(0,1) of gate_proj neurons, per layer",
-    yLabel: "W1",
-    xLabel: "layer",
-  });
-  const hists = gate.map((l) =>
-    histogramSvg([
-      {
-        label: `most non-Gaussian #${l.extremes.most.neuron} (W1 ${
+    section: "Per layer",
+    groups: gate.map((l) => ({ label: `layer ${l.layer}`, values: l.w1 })),
+    yTitle: "W1",
+    height: 260,
+  })];
+  // the ablation in two charts, each on its own range so that small differences show: pruning
+  // the MLP with some neurons kept dense, and pruning only some neurons; the random draws' means
+  // carry the range of their draws
+  if (ablation.length) {
+    const dense = ablation[0]!.metric;
+    const drawsOf = (variant: string) => {
+      const kind = variant.replace(/ \(mean of .*$/, "");
+      return ablation.filter((a) => a.variant.startsWith(`${kind} (draw`)).map((a) => a.metric);
+    };
+    const rowsOf = (keep: (v: string) => boolean) =>
+      ablation.filter((a) => keep(a.variant)).map((a) => {
+        const draws = a.variant.includes("(mean of") ? drawsOf(a.variant) : [];
+        return {
+          variant: a.variant,
+          [metricName]: a.metric,
+          "lowest draw": draws.length ? Math.min(...draws) : null,
+          "highest draw": draws.length ? Math.max(...draws) : null,
+        };
+      });
+    const common = {
+      section: "Ablation",
+      x: "variant",
+      y: metricName,
+      xTitle: null,
+      error: { lo: "lowest draw", hi: "highest draw" },
+      horizontal: true,
+      yZero: false,
+      valueFormat: ".4f",
+      width: 520,
+    };
+    const kept = rowsOf((v) => !v.startsWith("dense") && !v.startsWith("prune only"));
+    const only = rowsOf((v) => v.startsWith("dense") || v.startsWith("prune only"));
+    charts.push(
+      barChart({
+        ...common,
+        name: "ablation-keep-dense",
+        title: `Held-out ${metricName} (lower is better): ${method} at ${sparsity} on the MLP, ` +
+          `some neurons kept dense (dense model: ${
+            dense.toFixed(4)
+          }; whiskers: range of the draws)`,
+        data: kept,
+        height: 26 * kept.length,
+      }),
+      barChart({
+        ...common,
+        name: "ablation-prune-only",
+        title: `Held-out ${metricName} (lower is better): only some neurons pruned ` +
+          `(whiskers: range of the draws)`,
+        data: only,
+        rules: [{ y: dense, label: "dense" }],
+        height: 26 * only.length,
+      }),
+    );
+  }
+  const colors = new ColorMap(["most non-Gaussian", "most Gaussian"]);
+  for (const l of gate) {
+    charts.push(histogramChart({
+      name: `outputs-layer-${l.layer}`,
+      title:
+        `Layer ${l.layer} gate_proj: z-scored outputs of neurons #${l.extremes.most.neuron} (W1 ${
           l.w1[l.extremes.most.neuron]!.toFixed(3)
-        })`,
-        values: l.extremes.most.values,
-      },
-      {
-        label: `most Gaussian #${l.extremes.least.neuron} (W1 ${
-          l.w1[l.extremes.least.neuron]!.toFixed(3)
-        })`,
-        values: l.extremes.least.values,
-      },
-    ], {
-      title: `layer ${l.layer} gate_proj: z-scored outputs`,
+        }) and #${l.extremes.least.neuron} (W1 ${l.w1[l.extremes.least.neuron]!.toFixed(3)})`,
+      section: "Most and least Gaussian",
+      series: [
+        { label: "most non-Gaussian", values: l.extremes.most.values },
+        { label: "most Gaussian", values: l.extremes.least.values },
+      ],
+      colors,
       normal: true,
       bins: 60,
-      width: 420,
-      height: 260,
-    })
-  );
-  const bars = ablation.length
-    ? barSvg(ablation.map((a) => ({ label: a.variant, value: a.metric })), {
-      title: `Held-out ${metricName} (lower is better), ${method} at ${sparsity}`,
-      yLabel: metricName,
-      width: 760,
-      baseline: ablation[0]!.metric,
-    })
-    : "";
+      xTitle: "z-scored output",
+      width: 400,
+      height: 200,
+    }));
+  }
   const md = [
     `# Wasserstein neurons of \`${values.model}\``,
     `${calib.length} calibration windows of ${
@@ -328,14 +383,9 @@ await runScript({ name: "wasserstein_neurons.ts", usage: USAGE, needs: [] }, asy
         ]),
       ]
       : []),
-    "Plots: report.html.",
+    "## Most and least Gaussian gate_proj neurons",
+    "Per layer, the z-scored outputs of the neuron farthest from N(0,1) in W1 and of the nearest: histograms in report.html (data: chart-outputs-layer-*.vl.json).",
   ].join("\n\n");
-  const html = htmlPage(`Wasserstein neurons of ${values.model}`, [
-    md.split("\n\n").slice(1, 2).map((p) => `<p>${p}</p>`).join(""),
-    box,
-    bars,
-    `<h2>Most and least Gaussian gate_proj neurons</h2>${hists.join("")}`,
-  ]);
   const files = await writeOutputs(await runFolder("wasserstein_neurons", values), {
     "neurons.csv": stringify(neuronRows, {
       columns: ["layer", "name", "neuron", "w1", "selected"],
@@ -366,7 +416,11 @@ await runScript({ name: "wasserstein_neurons.ts", usage: USAGE, needs: [] }, asy
       2,
     ),
     "report.md": md + "\n",
-    "report.html": html,
+    ...(await reportFiles({
+      title: `Wasserstein neurons of ${values.model}`,
+      markdown: md,
+      charts,
+    })),
   });
   console.log(md);
   console.error(`wrote ${files.join(", ")}`);

@@ -7,6 +7,7 @@ import { runDeno } from "../_util.ts";
 import { startServer } from "./_server.ts";
 import { DEFINITION, row, testItems } from "./_items.ts";
 import { haveBenchmark } from "./_shared.ts";
+import { assertReport } from "../report/_check.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const evalArgs = (
@@ -42,7 +43,7 @@ Deno.test({
       Number(csv.find((l) => l.startsWith(`${model},${style},overall,`))!.split(",")[4]);
     assertEquals([acc("chatgpt", "direct"), acc("chatgpt", "step_by_step5")], [0.548, 0.648]);
     assert(r.stdout.includes("Parses that differ from the stored `results.choice`: 0."));
-    assert((await Deno.readTextFile(`${tmp}/out/report.html`)).includes("<svg"));
+    await assertReport(`${tmp}/out`, ["accuracy"]);
     await Deno.remove(tmp, { recursive: true });
   },
 });

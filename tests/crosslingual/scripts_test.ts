@@ -3,6 +3,7 @@
 import { assert, assertAlmostEquals, assertEquals } from "@std/assert";
 import { parse } from "@std/csv";
 import { runDeno } from "../_util.ts";
+import { assertReport } from "../report/_check.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const exists = (p: string) => Deno.stat(p).then(() => true, () => false);
@@ -56,7 +57,7 @@ Deno.test("tokenizer_stats.ts: chars fertility equals code points per UD word, c
   );
   const overlap = (await Deno.readTextFile(`${tmp}/overlap.csv`)).trim().split("\n");
   assertEquals(overlap.length, 1 + 3 * 2 * 3);
-  assert((await Deno.readTextFile(`${tmp}/report.html`)).includes("<svg"));
+  await assertReport(tmp, ["fertility-native", "fertility-romanised", "romanised-over-native"]);
   await Deno.remove(tmp, { recursive: true });
 });
 

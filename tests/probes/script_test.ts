@@ -8,6 +8,7 @@ import { assert, assertEquals } from "@std/assert";
 const assertMatch = (s: string, re: RegExp, msg = "") =>
   assert(re.test(s), `${msg}: ${JSON.stringify(s)} does not match ${re}`);
 import { runDeno } from "../_util.ts";
+import { assertReport } from "../report/_check.ts";
 
 const CITIES = "../shared/data/truth_probes/geometry_of_truth/cities.csv";
 const have = await Deno.stat(new URL(`../../${CITIES}`, import.meta.url)).then(
@@ -136,6 +137,13 @@ Deno.test({
       ) {
         assert((await Deno.stat(`${tmp}/a/${f}`)).size > 100, f);
       }
+      await assertReport(`${tmp}/a`, [
+        "accuracy-original_pos_prem",
+        "accuracy-no_prem",
+        ...["pos-prem", "no-prem", "same", "combined"].map((g) => `e-metrics-${g}`),
+        "cosine-directions",
+        "cosine-train-sets",
+      ]);
       const b = await run(tmp, [...args.slice(0, -1), `${tmp}/b`]);
       assertEquals(b.code, 0, b.stderr);
       assertEquals((b.stderr.match(/: cached/g) ?? []).length, 28, b.stderr);

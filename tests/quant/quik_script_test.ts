@@ -3,6 +3,7 @@
 // in one sentence before any work and leave no output.
 import { assert, assertEquals } from "@std/assert";
 import { runDeno } from "../_util.ts";
+import { assertReport } from "../report/_check.ts";
 
 const flags = (tmp: string) => [
   `--allow-read=data,${tmp}`,
@@ -51,6 +52,7 @@ Deno.test("quik.ts: every setting reported; the saved QUIK-4B reloads to identic
     for (const f of ["results.csv", "report.md", "report.html"]) {
       assert((await Deno.stat(`${tmp}/out/${f}`)).size > 0, f);
     }
+    await assertReport(`${tmp}/out`, ["change-vs-paper", "outlier-sweep"]);
     const config = JSON.parse(await Deno.readTextFile(`${tmp}/q/config.json`));
     assertEquals(config.quantization_config.quant_method, "quik");
     assertEquals(config.quantization_config.bits.down_proj, 8);

@@ -3,6 +3,7 @@
 // work and leave no output.
 import { assert, assertEquals } from "@std/assert";
 import { runDeno } from "../_util.ts";
+import { assertReport } from "../report/_check.ts";
 
 const flags = (tmp: string) => [
   `--allow-read=data,${tmp}`,
@@ -30,6 +31,7 @@ Deno.test("quantize.ts: GPTQ saved as compressed-tensors reloads to the same bit
     for (const f of ["results.csv", "report.md", "report.html"]) {
       assert((await Deno.stat(`${tmp}/out/${f}`)).size > 0, f);
     }
+    await assertReport(`${tmp}/out`, ["quality-vs-bits"]);
     const config = JSON.parse(await Deno.readTextFile(`${tmp}/q/config.json`));
     assertEquals(config.quantization_config.format, "pack-quantized");
   } finally {

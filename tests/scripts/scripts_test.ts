@@ -2,6 +2,7 @@
 // bad input.
 import { assert, assertClose, assertEquals } from "@std/assert";
 import { runDeno } from "../_util.ts";
+import { assertReport } from "../report/_check.ts";
 
 function run(script: string, args: string[], flags: string[]) {
   return runDeno(["run", "--no-prompt", ...flags, `scripts/${script}`, ...args]);
@@ -347,7 +348,13 @@ Deno.test("wasserstein_neurons.ts end to end on a small calibration set writes e
   assertEquals(res.expansionShift.length, 6);
   const csv = (await Deno.readTextFile(`${tmp}/out/neurons.csv`)).trim().split("\n");
   assertEquals(csv.length, 1 + 12 * 768);
-  assert((await Deno.readTextFile(`${tmp}/out/report.html`)).includes("<svg"));
+  const hists = [0, 1, 2, 3, 4, 5].map((l) => `outputs-layer-${l}`);
+  await assertReport(`${tmp}/out`, [
+    "w1-per-layer",
+    "ablation-keep-dense",
+    "ablation-prune-only",
+    ...hists,
+  ]);
   // bad options, the ablation's too: refused before the measurement, not minutes later when used
   for (
     const [args, message] of [
@@ -367,6 +374,15 @@ Deno.test("wasserstein_neurons.ts end to end on a small calibration set writes e
   );
   assertEquals(only.code, 0, only.stderr);
   const files = [...Deno.readDirSync(`${tmp}/o3`)].map((e) => e.name).sort();
-  assertEquals(files, ["layers.json", "neurons.csv", "report.html", "report.md", "results.json"]);
+  assertEquals(files, [
+    ...hists.map((h) => `chart-${h}.vl.json`),
+    "chart-w1-per-layer.vl.json",
+    "layers.json",
+    "neurons.csv",
+    "report.html",
+    "report.md",
+    "results.json",
+  ]);
+  await assertReport(`${tmp}/o3`, ["w1-per-layer", ...hists]);
   await Deno.remove(tmp, { recursive: true });
 });

@@ -2,6 +2,7 @@
 // output on bad input, skipped rows counted in the summary.
 import { assert, assertEquals } from "@std/assert";
 import { runDeno } from "../_util.ts";
+import { assertReport } from "../report/_check.ts";
 
 const FIX = new URL("./fixtures/", import.meta.url).pathname;
 const exists = (p: string) => Deno.stat(p).then(() => true, () => false);
@@ -51,7 +52,7 @@ Deno.test("toxicity_stats.ts: events, topics and depth from a zstd file; bad tim
   const events = (await Deno.readTextFile(`${tmp}/out/events.csv`)).trim().split("\n");
   assertEquals(events.length, 1 + 3 + 1); // new year × 3 languages, derby × de
   assert(r.stdout.includes("## Do languages rank topics alike?"));
-  assert((await Deno.readTextFile(`${tmp}/out/report.html`)).includes("<svg"));
+  await assertReport(`${tmp}/out`, ["event-1", "event-2", "topic-language", "depth"]);
   // a bad timestamp: one sentence and nothing written; with --skip-bad-rows it is counted
   const bad = `${tmp}/bad.jsonl`;
   await Deno.writeTextFile(
