@@ -194,7 +194,11 @@ Deno.test({
       cfg.quantization_config.bits.q_proj = 8; // the file holds 4-bit levels
       await Deno.writeTextFile(`${dir}/q/config.json`, JSON.stringify(cfg));
       await assertRejects(() => loadQuikModel(`${dir}/q`), FormatError, "q_proj.qweight");
-      await assertRejects(() => loadQuikModel(`${dir}/nothing`), FormatError, "no config.json");
+      await assertRejects(
+        () => loadQuikModel(`${dir}/nothing`),
+        FormatError,
+        `'${dir}/nothing' does not exist`,
+      );
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
