@@ -672,7 +672,9 @@ export type CpuLib = Deno.DynamicLibrary<typeof cpuSymbols>["symbols"];
 export type CudaLib = Deno.DynamicLibrary<typeof cudaSymbols>["symbols"];
 
 /** The folder that holds the built libraries. */
-export const BUILD_DIR: string = new URL("./build/", import.meta.url).pathname;
+export const BUILD_DIR: string = decodeURIComponent(
+  new URL("./build/", import.meta.url).pathname,
+);
 
 interface Loaded<T> {
   lib: T | null;
@@ -854,9 +856,11 @@ function warnTsFallback(reason: string): void {
   warnedTs = true;
   const fix = reason.startsWith("no --allow-ffi")
     ? `add --allow-ffi=${BUILD_DIR.replace(/\/$/, "")} to the deno run command`
-    : "build them with `deno task build`";
+    : / is not built /.test(reason)
+    ? "build them with `deno task build`"
+    : "see why above";
   console.error(
-    `warning: lmkit's native kernels are not loaded (${reason}), so the pure-TypeScript kernels run, several times slower: ${fix}, or set LMKIT_BACKEND=ts to choose them on purpose`,
+    `warning: lmkit's native kernels are not loaded (${reason}), so the pure-TypeScript kernels run, several times slower: ${fix}; to choose them on purpose, set LMKIT_BACKEND=ts with --allow-env=LMKIT_BACKEND (or pass backend: "ts")`,
   );
 }
 

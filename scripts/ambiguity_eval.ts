@@ -347,7 +347,11 @@ await runScript({ name: "ambiguity_eval.ts", usage: USAGE, needs: [] }, async (a
   }).finally(() => bar.stop());
   const { done: all } = await readAnswers(answers);
   const answered = items.map((it) => ({ ...it, ...pick(all.get(it.id)!) }));
-  const files = await writeReport(await runFolder("ambiguity", values), [{
+  // the answers of this run may be in the --out folder, which was new or empty when it started
+  // (runScript checked) or given with --overwrite: the report goes beside them
+  const inOut = values.answers === undefined && values.out !== undefined;
+  const out = await runFolder("ambiguity", { ...values, overwrite: values.overwrite || inOut });
+  const files = await writeReport(out, [{
     name: values.model,
     styles: reportByStyle(scoreItems(answered)),
   }], [

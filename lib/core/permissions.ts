@@ -44,10 +44,11 @@ function shebangFlags(): string[] {
   try {
     const url = new URL(Deno.mainModule);
     if (url.protocol !== "file:") return [];
-    if (Deno.permissions.querySync({ name: "read", path: url.pathname }).state !== "granted") {
+    const path = decodeURIComponent(url.pathname);
+    if (Deno.permissions.querySync({ name: "read", path }).state !== "granted") {
       return [];
     }
-    const first = Deno.readTextFileSync(url.pathname).split("\n", 1)[0]!;
+    const first = Deno.readTextFileSync(path).split("\n", 1)[0]!;
     const m = /^#!.*\bdeno run (.*)$/.exec(first);
     return m ? m[1]!.trim().split(/\s+/).filter((f) => f.startsWith("--")) : [];
   } catch {
@@ -94,7 +95,7 @@ export function commandWith(
   try {
     const url = new URL(script);
     if (url.protocol === "file:") {
-      script = url.pathname;
+      script = decodeURIComponent(url.pathname);
       const cwd = Deno.permissions.querySync({ name: "read", path: "." }).state === "granted"
         ? Deno.cwd()
         : "";
@@ -120,9 +121,11 @@ export function commandWith(
 export function requirePermissions(script: string, needs: Need[]): void {
   const missing = [...new Set(needs.filter((n) => !granted(n)).map(flagOf))];
   if (missing.length > 0) {
+    // the command grants every need of this check, so flags given on the command line beyond the
+    // shebang's (--allow-net for an endpoint, --allow-env for a key) stay in it
     throw new Deno.errors.NotCapable(
       `${script} needs ${missing.join(" ")}, which this run was not given; run it as:\n  ${
-        commandWith(missing)
+        commandWith([...new Set(needs.map(flagOf))])
       }`,
     );
   }

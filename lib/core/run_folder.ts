@@ -2,7 +2,8 @@
  * Where a script's run writes: its own folder `out/<script>/<run-id>/` (the run id is the UTC
  * start time, `20261208-021503`, with `-2`, `-3`, … when two runs start in the same second), or
  * the folder given with `--out`, which must be new or empty unless `--overwrite` is given.
- * Nothing overwrites an earlier run unless asked. Run ids sort by time, so the newest run is the
+ * Nothing overwrites an earlier run unless asked; `--overwrite` writes the new files over the old
+ * ones and leaves the old run's other files there. Run ids sort by time, so the newest run is the
  * last of `ls out/<script>` (no `latest` link: Deno.symlink needs full read and write access).
  *
  * @module
@@ -13,6 +14,9 @@ export const RUN_FOLDER_FLAGS = {
   out: { type: "string" },
   overwrite: { type: "boolean", default: false },
 } as const;
+
+/** When this process started its run (the module loads as a script starts). */
+const STARTED = new Date();
 
 /** The folders this process's runs made, for {@linkcode settleRunFolders}. */
 const runs: string[] = [];
@@ -25,7 +29,7 @@ export interface RunFolderOptions {
   overwrite?: boolean | undefined;
   /** Where the per-script folders live (default "out"). */
   root?: string;
-  /** The run's start time (default now). */
+  /** The run's start time (default: when this process loaded lmkit). */
   now?: Date;
   /** Print `output folder: …` on stderr (default true). */
   announce?: boolean;
@@ -94,7 +98,7 @@ export async function runFolder(script: string, options: RunFolderOptions = {}):
     await Deno.mkdir(dir, { recursive: true });
     if (held === null) runs.push(dir); // made here: removed again if the run fails
   } else {
-    const base = `${options.root ?? "out"}/${script}`, id = runId(options.now ?? new Date());
+    const base = `${options.root ?? "out"}/${script}`, id = runId(options.now ?? STARTED);
     await Deno.mkdir(base, { recursive: true });
     for (let k = 1;; k++) {
       const name = k === 1 ? id : `${id}-${k}`;

@@ -53,6 +53,16 @@ export interface Interval {
 // (0.8 × font size), which decides the chart's layout
 const W = 560, H = 300, CHAR = 6.6, VEGA_CHAR = 8.8;
 
+/** The smallest and largest of `values` (a loop: spreading 150k+ values overflows the stack). */
+function extent(values: Iterable<number>): [number, number] {
+  let lo = Infinity, hi = -Infinity;
+  for (const v of values) {
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  return [lo, hi];
+}
+
 /** Non-finite numbers become `null` (JSON has no NaN); everything else is kept. */
 function clean(rows: readonly Row[]): Row[] {
   return rows.map((r) =>
@@ -356,8 +366,7 @@ export function barChart(o: BarChartOptions): Chart {
       .concat((o.rules ?? []).map((r) => r.y ?? NaN), [o.barBase ?? NaN]).filter((v): v is number =>
         typeof v === "number" && Number.isFinite(v)
       );
-    const lo = Math.min(...vs),
-      hi = Math.max(...vs),
+    const [lo, hi] = extent(vs),
       pad = (hi - lo) * 0.12 || Math.abs(hi) * 0.01 || 1;
     if (vs.length) domain = [lo - pad, hi + pad];
   }
@@ -490,7 +499,8 @@ export function heatmapChart(o: HeatmapOptions): Chart {
     typeof v === "number" && Number.isFinite(v)
   );
   const diverging = o.scheme === "diverging";
-  const lo = o.domain?.[0] ?? Math.min(...values), hi = o.domain?.[1] ?? Math.max(...values);
+  const [vlo, vhi] = extent(values);
+  const lo = o.domain?.[0] ?? vlo, hi = o.domain?.[1] ?? vhi;
   const digits = o.digits ?? 3;
   const cellWidth = o.cellWidth ?? Math.max(44, 9 * (digits + 3));
   const cellHeight = o.cellHeight ?? 24;
@@ -584,7 +594,7 @@ export interface HistogramOptions extends ChartOptions {
 export function histogramChart(o: HistogramOptions): Chart {
   const colors = o.colors ?? new ColorMap();
   const finite = o.series.map((s) => Array.from(s.values).filter(Number.isFinite));
-  let lo = Math.min(...finite.flat()), hi = Math.max(...finite.flat());
+  let [lo, hi] = extent(finite.flat());
   if (o.normal) {
     lo = Math.min(lo, -4);
     hi = Math.max(hi, 4);

@@ -149,6 +149,12 @@ Deno.test("ambiguity_eval.ts live: killed with SIGKILL mid-run, resumed without 
       metrics[0].styles[0].overall.accuracy,
       items.filter((it) => it.labelNr === 1).length / 20,
     );
+    // an uninterrupted run into a new --out: its own answers there do not block its report
+    const fresh = args.map((a) => a === `${tmp}/out` ? `${tmp}/fresh` : a);
+    const f = await runDeno(fresh);
+    assertEquals(f.code, 0, f.stderr);
+    assert(await exists(`${tmp}/fresh/answers-tiny.jsonl`));
+    assertEquals(JSON.parse(await Deno.readTextFile(`${tmp}/fresh/metrics.json`)), metrics);
   } finally {
     await s.close();
     await Deno.remove(tmp, { recursive: true });

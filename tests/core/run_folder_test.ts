@@ -17,12 +17,14 @@ Deno.test("runId is the UTC start time; runs in the same second get -2, -3", asy
       `${root}/s/20261208-235959-3`,
     ]);
     await settleRunFolders(true);
-    // a failed run's empty folder goes; the others stay
+    // a failed run's empty folder goes; one it wrote into stays (e.g. a live run's answers)
     const failed = await runFolder("s", { root, now, announce: false });
-    await Deno.writeTextFile(`${got[2]}/report.md`, "# a run\n");
+    const wrote = await runFolder("s", { root, now, announce: false });
+    await Deno.writeTextFile(`${wrote}/answers.jsonl`, "{}\n");
     await settleRunFolders(false);
     await assertRejects(() => Deno.stat(failed), Deno.errors.NotFound);
-    assertEquals([...Deno.readDirSync(`${root}/s`)].length, 3);
+    assert(Deno.statSync(`${wrote}/answers.jsonl`).isFile);
+    assertEquals([...Deno.readDirSync(`${root}/s`)].length, 4);
   } finally {
     await Deno.remove(root, { recursive: true });
   }
