@@ -44,7 +44,8 @@ async function script(args: string[]): Promise<Record<string, number>> {
       "--allow-read",
       `--allow-write=${out}`,
       "--allow-ffi=ffi/build",
-      "--allow-env=LMKIT_BACKEND",
+      // the same build of the CPU library as this process (ffi/cpu/avx2_check.sh sets it)
+      "--allow-env=LMKIT_BACKEND,LMKIT_CPU_BUILD",
       "scripts/perplexity.ts",
       "--backend",
       "cpu",
