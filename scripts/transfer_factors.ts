@@ -129,46 +129,49 @@ await runScript({ name: "transfer_factors.ts", usage: USAGE, needs: [] }, async 
   const colors = new ColorMap(order.map((r) => r.factor));
   const j = (factor: string) => fit.factors.indexOf(factor);
   const height = Math.max(120, 30 * order.length);
+  // one horizontal bar per factor with its bootstrap interval, in the order of the table
+  const ciBars = (
+    name: string,
+    title: string,
+    y: "LMG" | "standardised",
+    ci: readonly (readonly [number, number])[],
+    extra: { yTitle?: string; rules?: { y: number }[] } = {},
+  ) =>
+    barChart({
+      name,
+      title,
+      data: order.map((r) => ({
+        factor: r.factor,
+        [y]: r[y],
+        low: ci[j(r.factor)]![0],
+        high: ci[j(r.factor)]![1],
+      })),
+      x: "factor",
+      y,
+      error: { lo: "low", hi: "high" },
+      horizontal: true,
+      colorByCategory: true,
+      colors,
+      xTitle: null,
+      ...extra,
+      height,
+    });
   const charts = [
-    barChart({
-      name: "lmg",
-      title: `LMG (R² = ${fit.r2.toFixed(3)} split among the factors), ${pct} bootstrap intervals`,
-      data: order.map((r) => ({
-        factor: r.factor,
-        LMG: r.LMG,
-        low: fit.lmgCi[j(r.factor)]![0],
-        high: fit.lmgCi[j(r.factor)]![1],
-      })),
-      x: "factor",
-      y: "LMG",
-      error: { lo: "low", hi: "high" },
-      horizontal: true,
-      colorByCategory: true,
-      colors,
-      xTitle: null,
-      height,
-    }),
-    barChart({
-      name: "standardised",
-      title: `Standardised coefficients, ${pct} bootstrap intervals`,
-      data: order.map((r) => ({
-        factor: r.factor,
-        standardised: r.standardised,
-        low: fit.standardizedCi[j(r.factor)]![0],
-        high: fit.standardizedCi[j(r.factor)]![1],
-      })),
-      x: "factor",
-      y: "standardised",
-      error: { lo: "low", hi: "high" },
-      horizontal: true,
-      colorByCategory: true,
-      colors,
-      xTitle: null,
-      yTitle: "standardised coefficient",
-      rules: [{ y: 0 }],
-      height,
-    }),
+    ciBars(
+      "lmg",
+      `LMG (R² = ${fit.r2.toFixed(3)} split among the factors), ${pct} bootstrap intervals`,
+      "LMG",
+      fit.lmgCi,
+    ),
+    ciBars(
+      "standardised",
+      `Standardised coefficients, ${pct} bootstrap intervals`,
+      "standardised",
+      fit.standardizedCi,
+      { yTitle: "standardised coefficient", rules: [{ y: 0 }] },
+    ),
   ];
+
   const files = await writeOutputs(await runFolder("transfer_factors", values), {
     "fit.json": JSON.stringify(fit, null, 1) + "\n",
     "factors.csv": stringify([
